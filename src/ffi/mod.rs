@@ -1,0 +1,44 @@
+//! The C ABI: every symbol is prefixed `gs_`, every entry point catches
+//! panics, every fallible function returns a [`gs_status`], every pointer is
+//! checked for NULL, and every duration is a `double` in seconds (NaN or
+//! negative: `GS_ERR_INVALID_ARGUMENT`; infinity: no limit).
+//!
+//! All functions act on the process-wide runtime. They are safe to call from
+//! any thread. Callbacks registered here run on the runtime's own threads,
+//! never inside a signal handler.
+
+#![allow(non_camel_case_types)]
+
+mod metrics;
+mod sequence;
+mod status;
+mod streams;
+
+pub use metrics::*;
+pub use sequence::*;
+pub use status::*;
+pub use streams::*;
+
+use crate::runtime::Runtime;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `body`, turning a panic into `on_panic` (and a last-error message):
+/// no panic ever unwinds into C.
+fn boundary<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        status::set_last_error("internal error: a panic was caught at the C boundary".into());
+        on_panic
+    })
+}
+
+/// Like [`boundary`], for functions that return a status.
+fn status_boundary(body: impl FnOnce() -> Result<(), crate::Error>) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || match body() {
+        Ok(()) => gs_status::GS_OK,
+        Err(error) => status::report(&error),
+    })
+}
+
+fn runtime() -> &'static Runtime {
+    Runtime::global()
+}

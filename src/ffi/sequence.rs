@@ -1,0 +1,280 @@
+//! The shutdown sequence through the C ABI: configuration, signal
+//! handlers, phase callbacks and shutdown hooks.
+
+use super::streams::gs_phase;
+use super::{boundary, gs_status, runtime, status, status_boundary};
+use crate::config::{self, duration_from_secs, Config, SecondSignal};
+use crate::runtime::RegistrationId;
+use crate::Error;
+use std::ffi::{c_char, c_void, CStr};
+
+/// What a second SIGTERM/SIGINT does once the sequence has started.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum gs_second_signal {
+    /// A second SIGINT exits at once (status 130); a second SIGTERM is
+    /// ignored. The default.
+    GS_SECOND_SIGNAL_SIGINT_EXITS = 0,
+    /// Both are ignored.
+    GS_SECOND_SIGNAL_IGNORE = 1,
+    /// Both exit at once, with status 128 + the signal number.
+    GS_SECOND_SIGNAL_EXIT = 2,
+}
+
+/// Shutdown timings, all in seconds. Fill one with `gs_config_from_env`
+/// (defaults overridden by the `GS_*` environment variables), change what
+/// you need, and pass it to `gs_install_signal_handlers`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct gs_config {
+    /// Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS, 5).
+    pub drain_delay_seconds: f64,
+    /// From the signal to Stopped, at most (GS_SHUTDOWN_TIMEOUT_SECONDS, 25).
+    pub shutdown_timeout_seconds: f64,
+    /// Streams still open this long before the deadline are asked to finish
+    /// (GS_CLOSE_NOTICE_SECONDS, 5). At most the shutdown timeout.
+    pub close_notice_seconds: f64,
+    /// End the process this long after Stopped if the host has not exited
+    /// (GS_EXIT_WATCHDOG_SECONDS, 3); 0 disables.
+    pub exit_watchdog_seconds: f64,
+    /// A `gs_second_signal` value (GS_SECOND_SIGNAL: `ignore` or `exit`).
+    pub second_signal: u32,
+    /// Whether SIGINT starts the sequence as SIGTERM does (default true).
+    pub handle_sigint: bool,
+}
+
+impl From<&Config> for gs_config {
+    fn from(config: &Config) -> Self {
+        gs_config {
+            drain_delay_seconds: config.drain_delay.as_secs_f64(),
+            shutdown_timeout_seconds: config.shutdown_timeout.as_secs_f64(),
+            close_notice_seconds: config.close_notice.as_secs_f64(),
+            exit_watchdog_seconds: config.exit_watchdog.map_or(0.0, |d| d.as_secs_f64()),
+            second_signal: config.second_signal as u32,
+            handle_sigint: config.handle_sigint,
+        }
+    }
+}
+
+impl TryFrom<&gs_config> for Config {
+    type Error = Error;
+
+    fn try_from(c: &gs_config) -> Result<Config, Error> {
+        let watchdog = duration_from_secs(config::env::EXIT_WATCHDOG, c.exit_watchdog_seconds)?;
+        let config = Config {
+            drain_delay: duration_from_secs(config::env::DRAIN_DELAY, c.drain_delay_seconds)?,
+            shutdown_timeout: duration_from_secs(
+                config::env::SHUTDOWN_TIMEOUT,
+                c.shutdown_timeout_seconds,
+            )?,
+            close_notice: duration_from_secs(config::env::CLOSE_NOTICE, c.close_notice_seconds)?,
+            exit_watchdog: (!watchdog.is_zero()).then_some(watchdog),
+            second_signal: match c.second_signal {
+                0 => SecondSignal::SigintExits,
+                1 => SecondSignal::Ignore,
+                2 => SecondSignal::Exit,
+                other => {
+                    return Err(Error::Config(config::ConfigError {
+                        variable: config::env::SECOND_SIGNAL,
+                        value: other.to_string(),
+                        reason: "not a gs_second_signal value".into(),
+                    }))
+                }
+            },
+            handle_sigint: c.handle_sigint,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Fills `*config` with the defaults, overridden by every `GS_*`
+/// environment variable that is set. `GS_ERR_INVALID_CONFIG` when one is
+/// malformed; `gs_last_error_message` names it.
+///
+/// # Safety
+/// `config` must be NULL (an error) or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn gs_config_from_env(config: *mut gs_config) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        if config.is_null() {
+            return status::invalid_argument("config is NULL");
+        }
+        match Config::from_env() {
+            Ok(from_env) => {
+                // SAFETY: non-NULL, and the caller guarantees it is writable.
+                unsafe { config.write(gs_config::from(&from_env)) };
+                gs_status::GS_OK
+            }
+            Err(error) => status::report(&error.into()),
+        }
+    })
+}
+
+/// Installs SIGTERM (and SIGINT, per `handle_sigint`) handling that starts
+/// the shutdown sequence, configured by `*config` (NULL: defaults from the
+/// environment, as `gs_config_from_env`). Starts the runtime's thread.
+///
+/// The handler does only async-signal-safe work (atomics, clock_gettime, a
+/// futex wake); handlers installed before it are chained and still run.
+/// Succeeds once per process: again in the same process gives
+/// `GS_ERR_ALREADY_INSTALLED` and changes nothing. A `fork()`ed child
+/// starts with no handling of its own and may install it.
+///
+/// # Safety
+/// `config` must be NULL or point to a valid `gs_config`.
+#[no_mangle]
+pub unsafe extern "C" fn gs_install_signal_handlers(config: *const gs_config) -> gs_status {
+    status_boundary(|| {
+        let config = if config.is_null() {
+            Config::from_env()?
+        } else {
+            // SAFETY: non-NULL, and the caller guarantees it is valid.
+            Config::try_from(unsafe { &*config })?
+        };
+        crate::install_signal_handlers(config)
+    })
+}
+
+/// Starts the shutdown sequence as SIGTERM would (Draining at once, the
+/// rest on the runtime's thread). Calling it again, or a later signal, never
+/// runs a second sequence: both return/act as no-ops (`GS_OK`). Uses the
+/// installed configuration, else the environment's.
+#[no_mangle]
+pub extern "C" fn gs_begin_shutdown() -> gs_status {
+    status_boundary(|| runtime().begin_shutdown().map(|_| ()))
+}
+
+/// Called at each phase change with the phase left, the phase entered, and
+/// the `user_data` given at registration. Runs on the runtime's thread, one
+/// call at a time, in the order of the changes; never in a signal handler.
+/// It should return quickly: the shutdown sequence waits for it.
+pub type gs_phase_callback =
+    Option<unsafe extern "C" fn(from: gs_phase, to: gs_phase, user_data: *mut c_void)>;
+
+/// Called once in Stopping, on a thread of its own, with the seconds left
+/// before the deadline and the registration's `user_data`; returns whether
+/// it finished its work. Hooks run one after another in registration order;
+/// one that is still running at the deadline is left running and the
+/// sequence goes on.
+pub type gs_shutdown_hook =
+    Option<unsafe extern "C" fn(remaining_seconds: f64, user_data: *mut c_void) -> bool>;
+
+/// A host pointer handed back to its callback.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: the header tells hosts that callbacks receive `user_data` on the
+// runtime's threads; making that sound is the host's side of the contract.
+unsafe impl Send for UserData {}
+// SAFETY: as above; the runtime never dereferences it.
+unsafe impl Sync for UserData {}
+
+/// Registers `callback` for every phase change from now on, and writes its
+/// id to `*id` (if not NULL) for `gs_remove_phase_callback`.
+/// `GS_ERR_INVALID_ARGUMENT` if `callback` is NULL.
+///
+/// # Safety
+/// `callback` must be safe to call with `user_data` from another thread
+/// until removed; `id` NULL or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn gs_on_phase(
+    callback: gs_phase_callback,
+    user_data: *mut c_void,
+    id: *mut u64,
+) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        let Some(callback) = callback else {
+            return status::invalid_argument("callback is NULL");
+        };
+        let user_data = UserData(user_data);
+        let registered = runtime().on_phase(move |change| {
+            let user_data = user_data;
+            // SAFETY: the caller registered a function valid for these
+            // arguments until it is removed.
+            unsafe { callback(change.from.into(), change.to.into(), user_data.0) }
+        });
+        match registered {
+            Ok(RegistrationId(value)) => {
+                if !id.is_null() {
+                    // SAFETY: non-NULL and writable per the contract.
+                    unsafe { *id = value };
+                }
+                gs_status::GS_OK
+            }
+            Err(error) => status::report(&error),
+        }
+    })
+}
+
+/// Removes a phase callback. When this returns (from any thread but the
+/// runtime's own), the callback is not running and will not be called
+/// again. `GS_ERR_NOT_FOUND` for an unknown id.
+#[no_mangle]
+pub extern "C" fn gs_remove_phase_callback(id: u64) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        if runtime().remove_phase_listener(RegistrationId(id)) {
+            gs_status::GS_OK
+        } else {
+            not_found(id)
+        }
+    })
+}
+
+fn not_found(id: u64) -> gs_status {
+    status::set_last_error(format!("no registration has id {id}"));
+    gs_status::GS_ERR_NOT_FOUND
+}
+
+/// Registers a shutdown hook named `name` (copied; used in logs), to run in
+/// Stopping after the hooks registered before it, and writes its id to
+/// `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name` or `hook` is
+/// NULL or `name` is not UTF-8.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string; `hook` must be safe to
+/// call with `user_data` from another thread; `id` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn gs_register_shutdown_hook(
+    name: *const c_char,
+    hook: gs_shutdown_hook,
+    user_data: *mut c_void,
+    id: *mut u64,
+) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        let Some(hook) = hook else {
+            return status::invalid_argument("hook is NULL");
+        };
+        if name.is_null() {
+            return status::invalid_argument("name is NULL");
+        }
+        // SAFETY: non-NULL and NUL-terminated per the contract.
+        let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
+            return status::invalid_argument("name is not UTF-8");
+        };
+        let user_data = UserData(user_data);
+        let RegistrationId(value) = runtime().register_shutdown_hook(name, move |left| {
+            let user_data = user_data;
+            // SAFETY: the caller registered a function valid for these
+            // arguments.
+            unsafe { hook(left.as_secs_f64(), user_data.0) }
+        });
+        if !id.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { *id = value };
+        }
+        gs_status::GS_OK
+    })
+}
+
+/// Removes a shutdown hook that has not run yet. `GS_ERR_NOT_FOUND` for an
+/// unknown id or a hook that already ran.
+#[no_mangle]
+pub extern "C" fn gs_remove_shutdown_hook(id: u64) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        if runtime().remove_shutdown_hook(RegistrationId(id)) {
+            gs_status::GS_OK
+        } else {
+            not_found(id)
+        }
+    })
+}

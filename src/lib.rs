@@ -1,0 +1,77 @@
+//! # graceful-shutdown
+//!
+//! Keep long-lived HTTP streams (Server-Sent Events) alive through
+//! Kubernetes pod terminations.
+//!
+//! When a pod is told to stop (SIGTERM, then SIGKILL a grace period later),
+//! this runtime:
+//!
+//! 1. flips readiness at once ([`Phase::Draining`]: `/readyz` answers 503)
+//!    while liveness stays 200, and keeps serving through a drain delay;
+//! 2. refuses new tasks, and waits — sleeping, never polling — for the open
+//!    streams to end;
+//! 3. shortly before the deadline asks the last ones to reconnect elsewhere
+//!    ([`Phase::ClosingStreams`]);
+//! 4. runs the host's shutdown hooks ([`Phase::Stopping`]) and lets it exit 0
+//!    ([`Phase::Stopped`]) before the SIGKILL.
+//!
+//! Stream accounting is the hot path: [`Runtime::begin_stream`] is one
+//! atomic add, its guard's drop one compare-and-swap, on a cache-padded
+//! word. See `stream_counter` for the layout and the no-lost-wake-up
+//! argument (checked with loom).
+//!
+//! ```no_run
+//! use graceful_shutdown::{install_signal_handlers, Config, Phase, Runtime};
+//!
+//! let runtime = Runtime::global();
+//! install_signal_handlers(Config::from_env()?)?;
+//! runtime.register_shutdown_hook("executor", |time_left| {
+//!     // stop the task executor within `time_left`
+//!     true
+//! });
+//! // In each stream handler:
+//! let _stream = runtime.begin_stream()?; // ends when dropped
+//! // Main thread: wait for the sequence, then return from main (exit 0).
+//! runtime.wait_for_phase(Phase::Stopped, None).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The same runtime is exposed to C (`include/graceful_shutdown.h`, all
+//! symbols `gs_*`) and to Python (`bindings/python`).
+
+#![cfg_attr(loom, allow(dead_code))]
+
+#[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
+mod config;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+pub mod ffi;
+#[cfg(not(loom))]
+mod fork;
+#[cfg(not(loom))]
+pub mod metrics;
+#[cfg(not(loom))]
+mod phase;
+#[cfg(not(loom))]
+mod runtime;
+#[cfg(not(loom))]
+mod sequence;
+#[cfg(not(loom))]
+mod signals;
+pub mod stream_counter;
+mod wait_word;
+
+#[cfg(not(loom))]
+pub use config::{env, Config, ConfigError, SecondSignal};
+#[cfg(not(loom))]
+pub use error::{timeout_from_secs, Error};
+#[cfg(not(loom))]
+pub use phase::{Phase, PhaseChange};
+#[cfg(not(loom))]
+pub use runtime::{HookReport, RegistrationId, Runtime, StreamGuard};
+#[cfg(not(loom))]
+pub use signals::{install_signal_handlers, signal_handlers_installed};
+pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};

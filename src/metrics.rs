@@ -1,0 +1,137 @@
+//! The runtime's figures, with the same names in every host: Prometheus
+//! text exposition (format 0.0.4) and JSON.
+
+use crate::phase::Phase;
+use crate::runtime::Runtime;
+use std::fmt::Write;
+use std::time::UNIX_EPOCH;
+
+/// One figure: name, Prometheus type, help text, value.
+struct Figure {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: f64,
+}
+
+fn figures(runtime: &Runtime) -> [Figure; 8] {
+    let phase = runtime.phase();
+    let started = runtime
+        .shutdown_started_at()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    [
+        Figure {
+            name: "gs_active_streams",
+            kind: "gauge",
+            help: "Streams open now.",
+            value: f64::from(runtime.active_streams()),
+        },
+        Figure {
+            name: "gs_phase",
+            kind: "gauge",
+            help:
+                "Shutdown phase: 0 serving, 1 draining, 2 closing_streams, 3 stopping, 4 stopped.",
+            value: f64::from(phase as u8),
+        },
+        Figure {
+            name: "gs_draining",
+            kind: "gauge",
+            help: "1 when the process is not ready for new work (any phase but serving).",
+            value: if phase == Phase::Serving { 0.0 } else { 1.0 },
+        },
+        Figure {
+            name: "gs_streams_started_total",
+            kind: "counter",
+            help: "Streams begun since the process started.",
+            value: runtime.streams_started_total() as f64,
+        },
+        Figure {
+            name: "gs_streams_finished_total",
+            kind: "counter",
+            help: "Streams ended since the process started.",
+            value: runtime.streams_finished_total() as f64,
+        },
+        Figure {
+            name: "gs_shutdown_started_timestamp_seconds",
+            kind: "gauge",
+            help: "Unix time the shutdown sequence started (0: not started).",
+            value: started,
+        },
+        Figure {
+            name: "gs_shutdown_duration_seconds",
+            kind: "gauge",
+            help: "Seconds from the start of the shutdown sequence to Stopped (0: not stopped).",
+            value: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
+        },
+        Figure {
+            name: "gs_streams_closed_by_deadline_total",
+            kind: "counter",
+            help: "Streams still open when ClosingStreams began, asked to reconnect elsewhere.",
+            value: runtime.streams_closed_by_deadline() as f64,
+        },
+    ]
+}
+
+/// Prometheus text exposition of the runtime's figures.
+pub fn render_prometheus(runtime: &Runtime) -> String {
+    let mut out = String::with_capacity(1024);
+    for figure in figures(runtime) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# HELP {} {}", figure.name, figure.help);
+        let _ = writeln!(out, "# TYPE {} {}", figure.name, figure.kind);
+        let _ = writeln!(out, "{} {}", figure.name, figure.value);
+    }
+    out
+}
+
+/// The same figures as one JSON object (keys without the `gs_` prefix),
+/// plus the phase's name under `phase_name`.
+pub fn render_json(runtime: &Runtime) -> String {
+    let figures = figures(runtime);
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    let _ = write!(out, "\"phase_name\":\"{}\"", runtime.phase().name());
+    for figure in figures {
+        let _ = write!(out, ",\"{}\":{}", &figure.name[3..], figure.value);
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_carries_every_figure_with_its_type() {
+        let runtime = Runtime::new();
+        let _a = runtime.begin_stream().unwrap();
+        let b = runtime.begin_stream().unwrap();
+        drop(b);
+        runtime.set_draining(true).unwrap();
+        let text = render_prometheus(&runtime);
+        assert!(
+            text.contains("# TYPE gs_active_streams gauge\ngs_active_streams 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("gs_streams_started_total 2\n"));
+        assert!(text.contains("gs_streams_finished_total 1\n"));
+        assert!(text.contains("gs_phase 1\n"));
+        assert!(text.contains("gs_draining 1\n"));
+        assert!(text.contains("# TYPE gs_streams_started_total counter\n"));
+        assert!(text.contains("gs_shutdown_started_timestamp_seconds 0\n"));
+    }
+
+    #[test]
+    fn json_has_the_same_figures() {
+        let runtime = Runtime::new();
+        let _a = runtime.begin_stream().unwrap();
+        let json = render_json(&runtime);
+        assert!(json.starts_with("{\"phase_name\":\"serving\""), "{json}");
+        assert!(json.contains("\"active_streams\":1"));
+        assert!(json.contains("\"streams_started_total\":1"));
+        assert!(json.contains("\"draining\":0"));
+        assert!(json.ends_with('}'));
+    }
+}

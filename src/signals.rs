@@ -1,0 +1,154 @@
+//! SIGTERM/SIGINT handling for the process-wide runtime.
+//!
+//! # What runs in the signal handler
+//!
+//! Only async-signal-safe work:
+//!
+//! 1. `getpid()` and atomic loads, to tell whether this process installed
+//!    the handling (a forked child that has not is left to the disposition
+//!    found at install);
+//! 2. the compare-and-swap that moves the phase word to Draining with the
+//!    "sequence started" bit, `clock_gettime` to stamp the start, and a
+//!    `FUTEX_WAKE` system call that wakes the core thread;
+//! 3. for a second signal, per policy, `_exit(128 + signal)`.
+//!
+//! No allocation, no lock, no formatting, no `std::io`. `errno` is saved and
+//! restored. Everything else (the drain delay, the waits, the hooks) happens
+//! on the core thread. Because the wake-up is a futex on process-private
+//! memory rather than a pipe, the handler needs no file descriptor and a
+//! forked child cannot wake its parent through one.
+//!
+//! # Chaining
+//!
+//! Handlers are registered through `signal-hook-registry`, which keeps the
+//! handler that was installed before ours and calls it first (for Python,
+//! its own SIGINT handler that raises `KeyboardInterrupt`). `SIG_DFL` and
+//! `SIG_IGN` are not "called": a default SIGTERM does not kill the process
+//! once we handle it, which is the point.
+
+use crate::config::{Config, SecondSignal};
+use crate::error::Error;
+use crate::runtime::{lock, Runtime};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// The process that installed the handling (0: none). A forked child sees
+/// its parent's pid here until it installs its own.
+static INSTALLED_PID: AtomicI32 = AtomicI32::new(0);
+static SECOND_SIGNAL: AtomicU8 = AtomicU8::new(SecondSignal::SigintExits as u8);
+static SIGINT_STARTS_SEQUENCE: AtomicBool = AtomicBool::new(true);
+/// Whether SIGTERM / SIGINT had their default disposition before we
+/// registered: what "behave as without us" means for them.
+static TERM_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
+static INT_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
+/// The signal-hook registrations survive fork (they are process memory), so
+/// they are made once per program image.
+static REGISTERED: Mutex<bool> = Mutex::new(false);
+
+fn was_default(signal: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; passing NULL as
+    // the new action only queries the current one.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_DFL
+    }
+}
+
+/// Installs SIGTERM (and, per `config.handle_sigint`, SIGINT) handling that
+/// starts the shutdown sequence of [`Runtime::global`], and configures the
+/// sequence with `config`.
+///
+/// Succeeds once per process: a second call in the same process returns
+/// [`Error::AlreadyInstalled`] and changes nothing. A forked child may (and
+/// must, to get handling) install its own.
+pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
+    let runtime = Runtime::global();
+    let mut registered = lock(&REGISTERED);
+    let pid = std::process::id() as i32;
+    if INSTALLED_PID.load(Ordering::Acquire) == pid {
+        return Err(Error::AlreadyInstalled);
+    }
+    runtime.configure(config.clone())?;
+    *lock(&runtime.inner.exit_watchdog) = config.exit_watchdog;
+    SECOND_SIGNAL.store(config.second_signal as u8, Ordering::Relaxed);
+    SIGINT_STARTS_SEQUENCE.store(config.handle_sigint, Ordering::Relaxed);
+    runtime.ensure_core_thread()?;
+    if !*registered {
+        TERM_WAS_DEFAULT.store(was_default(libc::SIGTERM), Ordering::Relaxed);
+        INT_WAS_DEFAULT.store(was_default(libc::SIGINT), Ordering::Relaxed);
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: `on_signal` is async-signal-safe (see the module docs):
+            // it uses getpid, atomics, clock_gettime, the futex system call
+            // and _exit, and never allocates or locks.
+            unsafe { signal_hook_registry::register(signal, move || on_signal(signal)) }
+                .map_err(Error::Os)?;
+        }
+        *registered = true;
+    }
+    INSTALLED_PID.store(pid, Ordering::Release);
+    Ok(())
+}
+
+/// Whether this process has installed signal handling.
+pub fn signal_handlers_installed() -> bool {
+    INSTALLED_PID.load(Ordering::Acquire) == std::process::id() as i32
+}
+
+fn on_signal(signal: libc::c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot, valid for
+    // the thread's lifetime; we put back what we found.
+    let errno = unsafe { *libc::__errno_location() };
+    handle(signal);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+fn handle(signal: libc::c_int) {
+    // SAFETY: getpid is async-signal-safe and cannot fail.
+    let pid = unsafe { libc::getpid() };
+    let ours = INSTALLED_PID.load(Ordering::Acquire) == pid
+        && (signal != libc::SIGINT || SIGINT_STARTS_SEQUENCE.load(Ordering::Relaxed));
+    if !ours {
+        let was_default = if signal == libc::SIGINT {
+            &INT_WAS_DEFAULT
+        } else {
+            &TERM_WAS_DEFAULT
+        };
+        if was_default.load(Ordering::Relaxed) {
+            // As if we were not here. Terminates the process for SIGTERM and
+            // SIGINT; documented by signal-hook as async-signal-safe.
+            let _ = terminate_as_by_default(signal);
+        }
+        return;
+    }
+    let Some(runtime) = Runtime::global_if_created() else {
+        return;
+    };
+    if runtime.inner.phase.begin_sequence() {
+        return;
+    }
+    let exits = match SECOND_SIGNAL.load(Ordering::Relaxed) {
+        x if x == SecondSignal::Exit as u8 => true,
+        x if x == SecondSignal::Ignore as u8 => false,
+        _ => signal == libc::SIGINT,
+    };
+    if exits {
+        // SAFETY: _exit is async-signal-safe; ending at once is the
+        // configured meaning of a second signal.
+        unsafe { libc::_exit(128 + signal) };
+    }
+}
+
+/// Runs the default action of a terminating signal from inside a handler:
+/// restore SIG_DFL and re-raise. The signal is blocked while its handler
+/// runs, so the re-raised one is delivered (and ends the process) as soon as
+/// the handler returns.
+fn terminate_as_by_default(signal: libc::c_int) -> libc::c_int {
+    // SAFETY: signal() and raise() are async-signal-safe. Replacing the
+    // disposition is final for this process, which is about to terminate.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal)
+    }
+}
