@@ -1,0 +1,166 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Tests that drive the process-wide runtime need a process each, which
+/// cargo-nextest gives (`make test` runs it). Under plain `cargo test` they
+/// would share one runtime and fail in confusing ways; fail clearly instead.
+pub fn require_process_per_test() {
+    assert!(
+        std::env::var_os("NEXTEST").is_some(),
+        "this test drives the process-wide runtime and needs a process of its own: run it with `cargo nextest run` (as `make test` does)"
+    );
+}
+
+/// A built example binary (cargo builds examples for integration tests).
+pub fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples (cargo build --examples)",
+        path.display()
+    );
+    path
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC: the clock the helper reports in, shared
+/// by every process on the machine.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A child process whose stdout is read line by line on a thread, and
+/// which is killed when dropped (so a failing test never leaks it).
+pub struct ChildProcess {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl ChildProcess {
+    pub fn spawn(mut command: Command) -> ChildProcess {
+        command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn child");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` to `pid` (this child or another process it made).
+    pub fn signal(pid: i32, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// The next stdout line, waiting at most `timeout`.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Reads lines until one contains `needle`; panics with what was seen
+    /// if none does within `timeout`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_line(left) {
+                Some(line) if line.contains(needle) => return line,
+                Some(_) => {}
+                None => panic!(
+                    "no line containing {needle:?} within {timeout:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// All remaining stdout lines until the pipe closes (bounded).
+    pub fn read_to_end(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while let Some(_line) = self.next_line(deadline.saturating_duration_since(Instant::now())) {
+        }
+    }
+
+    /// Waits for the exit, at most `timeout`; kills it and panics on expiry.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "child did not exit within {timeout:?}; saw:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            // Bounded wait for a child process: there is no portable
+            // blocking wait with a timeout in std.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stderr(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One of the helper's JSON lines.
+pub fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}

@@ -1,0 +1,107 @@
+//! loom model of the stream counter: no wake-up is ever lost between the
+//! end that brings the count to zero and a waiter going to sleep.
+//!
+//! loom runs every interleaving of the atomics (and of the futex model in
+//! `src/wait_word.rs`). A lost wake-up shows up as a waiter asleep forever,
+//! which loom reports as a deadlock and fails the test.
+//!
+//! Run with: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_stream_counter`
+//! (`make test` does). loom's condvar has no timeouts, so the models wait
+//! without one; the timeout path is covered by the ordinary tests.
+#![cfg(loom)]
+
+use graceful_shutdown::StreamCounter;
+use loom::sync::Arc;
+use loom::thread;
+
+#[test]
+fn the_last_end_wakes_a_waiter() {
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let ender = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || counter.end().unwrap())
+        };
+        assert!(counter.wait_for_zero(None));
+        assert_eq!(counter.active(), 0);
+        ender.join().unwrap();
+    });
+}
+
+#[test]
+fn two_enders_racing_wake_a_waiter_exactly_at_zero() {
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        counter.begin().unwrap();
+        let enders: Vec<_> = (0..2)
+            .map(|_| {
+                let counter = Arc::clone(&counter);
+                thread::spawn(move || counter.end().unwrap())
+            })
+            .collect();
+        assert!(counter.wait_for_zero(None));
+        // The waiter returned, so both ends happened: zero is final here.
+        assert_eq!(counter.active(), 0);
+        for ender in enders {
+            ender.join().unwrap();
+        }
+        assert_eq!(counter.finished_total(), 2);
+    });
+}
+
+#[test]
+fn every_waiter_is_woken() {
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let counter = Arc::clone(&counter);
+                thread::spawn(move || counter.wait_for_zero(None))
+            })
+            .collect();
+        counter.end().unwrap();
+        for waiter in waiters {
+            assert!(waiter.join().unwrap());
+        }
+    });
+}
+
+#[test]
+fn a_stream_that_begins_while_a_waiter_sleeps_is_waited_for() {
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let worker = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                // A second stream starts before the first ends.
+                counter.begin().unwrap();
+                counter.end().unwrap();
+                counter.end().unwrap();
+            })
+        };
+        assert!(counter.wait_for_zero(None));
+        worker.join().unwrap();
+        assert_eq!(counter.active(), 0);
+    });
+}
+
+#[test]
+fn an_unmatched_end_never_wraps_under_races() {
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let other = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || counter.end().is_ok())
+        };
+        let mine = counter.end().is_ok();
+        let theirs = other.join().unwrap();
+        // Exactly one of the two ends matched the one begin.
+        assert!(mine ^ theirs);
+        assert_eq!(counter.active(), 0);
+    });
+}
