@@ -3,6 +3,8 @@
 //! symbols the cdylib exports). Each test runs in its own process under
 //! cargo-nextest, so the process-wide runtime starts fresh in each.
 
+mod common;
+
 use graceful_shutdown::ffi::*;
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
@@ -21,6 +23,7 @@ fn last_error() -> String {
 
 #[test]
 fn decrement_without_increment_is_reported_and_never_wraps() {
+    common::require_process_per_test();
     assert_eq!(
         gs_decrement_active_streams(),
         gs_status::GS_ERR_NO_ACTIVE_STREAM
@@ -44,6 +47,7 @@ fn decrement_without_increment_is_reported_and_never_wraps() {
 
 #[test]
 fn timeouts_nan_and_negative_are_errors_infinite_is_no_limit() {
+    common::require_process_per_test();
     assert_eq!(
         gs_wait_for_streams(f64::NAN),
         gs_status::GS_ERR_INVALID_ARGUMENT
@@ -83,6 +87,7 @@ const GS_PHASE_STOPPED_U32: u32 = gs_phase::GS_PHASE_STOPPED as u32;
 
 #[test]
 fn values_outside_an_enum_are_invalid_arguments() {
+    common::require_process_per_test();
     assert_eq!(
         gs_wait_for_phase(5, 1.0),
         gs_status::GS_ERR_INVALID_ARGUMENT
@@ -103,6 +108,7 @@ fn values_outside_an_enum_are_invalid_arguments() {
 
 #[test]
 fn set_draining_false_is_refused_once_the_sequence_has_started() {
+    common::require_process_per_test();
     assert_eq!(gs_set_draining(true), gs_status::GS_OK);
     assert!(gs_is_draining());
     assert_eq!(gs_current_phase(), gs_phase::GS_PHASE_DRAINING);
@@ -133,6 +139,7 @@ fn set_draining_false_is_refused_once_the_sequence_has_started() {
 
 #[test]
 fn null_pointers_are_rejected() {
+    common::require_process_per_test();
     // SAFETY: NULL is the bad input under test; each function checks it.
     unsafe {
         assert_eq!(
@@ -170,6 +177,7 @@ unsafe extern "C" fn hook(_remaining: f64, _user_data: *mut c_void) -> bool {
 
 #[test]
 fn a_small_buffer_gets_a_truncated_text_and_the_needed_size() {
+    common::require_process_per_test();
     let mut needed = 0usize;
     // SAFETY: length 0 with a NULL buffer asks for the size only.
     let status = unsafe { gs_render_metrics(0, ptr::null_mut(), 0, &mut needed) };
@@ -182,10 +190,8 @@ fn a_small_buffer_gets_a_truncated_text_and_the_needed_size() {
     assert_eq!(status, gs_status::GS_ERR_BUFFER_TOO_SMALL);
     assert_eq!(written, needed);
     // SAFETY: NUL-terminated within the buffer.
-    assert_eq!(
-        unsafe { CStr::from_ptr(small.as_ptr()) }.to_bytes().len(),
-        15
-    );
+    let truncated = unsafe { CStr::from_ptr(small.as_ptr()) };
+    assert_eq!(truncated.to_bytes().len(), 15);
     let mut big = vec![0 as c_char; needed + 1];
     // SAFETY: valid buffer of the stated length.
     let status = unsafe { gs_render_metrics(1, big.as_mut_ptr(), big.len(), &mut written) };
@@ -203,6 +209,7 @@ fn a_small_buffer_gets_a_truncated_text_and_the_needed_size() {
 
 #[test]
 fn malformed_configuration_names_the_variable() {
+    common::require_process_per_test();
     let mut config = gs_config {
         drain_delay_seconds: 1.0,
         shutdown_timeout_seconds: 10.0,
@@ -233,27 +240,21 @@ fn malformed_configuration_names_the_variable() {
     }
     config.close_notice_seconds = 11.0;
     // SAFETY: a valid config struct with an inconsistent value.
-    assert_eq!(
-        unsafe { gs_install_signal_handlers(&config) },
-        gs_status::GS_ERR_INVALID_CONFIG
-    );
+    let status = unsafe { gs_install_signal_handlers(&config) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_CLOSE_NOTICE_SECONDS"));
     config.close_notice_seconds = 2.0;
     config.second_signal = 9;
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { gs_install_signal_handlers(&config) },
-        gs_status::GS_ERR_INVALID_CONFIG
-    );
+    let status = unsafe { gs_install_signal_handlers(&config) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_SECOND_SIGNAL"));
 
     std::env::set_var("GS_SHUTDOWN_TIMEOUT_SECONDS", "soon");
     let mut out = config;
     // SAFETY: `out` is writable.
-    assert_eq!(
-        unsafe { gs_config_from_env(&mut out) },
-        gs_status::GS_ERR_INVALID_CONFIG
-    );
+    let status = unsafe { gs_config_from_env(&mut out) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_SHUTDOWN_TIMEOUT_SECONDS"));
     // Nothing was installed by any of the failures.
     assert!(!graceful_shutdown::signal_handlers_installed());
@@ -261,6 +262,7 @@ fn malformed_configuration_names_the_variable() {
 
 #[test]
 fn the_version_is_the_crate_version() {
+    common::require_process_per_test();
     // SAFETY: gs_version returns a static NUL-terminated string.
     let version = unsafe { CStr::from_ptr(gs_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));

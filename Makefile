@@ -1,0 +1,60 @@
+# The README's commands:
+#   make demo   set up and run the demonstration
+#   make test   set up and run every test
+#   make bench  run the benchmarks (see BENCHMARKS.md)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+CC ?= cc
+BUILD := target/make
+# The loom model explores every interleaving with up to this many
+# preemptions (5: ~10 s here; unbounded takes ~7 minutes, `make loom-full`).
+LOOM_MAX_PREEMPTIONS ?= 5
+
+.PHONY: help setup demo test test-rust loom loom-full lint header c-host
+
+help:
+	@echo "make demo   - set up and run the demonstration"
+	@echo "make test   - set up and run every test"
+	@echo "make header - regenerate include/graceful_shutdown.h"
+
+# Tools the project needs beyond the machine's Rust toolchain, installed by
+# the project itself: cargo-nextest (test runner), valgrind, a C compiler.
+setup:
+	@./scripts/setup.sh
+
+$(BUILD)/c_host: examples/c_host/c_host.c include/graceful_shutdown.h
+	$(CARGO) build --release --lib
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -Wall -Wextra -Werror -pthread -O2 -Iinclude $< \
+	  -Ltarget/release -Wl,-rpath,$(CURDIR)/target/release -lgraceful_shutdown -lm -o $@
+
+c-host: setup $(BUILD)/c_host
+
+# The demonstration: the C host drains its stream threads, then serves and
+# receives a real SIGTERM mid-stream.
+demo: c-host
+	@./scripts/demo_c_host.sh $(BUILD)/c_host
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) build --all-targets
+	$(CARGO) nextest run --all-targets
+	$(CARGO) test --doc
+
+loom:
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+	  $(CARGO) test --release --test loom_stream_counter
+
+loom-full:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom_stream_counter
+
+test: setup lint test-rust loom
+
+header:
+	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

@@ -1,0 +1,220 @@
+/*
+ * c_host: a C program that uses the graceful-shutdown runtime through
+ * include/graceful_shutdown.h and the shared library.
+ *
+ *   c_host drain [threads] [stream_ms]
+ *       Worker threads each begin a stream, work, and end it. The main
+ *       thread takes the process out of rotation (gs_set_draining), waits for
+ *       the streams without polling (gs_wait_for_streams), and reports.
+ *
+ *   c_host serve [threads] [stream_ms]
+ *       Installs SIGTERM/SIGINT handling (timings from the GS_* environment
+ *       variables), then runs the same workers. Send it SIGTERM: it drains,
+ *       lets the streams finish (or asks them to close near the deadline),
+ *       runs its shutdown hook and exits 0.
+ *
+ * Exit status: 0 when everything behaved as documented, 1 otherwise.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "graceful_shutdown.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct timespec started_at;
+/* Workers and main meet here once every stream has begun. */
+static pthread_barrier_t streams_begun;
+/* Posted by the phase callback when it sees Stopped. */
+static sem_t stopped_seen;
+
+static double elapsed_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - started_at.tv_sec) +
+           (double)(now.tv_nsec - started_at.tv_nsec) / 1e9;
+}
+
+static const char *phase_name(gs_phase phase) {
+    switch (phase) {
+    case GS_PHASE_SERVING: return "serving";
+    case GS_PHASE_DRAINING: return "draining";
+    case GS_PHASE_CLOSING_STREAMS: return "closing_streams";
+    case GS_PHASE_STOPPING: return "stopping";
+    case GS_PHASE_STOPPED: return "stopped";
+    }
+    return "?";
+}
+
+/* Prints a failed call with the runtime's own explanation. */
+static int check(gs_status status, const char *what) {
+    if (status == GS_OK) return 1;
+    char message[256];
+    gs_last_error_message(message, sizeof message, NULL);
+    fprintf(stderr, "c_host: %s: %s (%s)\n", what, gs_status_message(status), message);
+    return 0;
+}
+
+struct worker {
+    pthread_t thread;
+    int index;
+    double stream_seconds;
+    int ok;
+};
+
+/* One stream: begin, work for stream_seconds, end. The "work" is a wait for
+ * ClosingStreams with a timeout, so a stream asked to close ends at once, as
+ * an SSE handler would after sending its reconnect hint. */
+static void *stream_worker(void *arg) {
+    struct worker *worker = arg;
+    worker->ok = check(gs_increment_active_streams(), "increment");
+    pthread_barrier_wait(&streams_begun);
+    gs_status waited = gs_wait_for_phase(GS_PHASE_CLOSING_STREAMS, worker->stream_seconds);
+    const char *how = waited == GS_OK ? "asked to close" : "finished";
+    worker->ok &= waited == GS_OK || waited == GS_TIMED_OUT;
+    worker->ok &= check(gs_decrement_active_streams(), "decrement");
+    printf("[%7.3f s] stream %d %s\n", elapsed_seconds(), worker->index, how);
+    fflush(stdout);
+    return NULL;
+}
+
+static void on_phase(gs_phase from, gs_phase to, void *user_data) {
+    (void)user_data;
+    printf("[%7.3f s] phase %s -> %s (active streams: %llu)\n", elapsed_seconds(),
+           phase_name(from), phase_name(to), (unsigned long long)gs_active_streams());
+    fflush(stdout);
+    if (to == GS_PHASE_STOPPED) sem_post(&stopped_seen);
+}
+
+static bool stop_workers_hook(double remaining_seconds, void *user_data) {
+    int *hook_runs = user_data;
+    ++*hook_runs;
+    printf("[%7.3f s] shutdown hook: %.3f s left before the deadline\n", elapsed_seconds(),
+           remaining_seconds);
+    fflush(stdout);
+    return true;
+}
+
+/* Starts the workers and returns once each has begun its stream. */
+static int start_workers(struct worker *workers, int count, double stream_seconds) {
+    pthread_barrier_init(&streams_begun, NULL, (unsigned)count + 1);
+    for (int i = 0; i < count; ++i) {
+        workers[i].index = i;
+        workers[i].stream_seconds = stream_seconds;
+        workers[i].ok = 0;
+        if (pthread_create(&workers[i].thread, NULL, stream_worker, &workers[i]) != 0) {
+            fprintf(stderr, "c_host: pthread_create failed\n");
+            exit(1);
+        }
+    }
+    pthread_barrier_wait(&streams_begun);
+    return 1;
+}
+
+static int join_workers(struct worker *workers, int count) {
+    int ok = 1;
+    for (int i = 0; i < count; ++i) {
+        pthread_join(workers[i].thread, NULL);
+        ok &= workers[i].ok;
+    }
+    return ok;
+}
+
+static int drain(struct worker *workers, int count, double stream_seconds) {
+    int ok = start_workers(workers, count, stream_seconds);
+    /* Every stream has begun: leave rotation. */
+    ok &= check(gs_set_draining(true), "set_draining(true)");
+    printf("[%7.3f s] draining: is_draining=%d, phase=%s, active streams=%llu\n",
+           elapsed_seconds(), gs_is_draining(), phase_name(gs_current_phase()),
+           (unsigned long long)gs_active_streams());
+    gs_status waited = gs_wait_for_streams(30.0);
+    ok &= check(waited, "wait_for_streams");
+    printf("[%7.3f s] all streams ended: active=%llu started=%llu finished=%llu\n",
+           elapsed_seconds(), (unsigned long long)gs_active_streams(),
+           (unsigned long long)gs_streams_started_total(),
+           (unsigned long long)gs_streams_finished_total());
+    ok &= join_workers(workers, count);
+    ok &= gs_streams_started_total() == (uint64_t)count;
+    ok &= gs_streams_finished_total() == (uint64_t)count;
+
+    /* Bad input is reported, never wraps. */
+    ok &= gs_decrement_active_streams() == GS_ERR_NO_ACTIVE_STREAM;
+    ok &= gs_active_streams() == 0;
+    ok &= gs_wait_for_streams(NAN) == GS_ERR_INVALID_ARGUMENT;
+    ok &= gs_wait_for_streams(-1.0) == GS_ERR_INVALID_ARGUMENT;
+    ok &= gs_wait_for_streams(INFINITY) == GS_OK;
+
+    /* Back into rotation: allowed, the shutdown sequence never started. */
+    ok &= check(gs_set_draining(false), "set_draining(false)");
+    ok &= gs_current_phase() == GS_PHASE_SERVING;
+
+    size_t needed = 0;
+    gs_render_metrics(GS_METRICS_PROMETHEUS, NULL, 0, &needed);
+    char *metrics = malloc(needed + 1);
+    ok &= metrics != NULL && check(gs_render_metrics(GS_METRICS_PROMETHEUS, metrics, needed + 1, NULL), "render_metrics");
+    if (metrics != NULL) {
+        printf("metrics:\n%s", metrics);
+        free(metrics);
+    }
+    return ok;
+}
+
+static int serve(struct worker *workers, int count, double stream_seconds) {
+    gs_config config;
+    if (!check(gs_config_from_env(&config), "config_from_env")) return 0;
+    int ok = check(gs_install_signal_handlers(&config), "install_signal_handlers");
+    ok &= gs_install_signal_handlers(&config) == GS_ERR_ALREADY_INSTALLED;
+    ok &= check(gs_on_phase(on_phase, NULL, NULL), "on_phase");
+    static int hook_runs = 0;
+    ok &= check(gs_register_shutdown_hook("stop-workers", stop_workers_hook, &hook_runs, NULL),
+                "register_shutdown_hook");
+    if (!ok) return 0;
+    ok &= start_workers(workers, count, stream_seconds);
+    printf("[%7.3f s] serving: pid %ld, drain delay %.1f s, timeout %.1f s, close notice %.1f s\n",
+           elapsed_seconds(), (long)getpid(), config.drain_delay_seconds,
+           config.shutdown_timeout_seconds, config.close_notice_seconds);
+    fflush(stdout);
+    /* The main thread sleeps until the sequence is over, then until the
+     * phase callback has been told (it runs on the runtime's thread and may
+     * finish a moment after the phase is entered). */
+    ok &= check(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase");
+    while (sem_wait(&stopped_seen) != 0) {
+    }
+    ok &= join_workers(workers, count);
+    ok &= hook_runs == 1;
+    printf("[%7.3f s] stopped: exiting %d\n", elapsed_seconds(), ok ? 0 : 1);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    clock_gettime(CLOCK_MONOTONIC, &started_at);
+    const char *mode = argc > 1 ? argv[1] : "drain";
+    int threads = argc > 2 ? atoi(argv[2]) : 4;
+    double stream_seconds = (argc > 3 ? atof(argv[3]) : 300.0) / 1000.0;
+    if (threads < 1 || threads > 1000 || !(stream_seconds >= 0.0)) {
+        fprintf(stderr, "usage: c_host drain|serve [threads 1..1000] [stream_ms]\n");
+        return 2;
+    }
+    printf("c_host: graceful-shutdown %s, %d stream threads of %.3f s\n", gs_version(), threads,
+           stream_seconds);
+    sem_init(&stopped_seen, 0, 0);
+    struct worker *workers = calloc((size_t)threads, sizeof *workers);
+    if (workers == NULL) return 1;
+    int ok;
+    if (strcmp(mode, "drain") == 0) {
+        ok = drain(workers, threads, stream_seconds);
+    } else if (strcmp(mode, "serve") == 0) {
+        ok = serve(workers, threads, stream_seconds);
+    } else {
+        fprintf(stderr, "c_host: unknown mode %s\n", mode);
+        ok = 0;
+    }
+    free(workers);
+    return ok ? 0 : 1;
+}

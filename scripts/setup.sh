@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the project needs beyond the Rust toolchain, only when it is
+# missing: cargo-nextest, valgrind, a C/C++ compiler. Safe to run repeatedly.
+set -euo pipefail
+
+apt_packages=()
+command -v cc >/dev/null || apt_packages+=(gcc)
+command -v c++ >/dev/null || apt_packages+=(g++)
+command -v valgrind >/dev/null || apt_packages+=(valgrind)
+if ((${#apt_packages[@]})); then
+  echo "setup: installing ${apt_packages[*]} from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi

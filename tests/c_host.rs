@@ -1,0 +1,192 @@
+//! The C host (examples/c_host/c_host.c), compiled by the system C compiler
+//! against the checked-in header and the built shared library, run for
+//! real: threads and draining, then a real SIGTERM, then both again under
+//! valgrind memcheck.
+
+mod common;
+
+use common::ChildProcess;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding libgraceful_shutdown.so (target/<profile>).
+fn library_dir() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    assert!(
+        dir.join("libgraceful_shutdown.so").exists(),
+        "libgraceful_shutdown.so not found in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Compiles the C host once per test process.
+fn c_host() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c_host-{}", std::process::id()));
+        let libs = library_dir();
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(root().join("examples/c_host/c_host.c"))
+            .arg("-L")
+            .arg(&libs)
+            .arg(format!("-Wl,-rpath,{}", libs.display()))
+            .args(["-lgraceful_shutdown", "-lm", "-o"])
+            .arg(&out)
+            .status()
+            .expect("run the C compiler");
+        assert!(status.success(), "the C host did not compile");
+        out
+    })
+}
+
+fn command(valgrind: bool, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = if valgrind {
+        let mut command = Command::new("valgrind");
+        // "possibly lost" is left out on purpose: the runtime's core thread
+        // is still alive (in its exit watchdog) when main returns, and
+        // memcheck reports a live thread's TLS block that way.
+        command.args([
+            "-q",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+        ]);
+        command.arg(c_host());
+        command
+    } else {
+        Command::new(c_host())
+    };
+    command.args(args);
+    for variable in [
+        "GS_DRAIN_DELAY_SECONDS",
+        "GS_SHUTDOWN_TIMEOUT_SECONDS",
+        "GS_CLOSE_NOTICE_SECONDS",
+        "GS_SECOND_SIGNAL",
+    ] {
+        command.env_remove(variable);
+    }
+    command.env("GS_EXIT_WATCHDOG_SECONDS", "0");
+    command.envs(env.iter().copied());
+    command
+}
+
+fn run_drain(valgrind: bool) {
+    let output = command(valgrind, &["drain", "4", "200"], &[])
+        .output()
+        .expect("run c_host");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("phase=draining, active streams=4"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("all streams ended: active=0 started=4 finished=4"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gs_streams_finished_total 4"), "{stdout}");
+}
+
+fn run_serve_with_sigterm(valgrind: bool, env: &[(&str, &str)], stream_ms: &str) -> String {
+    let mut host = ChildProcess::spawn(command(valgrind, &["serve", "3", stream_ms], env));
+    host.wait_for_line("serving: pid", LONG);
+    ChildProcess::signal(host.pid(), libc::SIGTERM);
+    let status = host.wait_exit(LONG);
+    host.read_to_end(LONG);
+    let stdout = host.seen.join("\n");
+    let stderr = host.stderr();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn the_c_host_drains_and_waits_for_its_stream_threads() {
+    run_drain(false);
+}
+
+#[test]
+fn the_c_host_exits_zero_after_sigterm_once_its_streams_finish() {
+    let stdout = run_serve_with_sigterm(false, &[("GS_DRAIN_DELAY_SECONDS", "0.2")], "1500");
+    let order = [
+        "phase serving -> draining (active streams: 3)",
+        "stream",
+        "phase draining -> stopping",
+        "shutdown hook",
+        "phase stopping -> stopped",
+        "stopped: exiting 0",
+    ];
+    let mut rest = stdout.as_str();
+    for step in order {
+        let at = rest
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{stdout}"));
+        rest = &rest[at + step.len()..];
+    }
+    assert_eq!(stdout.matches("finished").count(), 3, "{stdout}");
+}
+
+#[test]
+fn the_c_host_closes_endless_streams_before_the_deadline() {
+    let stdout = run_serve_with_sigterm(
+        false,
+        &[
+            ("GS_DRAIN_DELAY_SECONDS", "0"),
+            ("GS_SHUTDOWN_TIMEOUT_SECONDS", "1.5"),
+            ("GS_CLOSE_NOTICE_SECONDS", "0.5"),
+        ],
+        "600000",
+    );
+    assert_eq!(stdout.matches("asked to close").count(), 3, "{stdout}");
+    assert!(stdout.contains("-> closing_streams"), "{stdout}");
+    assert!(stdout.contains("stopped: exiting 0"), "{stdout}");
+}
+
+#[test]
+fn the_c_host_runs_clean_under_valgrind_memcheck() {
+    run_drain(true);
+    run_serve_with_sigterm(true, &[("GS_DRAIN_DELAY_SECONDS", "0.2")], "1000");
+}
+
+#[test]
+fn the_header_compiles_as_cxx_too() {
+    let status = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()))
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-x",
+            "c++",
+        ])
+        .arg(root().join("include/graceful_shutdown.h"))
+        .status()
+        .expect("run the C++ compiler");
+    assert!(status.success());
+}
