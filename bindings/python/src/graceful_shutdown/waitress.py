@@ -1,0 +1,173 @@
+"""Serve a WSGI app with Waitress through the whole shutdown sequence::
+
+    from graceful_shutdown.waitress import serve
+    serve(app, host="0.0.0.0", port=8080, threads=32, expected_streams=24)
+
+SIGTERM (or Ctrl-C) starts the sequence; Waitress keeps serving through the
+drain delay and while streams finish; in Stopping the registered hooks run
+(your task executor's first, if you registered it before calling ``serve``)
+and then Waitress is stopped from its own loop thread; ``serve`` returns and
+the process exits 0.
+
+**Thread sizing.** Each open SSE stream holds one Waitress worker thread for
+its whole life. Give Waitress more threads than the streams you expect, with
+room for probes and task starts: ``threads >= expected_streams + 4`` is a
+sane floor. ``serve`` warns when ``expected_streams`` is set and does not fit.
+
+**Ctrl-C.** Python's own SIGINT handler raises KeyboardInterrupt in the main
+thread, which would make Waitress stop at once and cut every stream. So the
+first Ctrl-C starts the graceful sequence (like SIGTERM) and logs how to
+force; a second Ctrl-C exits at once (status 130).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import warnings
+from typing import Any, Optional
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.trigger import trigger as Trigger
+
+from .manager import GracefulShutdownManager
+from .phase import Phase
+
+logger = logging.getLogger("graceful_shutdown.waitress")
+
+#: Spare threads for probes and task starts while streams hold the rest.
+THREAD_HEADROOM = 4
+#: How often the stop hook looks again for channels still flushing.
+_FLUSH_RECHECK_SECONDS = 0.05
+
+
+class WaitressStopper:
+    """Stops a Waitress server from its own loop thread, in order: stop
+    accepting, let every channel flush what it still has to send (the last
+    events of a stream may still be in its buffer) and close, then close the
+    trigger, which empties the socket map and ends ``server.run()``.
+
+    Waitress is not thread-safe: ``server.close()`` from another thread can
+    crash it. Everything here runs as a thunk on the loop thread, handed over
+    with ``trigger.pull_trigger``."""
+
+    def __init__(self, server: Any) -> None:
+        self._map = getattr(server, "_map", None)
+        if self._map is None:
+            self._map = server.map  # MultiSocketServer
+        triggers = [obj for obj in self._map.values() if isinstance(obj, Trigger)]
+        if not triggers:
+            raise ValueError("this Waitress server has no trigger to reach its loop thread")
+        self._trigger = triggers[0]
+
+    def _objects(self, kind: type) -> list:
+        return [obj for obj in list(self._map.values()) if isinstance(obj, kind)]
+
+    def _begin(self) -> None:
+        for listener in self._objects(BaseWSGIServer):
+            # dispatcher.close, not the server's close(): the trigger closes last.
+            wasyncore.dispatcher.close(listener)
+        for channel in self._objects(HTTPChannel):
+            channel.close_when_flushed = True
+
+    def _finish_if_flushed(self, force: bool) -> bool:
+        channels = self._objects(HTTPChannel)
+        if force:
+            for channel in channels:
+                channel.handle_close()
+            channels = []
+        if channels:
+            return False
+        for trigger in self._objects(Trigger):
+            trigger.close()
+        return True
+
+    def _on_loop(self, action, timeout: float) -> Any:
+        """Runs ``action`` on the loop thread; its result, or None on timeout."""
+        done = threading.Event()
+        result = []
+
+        def thunk() -> None:
+            try:
+                result.append(action())
+            finally:
+                done.set()
+
+        self._trigger.pull_trigger(thunk)
+        if not done.wait(max(timeout, 0.0)):
+            return None
+        return result[0] if result else None
+
+    def __call__(self, seconds_left: float) -> bool:
+        deadline = time.monotonic() + max(seconds_left, 0.0)
+        self._on_loop(self._begin, seconds_left)
+        while True:
+            left = deadline - time.monotonic()
+            finished = self._on_loop(lambda: self._finish_if_flushed(force=left <= 0), max(left, 0.5))
+            if finished or left <= 0:
+                return bool(finished)
+            time.sleep(min(_FLUSH_RECHECK_SECONDS, left))
+
+
+def _sigint_starts_shutdown(signum, frame) -> None:  # noqa: ARG001
+    # The runtime's chained native handler has already started the sequence
+    # (or, for a second Ctrl-C, exited). Not raising KeyboardInterrupt is the
+    # point: it would stop Waitress at once and cut the streams.
+    logger.warning("Ctrl-C: shutting down gracefully; press Ctrl-C again to exit at once")
+
+
+def serve(
+    app: Any,
+    *,
+    manager: Optional[GracefulShutdownManager] = None,
+    expected_streams: Optional[int] = None,
+    install_signal_handlers: bool = True,
+    shutdown: Optional[dict] = None,
+    **waitress_options: Any,
+) -> None:
+    """Serves ``app`` with Waitress until the shutdown sequence has run.
+
+    ``waitress_options`` go to ``waitress.create_server`` (host, port,
+    threads, ...); ``channel_request_lookahead`` defaults to 1 so that
+    streams notice a client that has gone. ``shutdown`` holds keyword
+    arguments for ``manager.install_signal_handlers`` (drain_delay, ...;
+    unset ones come from the GS_* environment variables).
+    """
+    manager = manager if manager is not None else GracefulShutdownManager()
+    threads = int(waitress_options.get("threads", 4))
+    if expected_streams is not None and threads < expected_streams + THREAD_HEADROOM:
+        warnings.warn(
+            f"Waitress threads={threads} cannot serve {expected_streams} concurrent SSE streams "
+            f"(each holds a thread) with room for probes: use threads >= {expected_streams + THREAD_HEADROOM}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    waitress_options.setdefault("channel_request_lookahead", 1)
+    server = create_server(app, **waitress_options)
+    stopper = WaitressStopper(server)
+
+    if install_signal_handlers:
+        # Python's SIGINT handler first, so that the runtime's chains it.
+        signal.signal(signal.SIGINT, _sigint_starts_shutdown)
+        manager.install_signal_handlers(**(shutdown or {}))
+    hook = manager.register_shutdown_hook("waitress", stopper)
+    logger.info("graceful_shutdown: serving on %s", _where(server))
+    try:
+        server.run()
+    finally:
+        manager.remove_shutdown_hook(hook)  # no-op once it has run
+        # Waitress stops its worker threads only on KeyboardInterrupt; do it
+        # here, within what is left of the budget.
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+    manager.wait_for_phase(Phase.STOPPED, timeout=10)
+
+
+def _where(server: Any) -> str:
+    try:
+        return f"http://{server.effective_host}:{server.effective_port}"
+    except AttributeError:
+        return "several sockets"
