@@ -13,7 +13,10 @@ BUILD := target/make
 # preemptions (5: ~10 s here; unbounded takes ~7 minutes, `make loom-full`).
 LOOM_MAX_PREEMPTIONS ?= 5
 
-.PHONY: help setup demo test test-rust loom loom-full lint header c-host
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: help setup demo test test-rust test-python python loom loom-full lint header c-host
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -54,7 +57,19 @@ loom:
 loom-full:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom_stream_counter
 
-test: setup lint test-rust loom
+# The Python package, built by pip (setuptools-rust compiles the library),
+# with flask, waitress, prometheus_client, pytest and httpx, in .venv.
+$(PYTHON):
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+
+python: $(PYTHON)
+	$(PYTHON) -m pip install -q "./bindings/python[test]"
+
+test-python: python
+	cd bindings/python && ../../$(PYTHON) -m pytest -q -p no:cacheprovider
+
+test: setup lint test-rust loom test-python
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

@@ -1,0 +1,93 @@
+"""A small Flask app served by graceful_shutdown.waitress.serve, for the
+tests: SSE streams of several shapes, each with its known pitfall.
+
+Run: python stream_app.py  (HOST, PORT, GS_* from the environment; PORT=0
+picks a free port, printed in the "serving on" log line).
+"""
+
+import logging
+import os
+import sys
+import time
+
+from flask import Flask, Response, request
+
+from graceful_shutdown import GracefulShutdownManager
+from graceful_shutdown.flask import health_blueprint, sse_stream
+from graceful_shutdown.waitress import serve
+
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s: %(message)s")
+# Line-buffered, so the test reads each log line as it is written.
+sys.stdout.reconfigure(line_buffering=True)
+
+manager = GracefulShutdownManager()
+app = Flask(__name__)
+app.register_blueprint(health_blueprint(manager))
+
+
+def events(count: int, interval: float, fail_after: int = -1):
+    """`count` events `interval` apart (count 0: forever), with heartbeat
+    comments while idle; raises after `fail_after` events if >= 0."""
+    sent = 0
+    while count == 0 or sent < count:
+        if sent == fail_after:
+            raise RuntimeError("the generator failed mid-stream")
+        time.sleep(interval)
+        sent += 1
+        yield f"event: tick\ndata: {sent}\n\n"
+    yield "event: done\ndata: end\n\n"
+
+
+@app.route("/stream", methods=["GET", "HEAD"])
+@sse_stream
+def stream():
+    return events(int(request.args.get("events", 3)), float(request.args.get("interval", 0.1)))
+
+
+@app.get("/raising-stream")
+@sse_stream
+def raising_stream():
+    return events(5, 0.05, fail_after=1)
+
+
+@app.get("/after-request-raises")
+@sse_stream
+def after_request_raises():
+    return events(3, 0.05)
+
+
+@app.after_request
+def fail_for_one_path(response):
+    if request.path == "/after-request-raises":
+        raise RuntimeError("after_request failed after the view returned its stream")
+    return response
+
+
+@app.get("/not-a-stream")
+@sse_stream
+def not_a_stream():
+    return Response("plain", mimetype="text/plain")
+
+
+@app.get("/counts")
+def counts():
+    return {
+        "active": manager.active_streams,
+        "started": manager.streams_started_total,
+        "finished": manager.streams_finished_total,
+    }
+
+
+@manager.on_phase
+def log_phase(old, new):
+    logging.getLogger("stream_app").info("phase %s -> %s", old.label, new.label)
+
+
+if __name__ == "__main__":
+    serve(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "0")),
+        threads=int(os.environ.get("THREADS", "8")),
+    )
+    logging.getLogger("stream_app").info("serve returned; exiting 0")

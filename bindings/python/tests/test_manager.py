@@ -1,0 +1,263 @@
+"""The manager in this process: bad input, types, the phase, callbacks.
+
+Nothing here starts the shutdown sequence in the test process (it cannot be
+undone); the sequence is exercised in child processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import graceful_shutdown
+from graceful_shutdown import (
+    GracefulShutdownManager,
+    NoActiveStreamError,
+    NoopGracefulShutdownManager,
+    Phase,
+)
+from graceful_shutdown.wsgi import track_stream
+
+from conftest import eventually
+
+
+@pytest.fixture
+def manager():
+    manager = GracefulShutdownManager()
+    assert manager.active_streams == 0 and manager.phase == Phase.SERVING
+    yield manager
+    assert manager.active_streams == 0, "a test leaked a stream"
+    manager.set_draining(False)
+
+
+def test_the_manager_is_one_per_process():
+    assert GracefulShutdownManager() is GracefulShutdownManager()
+
+
+def test_decrement_below_zero_raises_and_never_wraps(manager):
+    with pytest.raises(NoActiveStreamError) as caught:
+        manager.decrement_active_streams()
+    assert isinstance(caught.value, ValueError)
+    assert manager.active_streams == 0
+    manager.increment_active_streams()
+    manager.decrement_active_streams()
+    with pytest.raises(ValueError):
+        manager.decrement_active_streams()
+    assert manager.active_streams == 0
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.001, math.nan, -math.inf])
+def test_negative_or_nan_timeouts_are_value_errors(manager, timeout):
+    with pytest.raises(ValueError):
+        manager.wait_for_streams(timeout)
+
+
+@pytest.mark.parametrize("timeout", ["1", b"1", [1], True])
+def test_timeouts_of_the_wrong_type_are_type_errors(manager, timeout):
+    with pytest.raises(TypeError):
+        manager.wait_for_streams(timeout)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_set_draining_takes_a_bool(manager, value):
+    with pytest.raises(TypeError):
+        manager.set_draining(value)
+
+
+def test_wait_for_streams_times_out_then_wakes_on_the_last_end(manager):
+    manager.increment_active_streams()
+    assert manager.wait_for_streams(0.05) is False
+    threading.Timer(0.1, manager.decrement_active_streams).start()
+    assert manager.wait_for_streams(None) is True  # infinity: no limit
+    assert manager.wait_for_streams(math.inf) is True
+
+
+def test_a_wait_on_the_main_thread_stays_interruptible(manager):
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    manager.increment_active_streams()
+    try:
+        threading.Timer(0.2, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            manager.wait_for_streams(None)
+        assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        manager.decrement_active_streams()
+
+
+def test_draining_by_hand_flips_and_returns(manager):
+    manager.set_draining(True)
+    assert manager.is_draining() and manager.phase == Phase.DRAINING
+    manager.set_draining(False)
+    assert not manager.is_draining() and manager.phase == Phase.SERVING
+
+
+def test_phase_callbacks_see_each_change_and_exceptions_are_logged(manager, caplog):
+    seen = []
+
+    @manager.on_phase
+    def record(old, new):
+        seen.append((old, new))
+
+    @manager.on_phase
+    def broken(old, new):
+        raise RuntimeError("a broken phase callback")
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="graceful_shutdown"):
+            manager.set_draining(True)
+            manager.set_draining(False)
+            eventually(lambda: len(seen) == 2)
+            eventually(lambda: "a broken phase callback" in caplog.text)
+        assert seen == [(Phase.SERVING, Phase.DRAINING), (Phase.DRAINING, Phase.SERVING)]
+    finally:
+        assert manager.remove_phase_callback(record)
+        assert manager.remove_phase_callback(broken)
+    assert not manager.remove_phase_callback(record)
+    manager.set_draining(True)
+    manager.set_draining(False)
+    time.sleep(0.1)
+    assert len(seen) == 2, "a removed callback was called"
+
+
+def test_a_stream_that_is_never_iterated_is_never_counted(manager):
+    before = manager.streams_started_total
+    stream = track_stream(iter(["a"]), manager)
+    stream.close()
+    del stream
+    assert manager.active_streams == 0
+    assert manager.streams_started_total == before
+
+
+def test_track_stream_counts_from_first_item_to_close(manager):
+    before = manager.streams_started_total
+    stream = track_stream(iter(["a", "b"]), manager)
+    assert manager.streams_started_total == before
+    assert next(stream) == "a"
+    assert manager.active_streams == 1
+    stream.close()
+    stream.close()
+    assert manager.active_streams == 0
+    assert manager.streams_started_total == before + 1
+    assert list(stream) == []
+
+
+def test_the_noop_manager_has_the_same_interface():
+    real = {name for name in dir(GracefulShutdownManager) if not name.startswith("_")}
+    noop = {name for name in dir(NoopGracefulShutdownManager) if not name.startswith("_")}
+    assert real <= noop
+    fake = NoopGracefulShutdownManager()
+    fake.increment_active_streams()
+    assert fake.active_streams == 1
+    assert fake.wait_for_streams(0.01) is False
+    fake.decrement_active_streams()
+    with pytest.raises(NoActiveStreamError):
+        fake.decrement_active_streams()
+    fake.set_draining(True)
+    assert fake.is_draining()
+
+
+SEQUENCE_SCRIPT = r"""
+import json, sys, threading
+from graceful_shutdown import GracefulShutdownManager, Phase, InvalidStateError
+m = GracefulShutdownManager()
+m.install_signal_handlers(drain_delay=0, shutdown_timeout=5, close_notice=1, exit_watchdog=0)
+try:
+    m.install_signal_handlers()
+    again = "installed twice"
+except InvalidStateError as e:
+    again = str(e)
+phases, hooks = [], []
+m.on_phase(lambda old, new: phases.append(new.label))
+m.register_shutdown_hook("first", lambda left: hooks.append(("first", left)))
+def failing(left):
+    raise RuntimeError("hook failure is logged")
+m.register_shutdown_hook("failing", failing)
+m.register_shutdown_hook("last", lambda left: hooks.append(("last", left)) or True)
+m.increment_active_streams()
+m.begin_shutdown()
+m.begin_shutdown()
+try:
+    m.set_draining(False)
+    refused = None
+except InvalidStateError as e:
+    refused = str(e)
+threading.Timer(0.2, m.decrement_active_streams).start()
+assert m.wait_for_phase(Phase.STOPPED, 10)
+import time; time.sleep(0.2)
+print(json.dumps({"phases": phases, "hooks": hooks, "refused": refused, "again": again,
+                  "metrics": json.loads(m.metrics("json"))}))
+"""
+
+
+def test_the_sequence_from_python_in_a_child_process():
+    result = subprocess.run(
+        [sys.executable, "-c", SEQUENCE_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["phases"] == ["draining", "stopping", "stopped"]
+    assert [name for name, _ in report["hooks"]] == ["first", "last"]
+    assert report["hooks"][0][1] >= report["hooks"][1][1]
+    assert "sequence has started" in report["refused"]
+    assert "already installed" in report["again"]
+    assert "hook failure is logged" in result.stderr
+    assert report["metrics"]["shutdown_duration_seconds"] > 0
+
+
+def test_a_malformed_environment_variable_is_named():
+    result = subprocess.run(
+        [sys.executable, "-c", "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"GS_CLOSE_NOTICE_SECONDS": "soon", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "ConfigError" in result.stderr
+    assert "GS_CLOSE_NOTICE_SECONDS" in result.stderr
+
+
+def test_a_missing_library_is_an_import_error_that_says_what_was_searched(tmp_path):
+    missing = tmp_path / "nowhere" / "libgraceful_shutdown.so"
+    result = subprocess.run(
+        [sys.executable, "-c", "import graceful_shutdown.manager"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"GRACEFUL_SHUTDOWN_LIBRARY": str(missing), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr
+    assert str(missing) in result.stderr
+
+
+def test_a_wrong_library_is_an_import_error(tmp_path):
+    wrong = tmp_path / "libgraceful_shutdown.so"
+    wrong.write_text("not a shared library")
+    result = subprocess.run(
+        [sys.executable, "-c", "import graceful_shutdown.manager"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"GRACEFUL_SHUTDOWN_LIBRARY": str(wrong), "PATH": "/usr/bin:/bin"},
+    )
+    assert "ImportError" in result.stderr and "cannot load" in result.stderr
+
+
+def test_the_native_version_matches_the_package():
+    assert graceful_shutdown.native_version() == graceful_shutdown.__version__
