@@ -16,11 +16,12 @@ LOOM_MAX_PREEMPTIONS ?= 5
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup demo test test-rust test-python python loom loom-full lint header c-host
+.PHONY: help setup demo demo-c test test-rust test-python python loom loom-full lint header c-host
 
 help:
 	@echo "make demo   - set up and run the demonstration"
 	@echo "make test   - set up and run every test"
+	@echo "make demo-c - the C host's demonstration"
 	@echo "make header - regenerate include/graceful_shutdown.h"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
@@ -36,9 +37,13 @@ $(BUILD)/c_host: examples/c_host/c_host.c include/graceful_shutdown.h
 
 c-host: setup $(BUILD)/c_host
 
-# The demonstration: the C host drains its stream threads, then serves and
-# receives a real SIGTERM mid-stream.
-demo: c-host
+# The demonstration: the Flask/Waitress example app, a task streaming over
+# SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py).
+demo: setup python
+	$(PYTHON) tools/demo_timeline.py --host flask
+
+# The C host drains its stream threads, then serves until a real SIGTERM.
+demo-c: c-host
 	@./scripts/demo_c_host.sh $(BUILD)/c_host
 
 lint:
@@ -64,10 +69,11 @@ $(PYTHON):
 	$(PYTHON) -m pip install -q --upgrade pip
 
 python: $(PYTHON)
-	$(PYTHON) -m pip install -q "./bindings/python[test]"
+	$(PYTHON) -m pip install -q "./bindings/python[test]" -r examples/flask_app/requirements.txt
 
+# The package's tests, the example app's, and the end-to-end contract tests.
 test-python: python
-	cd bindings/python && ../../$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests tests/e2e
 
 test: setup lint test-rust loom test-python
 

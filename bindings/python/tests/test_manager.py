@@ -25,7 +25,7 @@ from graceful_shutdown import (
 )
 from graceful_shutdown.wsgi import track_stream
 
-from conftest import eventually
+from server_process import eventually
 
 
 @pytest.fixture

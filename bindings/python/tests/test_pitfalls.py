@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import httpx_sse
 
-from conftest import eventually
+from server_process import eventually
 
 
 def test_a_stream_read_to_its_end_is_counted_exactly_once(app_server):

@@ -9,7 +9,9 @@ import time
 import httpx
 import httpx_sse
 
-from conftest import SIGINT, SIGTERM, eventually
+from signal import SIGINT, SIGTERM
+
+from server_process import eventually
 
 
 def _read_stream(url: str, path: str, into: list, done: threading.Event) -> None:

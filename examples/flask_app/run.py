@@ -1,0 +1,32 @@
+"""Serves the example app with Waitress through the graceful-shutdown
+sequence. HOST, PORT, THREADS and the GS_* durations come from the
+environment.
+
+    pip install ../../bindings/python -r requirements.txt
+    python run.py
+"""
+
+import logging
+import os
+import sys
+
+from graceful_shutdown.waitress import serve
+
+from app import create_app
+
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+sys.stdout.reconfigure(line_buffering=True)
+
+if __name__ == "__main__":
+    app = create_app()
+    manager = app.extensions["container"].shutdown_manager
+    manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
+    threads = int(os.environ.get("THREADS", "16"))
+    serve(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8080")),
+        threads=threads,
+        expected_streams=threads - 4,
+    )
+    logging.getLogger("run").info("serve returned; exiting 0")

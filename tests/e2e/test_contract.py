@@ -1,0 +1,129 @@
+"""The example-server contract, end to end, for every host."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from contract_client import follow_stream, start_task
+from server_process import eventually
+
+
+def _in_background(server, stream_url):
+    box = {}
+
+    def run():
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            box["result"] = follow_stream(client, stream_url)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_tasks_in_flight_finish_after_sigterm_and_new_ones_are_refused(start_server):
+    server = start_server(
+        {"GS_DRAIN_DELAY_SECONDS": "1", "GS_SHUTDOWN_TIMEOUT_SECONDS": "15", "GS_CLOSE_NOTICE_SECONDS": "3"}
+    )
+    streams = []
+    for _ in range(3):
+        started = start_task(server.client, steps=8, step_seconds=0.25)
+        assert started.status_code == 202
+        body = started.json()
+        assert set(body) >= {"task_id", "stream_url"}
+        streams.append(_in_background(server, body["stream_url"]))
+    time.sleep(0.3)  # the tasks are under way
+    sent = server.signal(signal.SIGTERM)
+
+    eventually(lambda: server.client.get("/readyz").status_code == 503, timeout=2)
+    assert server.client.get("/healthz").status_code == 200
+    refused = start_task(server.client, steps=1, step_seconds=0)
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) > 0
+
+    for thread, box in streams:
+        thread.join(20)
+        result = box["result"]
+        assert result.completed, result.events
+        assert result.event_types[0] == "task_started"
+        assert result.event_types.count("progress_update") == 8
+        assert result.reconnect is None
+
+    code = server.wait_exit(20)
+    exited = time.monotonic()
+    assert code == 0
+    # The timeline: not before the drain delay, well before the deadline.
+    assert exited - sent >= 1.0
+    assert exited - sent < 15.0
+
+
+def test_a_task_longer_than_the_deadline_is_told_to_reconnect(start_server):
+    server = start_server(
+        {"GS_DRAIN_DELAY_SECONDS": "0.5", "GS_SHUTDOWN_TIMEOUT_SECONDS": "4", "GS_CLOSE_NOTICE_SECONDS": "2"}
+    )
+    body = start_task(server.client, steps=100, step_seconds=0.5).json()
+    thread, box = _in_background(server, body["stream_url"])
+    time.sleep(0.3)
+    sent = server.signal(signal.SIGTERM)
+    thread.join(20)
+    result = box["result"]
+    reconnect = result.reconnect
+    assert reconnect is not None, result.events
+    assert reconnect["retry"] and reconnect["retry"] > 0
+    assert 2.0 - 0.2 <= reconnect["at"] - sent < 4.0
+    assert not result.completed
+    assert server.wait_exit(20) == 0
+    assert time.monotonic() - sent < 4.0 + 2.0 + 1.0  # timeout + watchdog + slack
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        {"steps": "3", "step_seconds": 0.1},
+        {"steps": 0, "step_seconds": 0.1},
+        {"steps": True, "step_seconds": 0.1},
+        {"steps": 3, "step_seconds": -1},
+        {"steps": 3},
+    ],
+)
+def test_bad_task_input_is_a_400_with_a_message(start_server, body):
+    server = start_server()
+    if body is None:
+        response = server.client.post("/api/tasks", content=b"{not json", headers={"Content-Type": "application/json"})
+    else:
+        response = server.client.post("/api/tasks", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_an_unknown_task_stream_is_a_404(start_server):
+    server = start_server()
+    assert server.client.get("/api/tasks/does-not-exist/stream").status_code == 404
+
+
+def test_the_stream_sends_heartbeats_while_idle_and_ends_after_the_last_event(start_server):
+    server = start_server({"SSE_HEARTBEAT_SECONDS": "0.2"})
+    body = start_task(server.client, steps=1, step_seconds=1.0).json()
+    with server.client.stream("GET", body["stream_url"]) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["cache-control"] == "no-cache"
+        lines = list(response.iter_lines())
+    assert any(line.startswith(":") for line in lines), lines
+    assert '"event_type": "task_completed"' in [line for line in lines if line.startswith("data:")][-1]
+
+
+def test_metrics_count_the_streams(start_server):
+    server = start_server()
+    body = start_task(server.client, steps=1, step_seconds=0).json()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert follow_stream(client, body["stream_url"]).completed
+    figures = eventually(lambda: (f := server.client.get("/metrics", headers={"Accept": "application/json"}).json())["streams_finished_total"] >= 1 and f)
+    assert figures["active_streams"] == 0
+    assert "gs_streams_started_total" in server.client.get("/metrics").text

@@ -1,0 +1,122 @@
+"""A server under test in a child process, read line by line; and a
+bounded re-check helper. Shared by the package tests, the end-to-end tests,
+the demo and the rolling-update harness.
+
+Every wait is bounded; ``close()`` kills the child if it is still running.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import httpx
+
+GS_VARIABLES = (
+    "GS_DRAIN_DELAY_SECONDS",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS",
+    "GS_CLOSE_NOTICE_SECONDS",
+    "GS_SECOND_SIGNAL",
+    "GS_EXIT_WATCHDOG_SECONDS",
+    "GS_DRAIN_TOKEN",
+)
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
+    """Re-checks `predicate` until it holds or `timeout` passes (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """One server in a child process, on 127.0.0.1 and a free port, which
+    it announces with a "serving on http://127.0.0.1:PORT" line."""
+
+    def __init__(self, command: List[str], env: Dict[str, str], cwd: Optional[Path] = None) -> None:
+        child_env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+        child_env.update({"HOST": "127.0.0.1", "PORT": "0", "PYTHONUNBUFFERED": "1"})
+        child_env.update(env)
+        self.process = subprocess.Popen(
+            command,
+            cwd=str(cwd) if cwd else None,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: List[str] = []
+        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_for_log(r"serving on http://127\.0\.0\.1:(\d+)", timeout=30)
+        self.port = int(re.search(r":(\d+)", line.split("serving on")[1]).group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=10.0)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> str:
+        """The first output line (new or already seen) matching `pattern`."""
+        for line in self.lines:
+            if re.search(pattern, line):
+                return line
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r} in {timeout} s; output:\n" + "\n".join(self.lines))
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"the app exited before {pattern!r}; output:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def signal(self, signum: int) -> float:
+        """Sends `signum`; returns when it was sent (time.monotonic())."""
+        sent = time.monotonic()
+        self.process.send_signal(signum)
+        return sent
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("the app did not exit in time; output:\n" + "\n".join(self.lines))
+        # Collect the rest of its output for assertions and failure reports.
+        while True:
+            try:
+                line = self._queue.get(timeout=5)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+        return code
+
+    def counts(self) -> dict:
+        return self.client.get("/counts").json()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
