@@ -16,11 +16,12 @@ LOOM_MAX_PREEMPTIONS ?= 5
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup demo demo-c test test-rust test-python python loom loom-full lint header c-host
+.PHONY: help setup demo demo-c demo-rust test test-rust test-python python loom loom-full lint header c-host
 
 help:
 	@echo "make demo   - set up and run the demonstration"
 	@echo "make test   - set up and run every test"
+	@echo "make demo-rust - the same demonstration on the Rust server"
 	@echo "make demo-c - the C host's demonstration"
 	@echo "make header - regenerate include/graceful_shutdown.h"
 
@@ -41,6 +42,11 @@ c-host: setup $(BUILD)/c_host
 # SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py).
 demo: setup python
 	$(PYTHON) tools/demo_timeline.py --host flask
+
+# The same story told by the Rust example server (tokio + axum).
+demo-rust: setup python
+	$(CARGO) build --release --example sse_server
+	$(PYTHON) tools/demo_timeline.py --host rust
 
 # The C host drains its stream threads, then serves until a real SIGTERM.
 demo-c: c-host

@@ -29,13 +29,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import hosts  # noqa: E402
 from contract_client import follow_stream, start_task  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-HOSTS = {
-    "flask": ([sys.executable, "run.py"], ROOT / "examples" / "flask_app"),
-}
 
 
 class Timeline:
@@ -89,7 +85,7 @@ def probe_until_exit(server: ServerProcess, timeline: Timeline, stop: threading.
 
 
 def scene(host: str, title: str, env: dict, steps: int, step_seconds: float, signal_after: float) -> dict:
-    command, cwd = HOSTS[host]
+    command, cwd = hosts.command(host, profile="release")
     print(f"\n== {title}")
     print("   " + ", ".join(f"{k}={v}" for k, v in env.items()))
     timeline = Timeline()
@@ -136,7 +132,7 @@ def scene(host: str, title: str, env: dict, steps: int, step_seconds: float, sig
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", choices=sorted(HOSTS), default="flask")
+    parser.add_argument("--host", choices=hosts.NAMES, default="flask")
     args = parser.parse_args()
     print(f"graceful-shutdown demonstration, host: {args.host}")
 

@@ -12,17 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
+import hosts  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
 
-HOSTS = {
-    "flask": ([sys.executable, "run.py"], ROOT / "examples" / "flask_app"),
-}
 
-
-@pytest.fixture(params=sorted(HOSTS))
+@pytest.fixture(params=hosts.NAMES)
 def start_server(request):
-    """start_server(env) -> ServerProcess for the parametrized host."""
-    command, cwd = HOSTS[request.param]
+    """start_server(env) -> ServerProcess for the parametrized host (the Rust
+    one as `make test` builds it: cargo build --all-targets)."""
+    command, cwd = hosts.command(request.param)
     started: List[ServerProcess] = []
 
     def start(env: Optional[Dict[str, str]] = None) -> ServerProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -116,7 +117,8 @@ def test_the_stream_sends_heartbeats_while_idle_and_ends_after_the_last_event(st
         assert response.headers["cache-control"] == "no-cache"
         lines = list(response.iter_lines())
     assert any(line.startswith(":") for line in lines), lines
-    assert '"event_type": "task_completed"' in [line for line in lines if line.startswith("data:")][-1]
+    last = [line for line in lines if line.startswith("data:")][-1]
+    assert json.loads(last[len("data:"):])["event_type"] == "task_completed"
 
 
 def test_metrics_count_the_streams(start_server):
@@ -127,3 +129,21 @@ def test_metrics_count_the_streams(start_server):
     figures = eventually(lambda: (f := server.client.get("/metrics", headers={"Accept": "application/json"}).json())["streams_finished_total"] >= 1 and f)
     assert figures["active_streams"] == 0
     assert "gs_streams_started_total" in server.client.get("/metrics").text
+
+
+def test_a_client_that_disconnects_is_uncounted_promptly(start_server):
+    server = start_server({"SSE_HEARTBEAT_SECONDS": "0.2"})
+    body = start_task(server.client, steps=1000, step_seconds=0.5).json()
+    client = httpx.Client(base_url=server.url, timeout=10)
+
+    def active():
+        return server.client.get("/metrics", headers={"Accept": "application/json"}).json()["active_streams"]
+
+    with client.stream("GET", body["stream_url"]) as response:
+        # Keep the iterator: a discarded one is closed, closing the response.
+        lines = response.iter_lines()
+        next(lines)
+        assert active() == 1
+    client.close()
+    # Noticed at the latest at the next heartbeat write (0.2 s here).
+    eventually(lambda: active() == 0, timeout=5)

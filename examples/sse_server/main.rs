@@ -1,0 +1,138 @@
+//! The Rust example server: the same HTTP contract as the Flask example app
+//! (see the README), on tokio + axum, driven by the crate's Rust API. Where
+//! Waitress spends a thread per stream, this server holds thousands of
+//! streams on two cores.
+//!
+//! ```text
+//! cargo run --release --example sse_server
+//! ```
+//!
+//! `HOST` (127.0.0.1), `PORT` (8080; 0 picks a free one), `GS_*` durations,
+//! `GS_DRAIN_TOKEN`, `SSE_HEARTBEAT_SECONDS` (1) come from the environment.
+//! The shutdown is the crate's: SIGTERM handling, phase notifications and
+//! shutdown hooks, not a separate `tokio::signal` path.
+
+mod routes;
+mod tasks;
+
+use graceful_shutdown::{install_signal_handlers, Config, Phase, Runtime};
+use routes::{router, AppState};
+use std::time::Duration;
+use tasks::Tasks;
+use tokio::sync::watch;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn fail(message: String) -> ! {
+    eprintln!("sse_server: {message}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
+    let heartbeat = env_or("SSE_HEARTBEAT_SECONDS", "1")
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or_else(|| {
+            fail("invalid SSE_HEARTBEAT_SECONDS: expected a positive number of seconds".into())
+        });
+    raise_open_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(format!("cannot start tokio: {e}")));
+    let code = runtime.block_on(serve(config, heartbeat));
+    // Do not wait for stray connections' tasks: the sequence is over.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+async fn serve(config: Config, heartbeat: Duration) -> i32 {
+    let gs = Runtime::global();
+    if let Err(e) = install_signal_handlers(config) {
+        fail(e.to_string());
+    }
+
+    // Phase changes, from the runtime's thread into async code.
+    let (phase_sender, phase) = watch::channel(gs.phase());
+    gs.on_phase(move |change| {
+        phase_sender.send_replace(change.to);
+        eprintln!("sse_server: phase {} -> {}", change.from, change.to);
+    })
+    .unwrap_or_else(|e| fail(e.to_string()));
+
+    // Stopping runs the hooks in this order: the tasks first (wait for the
+    // running ones within the time left), then the HTTP server.
+    let tasks = Tasks::default();
+    let handle = tokio::runtime::Handle::current();
+    {
+        let tasks = tasks.clone();
+        let handle = handle.clone();
+        gs.register_shutdown_hook("tasks", move |left| handle.block_on(tasks.shutdown(left)));
+    }
+    let (server_done_sender, server_done) = std::sync::mpsc::channel::<()>();
+    let (stop_accepting, stop_signal) = tokio::sync::oneshot::channel::<()>();
+    gs.register_shutdown_hook("http-server", move |left| {
+        let _ = stop_accepting.send(());
+        server_done.recv_timeout(left).is_ok()
+    });
+
+    let state = AppState {
+        runtime: gs,
+        tasks,
+        phase,
+        drain_token: std::env::var("GS_DRAIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        heartbeat,
+    };
+    let address = format!("{}:{}", env_or("HOST", "127.0.0.1"), env_or("PORT", "8080"));
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .unwrap_or_else(|e| fail(format!("cannot listen on {address}: {e}")));
+    let local = listener.local_addr().expect("local address");
+    // The line the test harness and the demo wait for.
+    println!("sse_server: serving on http://{local}");
+
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = stop_signal.await;
+        })
+        .await;
+    let _ = server_done_sender.send(());
+    if let Err(e) = served {
+        eprintln!("sse_server: server error: {e}");
+        return 1;
+    }
+    // The hooks are done once Stopped; wait for it off the async threads.
+    let stopped = tokio::task::spawn_blocking(|| {
+        Runtime::global().wait_for_phase(Phase::Stopped, Some(Duration::from_secs(60)))
+    })
+    .await;
+    println!("sse_server: stopped; exiting 0");
+    if matches!(stopped, Ok(Ok(_))) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Each stream is a socket: raise the soft open-file limit to the hard one.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-parameter; setrlimit only reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

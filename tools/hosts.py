@@ -1,0 +1,24 @@
+"""The example servers that answer the contract, and how to start each."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("flask", "rust")
+
+
+def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
+    """(argv, working directory) of an example server. The Rust one is the
+    binary cargo built for `profile` (`cargo build [--release] --example
+    sse_server`)."""
+    if name == "flask":
+        return [sys.executable, "run.py"], ROOT / "examples" / "flask_app"
+    if name == "rust":
+        binary = ROOT / "target" / profile / "examples" / "sse_server"
+        if not binary.exists():
+            raise FileNotFoundError(f"{binary} is missing: cargo build --example sse_server" + (" --release" if profile == "release" else ""))
+        return [str(binary)], ROOT
+    raise ValueError(f"unknown host {name!r}; one of {NAMES}")
