@@ -16,13 +16,14 @@ LOOM_MAX_PREEMPTIONS ?= 5
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup demo demo-c demo-rust test test-rust test-python python loom loom-full lint header c-host
+.PHONY: help setup demo demo-c demo-rust bench test test-rust test-python python loom loom-full lint header c-host
 
 help:
 	@echo "make demo   - set up and run the demonstration"
 	@echo "make test   - set up and run every test"
 	@echo "make demo-rust - the same demonstration on the Rust server"
 	@echo "make demo-c - the C host's demonstration"
+	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
 	@echo "make header - regenerate include/graceful_shutdown.h"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
@@ -58,15 +59,15 @@ lint:
 
 test-rust:
 	$(CARGO) build --all-targets
-	$(CARGO) nextest run --all-targets
+	$(CARGO) nextest run --lib --tests --examples
 	$(CARGO) test --doc
 
 loom:
-	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=target/loom \
 	  $(CARGO) test --release --test loom_stream_counter
 
 loom-full:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom_stream_counter
+	RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom_stream_counter
 
 # The Python package, built by pip (setuptools-rust compiles the library),
 # with flask, waitress, prometheus_client, pytest and httpx, in .venv.
@@ -82,6 +83,15 @@ test-python: python
 	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests tests/e2e
 
 test: setup lint test-rust loom test-python
+
+# Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
+bench: setup python
+	$(CARGO) build --release --examples
+	$(CARGO) bench --bench hot_path
+	$(CARGO) bench --bench wake_latency
+	$(CARGO) bench --bench signal_to_exit
+	$(PYTHON) benches/python_overhead.py
+	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

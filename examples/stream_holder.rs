@@ -17,6 +17,10 @@
 //! * `--stuck N`: N streams that never end, even when asked.
 //! * `--hook-ms MS`: a shutdown hook that works for MS (default 0).
 //! * `--begin-shutdown-after-ms MS`: call `begin_shutdown` itself.
+//! * `--poll-exit-ms MS`: exit the way a polling host would (the seed's
+//!   design): check every MS whether draining and no stream is active,
+//!   instead of waiting for the runtime's event-driven Stopped. The
+//!   reference for the signal-to-exit benchmark.
 //! * `--hang`: do not exit after Stopped (to show the exit watchdog).
 //! * `--fork`: fork after installing; the child installs its own handling.
 //!   Both report with `"who"`; the child answers `phase` lines on stdin.
@@ -40,6 +44,7 @@ struct Options {
     begin_shutdown_after_ms: Option<u64>,
     fork: bool,
     hang: bool,
+    poll_exit_ms: Option<u64>,
 }
 
 fn parse() -> Options {
@@ -72,6 +77,7 @@ fn parse() -> Options {
             "--stuck" => options.stuck = value as u32,
             "--hook-ms" => options.hook_ms = value,
             "--begin-shutdown-after-ms" => options.begin_shutdown_after_ms = Some(value),
+            "--poll-exit-ms" => options.poll_exit_ms = Some(value),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
@@ -172,8 +178,12 @@ fn serve(who: &'static str, options: &Options, fork_child: Option<i32>) {
                 }
                 None => std::thread::sleep(Duration::from_millis(stream_ms)),
             }
+            let ending_ns = monotonic_ns();
             drop(stream);
-            report(who, json!({"event": "stream_end", "stream": index}));
+            report(
+                who,
+                json!({"event": "stream_end", "stream": index, "ending_ns": ending_ns}),
+            );
         });
     }
     for index in 0..options.endless {
@@ -230,6 +240,15 @@ fn serve(who: &'static str, options: &Options, fork_child: Option<i32>) {
             who,
             json!({"event": "begin_shutdown_called", "started": started}),
         );
+    }
+    if let Some(period) = options.poll_exit_ms {
+        loop {
+            std::thread::sleep(Duration::from_millis(period));
+            if runtime.is_draining() && runtime.active_streams() == 0 {
+                report(who, json!({"event": "exit", "code": 0, "by": "poll"}));
+                std::process::exit(0);
+            }
+        }
     }
     // Exit once the Stopped listener has run (so every phase was reported).
     let _ = on_stopped.recv();

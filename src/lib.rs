@@ -39,39 +39,39 @@
 //! The same runtime is exposed to C (`include/graceful_shutdown.h`, all
 //! symbols `gs_*`) and to Python (`bindings/python`).
 
-#![cfg_attr(loom, allow(dead_code))]
+#![cfg_attr(gs_loom, allow(dead_code))]
 
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod clock;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod config;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod error;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub mod ffi;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod fork;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub mod metrics;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod phase;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod runtime;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod sequence;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod signals;
 pub mod stream_counter;
 mod wait_word;
 
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub use config::{env, Config, ConfigError, SecondSignal};
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub use error::{timeout_from_secs, Error};
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub use phase::{Phase, PhaseChange};
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub use runtime::{HookReport, RegistrationId, Runtime, StreamGuard};
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub use signals::{install_signal_handlers, signal_handlers_installed};
 pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};

@@ -27,9 +27,9 @@ use crate::wait_word::{Ordering, WaitWord};
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-#[cfg(loom)]
+#[cfg(gs_loom)]
 use loom::sync::atomic::AtomicU64;
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 use std::sync::atomic::AtomicU64;
 
 const WAITERS: u32 = 1;
@@ -85,7 +85,7 @@ impl Default for StreamCounter {
 
 impl StreamCounter {
     /// A counter at zero.
-    #[cfg(not(loom))]
+    #[cfg(not(gs_loom))]
     pub const fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
@@ -97,7 +97,7 @@ impl StreamCounter {
     }
 
     /// A counter at zero.
-    #[cfg(loom)]
+    #[cfg(gs_loom)]
     pub fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
@@ -213,7 +213,7 @@ impl StreamCounter {
 
     /// Returns the counter to zero, as at creation. For a forked child, whose
     /// parent's streams are not its own; see [`crate::Runtime`].
-    #[cfg(not(loom))]
+    #[cfg(not(gs_loom))]
     pub(crate) fn reset_after_fork(&self) {
         self.line.state.atomic().store(0, Ordering::Relaxed);
         self.line.started.store(0, Ordering::Relaxed);
@@ -221,7 +221,7 @@ impl StreamCounter {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(gs_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! nothing a `fork()` can copy in a held state, and the hot path never
 //! touches anything but the word itself.
 //!
-//! Under `cfg(loom)` the same interface is modelled with loom's `Mutex` and
+//! Under `cfg(gs_loom)` the same interface is modelled with loom's `Mutex` and
 //! `Condvar`: the "check the word, then sleep" step runs under the mutex and
 //! `wake_all` takes the same mutex, which is exactly the guarantee the kernel
 //! gives a futex. loom then explores every interleaving of the code *around*
@@ -21,28 +21,28 @@
 
 use std::time::Duration;
 
-#[cfg(loom)]
+#[cfg(gs_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
 
 /// An atomic `u32` with futex-style wait and wake.
 #[derive(Debug)]
 pub(crate) struct WaitWord {
     word: AtomicU32,
-    #[cfg(loom)]
+    #[cfg(gs_loom)]
     model: (loom::sync::Mutex<()>, loom::sync::Condvar),
 }
 
 impl WaitWord {
-    #[cfg(not(loom))]
+    #[cfg(not(gs_loom))]
     pub(crate) const fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(gs_loom)]
     pub(crate) fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
@@ -58,12 +58,12 @@ impl WaitWord {
 
     /// Sleeps while the word equals `expected`, for at most `timeout`
     /// (`None`: no limit). May return spuriously; callers re-check the word.
-    #[cfg(not(loom))]
+    #[cfg(not(gs_loom))]
     pub(crate) fn wait(&self, expected: u32, timeout: Option<Duration>) {
         futex::wait(&self.word, expected, timeout);
     }
 
-    #[cfg(loom)]
+    #[cfg(gs_loom)]
     pub(crate) fn wait(&self, expected: u32, _timeout: Option<Duration>) {
         let guard = self.model.0.lock().unwrap();
         if self.word.load(Ordering::SeqCst) == expected {
@@ -72,19 +72,19 @@ impl WaitWord {
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.
-    #[cfg(not(loom))]
+    #[cfg(not(gs_loom))]
     pub(crate) fn wake_all(&self) {
         futex::wake_all(&self.word);
     }
 
-    #[cfg(loom)]
+    #[cfg(gs_loom)]
     pub(crate) fn wake_all(&self) {
         let _guard = self.model.0.lock().unwrap();
         self.model.1.notify_all();
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(gs_loom))]
 mod futex {
     use super::AtomicU32;
     use std::time::Duration;
@@ -134,7 +134,7 @@ mod futex {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(gs_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

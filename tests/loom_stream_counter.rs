@@ -5,10 +5,10 @@
 //! `src/wait_word.rs`). A lost wake-up shows up as a waiter asleep forever,
 //! which loom reports as a deadlock and fails the test.
 //!
-//! Run with: `RUSTFLAGS="--cfg loom" cargo test --release --test loom_stream_counter`
+//! Run with: `RUSTFLAGS="--cfg gs_loom" cargo test --release --test loom_stream_counter`
 //! (`make test` does). loom's condvar has no timeouts, so the models wait
 //! without one; the timeout path is covered by the ordinary tests.
-#![cfg(loom)]
+#![cfg(gs_loom)]
 
 use graceful_shutdown::StreamCounter;
 use loom::sync::Arc;

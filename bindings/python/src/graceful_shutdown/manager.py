@@ -12,6 +12,13 @@ from typing import Callable, Optional, Union
 from . import _native
 from .phase import Phase, SecondSignal
 
+# The hot path, bound once: a method call and one ctypes call per operation,
+# and check() only when the status is not GS_OK (0).
+_increment = _native.lib.gs_increment_active_streams
+_decrement = _native.lib.gs_decrement_active_streams
+_current_phase = _native.lib.gs_current_phase
+_PHASES = tuple(Phase)  # indexing a tuple is far cheaper than Phase(int)
+
 # Waits on the main thread return to Python this often so that a Ctrl-C
 # (KeyboardInterrupt) is noticed. The wake itself is not delayed: the runtime
 # still wakes the waiter the moment the condition holds.
@@ -58,12 +65,16 @@ class GracefulShutdownManager:
 
     def increment_active_streams(self) -> None:
         """Counts one more open stream (lock-free in the runtime)."""
-        _native.check(_native.lib.gs_increment_active_streams())
+        status = _increment()
+        if status:
+            _native.check(status)
 
     def decrement_active_streams(self) -> None:
         """Counts one stream as ended. Raises NoActiveStreamError (a
         ValueError) when none is active; the count stays at zero."""
-        _native.check(_native.lib.gs_decrement_active_streams())
+        status = _decrement()
+        if status:
+            _native.check(status)
 
     @property
     def active_streams(self) -> int:
@@ -99,7 +110,7 @@ class GracefulShutdownManager:
 
     @property
     def phase(self) -> Phase:
-        return Phase(_native.lib.gs_current_phase())
+        return _PHASES[_current_phase()]
 
     def wait_for_phase(self, phase: Union[Phase, int], timeout: Optional[float] = None) -> bool:
         """Blocks until the phase is at least ``phase`` (True) or ``timeout``
