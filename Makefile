@@ -16,7 +16,7 @@ LOOM_MAX_PREEMPTIONS ?= 5
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup demo demo-c demo-rust bench test test-rust test-python python loom loom-full lint header c-host
+.PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -24,6 +24,7 @@ help:
 	@echo "make demo-rust - the same demonstration on the Rust server"
 	@echo "make demo-c - the C host's demonstration"
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
+	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime"
 	@echo "make header - regenerate include/graceful_shutdown.h"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
@@ -76,11 +77,19 @@ $(PYTHON):
 	$(PYTHON) -m pip install -q --upgrade pip
 
 python: $(PYTHON)
-	$(PYTHON) -m pip install -q "./bindings/python[test]" -r examples/flask_app/requirements.txt
+	$(PYTHON) -m pip install -q "./bindings/python[test]" -r examples/flask_app/requirements.txt -r tests/requirements.txt
 
-# The package's tests, the example app's, and the end-to-end contract tests.
+# The package's tests, the example app's, the end-to-end contract tests,
+# the manifests, and one round of the rolling update behind HAProxy.
 test-python: python
-	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests tests/e2e
+	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests \
+	  tests/e2e tests/kubernetes tests/rolling
+
+# Three rounds of rolling updates behind HAProxy, for both example servers,
+# against the baseline (about 2 minutes); the table goes to BENCHMARKS.md.
+rolling: setup python
+	$(CARGO) build --release --example sse_server
+	$(PYTHON) tools/rolling.py --rounds 3
 
 test: setup lint test-rust loom test-python
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond the Rust toolchain, only when it is
-# missing: cargo-nextest, valgrind, a C/C++ compiler. Safe to run repeatedly.
+# missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy. Safe to run repeatedly.
 set -euo pipefail
 
 apt_packages=()
 command -v cc >/dev/null || apt_packages+=(gcc)
 command -v c++ >/dev/null || apt_packages+=(g++)
 command -v valgrind >/dev/null || apt_packages+=(valgrind)
+# The rolling-update harness puts the example servers behind HAProxy.
+command -v haproxy >/dev/null || apt_packages+=(haproxy)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   apt-get update -qq

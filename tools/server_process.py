@@ -59,8 +59,9 @@ class ServerProcess:
         self.lines: List[str] = []
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        line = self.wait_for_log(r"serving on http://127\.0\.0\.1:(\d+)", timeout=30)
-        self.port = int(re.search(r":(\d+)", line.split("serving on")[1]).group(1))
+        # Ours say "serving on", plain Waitress (the baseline) "Serving on".
+        line = self.wait_for_log(r"(?i)serving on http://127\.0\.0\.1:(\d+)", timeout=30)
+        self.port = int(re.search(r"(?i)serving on http://127\.0\.0\.1:(\d+)", line).group(1))
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 

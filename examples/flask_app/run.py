@@ -2,6 +2,10 @@
 sequence. HOST, PORT, THREADS and the GS_* durations come from the
 environment.
 
+GRACEFUL_SHUTDOWN_DISABLED=1 serves it with plain ``waitress.serve`` and no
+signal handling: the default SIGTERM behaviour (the process dies at once),
+the baseline the rolling-update harness compares against.
+
     pip install ../../bindings/python -r requirements.txt
     python run.py
 """
@@ -22,6 +26,11 @@ if __name__ == "__main__":
     manager = app.extensions["container"].shutdown_manager
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     threads = int(os.environ.get("THREADS", "16"))
+    if os.environ.get("GRACEFUL_SHUTDOWN_DISABLED") == "1":
+        import waitress
+
+        waitress.serve(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8080")), threads=threads)
+        sys.exit(0)
     serve(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),

@@ -11,6 +11,8 @@
 //! `GS_DRAIN_TOKEN`, `SSE_HEARTBEAT_SECONDS` (1) come from the environment.
 //! The shutdown is the crate's: SIGTERM handling, phase notifications and
 //! shutdown hooks, not a separate `tokio::signal` path.
+//! `GRACEFUL_SHUTDOWN_DISABLED=1` leaves SIGTERM to its default (the process
+//! dies at once): the baseline of the rolling-update harness.
 
 mod routes;
 mod tasks;
@@ -53,8 +55,10 @@ fn main() {
 
 async fn serve(config: Config, heartbeat: Duration) -> i32 {
     let gs = Runtime::global();
-    if let Err(e) = install_signal_handlers(config) {
-        fail(e.to_string());
+    if std::env::var("GRACEFUL_SHUTDOWN_DISABLED").as_deref() != Ok("1") {
+        if let Err(e) = install_signal_handlers(config) {
+            fail(e.to_string());
+        }
     }
 
     // Phase changes, from the runtime's thread into async code.

@@ -1,0 +1,81 @@
+"""The Kubernetes manifests: valid against the Kubernetes schemas, and
+their durations consistent with each other and with the grace period."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
+KUBERNETES_VERSIONS = ["1.29.0", "1.33.0"]
+
+
+def documents():
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield path.name, document
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_against_the_schemas(version):
+    checked = 0
+    for name, document in documents():
+        kubernetes_validate.validate(document, version, strict=True)
+        checked += 1
+    assert checked >= 4
+
+
+def test_a_broken_manifest_is_rejected():
+    deployment = next(doc for _, doc in documents() if doc["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def deployment_settings():
+    deployment = next(doc for _, doc in documents() if doc["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    return deployment, pod, container, env
+
+
+def test_the_durations_fit_inside_the_grace_period():
+    _, pod, container, env = deployment_settings()
+    grace = pod["terminationGracePeriodSeconds"]
+    timeout = float(env["GS_SHUTDOWN_TIMEOUT_SECONDS"])
+    watchdog = float(env["GS_EXIT_WATCHDOG_SECONDS"])
+    drain = float(env["GS_DRAIN_DELAY_SECONDS"])
+    notice = float(env["GS_CLOSE_NOTICE_SECONDS"])
+    assert timeout + watchdog < grace, "the process could outlive the grace period (SIGKILL)"
+    assert notice <= timeout and drain <= timeout
+    readiness = container["readinessProbe"]
+    assert drain >= readiness["periodSeconds"] * readiness["failureThreshold"], (
+        "the drain delay must outlast the readiness probe noticing the 503"
+    )
+
+
+def test_the_rollout_keeps_every_replica_ready():
+    deployment, _, _, _ = deployment_settings()
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
+
+
+def test_the_runtime_accepts_the_manifest_configuration():
+    """The real parser (the one the pod runs) takes the manifest's values."""
+    _, _, _, env = deployment_settings()
+    gs_env = {k: v for k, v in env.items() if k.startswith("GS_") and v is not None}
+    result = subprocess.run(
+        [sys.executable, "-c", "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()"],
+        env={"PATH": "/usr/bin:/bin", **gs_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
