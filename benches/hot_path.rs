@@ -18,17 +18,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-/// Runs `pair` `iterations` times on each of `threads` threads started
-/// together; returns the wall time (so per-pair time is per thread).
-fn on_threads(threads: usize, iterations: u64, pair: &(dyn Fn() + Sync)) -> Duration {
+/// Runs `pair(thread index)` `iterations` times on each of `threads`
+/// threads started together; returns the wall time (so per-pair time is per
+/// thread).
+fn on_threads(threads: usize, iterations: u64, pair: &(dyn Fn(usize) + Sync)) -> Duration {
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|index| {
+                let barrier = &barrier;
+                scope.spawn(move || {
                     barrier.wait();
                     for _ in 0..iterations {
-                        pair();
+                        pair(index);
                     }
                 })
             })
@@ -74,7 +76,7 @@ fn pairs(c: &mut Criterion) {
             &threads,
             |b, &threads| {
                 b.iter_custom(|iterations| {
-                    on_threads(threads, iterations, &|| {
+                    on_threads(threads, iterations, &|_| {
                         runtime.increment_active_streams().unwrap();
                         runtime.decrement_active_streams().unwrap();
                     })
@@ -86,7 +88,7 @@ fn pairs(c: &mut Criterion) {
             &threads,
             |b, &threads| {
                 b.iter_custom(|iterations| {
-                    on_threads(threads, iterations, &|| {
+                    on_threads(threads, iterations, &|_| {
                         black_box(gs_increment_active_streams());
                         black_box(gs_decrement_active_streams());
                     })
@@ -102,31 +104,11 @@ fn pairs(c: &mut Criterion) {
                         .map(|_| CachePadded::new(AtomicU64::new(0)))
                         .collect(),
                 };
-                let next = AtomicU64::new(0);
                 b.iter_custom(|iterations| {
-                    next.store(0, Ordering::Relaxed);
-                    let barrier = Barrier::new(threads + 1);
-                    std::thread::scope(|scope| {
-                        let workers: Vec<_> = (0..threads)
-                            .map(|_| {
-                                let shard =
-                                    &sharded.shards[next.fetch_add(1, Ordering::Relaxed) as usize];
-                                let barrier = &barrier;
-                                scope.spawn(move || {
-                                    barrier.wait();
-                                    for _ in 0..iterations {
-                                        shard.fetch_add(1, Ordering::Relaxed);
-                                        black_box(shard.fetch_sub(1, Ordering::Release));
-                                    }
-                                })
-                            })
-                            .collect();
-                        barrier.wait();
-                        let started = Instant::now();
-                        for worker in workers {
-                            worker.join().unwrap();
-                        }
-                        started.elapsed()
+                    on_threads(threads, iterations, &|index| {
+                        let shard = &sharded.shards[index];
+                        shard.fetch_add(1, Ordering::Relaxed);
+                        black_box(shard.fetch_sub(1, Ordering::Release));
                     })
                 })
             },

@@ -74,14 +74,7 @@ fn command(valgrind: bool, args: &[&str], env: &[(&str, &str)]) -> Command {
         Command::new(c_host())
     };
     command.args(args);
-    for variable in [
-        "GS_DRAIN_DELAY_SECONDS",
-        "GS_SHUTDOWN_TIMEOUT_SECONDS",
-        "GS_CLOSE_NOTICE_SECONDS",
-        "GS_SECOND_SIGNAL",
-    ] {
-        command.env_remove(variable);
-    }
+    common::clear_gs_environment(&mut command);
     command.env("GS_EXIT_WATCHDOG_SECONDS", "0");
     command.envs(env.iter().copied());
     command

@@ -14,15 +14,7 @@ const LONG: Duration = Duration::from_secs(20);
 fn holder(env: &[(&str, &str)], args: &[&str]) -> ChildProcess {
     let mut command = Command::new(example("stream_holder"));
     command.args(args);
-    for variable in [
-        "GS_DRAIN_DELAY_SECONDS",
-        "GS_SHUTDOWN_TIMEOUT_SECONDS",
-        "GS_CLOSE_NOTICE_SECONDS",
-        "GS_SECOND_SIGNAL",
-        "GS_EXIT_WATCHDOG_SECONDS",
-    ] {
-        command.env_remove(variable);
-    }
+    common::clear_gs_environment(&mut command);
     command.envs(env.iter().copied());
     let mut child = ChildProcess::spawn(command);
     child.wait_for_line("\"ready\"", LONG);
@@ -185,26 +177,38 @@ fn the_wake_after_the_last_stream_is_event_driven() {
     );
 }
 
-#[test]
-fn a_second_sigterm_during_the_drain_delay_is_ignored() {
-    let mut child = holder(&[("GS_DRAIN_DELAY_SECONDS", "0.8")], &[]);
+/// SIGTERM, then (once Draining) `second`: the exit code and the reports.
+fn second_signal(
+    env: &[(&str, &str)],
+    second: libc::c_int,
+    wait: Duration,
+) -> (Option<i32>, Vec<Value>) {
+    let mut child = holder(env, &[]);
     ChildProcess::signal(child.pid(), libc::SIGTERM);
     child.wait_for_line("\"draining\"", LONG);
-    ChildProcess::signal(child.pid(), libc::SIGTERM);
-    assert_eq!(child.wait_exit(LONG).code(), Some(0));
-    let reports = reports(&mut child);
-    assert_eq!(phases(&reports), ["draining", "stopping", "stopped"]);
+    ChildProcess::signal(child.pid(), second);
+    let code = child.wait_exit(wait).code();
+    (code, reports(&mut child))
+}
+
+const ONE_SEQUENCE: [&str; 3] = ["draining", "stopping", "stopped"];
+
+#[test]
+fn a_second_sigterm_during_the_drain_delay_is_ignored() {
+    let (code, reports) = second_signal(&[("GS_DRAIN_DELAY_SECONDS", "0.8")], libc::SIGTERM, LONG);
+    assert_eq!(code, Some(0));
+    assert_eq!(phases(&reports), ONE_SEQUENCE);
 }
 
 #[test]
 fn a_second_sigint_exits_at_once() {
-    let mut child = holder(&[("GS_DRAIN_DELAY_SECONDS", "15")], &[]);
-    ChildProcess::signal(child.pid(), libc::SIGTERM);
-    child.wait_for_line("\"draining\"", LONG);
-    ChildProcess::signal(child.pid(), libc::SIGINT);
-    let status = child.wait_exit(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(128 + libc::SIGINT));
-    assert!(!phases(&reports(&mut child)).contains(&"stopped".to_owned()));
+    let (code, reports) = second_signal(
+        &[("GS_DRAIN_DELAY_SECONDS", "15")],
+        libc::SIGINT,
+        Duration::from_secs(5),
+    );
+    assert_eq!(code, Some(128 + libc::SIGINT));
+    assert!(!phases(&reports).contains(&"stopped".to_owned()));
 }
 
 #[test]
@@ -212,47 +216,28 @@ fn sigint_alone_starts_the_sequence() {
     let mut child = holder(&[("GS_DRAIN_DELAY_SECONDS", "0")], &[]);
     ChildProcess::signal(child.pid(), libc::SIGINT);
     assert_eq!(child.wait_exit(LONG).code(), Some(0));
-    assert_eq!(
-        phases(&reports(&mut child)),
-        ["draining", "stopping", "stopped"]
-    );
+    assert_eq!(phases(&reports(&mut child)), ONE_SEQUENCE);
 }
 
 #[test]
 fn the_exit_policy_makes_a_second_sigterm_exit() {
-    let mut child = holder(
-        &[
-            ("GS_DRAIN_DELAY_SECONDS", "15"),
-            ("GS_SECOND_SIGNAL", "exit"),
-        ],
-        &[],
-    );
-    ChildProcess::signal(child.pid(), libc::SIGTERM);
-    child.wait_for_line("\"draining\"", LONG);
-    ChildProcess::signal(child.pid(), libc::SIGTERM);
-    assert_eq!(
-        child.wait_exit(Duration::from_secs(5)).code(),
-        Some(128 + libc::SIGTERM)
-    );
+    let env = [
+        ("GS_DRAIN_DELAY_SECONDS", "15"),
+        ("GS_SECOND_SIGNAL", "exit"),
+    ];
+    let (code, _) = second_signal(&env, libc::SIGTERM, Duration::from_secs(5));
+    assert_eq!(code, Some(128 + libc::SIGTERM));
 }
 
 #[test]
 fn the_ignore_policy_makes_a_second_sigint_harmless() {
-    let mut child = holder(
-        &[
-            ("GS_DRAIN_DELAY_SECONDS", "0.5"),
-            ("GS_SECOND_SIGNAL", "ignore"),
-        ],
-        &[],
-    );
-    ChildProcess::signal(child.pid(), libc::SIGTERM);
-    child.wait_for_line("\"draining\"", LONG);
-    ChildProcess::signal(child.pid(), libc::SIGINT);
-    assert_eq!(child.wait_exit(LONG).code(), Some(0));
-    assert_eq!(
-        phases(&reports(&mut child)),
-        ["draining", "stopping", "stopped"]
-    );
+    let env = [
+        ("GS_DRAIN_DELAY_SECONDS", "0.5"),
+        ("GS_SECOND_SIGNAL", "ignore"),
+    ];
+    let (code, reports) = second_signal(&env, libc::SIGINT, LONG);
+    assert_eq!(code, Some(0));
+    assert_eq!(phases(&reports), ONE_SEQUENCE);
 }
 
 #[test]

@@ -171,6 +171,18 @@ def test_the_noop_manager_has_the_same_interface():
     assert fake.is_draining()
 
 
+def run_python(code: str, env=None) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter (a process of its own: the runtime is
+    process-wide), with `env` as its whole environment when given."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=None if env is None else {"PATH": "/usr/bin:/bin", **env},
+    )
+
+
 SEQUENCE_SCRIPT = r"""
 import json, sys, threading
 from graceful_shutdown import GracefulShutdownManager, Phase, InvalidStateError
@@ -205,9 +217,7 @@ print(json.dumps({"phases": phases, "hooks": hooks, "refused": refused, "again":
 
 
 def test_the_sequence_from_python_in_a_child_process():
-    result = subprocess.run(
-        [sys.executable, "-c", SEQUENCE_SCRIPT], capture_output=True, text=True, timeout=60
-    )
+    result = run_python(SEQUENCE_SCRIPT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["phases"] == ["draining", "stopping", "stopped"]
@@ -220,12 +230,9 @@ def test_the_sequence_from_python_in_a_child_process():
 
 
 def test_a_malformed_environment_variable_is_named():
-    result = subprocess.run(
-        [sys.executable, "-c", "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GS_CLOSE_NOTICE_SECONDS": "soon", "PATH": "/usr/bin:/bin"},
+    result = run_python(
+        "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()",
+        {"GS_CLOSE_NOTICE_SECONDS": "soon"},
     )
     assert result.returncode != 0
     assert "ConfigError" in result.stderr
@@ -234,13 +241,7 @@ def test_a_malformed_environment_variable_is_named():
 
 def test_a_missing_library_is_an_import_error_that_says_what_was_searched(tmp_path):
     missing = tmp_path / "nowhere" / "libgraceful_shutdown.so"
-    result = subprocess.run(
-        [sys.executable, "-c", "import graceful_shutdown.manager"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GRACEFUL_SHUTDOWN_LIBRARY": str(missing), "PATH": "/usr/bin:/bin"},
-    )
+    result = run_python("import graceful_shutdown.manager", {"GRACEFUL_SHUTDOWN_LIBRARY": str(missing)})
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert str(missing) in result.stderr
@@ -249,13 +250,7 @@ def test_a_missing_library_is_an_import_error_that_says_what_was_searched(tmp_pa
 def test_a_wrong_library_is_an_import_error(tmp_path):
     wrong = tmp_path / "libgraceful_shutdown.so"
     wrong.write_text("not a shared library")
-    result = subprocess.run(
-        [sys.executable, "-c", "import graceful_shutdown.manager"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GRACEFUL_SHUTDOWN_LIBRARY": str(wrong), "PATH": "/usr/bin:/bin"},
-    )
+    result = run_python("import graceful_shutdown.manager", {"GRACEFUL_SHUTDOWN_LIBRARY": str(wrong)})
     assert "ImportError" in result.stderr and "cannot load" in result.stderr
 
 
