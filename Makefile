@@ -63,12 +63,14 @@ test-rust:
 	$(CARGO) nextest run --lib --tests --examples
 	$(CARGO) test --doc
 
+LOOM_CARGO := RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
+  $(CARGO) test --release --manifest-path tests/loom/Cargo.toml --test loom_stream_counter
+
 loom:
-	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=target/loom \
-	  $(CARGO) test --release --test loom_stream_counter
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO)
 
 loom-full:
-	RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom_stream_counter
+	$(LOOM_CARGO)
 
 # The Python package, built by pip (setuptools-rust compiles the library),
 # with flask, waitress, prometheus_client, pytest and httpx, in .venv.

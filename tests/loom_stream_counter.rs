@@ -5,8 +5,8 @@
 //! `src/wait_word.rs`). A lost wake-up shows up as a waiter asleep forever,
 //! which loom reports as a deadlock and fails the test.
 //!
-//! Run with: `RUSTFLAGS="--cfg gs_loom" cargo test --release --test loom_stream_counter`
-//! (`make test` does). loom's condvar has no timeouts, so the models wait
+//! Run with `make loom` (part of `make test`): it builds this file in the
+//! small crate tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no timeouts, so the models wait
 //! without one; the timeout path is covered by the ordinary tests.
 #![cfg(gs_loom)]
 

@@ -107,3 +107,20 @@ def test_a_second_ctrl_c_exits_at_once(start_app):
     sent = server.signal(SIGINT)
     assert server.wait_exit(10) == 130
     assert time.monotonic() - sent < 5
+
+
+def test_a_stream_ending_right_before_stopping_keeps_its_last_bytes(start_app):
+    """Waitress uncounts a stream (close()) before it writes the terminating
+    chunk; with no drain delay Stopping follows at once, and the stopper must
+    not close the connection under that last write. The app's slow
+    call_on_close widens the window that is otherwise a race."""
+    for _ in range(2):
+        server = start_app({"GS_DRAIN_DELAY_SECONDS": "0"})
+        events, done = _stream_in_background(server, "/stream-slow-finish")
+        server.signal(SIGTERM)
+        assert done.wait(15)
+        received = [event for _, event in events]
+        assert all(isinstance(event, httpx_sse.ServerSentEvent) for event in received), received[-1]
+        assert received[-1].event == "done"
+        assert server.wait_exit(15) == 0
+        server.close()

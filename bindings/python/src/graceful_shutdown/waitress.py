@@ -47,9 +47,15 @@ _FLUSH_RECHECK_SECONDS = 0.05
 
 class WaitressStopper:
     """Stops a Waitress server from its own loop thread, in order: stop
-    accepting, let every channel flush what it still has to send (the last
-    events of a stream may still be in its buffer) and close, then close the
-    trigger, which empties the socket map and ends ``server.run()``.
+    accepting, let every channel finish its request and flush what it still
+    has to send, and close, then close the trigger, which empties the socket
+    map and ends ``server.run()``.
+
+    A channel is closed only once it has no request in progress: Waitress
+    calls the body's ``close()`` (where the stream is uncounted, and so
+    where Stopping may begin) *before* it writes the response's terminating
+    chunk, so a stream's last bytes can still be on their way when Stopping
+    starts.
 
     Waitress is not thread-safe: ``server.close()`` from another thread can
     crash it. Everything here runs as a thunk on the loop thread, handed over
@@ -71,16 +77,16 @@ class WaitressStopper:
         for listener in self._objects(BaseWSGIServer):
             # dispatcher.close, not the server's close(): the trigger closes last.
             wasyncore.dispatcher.close(listener)
-        for channel in self._objects(HTTPChannel):
-            channel.close_when_flushed = True
 
     def _finish_if_flushed(self, force: bool) -> bool:
         channels = self._objects(HTTPChannel)
-        if force:
-            for channel in channels:
+        for channel in channels:
+            if force:
                 channel.handle_close()
-            channels = []
-        if channels:
+            elif not channel.requests:
+                # Idle: close as soon as its output is flushed.
+                channel.close_when_flushed = True
+        if not force and self._objects(HTTPChannel):
             return False
         for trigger in self._objects(Trigger):
             trigger.close()

@@ -44,6 +44,16 @@ def stream():
     return events(int(request.args.get("events", 3)), float(request.args.get("interval", 0.1)))
 
 
+@app.get("/stream-slow-finish")
+def stream_slow_finish():
+    """A stream whose response does more work after the body is closed (a
+    call_on_close callback): Waitress writes the terminating chunk only
+    after it, well after the stream was uncounted."""
+    response = sse_stream(lambda: events(3, 0.05))()
+    response.call_on_close(lambda: time.sleep(0.3))
+    return response
+
+
 @app.get("/raising-stream")
 @sse_stream
 def raising_stream():
