@@ -10,19 +10,10 @@
 //! `cargo build --release --examples && cargo bench --bench signal_to_exit`
 //! (`make bench` does both).
 
+use graceful_shutdown::monotonic_ns;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn stream_holder() -> PathBuf {
     let mut dir = std::env::current_exe().expect("bench path");

@@ -27,7 +27,7 @@
 //!
 //! Exit status: 0 after Stopped, 2 if the configuration is malformed.
 
-use graceful_shutdown::{install_signal_handlers, Config, Phase, Runtime};
+use graceful_shutdown::{install_signal_handlers, monotonic_ns, Config, Phase, Runtime};
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -87,16 +87,6 @@ fn parse() -> Options {
 fn usage(message: &str) -> ! {
     eprintln!("stream_holder: {message} (see the comment at the top of examples/stream_holder.rs)");
     std::process::exit(64);
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// One JSON line, written with a single `write` so that the lines of a

@@ -43,8 +43,11 @@ fn read(clock: libc::clockid_t) -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// The current time on the monotonic clock, in nanoseconds.
-pub(crate) fn monotonic_ns() -> u64 {
+/// The current time on `CLOCK_MONOTONIC`, in nanoseconds: the clock the
+/// runtime stamps phase changes with. One clock for every process on the
+/// machine, so hosts and tests can compare times across processes with it.
+/// Async-signal-safe.
+pub fn monotonic_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 

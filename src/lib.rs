@@ -65,6 +65,8 @@ pub mod stream_counter;
 mod wait_word;
 
 #[cfg(not(gs_loom))]
+pub use clock::monotonic_ns;
+#[cfg(not(gs_loom))]
 pub use config::{env, Config, ConfigError, SecondSignal};
 #[cfg(not(gs_loom))]
 pub use error::{timeout_from_secs, Error};

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{example, json, monotonic_ns, ChildProcess};
+use common::{example, json, ChildProcess};
+use graceful_shutdown::monotonic_ns;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;

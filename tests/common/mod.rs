@@ -48,18 +48,6 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
-/// Nanoseconds on CLOCK_MONOTONIC: the clock the helper reports in, shared
-/// by every process on the machine.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter for clock_gettime.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// A child process whose stdout is read line by line on a thread, and
 /// which is killed when dropped (so a failing test never leaks it).
 pub struct ChildProcess {

@@ -228,20 +228,29 @@ def _hook_trampoline(remaining: float, key: Optional[int]) -> bool:
     return result is None or bool(result)
 
 
-def add_phase_callback(callback: Callable[[int, int], None]) -> int:
+def _register(table: dict, callable_: Callable, native_register: Callable) -> int:
+    """Keeps `callable_` alive in `table` under a new key, then registers the
+    key with the runtime through `native_register(key, id_out)`; undone if
+    the runtime refuses."""
     key = next(_keys)
     native_id = ctypes.c_uint64()
     with _registry_lock:
-        _phase_callbacks[key] = callback
+        table[key] = callable_
     try:
-        check(lib.gs_on_phase(_phase_trampoline, key, ctypes.byref(native_id)))
+        check(native_register(key, ctypes.byref(native_id)))
     except BaseException:
         with _registry_lock:
-            _phase_callbacks.pop(key, None)
+            table.pop(key, None)
         raise
     with _registry_lock:
         _native_ids[key] = native_id.value
     return key
+
+
+def add_phase_callback(callback: Callable[[int, int], None]) -> int:
+    return _register(
+        _phase_callbacks, callback, lambda key, out: lib.gs_on_phase(_phase_trampoline, key, out)
+    )
 
 
 def remove_phase_callback(key: int) -> bool:
@@ -259,23 +268,10 @@ def remove_phase_callback(key: int) -> bool:
 def add_shutdown_hook(name: str, hook: Callable[[float], object]) -> int:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
-    key = next(_keys)
-    native_id = ctypes.c_uint64()
-    with _registry_lock:
-        _hooks[key] = hook
-    try:
-        check(
-            lib.gs_register_shutdown_hook(
-                name.encode("utf-8"), _hook_trampoline, key, ctypes.byref(native_id)
-            )
-        )
-    except BaseException:
-        with _registry_lock:
-            _hooks.pop(key, None)
-        raise
-    with _registry_lock:
-        _native_ids[key] = native_id.value
-    return key
+    encoded = name.encode("utf-8")
+    return _register(
+        _hooks, hook, lambda key, out: lib.gs_register_shutdown_hook(encoded, _hook_trampoline, key, out)
+    )
 
 
 def remove_shutdown_hook(key: int) -> bool:
