@@ -57,6 +57,7 @@ demo-c: c-host
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 test-rust:
 	$(CARGO) build --all-targets

@@ -44,12 +44,6 @@ fn on_threads(threads: usize, iterations: u64, pair: &(dyn Fn(usize) + Sync)) ->
     })
 }
 
-/// What "sharding" would cost: each thread its own padded counter (no
-/// waiter bit, no underflow check, no wake — a lower bound).
-struct Sharded {
-    shards: Vec<CachePadded<AtomicU64>>,
-}
-
 fn pairs(c: &mut Criterion) {
     let runtime = Runtime::new();
     let mut group = c.benchmark_group("begin+end pair");
@@ -70,49 +64,32 @@ fn pairs(c: &mut Criterion) {
             black_box(gs_decrement_active_streams());
         })
     });
-    for threads in [1usize, 2] {
-        group.bench_with_input(
-            BenchmarkId::new("rust api, concurrent threads", threads),
-            &threads,
-            |b, &threads| {
-                b.iter_custom(|iterations| {
-                    on_threads(threads, iterations, &|_| {
-                        runtime.increment_active_streams().unwrap();
-                        runtime.decrement_active_streams().unwrap();
-                    })
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("c abi, concurrent threads", threads),
-            &threads,
-            |b, &threads| {
-                b.iter_custom(|iterations| {
-                    on_threads(threads, iterations, &|_| {
-                        black_box(gs_increment_active_streams());
-                        black_box(gs_decrement_active_streams());
-                    })
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("sharded reference, concurrent threads", threads),
-            &threads,
-            |b, &threads| {
-                let sharded = Sharded {
-                    shards: (0..threads)
-                        .map(|_| CachePadded::new(AtomicU64::new(0)))
-                        .collect(),
-                };
-                b.iter_custom(|iterations| {
-                    on_threads(threads, iterations, &|index| {
-                        let shard = &sharded.shards[index];
-                        shard.fetch_add(1, Ordering::Relaxed);
-                        black_box(shard.fetch_sub(1, Ordering::Release));
-                    })
-                })
-            },
-        );
+    let sharded: Vec<CachePadded<AtomicU64>> = (0..2)
+        .map(|_| CachePadded::new(AtomicU64::new(0)))
+        .collect();
+    let concurrent: [(&str, &(dyn Fn(usize) + Sync)); 3] = [
+        ("rust api, concurrent threads", &|_| {
+            runtime.increment_active_streams().unwrap();
+            runtime.decrement_active_streams().unwrap();
+        }),
+        ("c abi, concurrent threads", &|_| {
+            black_box(gs_increment_active_streams());
+            black_box(gs_decrement_active_streams());
+        }),
+        // What "sharding" would cost: each thread its own padded counter
+        // (no waiter bit, no underflow check, no wake: a lower bound).
+        ("sharded reference, concurrent threads", &|thread| {
+            let shard = &sharded[thread];
+            shard.fetch_add(1, Ordering::Relaxed);
+            black_box(shard.fetch_sub(1, Ordering::Release));
+        }),
+    ];
+    for (name, pair) in concurrent {
+        for threads in [1usize, 2] {
+            group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+                b.iter_custom(|iterations| on_threads(threads, iterations, pair))
+            });
+        }
     }
     group.finish();
     assert_eq!(runtime.active_streams(), 0);

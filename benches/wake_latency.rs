@@ -45,33 +45,30 @@ impl Waitable for Runtime {
     }
 }
 
-/// The seed's design: a count, checked by the waiter every `period`.
-struct FixedPoll {
+/// A count that the waiter polls, on one of two schedules.
+struct Polled {
     count: AtomicU32,
-    period: Duration,
+    schedule: Schedule,
 }
 
-impl Waitable for FixedPoll {
-    fn begin(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-    }
-    fn end(&self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-    }
-    fn wait_for_zero(&self) {
-        while self.count.load(Ordering::Acquire) != 0 {
-            std::thread::sleep(self.period);
+enum Schedule {
+    /// The seed's design: check every `period`.
+    Every(Duration),
+    /// Go's net/http `Shutdown` loop: the first tick after 1 ms, each next
+    /// one twice as long plus up to 10% jitter, capped at 500 ms.
+    GoDoubling,
+}
+
+impl Polled {
+    fn new(schedule: Schedule) -> Polled {
+        Polled {
+            count: AtomicU32::new(0),
+            schedule,
         }
     }
 }
 
-/// Go's net/http Shutdown loop: the first tick after 1 ms, each next one
-/// twice as long plus up to 10% jitter, capped at 500 ms.
-struct GoPoll {
-    count: AtomicU32,
-}
-
-impl Waitable for GoPoll {
+impl Waitable for Polled {
     fn begin(&self) {
         self.count.fetch_add(1, Ordering::AcqRel);
     }
@@ -79,17 +76,25 @@ impl Waitable for GoPoll {
         self.count.fetch_sub(1, Ordering::AcqRel);
     }
     fn wait_for_zero(&self) {
-        let mut interval = Duration::from_millis(1);
+        let mut interval = match self.schedule {
+            Schedule::Every(period) => period,
+            Schedule::GoDoubling => Duration::from_millis(1),
+        };
         let mut jitter_seed = 0x9E37_79B9u32;
         while self.count.load(Ordering::Acquire) != 0 {
-            // A cheap xorshift for the jitter; the distribution is not the
-            // point, the doubling is.
-            jitter_seed ^= jitter_seed << 13;
-            jitter_seed ^= jitter_seed >> 17;
-            jitter_seed ^= jitter_seed << 5;
-            let jitter = interval.mul_f64(f64::from(jitter_seed % 100) / 1000.0);
-            std::thread::sleep(interval + jitter);
-            interval = (interval * 2).min(Duration::from_millis(500));
+            match self.schedule {
+                Schedule::Every(_) => std::thread::sleep(interval),
+                Schedule::GoDoubling => {
+                    // A cheap xorshift for the jitter; the distribution is
+                    // not the point, the doubling is.
+                    jitter_seed ^= jitter_seed << 13;
+                    jitter_seed ^= jitter_seed >> 17;
+                    jitter_seed ^= jitter_seed << 5;
+                    let jitter = interval.mul_f64(f64::from(jitter_seed % 100) / 1000.0);
+                    std::thread::sleep(interval + jitter);
+                    interval = (interval * 2).min(Duration::from_millis(500));
+                }
+            }
         }
     }
 }
@@ -157,21 +162,13 @@ fn main() {
     let go_p50 = report(
         "Go Shutdown poll (1 ms doubling to 500 ms)",
         HOLD,
-        measure(
-            Arc::new(GoPoll {
-                count: AtomicU32::new(0),
-            }),
-            go,
-            HOLD,
-        ),
+        measure(Arc::new(Polled::new(Schedule::GoDoubling)), go, HOLD),
     );
     let go_realistic_p50 = report(
         "Go Shutdown poll (1 ms doubling to 500 ms)",
         REALISTIC_HOLD,
         measure(
-            Arc::new(GoPoll {
-                count: AtomicU32::new(0),
-            }),
+            Arc::new(Polled::new(Schedule::GoDoubling)),
             go_realistic,
             REALISTIC_HOLD,
         ),
@@ -180,10 +177,7 @@ fn main() {
         "seed design (check every 1 s)",
         HOLD,
         measure(
-            Arc::new(FixedPoll {
-                count: AtomicU32::new(0),
-                period: Duration::from_secs(1),
-            }),
+            Arc::new(Polled::new(Schedule::Every(Duration::from_secs(1)))),
             seed,
             HOLD,
         ),

@@ -13,7 +13,7 @@
 //!   plain `fetch_sub` will not do). Only the end that brings the count to
 //!   zero *while the waiter bit is set* makes a system call, to wake waiters.
 //! * `wait_for_zero` sets the waiter bit and sleeps on the word itself (a
-//!   futex, see [`crate::wait_word`]). Because the bit and the count live in
+//!   futex, see `wait_word.rs`). Because the bit and the count live in
 //!   the same word, the waker's compare-and-swap and the sleeper's "is it
 //!   still this value?" check are ordered by the word itself: either the
 //!   sleeper sees the zero, or the waker sees the bit. That is the property
