@@ -25,18 +25,18 @@ help:
 	@echo "make demo-c - the C host's demonstration"
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
 	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime"
-	@echo "make header - regenerate include/graceful_shutdown.h"
+	@echo "make header - regenerate include/last_call.h"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
 # the project itself: cargo-nextest (test runner), valgrind, a C compiler.
 setup:
 	@./scripts/setup.sh
 
-$(BUILD)/c_host: examples/c_host/c_host.c include/graceful_shutdown.h
+$(BUILD)/c_host: examples/c_host/c_host.c include/last_call.h
 	$(CARGO) build --release --lib
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -Wall -Wextra -Werror -pthread -O2 -Iinclude $< \
-	  -Ltarget/release -Wl,-rpath,$(CURDIR)/target/release -lgraceful_shutdown -lm -o $@
+	  -Ltarget/release -Wl,-rpath,$(CURDIR)/target/release -llast_call -lm -o $@
 
 c-host: setup $(BUILD)/c_host
 

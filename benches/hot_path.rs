@@ -11,8 +11,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_utils::CachePadded;
-use graceful_shutdown::ffi::{gs_decrement_active_streams, gs_increment_active_streams};
-use graceful_shutdown::Runtime;
+use last_call::ffi::{gs_decrement_active_streams, gs_increment_active_streams};
+use last_call::Runtime;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;

@@ -16,8 +16,8 @@ import statistics
 import threading
 import timeit
 
-from graceful_shutdown import GracefulShutdownManager
-from graceful_shutdown.wsgi import track_stream
+from last_call import GracefulShutdownManager
+from last_call.wsgi import track_stream
 
 REPEATS = 15
 PAIRS = 200_000

@@ -10,7 +10,7 @@
 //! `cargo build --release --examples && cargo bench --bench signal_to_exit`
 //! (`make bench` does both).
 
-use graceful_shutdown::monotonic_ns;
+use last_call::monotonic_ns;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -82,7 +82,7 @@ fn main() {
     println!("| design | runs | p50 | p99 | min | max |");
     println!("|---|---|---|---|---|---|");
     let ours = summary(
-        "graceful-shutdown sequence (event-driven)",
+        "last-call sequence (event-driven)",
         (0..runs).map(|_| run(&[])).collect(),
     );
     let poll = summary(

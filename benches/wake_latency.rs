@@ -16,7 +16,7 @@
 //!
 //! `cargo bench --bench wake_latency` (`make bench` runs it).
 
-use graceful_shutdown::Runtime;
+use last_call::Runtime;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -155,7 +155,7 @@ fn main() {
     println!("| design | stream held | trials | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|");
     let runtime_p50 = report(
-        "graceful-shutdown (futex wake)",
+        "last-call (futex wake)",
         HOLD,
         measure(Arc::new(Runtime::new()), ours, HOLD),
     );

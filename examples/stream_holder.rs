@@ -27,7 +27,7 @@
 //!
 //! Exit status: 0 after Stopped, 2 if the configuration is malformed.
 
-use graceful_shutdown::{install_signal_handlers, monotonic_ns, Config, Phase, Runtime};
+use last_call::{install_signal_handlers, monotonic_ns, Config, Phase, Runtime};
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;

@@ -33,7 +33,7 @@ pub(crate) fn reset_global_in_forked_children() {
         // handler running in the child right after fork may do.
         let status = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         if status != 0 {
-            eprintln!("graceful-shutdown: pthread_atfork failed ({status}); forked children will inherit the parent's counters");
+            eprintln!("last-call: pthread_atfork failed ({status}); forked children will inherit the parent's counters");
         }
     });
 }

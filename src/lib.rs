@@ -1,4 +1,4 @@
-//! # graceful-shutdown
+//! # last-call
 //!
 //! Keep long-lived HTTP streams (Server-Sent Events) alive through
 //! Kubernetes pod terminations.
@@ -21,7 +21,7 @@
 //! argument (checked with loom).
 //!
 //! ```no_run
-//! use graceful_shutdown::{install_signal_handlers, Config, Phase, Runtime};
+//! use last_call::{install_signal_handlers, Config, Phase, Runtime};
 //!
 //! let runtime = Runtime::global();
 //! install_signal_handlers(Config::from_env()?)?;
@@ -36,7 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The same runtime is exposed to C (`include/graceful_shutdown.h`, all
+//! The same runtime is exposed to C (`include/last_call.h`, all
 //! symbols `gs_*`) and to Python (`bindings/python`).
 
 #![cfg_attr(gs_loom, allow(dead_code))]

@@ -55,7 +55,7 @@ pub(crate) struct Inner {
     pub(crate) exit_watchdog: Mutex<Option<Duration>>,
 }
 
-/// The process-wide (or, for tests, a private) graceful-shutdown runtime.
+/// The process-wide (or, for tests, a private) last-call runtime.
 ///
 /// Cloning is cheap and yields a handle to the same runtime.
 #[derive(Clone)]
@@ -354,7 +354,7 @@ impl Runtime {
         let seen = self.inner.phase.load();
         let inner = Arc::clone(&self.inner);
         match std::thread::Builder::new()
-            .name("graceful-shutdown".into())
+            .name("last-call".into())
             .spawn(move || core_thread(inner, seen))
         {
             Ok(handle) => {
@@ -392,7 +392,7 @@ impl Inner {
         for change in changes {
             for listener in &listeners {
                 if catch_unwind(AssertUnwindSafe(|| listener(change))).is_err() {
-                    eprintln!("graceful-shutdown: a phase listener panicked on {change:?}");
+                    eprintln!("last-call: a phase listener panicked on {change:?}");
                 }
             }
         }
@@ -432,7 +432,7 @@ fn core_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
     if let Some(watchdog) = watchdog {
         std::thread::sleep(watchdog);
         eprintln!(
-            "graceful-shutdown: the host had not exited {:.1} s after Stopped; exiting now",
+            "last-call: the host had not exited {:.1} s after Stopped; exiting now",
             watchdog.as_secs_f64()
         );
         // SAFETY: _exit ends the process without running atexit handlers or

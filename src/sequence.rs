@@ -84,7 +84,7 @@ pub(crate) fn run(inner: &Inner, seen: &mut PhaseWord) {
     drain_over.sleep_until();
     if !drained {
         eprintln!(
-            "graceful-shutdown: {} stream(s) still open at the deadline",
+            "last-call: {} stream(s) still open at the deadline",
             inner.streams.active()
         );
     }
@@ -113,12 +113,12 @@ fn run_hooks(inner: &Inner, deadline: At) {
             Ok(_) => match receiver.recv_timeout(given) {
                 Ok(finished) => finished,
                 Err(_) => {
-                    eprintln!("graceful-shutdown: shutdown hook {name:?} overran the deadline");
+                    eprintln!("last-call: shutdown hook {name:?} overran the deadline");
                     false
                 }
             },
             Err(error) => {
-                eprintln!("graceful-shutdown: could not start shutdown hook {name:?}: {error}");
+                eprintln!("last-call: could not start shutdown hook {name:?}: {error}");
                 false
             }
         };

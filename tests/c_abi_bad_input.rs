@@ -5,7 +5,7 @@
 
 mod common;
 
-use graceful_shutdown::ffi::*;
+use last_call::ffi::*;
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 
@@ -257,7 +257,7 @@ fn malformed_configuration_names_the_variable() {
     assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_SHUTDOWN_TIMEOUT_SECONDS"));
     // Nothing was installed by any of the failures.
-    assert!(!graceful_shutdown::signal_handlers_installed());
+    assert!(!last_call::signal_handlers_installed());
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding libgraceful_shutdown.so (target/<profile>).
+/// The directory holding liblast_call.so (target/<profile>).
 fn library_dir() -> PathBuf {
     let mut dir = std::env::current_exe().unwrap();
     dir.pop();
@@ -25,8 +25,8 @@ fn library_dir() -> PathBuf {
         dir.pop();
     }
     assert!(
-        dir.join("libgraceful_shutdown.so").exists(),
-        "libgraceful_shutdown.so not found in {}",
+        dir.join("liblast_call.so").exists(),
+        "liblast_call.so not found in {}",
         dir.display()
     );
     dir
@@ -47,7 +47,7 @@ fn c_host() -> &'static Path {
             .arg("-L")
             .arg(&libs)
             .arg(format!("-Wl,-rpath,{}", libs.display()))
-            .args(["-lgraceful_shutdown", "-lm", "-o"])
+            .args(["-llast_call", "-lm", "-o"])
             .arg(&out)
             .status()
             .expect("run the C compiler");
@@ -178,7 +178,7 @@ fn the_header_compiles_as_cxx_too() {
             "-x",
             "c++",
         ])
-        .arg(root().join("include/graceful_shutdown.h"))
+        .arg(root().join("include/last_call.h"))
         .status()
         .expect("run the C++ compiler");
     assert!(status.success());

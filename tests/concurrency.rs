@@ -1,6 +1,6 @@
 //! Stream accounting under real threads.
 
-use graceful_shutdown::Runtime;
+use last_call::Runtime;
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -16,13 +16,13 @@ fn checked_in_header_matches_a_fresh_generation() {
         .expect("cbindgen failed to generate the header")
         .write(&mut fresh);
     let fresh = String::from_utf8(fresh).expect("header is UTF-8");
-    let path = root.join("include/graceful_shutdown.h");
+    let path = root.join("include/last_call.h");
     if std::env::var_os("GS_UPDATE_HEADER").is_some() {
         std::fs::write(&path, &fresh).expect("write the header");
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         checked_in == fresh,
-        "include/graceful_shutdown.h is stale: run `make header` and commit the result"
+        "include/last_call.h is stale: run `make header` and commit the result"
     );
 }

@@ -10,7 +10,7 @@
 //! without one; the timeout path is covered by the ordinary tests.
 #![cfg(gs_loom)]
 
-use graceful_shutdown::StreamCounter;
+use last_call::StreamCounter;
 use loom::sync::Arc;
 use loom::thread;
 

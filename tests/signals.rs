@@ -5,7 +5,7 @@
 mod common;
 
 use common::{example, json, ChildProcess};
-use graceful_shutdown::monotonic_ns;
+use last_call::monotonic_ns;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;

@@ -134,7 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", choices=hosts.NAMES, default="flask")
     args = parser.parse_args()
-    print(f"graceful-shutdown demonstration, host: {args.host}")
+    print(f"last-call demonstration, host: {args.host}")
 
     first = scene(
         args.host,

@@ -21,7 +21,7 @@ For a host kind (the Flask/Waitress or the Rust example server) it:
   client-visible HTTP errors, the old backends' exit codes and their time
   from SIGTERM to exit;
 * runs the same rounds with the runtime disabled in the backends
-  (``GRACEFUL_SHUTDOWN_DISABLED=1``: default SIGTERM behaviour).
+  (``LAST_CALL_DISABLED=1``: default SIGTERM behaviour).
 
     python tools/rolling.py --host flask --rounds 3
 """
@@ -260,7 +260,7 @@ def run(
     command, cwd = hosts.command(host, profile=profile)
     env = dict(BACKEND_ENV)
     if baseline:
-        env["GRACEFUL_SHUTDOWN_DISABLED"] = "1"
+        env["LAST_CALL_DISABLED"] = "1"
     workdir = Path(tempfile.mkdtemp(prefix="gs-rolling-"))
     proxy = HAProxy(workdir)
     backends: Dict[int, ServerProcess] = {}
@@ -319,7 +319,7 @@ def run(
 
     report = {
         "host": host,
-        "runtime": "disabled (baseline)" if baseline else "graceful-shutdown",
+        "runtime": "disabled (baseline)" if baseline else "last-call",
         "rounds": rounds,
         "clients": clients,
         "task_seconds": steps * step_seconds,
@@ -361,7 +361,7 @@ def main() -> int:
     reports = []
     for host in args.host or list(hosts.NAMES):
         for baseline in (False, True):
-            print(f"rolling: {host}, {'baseline' if baseline else 'graceful-shutdown'}, {args.rounds} round(s)...", flush=True)
+            print(f"rolling: {host}, {'baseline' if baseline else 'last-call'}, {args.rounds} round(s)...", flush=True)
             reports.append(run(host, args.rounds, args.clients, baseline))
     print()
     print(table(reports))
@@ -369,7 +369,7 @@ def main() -> int:
         args.json.write_text(json.dumps(reports, indent=2))
     ok = True
     for report in reports:
-        graceful = report["runtime"] == "graceful-shutdown"
+        graceful = report["runtime"] == "last-call"
         if graceful and (report["streams_cut"] or report["http_errors"] or any(report["exit_codes"])):
             print(f"FAILED: {report['host']} with the runtime cut streams or failed requests: {report['error_samples']}")
             ok = False

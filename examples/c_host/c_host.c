@@ -1,6 +1,6 @@
 /*
- * c_host: a C program that uses the graceful-shutdown runtime through
- * include/graceful_shutdown.h and the shared library.
+ * c_host: a C program that uses the last-call runtime through
+ * include/last_call.h and the shared library.
  *
  *   c_host drain [threads] [stream_ms]
  *       Worker threads each begin a stream, work, and end it. The main
@@ -17,7 +17,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "graceful_shutdown.h"
+#include "last_call.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: c_host drain|serve [threads 1..1000] [stream_ms]\n");
         return 2;
     }
-    printf("c_host: graceful-shutdown %s, %d stream threads of %.3f s\n", gs_version(), threads,
+    printf("c_host: last-call %s, %d stream threads of %.3f s\n", gs_version(), threads,
            stream_seconds);
     sem_init(&stopped_seen, 0, 0);
     struct worker *workers = calloc((size_t)threads, sizeof *workers);

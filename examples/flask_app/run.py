@@ -1,8 +1,8 @@
-"""Serves the example app with Waitress through the graceful-shutdown
+"""Serves the example app with Waitress through the last-call
 sequence. HOST, PORT, THREADS and the GS_* durations come from the
 environment.
 
-GRACEFUL_SHUTDOWN_DISABLED=1 serves it with plain ``waitress.serve`` and no
+LAST_CALL_DISABLED=1 serves it with plain ``waitress.serve`` and no
 signal handling: the default SIGTERM behaviour (the process dies at once),
 the baseline the rolling-update harness compares against.
 
@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from graceful_shutdown.waitress import serve
+from last_call.waitress import serve
 
 from app import create_app
 
@@ -26,7 +26,7 @@ if __name__ == "__main__":
     manager = app.extensions["container"].shutdown_manager
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     threads = int(os.environ.get("THREADS", "16"))
-    if os.environ.get("GRACEFUL_SHUTDOWN_DISABLED") == "1":
+    if os.environ.get("LAST_CALL_DISABLED") == "1":
         import waitress
 
         waitress.serve(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8080")), threads=threads)

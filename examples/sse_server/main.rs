@@ -11,13 +11,13 @@
 //! `GS_DRAIN_TOKEN`, `SSE_HEARTBEAT_SECONDS` (1) come from the environment.
 //! The shutdown is the crate's: SIGTERM handling, phase notifications and
 //! shutdown hooks, not a separate `tokio::signal` path.
-//! `GRACEFUL_SHUTDOWN_DISABLED=1` leaves SIGTERM to its default (the process
+//! `LAST_CALL_DISABLED=1` leaves SIGTERM to its default (the process
 //! dies at once): the baseline of the rolling-update harness.
 
 mod routes;
 mod tasks;
 
-use graceful_shutdown::{install_signal_handlers, Config, Phase, Runtime};
+use last_call::{install_signal_handlers, Config, Phase, Runtime};
 use routes::{router, AppState};
 use std::time::Duration;
 use tasks::Tasks;
@@ -55,7 +55,7 @@ fn main() {
 
 async fn serve(config: Config, heartbeat: Duration) -> i32 {
     let gs = Runtime::global();
-    if std::env::var("GRACEFUL_SHUTDOWN_DISABLED").as_deref() != Ok("1") {
+    if std::env::var("LAST_CALL_DISABLED").as_deref() != Ok("1") {
         if let Err(e) = install_signal_handlers(config) {
             fail(e.to_string());
         }

@@ -9,7 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use graceful_shutdown::{metrics, Phase, Runtime};
+use last_call::{metrics, Phase, Runtime};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;

@@ -72,7 +72,7 @@ def test_the_runtime_accepts_the_manifest_configuration():
     _, _, _, env = deployment_settings()
     gs_env = {k: v for k, v in env.items() if k.startswith("GS_") and v is not None}
     result = subprocess.run(
-        [sys.executable, "-c", "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()"],
+        [sys.executable, "-c", "import last_call as g; g.GracefulShutdownManager().install_signal_handlers()"],
         env={"PATH": "/usr/bin:/bin", **gs_env},
         capture_output=True,
         text=True,

@@ -16,14 +16,14 @@ import time
 
 import pytest
 
-import graceful_shutdown
-from graceful_shutdown import (
+import last_call
+from last_call import (
     GracefulShutdownManager,
     NoActiveStreamError,
     NoopGracefulShutdownManager,
     Phase,
 )
-from graceful_shutdown.wsgi import track_stream
+from last_call.wsgi import track_stream
 
 from server_process import eventually
 
@@ -118,7 +118,7 @@ def test_phase_callbacks_see_each_change_and_exceptions_are_logged(manager, capl
         raise RuntimeError("a broken phase callback")
 
     try:
-        with caplog.at_level(logging.ERROR, logger="graceful_shutdown"):
+        with caplog.at_level(logging.ERROR, logger="last_call"):
             manager.set_draining(True)
             manager.set_draining(False)
             eventually(lambda: len(seen) == 2)
@@ -185,7 +185,7 @@ def run_python(code: str, env=None) -> subprocess.CompletedProcess:
 
 SEQUENCE_SCRIPT = r"""
 import json, sys, threading
-from graceful_shutdown import GracefulShutdownManager, Phase, InvalidStateError
+from last_call import GracefulShutdownManager, Phase, InvalidStateError
 m = GracefulShutdownManager()
 m.install_signal_handlers(drain_delay=0, shutdown_timeout=5, close_notice=1, exit_watchdog=0)
 try:
@@ -231,7 +231,7 @@ def test_the_sequence_from_python_in_a_child_process():
 
 def test_a_malformed_environment_variable_is_named():
     result = run_python(
-        "import graceful_shutdown as g; g.GracefulShutdownManager().install_signal_handlers()",
+        "import last_call as g; g.GracefulShutdownManager().install_signal_handlers()",
         {"GS_CLOSE_NOTICE_SECONDS": "soon"},
     )
     assert result.returncode != 0
@@ -240,19 +240,19 @@ def test_a_malformed_environment_variable_is_named():
 
 
 def test_a_missing_library_is_an_import_error_that_says_what_was_searched(tmp_path):
-    missing = tmp_path / "nowhere" / "libgraceful_shutdown.so"
-    result = run_python("import graceful_shutdown.manager", {"GRACEFUL_SHUTDOWN_LIBRARY": str(missing)})
+    missing = tmp_path / "nowhere" / "liblast_call.so"
+    result = run_python("import last_call.manager", {"LAST_CALL_LIBRARY": str(missing)})
     assert result.returncode != 0
     assert "ImportError" in result.stderr
     assert str(missing) in result.stderr
 
 
 def test_a_wrong_library_is_an_import_error(tmp_path):
-    wrong = tmp_path / "libgraceful_shutdown.so"
+    wrong = tmp_path / "liblast_call.so"
     wrong.write_text("not a shared library")
-    result = run_python("import graceful_shutdown.manager", {"GRACEFUL_SHUTDOWN_LIBRARY": str(wrong)})
+    result = run_python("import last_call.manager", {"LAST_CALL_LIBRARY": str(wrong)})
     assert "ImportError" in result.stderr and "cannot load" in result.stderr
 
 
 def test_the_native_version_matches_the_package():
-    assert graceful_shutdown.native_version() == graceful_shutdown.__version__
+    assert last_call.native_version() == last_call.__version__

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from graceful_shutdown import GracefulShutdownManager
-from graceful_shutdown.prometheus import Collector
+from last_call import GracefulShutdownManager
+from last_call.prometheus import Collector
 
 
 def test_the_collector_reports_live_figures():

@@ -1,4 +1,4 @@
-"""SIGTERM and Ctrl-C against the app under graceful_shutdown.waitress.serve,
+"""SIGTERM and Ctrl-C against the app under last_call.waitress.serve,
 in a child process, with real SSE clients over loopback."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The legacy-shaped Flask app: tasks started by POST, progress over SSE,
-graceful shutdown from the graceful_shutdown package."""
+graceful shutdown from the last_call package."""
 
 from __future__ import annotations
 

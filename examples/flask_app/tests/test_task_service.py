@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graceful_shutdown import NoopGracefulShutdownManager  # noqa: E402
+from last_call import NoopGracefulShutdownManager  # noqa: E402
 
 from app.services.task_service import InvalidOperationException, TaskService  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""A small Flask app served by graceful_shutdown.waitress.serve, for the
+"""A small Flask app served by last_call.waitress.serve, for the
 tests: SSE streams of several shapes, each with its known pitfall.
 
 Run: python stream_app.py  (HOST, PORT, GS_* from the environment; PORT=0
@@ -12,9 +12,9 @@ import time
 
 from flask import Flask, Response, request
 
-from graceful_shutdown import GracefulShutdownManager
-from graceful_shutdown.flask import health_blueprint, sse_stream
-from graceful_shutdown.waitress import serve
+from last_call import GracefulShutdownManager
+from last_call.flask import health_blueprint, sse_stream
+from last_call.waitress import serve
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s: %(message)s")
 # Line-buffered, so the test reads each log line as it is written.

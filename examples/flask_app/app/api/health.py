@@ -1,8 +1,8 @@
-"""Probes, drain and metrics, from the graceful_shutdown package."""
+"""Probes, drain and metrics, from the last_call package."""
 
 from __future__ import annotations
 
-from graceful_shutdown.flask import health_blueprint
+from last_call.flask import health_blueprint
 
 
 def create_health_api(shutdown_manager):

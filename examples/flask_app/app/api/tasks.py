@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from graceful_shutdown.flask import sse_stream
+from last_call.flask import sse_stream
 
 from ..services.task_service import InvalidOperationException
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from graceful_shutdown import GracefulShutdownManager
+from last_call import GracefulShutdownManager
 
 from .task_service import TaskService
 

@@ -43,7 +43,7 @@ def health_blueprint(
     *,
     drain_token: Any = _FROM_ENVIRONMENT,
     url_prefix: Optional[str] = None,
-    name: str = "graceful_shutdown",
+    name: str = "last_call",
 ) -> Blueprint:
     """A blueprint with the probes and controls Kubernetes needs:
 
@@ -85,7 +85,7 @@ def health_blueprint(
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
             return _text("unauthorized", 401, **{"WWW-Authenticate": 'Bearer realm="drain"'})
         manager.set_draining(True)
-        current_app.logger.warning("graceful_shutdown: draining on request from %s", request.remote_addr)
+        current_app.logger.warning("last_call: draining on request from %s", request.remote_addr)
         return _text("draining", 200)
 
     @blueprint.get("/metrics")

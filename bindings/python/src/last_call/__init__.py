@@ -1,11 +1,11 @@
-"""graceful_shutdown: keep SSE streams alive through Kubernetes pod
+"""last_call: keep SSE streams alive through Kubernetes pod
 terminations.
 
 A Flask app served by Waitress adds::
 
-    from graceful_shutdown import GracefulShutdownManager
-    from graceful_shutdown.flask import health_blueprint, sse_stream
-    from graceful_shutdown.waitress import serve
+    from last_call import GracefulShutdownManager
+    from last_call.flask import health_blueprint, sse_stream
+    from last_call.waitress import serve
 
     manager = GracefulShutdownManager()
     app.register_blueprint(health_blueprint(manager))

@@ -1,7 +1,7 @@
 """A prometheus_client collector for apps that already expose metrics::
 
     from prometheus_client import REGISTRY
-    from graceful_shutdown.prometheus import Collector
+    from last_call.prometheus import Collector
 
     REGISTRY.register(Collector())
 

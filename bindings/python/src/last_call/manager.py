@@ -43,7 +43,7 @@ def _wait(native_call: Callable[[float], int], timeout: Optional[float]) -> bool
 
 
 class GracefulShutdownManager:
-    """The process-wide graceful-shutdown state.
+    """The process-wide last-call state.
 
     ``GracefulShutdownManager()`` always returns the same object: signals and
     the runtime are process-wide, so there is exactly one.

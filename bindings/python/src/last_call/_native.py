@@ -1,4 +1,4 @@
-"""The ctypes binding to the runtime's C ABI (include/graceful_shutdown.h).
+"""The ctypes binding to the runtime's C ABI (include/last_call.h).
 
 Everything that touches ctypes lives here: finding the library, declaring
 every function's argtypes and restype, turning status codes into
@@ -32,10 +32,10 @@ from .errors import (
     TooManyStreamsError,
 )
 
-logger = logging.getLogger("graceful_shutdown")
+logger = logging.getLogger("last_call")
 
-LIBRARY_ENV = "GRACEFUL_SHUTDOWN_LIBRARY"
-_STEM = "libgraceful_shutdown"
+LIBRARY_ENV = "LAST_CALL_LIBRARY"
+_STEM = "liblast_call"
 
 
 def _candidates() -> list:
@@ -45,7 +45,7 @@ def _candidates() -> list:
         return [Path(override)]
     here = Path(__file__).resolve().parent
     found = []
-    # As installed by setuptools-rust: libgraceful_shutdown.<suffix>, where
+    # As installed by setuptools-rust: liblast_call.<suffix>, where
     # <suffix> is one of this interpreter's extension suffixes.
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         found.extend(sorted(here.glob(_STEM + suffix)))
@@ -62,12 +62,12 @@ def _load() -> ctypes.CDLL:
         try:
             return ctypes.CDLL(str(path))
         except OSError as error:
-            raise ImportError(f"graceful_shutdown: cannot load {path}: {error}") from error
+            raise ImportError(f"last_call: cannot load {path}: {error}") from error
     where = ", ".join(searched)
     raise ImportError(
-        f"graceful_shutdown: the native library was not found (searched: {where}). "
+        f"last_call: the native library was not found (searched: {where}). "
         f"Install the package with pip (it builds the library), or set {LIBRARY_ENV} "
-        "to the path of libgraceful_shutdown.so."
+        "to the path of liblast_call.so."
     )
 
 
@@ -212,7 +212,7 @@ def _phase_trampoline(from_phase: int, to_phase: int, key: Optional[int]) -> Non
     try:
         callback(from_phase, to_phase)
     except BaseException:  # noqa: BLE001 - nothing may unwind into the runtime
-        logger.exception("graceful_shutdown: phase callback %r failed", callback)
+        logger.exception("last_call: phase callback %r failed", callback)
 
 
 @HOOK_CALLBACK
@@ -223,7 +223,7 @@ def _hook_trampoline(remaining: float, key: Optional[int]) -> bool:
     try:
         result = hook(remaining)
     except BaseException:  # noqa: BLE001 - nothing may unwind into the runtime
-        logger.exception("graceful_shutdown: shutdown hook %r failed", hook)
+        logger.exception("last_call: shutdown hook %r failed", hook)
         return False
     return result is None or bool(result)
 

@@ -1,6 +1,6 @@
 """Serve a WSGI app with Waitress through the whole shutdown sequence::
 
-    from graceful_shutdown.waitress import serve
+    from last_call.waitress import serve
     serve(app, host="0.0.0.0", port=8080, threads=32, expected_streams=24)
 
 SIGTERM (or Ctrl-C) starts the sequence; Waitress keeps serving through the
@@ -37,7 +37,7 @@ from waitress.trigger import trigger as Trigger
 from .manager import GracefulShutdownManager
 from .phase import Phase
 
-logger = logging.getLogger("graceful_shutdown.waitress")
+logger = logging.getLogger("last_call.waitress")
 
 #: Spare threads for probes and task starts while streams hold the rest.
 THREAD_HEADROOM = 4
@@ -161,7 +161,7 @@ def serve(
         signal.signal(signal.SIGINT, _sigint_starts_shutdown)
         manager.install_signal_handlers(**(shutdown or {}))
     hook = manager.register_shutdown_hook("waitress", stopper)
-    logger.info("graceful_shutdown: serving on %s", _where(server))
+    logger.info("last_call: serving on %s", _where(server))
     try:
         server.run()
     finally:
