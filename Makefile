@@ -65,7 +65,7 @@ test-rust:
 	$(CARGO) test --doc
 
 LOOM_CARGO := RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
-  $(CARGO) test --release --manifest-path tests/loom/Cargo.toml --test loom_stream_counter
+  $(CARGO) test --release --manifest-path tests/loom/Cargo.toml --test loom_stream_counter --test loom_delivery
 
 loom:
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO)

@@ -41,7 +41,7 @@ impl Waitable for Runtime {
         self.decrement_active_streams().unwrap();
     }
     fn wait_for_zero(&self) {
-        assert!(self.wait_for_streams(None));
+        assert!(matches!(self.wait_for_streams(None), Ok(true)));
     }
 }
 

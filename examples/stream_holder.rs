@@ -147,14 +147,16 @@ fn serve(who: &'static str, options: &Options, fork_child: Option<i32>) {
         })
         .expect("on_phase");
     let hook_ms = options.hook_ms;
-    runtime.register_shutdown_hook("work", move |left| {
-        report(
-            who,
-            json!({"event": "hook", "remaining_s": left.as_secs_f64()}),
-        );
-        std::thread::sleep(Duration::from_millis(hook_ms));
-        true
-    });
+    runtime
+        .register_shutdown_hook("work", move |left| {
+            report(
+                who,
+                json!({"event": "hook", "remaining_s": left.as_secs_f64()}),
+            );
+            std::thread::sleep(Duration::from_millis(hook_ms));
+            true
+        })
+        .expect("register_shutdown_hook");
 
     for index in 0..options.streams {
         let stream = runtime.begin_stream().expect("begin");

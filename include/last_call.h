@@ -28,9 +28,21 @@
 #include <stdint.h>
 
 /**
+ * The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
+ * ("internal software error"), distinct from 0 and from 128 + a signal.
+ */
+#define DEFAULT_EXIT_WATCHDOG_STATUS 70
+
+/**
+ * `flags` for `gs_register_shutdown_hook_ex`: run at the same time as the
+ * hook registered just before it (in its group, with the group's share).
+ */
+#define GS_HOOK_WITH_PREVIOUS 1
+
+/**
  * At most this many streams may be active at once.
  */
-#define GS_MAX_ACTIVE_STREAMS ((1 << 30) - 1)
+#define GS_MAX_ACTIVE_STREAMS ((1 << 24) - 1)
 
 /**
  * The result of every fallible `gs_` function. `GS_OK` is 0; every other
@@ -89,6 +101,13 @@ typedef enum gs_status {
    * No registration has that id.
    */
   GS_ERR_NOT_FOUND = 11,
+  /**
+   * A blocking wait (`gs_wait_for_streams`, `gs_wait_for_phase`) or the
+   * testing reset was called from a phase callback or a shutdown hook,
+   * where it could wait for itself. Returned at once; wait on another
+   * thread.
+   */
+  GS_ERR_REENTRANT = 12,
 } gs_status;
 
 /**
@@ -151,9 +170,11 @@ typedef enum gs_metrics_format {
 } gs_metrics_format;
 
 /**
- * Shutdown timings, all in seconds. Fill one with `gs_config_from_env`
- * (defaults overridden by the `GS_*` environment variables), change what
- * you need, and pass it to `gs_install_signal_handlers`.
+ * Shutdown timings, all in seconds (NaN or negative: invalid; INFINITY:
+ * no limit, the rule of every duration in this API). Fill one with
+ * `gs_config_from_env` (defaults overridden by the `GS_*` environment
+ * variables), change what you need, and pass it to
+ * `gs_install_signal_handlers` or `gs_configure`.
  */
 typedef struct gs_config {
   /**
@@ -165,13 +186,15 @@ typedef struct gs_config {
    */
   double shutdown_timeout_seconds;
   /**
-   * Streams still open this long before the deadline are asked to finish
-   * (GS_CLOSE_NOTICE_SECONDS, 5). At most the shutdown timeout.
+   * Streams still open this long before the hooks' budget begins are
+   * asked to finish (GS_CLOSE_NOTICE_SECONDS, 5). With the hooks' budget,
+   * at most the shutdown timeout.
    */
   double close_notice_seconds;
   /**
-   * End the process this long after Stopped if the host has not exited
-   * (GS_EXIT_WATCHDOG_SECONDS, 3); 0 disables.
+   * End the process if it is still running this long after Stopped, or
+   * after the deadline if Stopped never came (GS_EXIT_WATCHDOG_SECONDS,
+   * 3); 0 disables.
    */
   double exit_watchdog_seconds;
   /**
@@ -182,24 +205,46 @@ typedef struct gs_config {
    * Whether SIGINT starts the sequence as SIGTERM does (default true).
    */
   bool handle_sigint;
+  /**
+   * The last part of the shutdown timeout, kept for the shutdown hooks:
+   * the sequence stops waiting for streams this long before the deadline
+   * (GS_HOOK_BUDGET_SECONDS, 3).
+   */
+  double hook_budget_seconds;
+  /**
+   * The exit status the watchdog ends the process with, 1 to 255
+   * (GS_EXIT_WATCHDOG_STATUS, 70).
+   */
+  int32_t exit_watchdog_status;
 } gs_config;
 
 /**
  * Called at each phase change with the phase left, the phase entered, and
- * the `user_data` given at registration. Runs on the runtime's thread, one
- * call at a time, in the order of the changes; never in a signal handler.
- * It should return quickly: the shutdown sequence waits for it.
+ * the `user_data` given at registration. Runs on the runtime's delivery
+ * thread, one call at a time, in the order of the changes, with no lock
+ * held; never in a signal handler. The shutdown sequence and the exit
+ * watchdog do not wait for it: a callback that blocks delays only the
+ * callbacks after it. Inside it, `gs_wait_for_streams` and
+ * `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
  */
 typedef void (*gs_phase_callback)(enum gs_phase from, enum gs_phase to, void *user_data);
 
 /**
- * Called once in Stopping, on a thread of its own, with the seconds left
- * before the deadline and the registration's `user_data`; returns whether
- * it finished its work. Hooks run one after another in registration order;
- * one that is still running at the deadline is left running and the
- * sequence goes on.
+ * Called once in Stopping, on a thread of its own, with the seconds it is
+ * given (its group's share of the time left) and the registration's
+ * `user_data`; returns whether it finished its work. Hooks run in
+ * registration order, a group at a time (see
+ * `gs_register_shutdown_hook_ex`); one still running at the end of its
+ * share is left running, reported as overrunning, and the next group
+ * starts with its own share. Inside it, `gs_wait_for_streams` and
+ * `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
  */
 typedef bool (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
+
+/**
+ * Every variable the sequence's configuration reads.
+ */
+#define ALL { DRAIN_DELAY, SHUTDOWN_TIMEOUT, CLOSE_NOTICE, HOOK_BUDGET, SECOND_SIGNAL, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, }
 
 
 
@@ -232,9 +277,43 @@ enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, s
 enum gs_status gs_config_from_env(struct gs_config *config);
 
 /**
+ * Validates `*config` (NULL: the `GS_*` environment, as
+ * `gs_config_from_env`) and makes it the configuration of the shutdown
+ * sequence, without installing signal handlers: for hosts that start the
+ * sequence themselves (`gs_begin_shutdown` from their own signal
+ * handling). `GS_ERR_INVALID_CONFIG` names the bad value.
+ *
+ * # Safety
+ * `config` must be NULL or point to a valid `gs_config`.
+ */
+enum gs_status gs_configure(const struct gs_config *config);
+
+/**
+ * Arms the exit watchdog with the configuration in force (as
+ * `gs_install_signal_handlers` does): once the sequence has started, the
+ * process is ended with `exit_watchdog_status`, after one line on stderr
+ * saying what was still running, if it is still running
+ * `exit_watchdog_seconds` after Stopped, or after the deadline if Stopped
+ * never came. The watchdog runs on a thread of its own that no callback or
+ * hook can delay. A configuration with the watchdog at 0 disarms it.
+ */
+enum gs_status gs_arm_exit_watchdog(void);
+
+/**
+ * **For tests only.** Returns the process-wide runtime to a fresh state:
+ * Serving, no active streams, no sequence running, every phase callback
+ * and shutdown hook removed, reports and configuration cleared, the
+ * watchdog disarmed. `GS_ERR_ALREADY_INSTALLED` (and nothing changes)
+ * while signal handlers are installed in this process: it can never undo
+ * a real shutdown. `GS_ERR_REENTRANT` from a callback or hook.
+ */
+enum gs_status gs_testing_reset(void);
+
+/**
  * Installs SIGTERM (and SIGINT, per `handle_sigint`) handling that starts
  * the shutdown sequence, configured by `*config` (NULL: defaults from the
- * environment, as `gs_config_from_env`). Starts the runtime's thread.
+ * environment, as `gs_config_from_env`). Starts the runtime's threads and
+ * arms the exit watchdog.
  *
  * The handler does only async-signal-safe work (atomics, clock_gettime, a
  * futex wake); handlers installed before it are chained and still run.
@@ -249,9 +328,11 @@ enum gs_status gs_install_signal_handlers(const struct gs_config *config);
 
 /**
  * Starts the shutdown sequence as SIGTERM would (Draining at once, the
- * rest on the runtime's thread). Calling it again, or a later signal, never
- * runs a second sequence: both return/act as no-ops (`GS_OK`). Uses the
- * installed configuration, else the environment's.
+ * rest on the runtime's thread). Calling it again never runs a second
+ * sequence (`GS_OK`, a no-op). It is not a signal: the first signal
+ * received afterwards is a first signal (a no-op for the sequence), and
+ * only the second one received is subject to the second-signal policy.
+ * Uses the configured configuration, else the environment's.
  */
 enum gs_status gs_begin_shutdown(void);
 
@@ -267,23 +348,43 @@ enum gs_status gs_begin_shutdown(void);
 enum gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t *id);
 
 /**
- * Removes a phase callback. When this returns (from any thread but the
- * runtime's own), the callback is not running and will not be called
- * again. `GS_ERR_NOT_FOUND` for an unknown id.
+ * Removes a phase callback. `GS_ERR_NOT_FOUND` for an unknown id.
+ *
+ * * A callback removed before its delivery starts is never called.
+ * * Called from outside any callback, this returns once the callback is
+ *   not running, and it is never called again.
+ * * Called from inside a callback (to remove itself, even on its first
+ *   delivery, or another one), it returns at once and never deadlocks;
+ *   the removed callback is not called again after the call in flight,
+ *   if any, returns.
  */
 enum gs_status gs_remove_phase_callback(uint64_t id);
 
 /**
- * Registers a shutdown hook named `name` (copied; used in logs), to run in
- * Stopping after the hooks registered before it, and writes its id to
- * `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name` or `hook` is
- * NULL or `name` is not UTF-8.
+ * Registers a shutdown hook named `name` (copied; used in logs and
+ * reports), to run in Stopping after the hooks registered before it, and
+ * writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
+ * or `hook` is NULL or `name` is not UTF-8. The same as
+ * `gs_register_shutdown_hook_ex` with `flags` 0.
  *
  * # Safety
  * `name` must be NULL or a NUL-terminated string; `hook` must be safe to
  * call with `user_data` from another thread; `id` NULL or writable.
  */
 enum gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook, void *user_data, uint64_t *id);
+
+/**
+ * Registers a shutdown hook, as `gs_register_shutdown_hook`, with `flags`:
+ * 0 (after the hooks registered before it) or `GS_HOOK_WITH_PREVIOUS` (at
+ * the same time as the one registered just before it). Each group of
+ * hooks gets an equal share of the time left when it starts, at least the
+ * hooks' budget (`hook_budget_seconds`) in total. `GS_ERR_INVALID_ARGUMENT`
+ * for an unknown flag.
+ *
+ * # Safety
+ * As `gs_register_shutdown_hook`.
+ */
+enum gs_status gs_register_shutdown_hook_ex(const char *name, gs_shutdown_hook hook, void *user_data, uint32_t flags, uint64_t *id);
 
 /**
  * Removes a shutdown hook that has not run yet. `GS_ERR_NOT_FOUND` for an
@@ -319,7 +420,7 @@ const char *gs_version(void);
 
 /**
  * Counts one more active stream. Lock-free; safe from any thread.
- * `GS_ERR_TOO_MANY_STREAMS` if 2^30 - 1 are already active.
+ * `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already active.
  */
 enum gs_status gs_increment_active_streams(void);
 
@@ -365,8 +466,10 @@ enum gs_phase gs_current_phase(void);
 /**
  * Blocks until no stream is active, or `timeout_seconds` pass (INFINITY:
  * no limit). The calling thread sleeps; the last stream's end wakes it.
- * `GS_OK`: no stream is active. `GS_TIMED_OUT`: streams remain.
- * `GS_ERR_INVALID_ARGUMENT`: NaN or negative timeout.
+ * `GS_OK`: the count was zero at some moment of the wait.
+ * `GS_TIMED_OUT`: streams remained. `GS_ERR_INVALID_ARGUMENT`: NaN or
+ * negative timeout. `GS_ERR_REENTRANT`, at once, from a phase callback or
+ * a shutdown hook.
  */
 enum gs_status gs_wait_for_streams(double timeout_seconds);
 
@@ -374,8 +477,10 @@ enum gs_status gs_wait_for_streams(double timeout_seconds);
  * Blocks until the phase is at least `phase` (a `gs_phase` value), or
  * `timeout_seconds` pass (INFINITY: no limit). `GS_OK` when reached,
  * `GS_TIMED_OUT` otherwise; `GS_ERR_INVALID_ARGUMENT` for a value outside
- * `gs_phase` or a NaN or negative timeout. Typical use: the host's main
- * thread waits for `GS_PHASE_STOPPED`, then returns from `main`.
+ * `gs_phase` or a NaN or negative timeout; `GS_ERR_REENTRANT`, at once,
+ * from a phase callback or a shutdown hook (where the phase could wait for
+ * the caller). Typical use: the host's main thread waits for
+ * `GS_PHASE_STOPPED`, then returns from `main`.
  */
 enum gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
 

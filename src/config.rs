@@ -5,6 +5,7 @@
 //! default: a typo in a manifest should stop the pod at start-up, not cut
 //! streams at the next rollout.
 
+use crate::seconds;
 use std::time::Duration;
 
 /// What a second SIGTERM/SIGINT does once the shutdown sequence has started.
@@ -31,15 +32,24 @@ pub struct Config {
     /// From the signal to Stopped, at most (`GS_SHUTDOWN_TIMEOUT_SECONDS`,
     /// default 25 s, inside Kubernetes' default 30 s grace period).
     pub shutdown_timeout: Duration,
-    /// Streams still open this long before the deadline are asked to finish
-    /// (`GS_CLOSE_NOTICE_SECONDS`, default 5 s).
+    /// Streams still open this long before the hooks' budget begins are
+    /// asked to finish (`GS_CLOSE_NOTICE_SECONDS`, default 5 s).
     pub close_notice: Duration,
+    /// The last part of the shutdown timeout, kept for the shutdown hooks:
+    /// the sequence stops waiting for streams this long before the deadline
+    /// (`GS_HOOK_BUDGET_SECONDS`, default 3 s).
+    pub hook_budget: Duration,
     /// What a second signal does (`GS_SECOND_SIGNAL`: `ignore` or `exit`).
     pub second_signal: SecondSignal,
-    /// End the process this long after Stopped if the host has not exited
-    /// (`GS_EXIT_WATCHDOG_SECONDS`, default 3 s; `None`/0 disables). Only
-    /// armed by installed signal handlers.
+    /// End the process if it is still running this long after Stopped, or
+    /// this long after the deadline if Stopped never came
+    /// (`GS_EXIT_WATCHDOG_SECONDS`, default 3 s; `None`/0 disables). Armed
+    /// by installing the signal handlers or by `Runtime::arm_exit_watchdog`.
     pub exit_watchdog: Option<Duration>,
+    /// The exit status the watchdog ends the process with
+    /// (`GS_EXIT_WATCHDOG_STATUS`, default 70, 1 to 255): not 0, so that a
+    /// wedged host never looks like a clean exit.
+    pub exit_watchdog_status: u8,
     /// Whether SIGINT starts the sequence too (default true).
     pub handle_sigint: bool,
 }
@@ -56,7 +66,25 @@ pub mod env {
     pub const SECOND_SIGNAL: &str = "GS_SECOND_SIGNAL";
     /// Exit watchdog, in seconds (0 disables).
     pub const EXIT_WATCHDOG: &str = "GS_EXIT_WATCHDOG_SECONDS";
+    /// The watchdog's exit status, 1 to 255.
+    pub const EXIT_WATCHDOG_STATUS: &str = "GS_EXIT_WATCHDOG_STATUS";
+    /// The shutdown hooks' budget, in seconds.
+    pub const HOOK_BUDGET: &str = "GS_HOOK_BUDGET_SECONDS";
+    /// Every variable the sequence's configuration reads.
+    pub const ALL: [&str; 7] = [
+        DRAIN_DELAY,
+        SHUTDOWN_TIMEOUT,
+        CLOSE_NOTICE,
+        HOOK_BUDGET,
+        SECOND_SIGNAL,
+        EXIT_WATCHDOG,
+        EXIT_WATCHDOG_STATUS,
+    ];
 }
+
+/// The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
+/// ("internal software error"), distinct from 0 and from 128 + a signal.
+pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
 
 impl Default for Config {
     fn default() -> Self {
@@ -64,8 +92,10 @@ impl Default for Config {
             drain_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(25),
             close_notice: Duration::from_secs(5),
+            hook_budget: Duration::from_secs(3),
             second_signal: SecondSignal::SigintExits,
             exit_watchdog: Some(Duration::from_secs(3)),
+            exit_watchdog_status: DEFAULT_EXIT_WATCHDOG_STATUS,
             handle_sigint: true,
         }
     }
@@ -111,29 +141,55 @@ fn seconds(variable: &'static str, text: &str) -> Result<Duration, ConfigError> 
     })
 }
 
-/// Checks one duration given in seconds: finite and non-negative.
+/// Checks one configuration duration given in seconds, by the crate's one
+/// rule (`seconds.rs`): NaN and negative values are errors, infinity means
+/// no limit.
 pub(crate) fn duration_from_secs(
     variable: &'static str,
     value: f64,
 ) -> Result<Duration, ConfigError> {
-    let error = |reason: &str| ConfigError {
+    seconds::config_from_secs(value).map_err(|bad| ConfigError {
         variable,
         value: value.to_string(),
-        reason: reason.to_owned(),
-    };
-    if value.is_nan() {
-        return Err(error("not a number"));
-    }
-    if value < 0.0 {
-        return Err(error("must not be negative"));
-    }
-    Duration::try_from_secs_f64(value).map_err(|_| error("must be a finite number of seconds"))
+        reason: bad.reason().to_owned(),
+    })
+}
+
+/// Checks the watchdog's exit status: 1 to 255.
+pub(crate) fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError> {
+    u8::try_from(value)
+        .ok()
+        .filter(|status| *status != 0)
+        .ok_or_else(|| ConfigError {
+            variable,
+            value: value.to_string(),
+            reason: "expected an exit status from 1 to 255 (0 would look like a clean exit)"
+                .to_owned(),
+        })
 }
 
 impl Config {
     /// The defaults, overridden by every `GS_*` variable that is set.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        let mut values = Vec::with_capacity(env::ALL.len());
+        for variable in env::ALL {
+            if let Some(raw) = std::env::var_os(variable) {
+                let Some(text) = raw.to_str() else {
+                    return Err(ConfigError {
+                        variable,
+                        value: raw.to_string_lossy().into_owned(),
+                        reason: "not valid UTF-8".to_owned(),
+                    });
+                };
+                values.push((variable, text.to_owned()));
+            }
+        }
+        Config::from_lookup(|name| {
+            values
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, text)| text.clone())
+        })
     }
 
     /// Like [`Config::from_env`], reading variables through `lookup`
@@ -149,9 +205,20 @@ impl Config {
         if let Some(text) = lookup(env::CLOSE_NOTICE) {
             config.close_notice = seconds(env::CLOSE_NOTICE, &text)?;
         }
+        if let Some(text) = lookup(env::HOOK_BUDGET) {
+            config.hook_budget = seconds(env::HOOK_BUDGET, &text)?;
+        }
         if let Some(text) = lookup(env::EXIT_WATCHDOG) {
             let watchdog = seconds(env::EXIT_WATCHDOG, &text)?;
             config.exit_watchdog = (!watchdog.is_zero()).then_some(watchdog);
+        }
+        if let Some(text) = lookup(env::EXIT_WATCHDOG_STATUS) {
+            let status = text.trim().parse::<i64>().map_err(|_| ConfigError {
+                variable: env::EXIT_WATCHDOG_STATUS,
+                value: text.clone(),
+                reason: "expected a whole number from 1 to 255".to_owned(),
+            })?;
+            config.exit_watchdog_status = exit_status(env::EXIT_WATCHDOG_STATUS, status)?;
         }
         if let Some(text) = lookup(env::SECOND_SIGNAL) {
             config.second_signal = match text.trim().to_ascii_lowercase().as_str() {
@@ -170,29 +237,42 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the relations between the durations.
+    /// Checks the relations between the durations: the drain delay fits
+    /// the timeout, and so do the close notice and the hooks' budget
+    /// together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.close_notice > self.shutdown_timeout {
-            return Err(ConfigError {
-                variable: env::CLOSE_NOTICE,
-                value: self.close_notice.as_secs_f64().to_string(),
-                reason: format!(
-                    "the close notice is longer than {} ({} s)",
-                    env::SHUTDOWN_TIMEOUT,
-                    self.shutdown_timeout.as_secs_f64()
-                ),
-            });
+        let too_long = |variable: &'static str, value: Duration, what: &str| ConfigError {
+            variable,
+            value: seconds::config_to_secs(value).to_string(),
+            reason: format!(
+                "{what} is longer than {} ({} s)",
+                env::SHUTDOWN_TIMEOUT,
+                seconds::config_to_secs(self.shutdown_timeout)
+            ),
+        };
+        if self.hook_budget > self.shutdown_timeout {
+            return Err(too_long(
+                env::HOOK_BUDGET,
+                self.hook_budget,
+                "the hooks' budget",
+            ));
+        }
+        if self.close_notice.saturating_add(self.hook_budget) > self.shutdown_timeout {
+            return Err(too_long(
+                env::CLOSE_NOTICE,
+                self.close_notice,
+                &format!("the close notice plus {}", env::HOOK_BUDGET),
+            ));
         }
         if self.drain_delay > self.shutdown_timeout {
-            return Err(ConfigError {
-                variable: env::DRAIN_DELAY,
-                value: self.drain_delay.as_secs_f64().to_string(),
-                reason: format!(
-                    "the drain delay is longer than {} ({} s)",
-                    env::SHUTDOWN_TIMEOUT,
-                    self.shutdown_timeout.as_secs_f64()
-                ),
-            });
+            return Err(too_long(
+                env::DRAIN_DELAY,
+                self.drain_delay,
+                "the drain delay",
+            ));
+        }
+        if self.exit_watchdog_status == 0 {
+            return Err(exit_status(env::EXIT_WATCHDOG_STATUS, 0).unwrap_err());
         }
         Ok(())
     }
@@ -201,7 +281,8 @@ impl Config {
     /// shutdown timeout plus the exit watchdog. Must be below the pod's
     /// `terminationGracePeriodSeconds`.
     pub fn worst_case_exit(&self) -> Duration {
-        self.shutdown_timeout + self.exit_watchdog.unwrap_or_default()
+        self.shutdown_timeout
+            .saturating_add(self.exit_watchdog.unwrap_or_default())
     }
 }
 
@@ -233,8 +314,12 @@ mod tests {
             (env::CLOSE_NOTICE, " 2 "),
             (env::SECOND_SIGNAL, "Exit"),
             (env::EXIT_WATCHDOG, "0"),
+            (env::HOOK_BUDGET, "1.5"),
+            (env::EXIT_WATCHDOG_STATUS, "3"),
         ])
         .unwrap();
+        assert_eq!(config.hook_budget, Duration::from_millis(1500));
+        assert_eq!(config.exit_watchdog_status, 3);
         assert_eq!(config.drain_delay, Duration::from_millis(500));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(config.close_notice, Duration::from_secs(2));
@@ -254,7 +339,12 @@ mod tests {
             (env::DRAIN_DELAY, "five"),
             (env::DRAIN_DELAY, "-1"),
             (env::SHUTDOWN_TIMEOUT, "NaN"),
-            (env::SHUTDOWN_TIMEOUT, "inf"),
+            (env::SHUTDOWN_TIMEOUT, "-inf"),
+            (env::HOOK_BUDGET, "soon"),
+            (env::EXIT_WATCHDOG_STATUS, "0"),
+            (env::EXIT_WATCHDOG_STATUS, "256"),
+            (env::EXIT_WATCHDOG_STATUS, "-1"),
+            (env::EXIT_WATCHDOG_STATUS, "1.5"),
             (env::CLOSE_NOTICE, ""),
             (env::EXIT_WATCHDOG, "-0.1"),
             (env::SECOND_SIGNAL, "sometimes"),
@@ -274,8 +364,48 @@ mod tests {
             (env::SHUTDOWN_TIMEOUT, "3"),
             (env::DRAIN_DELAY, "4"),
             (env::CLOSE_NOTICE, "1"),
+            (env::HOOK_BUDGET, "1"),
         ])
         .unwrap_err();
         assert_eq!(error.variable, env::DRAIN_DELAY);
+    }
+
+    #[test]
+    fn infinity_means_no_limit_as_for_every_wait() {
+        let config = from(&[(env::SHUTDOWN_TIMEOUT, "inf"), (env::EXIT_WATCHDOG, "inf")]).unwrap();
+        assert_eq!(config.shutdown_timeout, Duration::MAX);
+        assert_eq!(config.exit_watchdog, Some(Duration::MAX));
+        assert_eq!(config.worst_case_exit(), Duration::MAX);
+    }
+
+    #[test]
+    fn the_hooks_budget_and_the_close_notice_must_fit_the_timeout_together() {
+        let error = from(&[
+            (env::SHUTDOWN_TIMEOUT, "6"),
+            (env::CLOSE_NOTICE, "4"),
+            (env::HOOK_BUDGET, "3"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, env::CLOSE_NOTICE);
+        assert!(error.to_string().contains(env::HOOK_BUDGET), "{error}");
+        let error = from(&[(env::SHUTDOWN_TIMEOUT, "2"), (env::HOOK_BUDGET, "3")]).unwrap_err();
+        assert_eq!(error.variable, env::HOOK_BUDGET);
+        assert!(from(&[
+            (env::SHUTDOWN_TIMEOUT, "6"),
+            (env::CLOSE_NOTICE, "3"),
+            (env::HOOK_BUDGET, "3"),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused_with_its_name() {
+        use std::os::unix::ffi::OsStrExt;
+        // nextest runs each test in a process of its own.
+        std::env::set_var(env::DRAIN_DELAY, std::ffi::OsStr::from_bytes(b"\xff5"));
+        let error = Config::from_env().unwrap_err();
+        std::env::remove_var(env::DRAIN_DELAY);
+        assert_eq!(error.variable, env::DRAIN_DELAY);
+        assert!(error.to_string().contains("UTF-8"), "{error}");
     }
 }

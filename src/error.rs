@@ -2,6 +2,7 @@
 //! code of the C ABI (see `ffi::status`).
 
 use crate::config::ConfigError;
+use crate::phase::Phase;
 use crate::stream_counter::CountError;
 
 /// Everything that can go wrong in this crate.
@@ -24,6 +25,13 @@ pub enum Error {
     /// The operating system refused (installing a signal handler, starting
     /// a thread).
     Os(std::io::Error),
+    /// A blocking wait was called from a phase listener or a shutdown hook,
+    /// where it could wait for itself. Returned at once.
+    Reentrant(&'static str),
+    /// A wait for a phase ended at its timeout; the phase then.
+    TimedOut(Phase),
+    /// An argument the API cannot accept (for example a NUL in a name).
+    InvalidArgument(&'static str),
 }
 
 impl std::fmt::Display for Error {
@@ -43,6 +51,13 @@ impl std::fmt::Display for Error {
             }
             Error::Config(error) => error.fmt(f),
             Error::Os(error) => write!(f, "operating system error: {error}"),
+            Error::Reentrant(what) => write!(
+                f,
+                "{what} was called from a phase callback or shutdown hook, where it could wait for itself; \
+                 wait on another thread"
+            ),
+            Error::TimedOut(phase) => write!(f, "timed out (the phase is {phase})"),
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
         }
     }
 }
@@ -72,14 +87,11 @@ impl From<ConfigError> for Error {
     }
 }
 
-/// Turns a timeout in seconds, as hosts pass it, into a Rust timeout.
-/// NaN and negative values are errors; infinity (and anything too large to
-/// represent) means no limit.
+/// Turns a timeout in seconds, as hosts pass it, into a Rust timeout, by
+/// the crate's one rule: NaN and negative values are errors; infinity (and
+/// anything too large to represent) means no limit.
 pub fn timeout_from_secs(seconds: f64) -> Result<Option<std::time::Duration>, Error> {
-    if seconds.is_nan() || seconds < 0.0 {
-        return Err(Error::InvalidTimeout(seconds));
-    }
-    Ok(std::time::Duration::try_from_secs_f64(seconds).ok())
+    crate::seconds::from_secs(seconds).map_err(|_| Error::InvalidTimeout(seconds))
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 //!
 //! `fork()` copies memory but only the calling thread. A child of a process
 //! that uses this crate therefore has the parent's counters and phase in
-//! memory but no core thread, and the parent's signal handler code in place.
-//! The rules (the gunicorn pattern: load in the master, serve in workers):
+//! memory but none of its threads, and the parent's signal handler code in
+//! place. The rules (the gunicorn pattern: load in the master, serve in
+//! workers):
 //!
 //! * The child starts afresh: Serving, no active streams, totals at zero, no
-//!   sequence. The parent's streams belong to the parent's threads, which do
-//!   not exist in the child. A `pthread_atfork` child handler resets these
-//!   with plain atomic stores (all a post-fork handler may safely do).
+//!   sequence, no listener call in flight, no hook running, no signal
+//!   counted, the exit watchdog disarmed. The parent's streams belong to the
+//!   parent's threads, which do not exist in the child.
 //! * Phase listeners and shutdown hooks registered before the fork are kept:
 //!   they are the application's, and the child runs the same application.
+//!   The child's threads start on its first use that needs them.
 //! * The child has no signal handling of its own until it installs it
 //!   (`install_signal_handlers` succeeds once in each process). Until then a
 //!   SIGTERM/SIGINT to the child behaves as it would have without this
@@ -18,28 +20,65 @@
 //! * Nothing crosses between the processes afterwards: the wait words are
 //!   process-private futexes and there is no shared pipe, so a signal to one
 //!   never drives the other's sequence.
-//! * Registering listeners or hooks concurrently with `fork()` from another
-//!   thread is not supported: the child could inherit their mutex held.
+//! * A fork at any moment, from any thread, leaves the child a usable
+//!   runtime: the runtime's one lock is never held while user code runs,
+//!   and `pthread_atfork` handlers take it just before the fork and release
+//!   it on both sides after, so the child never inherits it held, nor the
+//!   registries half-updated.
 
-use crate::runtime::Runtime;
-use std::sync::Once;
+use crate::log::warn;
+use crate::runtime::{lock, Runtime, Shared};
+use std::cell::RefCell;
+use std::sync::{MutexGuard, Once};
 
-/// Registers the child-side reset once per process image.
-pub(crate) fn reset_global_in_forked_children() {
+thread_local! {
+    /// The global runtime's lock, held across `fork()` by the forking
+    /// thread (the prepare handler and the parent/child handlers run on it).
+    static HELD: RefCell<Option<MutexGuard<'static, Shared>>> = const { RefCell::new(None) };
+}
+
+/// Registers the fork handlers once per process image.
+pub(crate) fn register_fork_handlers() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
-        // SAFETY: `after_fork_in_child` is an `extern "C" fn()` that lives for
-        // the whole program and only performs atomic stores, which is what a
-        // handler running in the child right after fork may do.
-        let status = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: the three handlers are `extern "C" fn()` that live for the
+        // whole program. `before_fork` only takes a lock that is never held
+        // across user code or a blocking call; the others release it and
+        // (in the child) make plain stores, which is what a handler running
+        // in the child right after fork may do.
+        let status = unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
         if status != 0 {
-            eprintln!("last-call: pthread_atfork failed ({status}); forked children will inherit the parent's counters");
+            warn!(
+                "pthread_atfork failed ({status}); forked children will inherit the parent's state"
+            );
         }
     });
 }
 
-extern "C" fn after_fork_in_child() {
+extern "C" fn before_fork() {
     if let Some(runtime) = Runtime::global_if_created() {
-        runtime.reset_after_fork();
+        let guard = lock(&runtime.inner.shared);
+        HELD.with(|held| *held.borrow_mut() = Some(guard));
     }
+}
+
+extern "C" fn after_fork_in_parent() {
+    HELD.with(|held| drop(held.borrow_mut().take()));
+}
+
+extern "C" fn after_fork_in_child() {
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if let (Some(runtime), Some(shared)) = (Runtime::global_if_created(), held.as_mut()) {
+            runtime.reset_after_fork(shared);
+        }
+        drop(held.take());
+    });
+    crate::signals::reset_signal_count();
 }

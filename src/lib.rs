@@ -15,9 +15,9 @@
 //! 4. runs the host's shutdown hooks ([`Phase::Stopping`]) and lets it exit 0
 //!    ([`Phase::Stopped`]) before the SIGKILL.
 //!
-//! Stream accounting is the hot path: [`Runtime::begin_stream`] is one
-//! atomic add, its guard's drop one compare-and-swap, on a cache-padded
-//! word. See `stream_counter` for the layout and the no-lost-wake-up
+//! Stream accounting is the hot path: [`Runtime::begin_stream`] is two
+//! relaxed atomic adds (the count, then the started total) on one
+//! cache-padded line, its guard's drop one compare-and-swap and one add. See `stream_counter` for the layout and the no-lost-wake-up
 //! argument (checked with loom).
 //!
 //! ```no_run
@@ -28,7 +28,7 @@
 //! runtime.register_shutdown_hook("executor", |time_left| {
 //!     // stop the task executor within `time_left`
 //!     true
-//! });
+//! })?;
 //! // In each stream handler:
 //! let _stream = runtime.begin_stream()?; // ends when dropped
 //! // Main thread: wait for the sequence, then return from main (exit 0).
@@ -42,9 +42,12 @@
 #![cfg_attr(gs_loom, allow(dead_code))]
 
 #[cfg(not(gs_loom))]
+mod callback_scope;
 mod clock;
 #[cfg(not(gs_loom))]
 mod config;
+#[doc(hidden)]
+pub mod delivery;
 #[cfg(not(gs_loom))]
 mod error;
 #[cfg(not(gs_loom))]
@@ -52,28 +55,40 @@ pub mod ffi;
 #[cfg(not(gs_loom))]
 mod fork;
 #[cfg(not(gs_loom))]
+mod hooks;
+#[cfg(not(gs_loom))]
+mod listeners;
+#[cfg(not(gs_loom))]
+mod log;
+#[cfg(not(gs_loom))]
 pub mod metrics;
 #[cfg(not(gs_loom))]
 mod phase;
 #[cfg(not(gs_loom))]
 mod runtime;
 #[cfg(not(gs_loom))]
+mod seconds;
+#[cfg(not(gs_loom))]
 mod sequence;
 #[cfg(not(gs_loom))]
 mod signals;
 pub mod stream_counter;
 mod wait_word;
+#[cfg(not(gs_loom))]
+mod watchdog;
 
 #[cfg(not(gs_loom))]
 pub use clock::monotonic_ns;
 #[cfg(not(gs_loom))]
-pub use config::{env, Config, ConfigError, SecondSignal};
+pub use config::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
 #[cfg(not(gs_loom))]
 pub use error::{timeout_from_secs, Error};
 #[cfg(not(gs_loom))]
+pub use hooks::{HookOrder, HookOutcome, HookReport};
+#[cfg(not(gs_loom))]
 pub use phase::{Phase, PhaseChange};
 #[cfg(not(gs_loom))]
-pub use runtime::{HookReport, RegistrationId, Runtime, StreamGuard};
+pub use runtime::{RegistrationId, Runtime, StreamGuard};
 #[cfg(not(gs_loom))]
 pub use signals::{install_signal_handlers, signal_handlers_installed};
 pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};

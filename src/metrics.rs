@@ -14,69 +14,95 @@ struct Figure {
     value: f64,
 }
 
-fn figures(runtime: &Runtime) -> [Figure; 8] {
-    let phase = runtime.phase();
-    let started = runtime
-        .shutdown_started_at()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0.0, |d| d.as_secs_f64());
-    [
-        Figure {
-            name: "gs_active_streams",
-            kind: "gauge",
-            help: "Streams open now.",
-            value: f64::from(runtime.active_streams()),
-        },
-        Figure {
-            name: "gs_phase",
-            kind: "gauge",
-            help:
-                "Shutdown phase: 0 serving, 1 draining, 2 closing_streams, 3 stopping, 4 stopped.",
-            value: f64::from(phase as u8),
-        },
-        Figure {
-            name: "gs_draining",
-            kind: "gauge",
-            help: "1 when the process is not ready for new work (any phase but serving).",
-            value: if phase == Phase::Serving { 0.0 } else { 1.0 },
-        },
-        Figure {
-            name: "gs_streams_started_total",
-            kind: "counter",
-            help: "Streams begun since the process started.",
-            value: runtime.streams_started_total() as f64,
-        },
-        Figure {
-            name: "gs_streams_finished_total",
-            kind: "counter",
-            help: "Streams ended since the process started.",
-            value: runtime.streams_finished_total() as f64,
-        },
-        Figure {
-            name: "gs_shutdown_started_timestamp_seconds",
-            kind: "gauge",
-            help: "Unix time the shutdown sequence started (0: not started).",
-            value: started,
-        },
-        Figure {
-            name: "gs_shutdown_duration_seconds",
-            kind: "gauge",
-            help: "Seconds from the start of the shutdown sequence to Stopped (0: not stopped).",
-            value: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
-        },
-        Figure {
-            name: "gs_streams_closed_by_deadline_total",
-            kind: "counter",
-            help: "Streams still open when ClosingStreams began, asked to reconnect elsewhere.",
-            value: runtime.streams_closed_by_deadline() as f64,
-        },
-    ]
+/// The figures at one moment. The phase is read first: entry times are
+/// written before a phase is published, so every time that goes with the
+/// phase read here is visible, and the JSON's `phase_name` is the name of
+/// the `phase` it sits beside.
+struct Snapshot {
+    phase: Phase,
+    active: u32,
+    started_total: u64,
+    finished_total: u64,
+    shutdown_started: f64,
+    shutdown_duration: f64,
+    closed_by_deadline: u64,
+}
+
+impl Snapshot {
+    fn take(runtime: &Runtime) -> Snapshot {
+        let phase = runtime.phase();
+        Snapshot {
+            phase,
+            active: runtime.active_streams(),
+            started_total: runtime.streams_started_total(),
+            finished_total: runtime.streams_finished_total(),
+            shutdown_started: runtime
+                .shutdown_started_at()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            shutdown_duration: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
+            closed_by_deadline: runtime.streams_closed_by_deadline(),
+        }
+    }
+
+    fn figures(&self) -> [Figure; 8] {
+        [
+            Figure {
+                name: "gs_active_streams",
+                kind: "gauge",
+                help: "Streams open now.",
+                value: f64::from(self.active),
+            },
+            Figure {
+                name: "gs_phase",
+                kind: "gauge",
+                help: "Shutdown phase: 0 serving, 1 draining, 2 closing_streams, 3 stopping, 4 stopped.",
+                value: f64::from(self.phase as u8),
+            },
+            Figure {
+                name: "gs_draining",
+                kind: "gauge",
+                help: "1 when the process is not ready for new work (any phase but serving).",
+                value: if self.phase == Phase::Serving { 0.0 } else { 1.0 },
+            },
+            Figure {
+                name: "gs_streams_started_total",
+                kind: "counter",
+                help: "Streams begun since the process started.",
+                value: self.started_total as f64,
+            },
+            Figure {
+                name: "gs_streams_finished_total",
+                kind: "counter",
+                help: "Streams ended since the process started.",
+                value: self.finished_total as f64,
+            },
+            Figure {
+                name: "gs_shutdown_started_timestamp_seconds",
+                kind: "gauge",
+                help: "Unix time the shutdown sequence started (0: not started).",
+                value: self.shutdown_started,
+            },
+            Figure {
+                name: "gs_shutdown_duration_seconds",
+                kind: "gauge",
+                help: "Seconds from the start of the shutdown sequence to Stopped (0: not stopped).",
+                value: self.shutdown_duration,
+            },
+            Figure {
+                name: "gs_streams_closed_by_deadline_total",
+                kind: "counter",
+                help: "Streams still open when ClosingStreams began, asked to finish.",
+                value: self.closed_by_deadline as f64,
+            },
+        ]
+    }
 }
 
 /// Prometheus text exposition of the runtime's figures.
 pub fn render_prometheus(runtime: &Runtime) -> String {
     let mut out = String::with_capacity(1024);
-    for figure in figures(runtime) {
+    for figure in Snapshot::take(runtime).figures() {
         // Writing to a String cannot fail.
         let _ = writeln!(out, "# HELP {} {}", figure.name, figure.help);
         let _ = writeln!(out, "# TYPE {} {}", figure.name, figure.kind);
@@ -88,11 +114,11 @@ pub fn render_prometheus(runtime: &Runtime) -> String {
 /// The same figures as one JSON object (keys without the `gs_` prefix),
 /// plus the phase's name under `phase_name`.
 pub fn render_json(runtime: &Runtime) -> String {
-    let figures = figures(runtime);
+    let snapshot = Snapshot::take(runtime);
     let mut out = String::with_capacity(512);
     out.push('{');
-    let _ = write!(out, "\"phase_name\":\"{}\"", runtime.phase().name());
-    for figure in figures {
+    let _ = write!(out, "\"phase_name\":\"{}\"", snapshot.phase.name());
+    for figure in snapshot.figures() {
         let _ = write!(out, ",\"{}\":{}", &figure.name[3..], figure.value);
     }
     out.push('}');

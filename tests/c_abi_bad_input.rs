@@ -217,20 +217,24 @@ fn malformed_configuration_names_the_variable() {
         exit_watchdog_seconds: 0.0,
         second_signal: 0,
         handle_sigint: true,
+        hook_budget_seconds: 1.0,
+        exit_watchdog_status: 70,
     };
     for (field, expected_variable) in [
         (0, "GS_DRAIN_DELAY_SECONDS"),
         (1, "GS_SHUTDOWN_TIMEOUT_SECONDS"),
         (2, "GS_CLOSE_NOTICE_SECONDS"),
         (3, "GS_EXIT_WATCHDOG_SECONDS"),
+        (4, "GS_HOOK_BUDGET_SECONDS"),
     ] {
-        for value in [f64::NAN, -1.0] {
+        for value in [f64::NAN, -1.0, f64::NEG_INFINITY] {
             let mut bad = config;
             *match field {
                 0 => &mut bad.drain_delay_seconds,
                 1 => &mut bad.shutdown_timeout_seconds,
                 2 => &mut bad.close_notice_seconds,
-                _ => &mut bad.exit_watchdog_seconds,
+                3 => &mut bad.exit_watchdog_seconds,
+                _ => &mut bad.hook_budget_seconds,
             } = value;
             // SAFETY: a valid config; rejected before anything is installed.
             let status = unsafe { gs_install_signal_handlers(&bad) };
@@ -244,6 +248,18 @@ fn malformed_configuration_names_the_variable() {
     assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_CLOSE_NOTICE_SECONDS"));
     config.close_notice_seconds = 2.0;
+    for status in [0, -1, 256] {
+        let mut bad = config;
+        bad.exit_watchdog_status = status;
+        // SAFETY: as above.
+        let result = unsafe { gs_install_signal_handlers(&bad) };
+        assert_eq!(result, gs_status::GS_ERR_INVALID_CONFIG);
+        assert!(
+            last_error().contains("GS_EXIT_WATCHDOG_STATUS"),
+            "{}",
+            last_error()
+        );
+    }
     config.second_signal = 9;
     // SAFETY: as above.
     let status = unsafe { gs_install_signal_handlers(&config) };
@@ -256,6 +272,16 @@ fn malformed_configuration_names_the_variable() {
     let status = unsafe { gs_config_from_env(&mut out) };
     assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_SHUTDOWN_TIMEOUT_SECONDS"));
+    // SAFETY: NULL reads the environment, which is malformed.
+    let status = unsafe { gs_configure(std::ptr::null()) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
+    // Infinity is "no limit", by the same rule as the waits'.
+    std::env::set_var("GS_SHUTDOWN_TIMEOUT_SECONDS", "inf");
+    // SAFETY: `out` is writable.
+    assert_eq!(unsafe { gs_config_from_env(&mut out) }, gs_status::GS_OK);
+    assert_eq!(out.shutdown_timeout_seconds, f64::INFINITY);
+    // SAFETY: a valid config.
+    assert_eq!(unsafe { gs_configure(&out) }, gs_status::GS_OK);
     // Nothing was installed by any of the failures.
     assert!(!last_call::signal_handlers_installed());
 }

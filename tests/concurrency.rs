@@ -59,7 +59,8 @@ fn a_blocked_waiter_wakes_when_the_last_of_many_streams_ends() {
         let waiter_runtime = runtime.clone();
         scope.spawn(move || {
             // No timeout: only the last end can release this thread.
-            done.send(waiter_runtime.wait_for_streams(None)).unwrap();
+            done.send(waiter_runtime.wait_for_streams(None).unwrap())
+                .unwrap();
         });
         // Ends from several threads; the waiter must still be asleep after
         // all but the last.
@@ -87,8 +88,12 @@ fn many_waiters_all_wake() {
             let done = done.clone();
             let runtime = runtime.clone();
             scope.spawn(move || {
-                done.send(runtime.wait_for_streams(Some(Duration::from_secs(30))))
-                    .unwrap()
+                done.send(
+                    runtime
+                        .wait_for_streams(Some(Duration::from_secs(30)))
+                        .unwrap(),
+                )
+                .unwrap()
             });
         }
         std::thread::sleep(Duration::from_millis(50));

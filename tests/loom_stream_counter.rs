@@ -105,3 +105,25 @@ fn an_unmatched_end_never_wraps_under_races() {
         assert_eq!(counter.active(), 0);
     });
 }
+
+#[test]
+fn a_brief_zero_is_seen_even_when_a_new_stream_begins_at_once() {
+    // The end reaches zero and a new stream begins straight after: the
+    // waiter must still return (the count did touch zero), whatever the
+    // interleaving. Before the "zeros" count, it could wake, see one stream
+    // again and sleep on, which loom reports as a deadlock.
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let churn = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                counter.end().unwrap();
+                counter.begin().unwrap();
+            })
+        };
+        assert!(counter.wait_for_zero(None));
+        churn.join().unwrap();
+        assert_eq!(counter.active(), 1);
+    });
+}

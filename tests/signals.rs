@@ -93,6 +93,7 @@ fn a_stream_that_never_ends_meets_closing_streams_then_the_deadline() {
             ("GS_DRAIN_DELAY_SECONDS", "0"),
             ("GS_SHUTDOWN_TIMEOUT_SECONDS", "1.5"),
             ("GS_CLOSE_NOTICE_SECONDS", "0.5"),
+            ("GS_HOOK_BUDGET_SECONDS", "0.5"),
         ],
         &["--stuck", "1"],
     );
@@ -107,15 +108,18 @@ fn a_stream_that_never_ends_meets_closing_streams_then_the_deadline() {
     );
     let closing = first(&reports, "phase", Some("closing_streams"));
     assert!(
-        seconds_between(signalled, &closing) >= 1.0,
-        "closing streams came before deadline - notice"
+        seconds_between(signalled, &closing) >= 0.5,
+        "closing streams came before deadline - hook budget - notice"
     );
     let stopping = first(&reports, "phase", Some("stopping"));
     assert_eq!(
         stopping["active_streams"], 1,
-        "the stuck stream is still open at the deadline"
+        "the stuck stream is still open when the hooks' budget begins"
     );
-    assert!(seconds_between(signalled, &stopping) >= 1.5);
+    assert!(seconds_between(signalled, &stopping) >= 1.0);
+    // The hook got the budget, not the leftovers of a deadline.
+    let hook = first(&reports, "hook", None);
+    assert!(hook["remaining_s"].as_f64().unwrap() > 0.2, "{hook}");
 }
 
 #[test]
@@ -124,7 +128,8 @@ fn streams_asked_to_close_end_before_the_deadline() {
         &[
             ("GS_DRAIN_DELAY_SECONDS", "0"),
             ("GS_SHUTDOWN_TIMEOUT_SECONDS", "10"),
-            ("GS_CLOSE_NOTICE_SECONDS", "9.5"),
+            ("GS_CLOSE_NOTICE_SECONDS", "9"),
+            ("GS_HOOK_BUDGET_SECONDS", "0.5"),
         ],
         &["--endless", "3"],
     );
@@ -266,8 +271,14 @@ fn the_exit_watchdog_ends_a_host_that_does_not_exit() {
     );
     ChildProcess::signal(child.pid(), libc::SIGTERM);
     child.wait_for_line("hanging", LONG);
-    assert_eq!(child.wait_exit(LONG).code(), Some(0));
-    assert!(child.stderr().contains("had not exited"));
+    // Not 0: a wedged host must not look like a clean exit.
+    assert_eq!(
+        child.wait_exit(LONG).code(),
+        Some(i32::from(last_call::DEFAULT_EXIT_WATCHDOG_STATUS))
+    );
+    let stderr = child.stderr();
+    assert!(stderr.contains("exit watchdog"), "{stderr}");
+    assert!(stderr.contains("phase stopped"), "{stderr}");
 }
 
 #[test]
@@ -276,8 +287,10 @@ fn every_malformed_variable_is_rejected_by_name() {
         ("GS_DRAIN_DELAY_SECONDS", "soon"),
         ("GS_DRAIN_DELAY_SECONDS", "-1"),
         ("GS_SHUTDOWN_TIMEOUT_SECONDS", "NaN"),
-        ("GS_SHUTDOWN_TIMEOUT_SECONDS", "inf"),
+        ("GS_SHUTDOWN_TIMEOUT_SECONDS", "-inf"),
         ("GS_CLOSE_NOTICE_SECONDS", "30"),
+        ("GS_HOOK_BUDGET_SECONDS", "26"),
+        ("GS_EXIT_WATCHDOG_STATUS", "0"),
         ("GS_SECOND_SIGNAL", "twice"),
         ("GS_EXIT_WATCHDOG_SECONDS", "-3"),
     ] {
@@ -289,6 +302,19 @@ fn every_malformed_variable_is_rejected_by_name() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
     }
+    // A value that is not UTF-8 is refused, not silently defaulted.
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new(example("stream_holder"))
+        .env(
+            "GS_SHUTDOWN_TIMEOUT_SECONDS",
+            std::ffi::OsStr::from_bytes(b"2\xff"),
+        )
+        .output()
+        .expect("run stream_holder");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("GS_SHUTDOWN_TIMEOUT_SECONDS"), "{stderr}");
+    assert!(stderr.contains("UTF-8"), "{stderr}");
 }
 
 #[test]

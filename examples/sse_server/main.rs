@@ -76,14 +76,16 @@ async fn serve(config: Config, heartbeat: Duration) -> i32 {
     {
         let tasks = tasks.clone();
         let handle = handle.clone();
-        gs.register_shutdown_hook("tasks", move |left| handle.block_on(tasks.shutdown(left)));
+        gs.register_shutdown_hook("tasks", move |left| handle.block_on(tasks.shutdown(left)))
+            .unwrap_or_else(|e| fail(e.to_string()));
     }
     let (server_done_sender, server_done) = std::sync::mpsc::channel::<()>();
     let (stop_accepting, stop_signal) = tokio::sync::oneshot::channel::<()>();
     gs.register_shutdown_hook("http-server", move |left| {
         let _ = stop_accepting.send(());
         server_done.recv_timeout(left).is_ok()
-    });
+    })
+    .unwrap_or_else(|e| fail(e.to_string()));
 
     let state = AppState {
         runtime: gs,

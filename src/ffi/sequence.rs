@@ -3,8 +3,10 @@
 
 use super::streams::gs_phase;
 use super::{boundary, gs_status, runtime, status, status_boundary};
-use crate::config::{self, duration_from_secs, Config, SecondSignal};
+use crate::config::{self, duration_from_secs, exit_status, Config, SecondSignal};
+use crate::hooks::HookOrder;
 use crate::runtime::RegistrationId;
+use crate::seconds::config_to_secs;
 use crate::Error;
 use std::ffi::{c_char, c_void, CStr};
 
@@ -21,9 +23,11 @@ pub enum gs_second_signal {
     GS_SECOND_SIGNAL_EXIT = 2,
 }
 
-/// Shutdown timings, all in seconds. Fill one with `gs_config_from_env`
-/// (defaults overridden by the `GS_*` environment variables), change what
-/// you need, and pass it to `gs_install_signal_handlers`.
+/// Shutdown timings, all in seconds (NaN or negative: invalid; INFINITY:
+/// no limit, the rule of every duration in this API). Fill one with
+/// `gs_config_from_env` (defaults overridden by the `GS_*` environment
+/// variables), change what you need, and pass it to
+/// `gs_install_signal_handlers` or `gs_configure`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct gs_config {
@@ -31,27 +35,38 @@ pub struct gs_config {
     pub drain_delay_seconds: f64,
     /// From the signal to Stopped, at most (GS_SHUTDOWN_TIMEOUT_SECONDS, 25).
     pub shutdown_timeout_seconds: f64,
-    /// Streams still open this long before the deadline are asked to finish
-    /// (GS_CLOSE_NOTICE_SECONDS, 5). At most the shutdown timeout.
+    /// Streams still open this long before the hooks' budget begins are
+    /// asked to finish (GS_CLOSE_NOTICE_SECONDS, 5). With the hooks' budget,
+    /// at most the shutdown timeout.
     pub close_notice_seconds: f64,
-    /// End the process this long after Stopped if the host has not exited
-    /// (GS_EXIT_WATCHDOG_SECONDS, 3); 0 disables.
+    /// End the process if it is still running this long after Stopped, or
+    /// after the deadline if Stopped never came (GS_EXIT_WATCHDOG_SECONDS,
+    /// 3); 0 disables.
     pub exit_watchdog_seconds: f64,
     /// A `gs_second_signal` value (GS_SECOND_SIGNAL: `ignore` or `exit`).
     pub second_signal: u32,
     /// Whether SIGINT starts the sequence as SIGTERM does (default true).
     pub handle_sigint: bool,
+    /// The last part of the shutdown timeout, kept for the shutdown hooks:
+    /// the sequence stops waiting for streams this long before the deadline
+    /// (GS_HOOK_BUDGET_SECONDS, 3).
+    pub hook_budget_seconds: f64,
+    /// The exit status the watchdog ends the process with, 1 to 255
+    /// (GS_EXIT_WATCHDOG_STATUS, 70).
+    pub exit_watchdog_status: i32,
 }
 
 impl From<&Config> for gs_config {
     fn from(config: &Config) -> Self {
         gs_config {
-            drain_delay_seconds: config.drain_delay.as_secs_f64(),
-            shutdown_timeout_seconds: config.shutdown_timeout.as_secs_f64(),
-            close_notice_seconds: config.close_notice.as_secs_f64(),
-            exit_watchdog_seconds: config.exit_watchdog.map_or(0.0, |d| d.as_secs_f64()),
+            drain_delay_seconds: config_to_secs(config.drain_delay),
+            shutdown_timeout_seconds: config_to_secs(config.shutdown_timeout),
+            close_notice_seconds: config_to_secs(config.close_notice),
+            exit_watchdog_seconds: config.exit_watchdog.map_or(0.0, config_to_secs),
             second_signal: config.second_signal as u32,
             handle_sigint: config.handle_sigint,
+            hook_budget_seconds: config_to_secs(config.hook_budget),
+            exit_watchdog_status: i32::from(config.exit_watchdog_status),
         }
     }
 }
@@ -68,7 +83,12 @@ impl TryFrom<&gs_config> for Config {
                 c.shutdown_timeout_seconds,
             )?,
             close_notice: duration_from_secs(config::env::CLOSE_NOTICE, c.close_notice_seconds)?,
+            hook_budget: duration_from_secs(config::env::HOOK_BUDGET, c.hook_budget_seconds)?,
             exit_watchdog: (!watchdog.is_zero()).then_some(watchdog),
+            exit_watchdog_status: exit_status(
+                config::env::EXIT_WATCHDOG_STATUS,
+                i64::from(c.exit_watchdog_status),
+            )?,
             second_signal: match c.second_signal {
                 0 => SecondSignal::SigintExits,
                 1 => SecondSignal::Ignore,
@@ -111,9 +131,55 @@ pub unsafe extern "C" fn gs_config_from_env(config: *mut gs_config) -> gs_status
     })
 }
 
+fn config_from_c(config: *const gs_config) -> Result<Config, Error> {
+    if config.is_null() {
+        Ok(Config::from_env()?)
+    } else {
+        // SAFETY: non-NULL, and the caller guarantees it is valid.
+        Config::try_from(unsafe { &*config })
+    }
+}
+
+/// Validates `*config` (NULL: the `GS_*` environment, as
+/// `gs_config_from_env`) and makes it the configuration of the shutdown
+/// sequence, without installing signal handlers: for hosts that start the
+/// sequence themselves (`gs_begin_shutdown` from their own signal
+/// handling). `GS_ERR_INVALID_CONFIG` names the bad value.
+///
+/// # Safety
+/// `config` must be NULL or point to a valid `gs_config`.
+#[no_mangle]
+pub unsafe extern "C" fn gs_configure(config: *const gs_config) -> gs_status {
+    status_boundary(|| runtime().configure(config_from_c(config)?))
+}
+
+/// Arms the exit watchdog with the configuration in force (as
+/// `gs_install_signal_handlers` does): once the sequence has started, the
+/// process is ended with `exit_watchdog_status`, after one line on stderr
+/// saying what was still running, if it is still running
+/// `exit_watchdog_seconds` after Stopped, or after the deadline if Stopped
+/// never came. The watchdog runs on a thread of its own that no callback or
+/// hook can delay. A configuration with the watchdog at 0 disarms it.
+#[no_mangle]
+pub extern "C" fn gs_arm_exit_watchdog() -> gs_status {
+    status_boundary(|| runtime().arm_exit_watchdog())
+}
+
+/// **For tests only.** Returns the process-wide runtime to a fresh state:
+/// Serving, no active streams, no sequence running, every phase callback
+/// and shutdown hook removed, reports and configuration cleared, the
+/// watchdog disarmed. `GS_ERR_ALREADY_INSTALLED` (and nothing changes)
+/// while signal handlers are installed in this process: it can never undo
+/// a real shutdown. `GS_ERR_REENTRANT` from a callback or hook.
+#[no_mangle]
+pub extern "C" fn gs_testing_reset() -> gs_status {
+    status_boundary(|| runtime().reset_for_testing())
+}
+
 /// Installs SIGTERM (and SIGINT, per `handle_sigint`) handling that starts
 /// the shutdown sequence, configured by `*config` (NULL: defaults from the
-/// environment, as `gs_config_from_env`). Starts the runtime's thread.
+/// environment, as `gs_config_from_env`). Starts the runtime's threads and
+/// arms the exit watchdog.
 ///
 /// The handler does only async-signal-safe work (atomics, clock_gettime, a
 /// futex wake); handlers installed before it are chained and still run.
@@ -125,38 +191,38 @@ pub unsafe extern "C" fn gs_config_from_env(config: *mut gs_config) -> gs_status
 /// `config` must be NULL or point to a valid `gs_config`.
 #[no_mangle]
 pub unsafe extern "C" fn gs_install_signal_handlers(config: *const gs_config) -> gs_status {
-    status_boundary(|| {
-        let config = if config.is_null() {
-            Config::from_env()?
-        } else {
-            // SAFETY: non-NULL, and the caller guarantees it is valid.
-            Config::try_from(unsafe { &*config })?
-        };
-        crate::install_signal_handlers(config)
-    })
+    status_boundary(|| crate::install_signal_handlers(config_from_c(config)?))
 }
 
 /// Starts the shutdown sequence as SIGTERM would (Draining at once, the
-/// rest on the runtime's thread). Calling it again, or a later signal, never
-/// runs a second sequence: both return/act as no-ops (`GS_OK`). Uses the
-/// installed configuration, else the environment's.
+/// rest on the runtime's thread). Calling it again never runs a second
+/// sequence (`GS_OK`, a no-op). It is not a signal: the first signal
+/// received afterwards is a first signal (a no-op for the sequence), and
+/// only the second one received is subject to the second-signal policy.
+/// Uses the configured configuration, else the environment's.
 #[no_mangle]
 pub extern "C" fn gs_begin_shutdown() -> gs_status {
     status_boundary(|| runtime().begin_shutdown().map(|_| ()))
 }
 
 /// Called at each phase change with the phase left, the phase entered, and
-/// the `user_data` given at registration. Runs on the runtime's thread, one
-/// call at a time, in the order of the changes; never in a signal handler.
-/// It should return quickly: the shutdown sequence waits for it.
+/// the `user_data` given at registration. Runs on the runtime's delivery
+/// thread, one call at a time, in the order of the changes, with no lock
+/// held; never in a signal handler. The shutdown sequence and the exit
+/// watchdog do not wait for it: a callback that blocks delays only the
+/// callbacks after it. Inside it, `gs_wait_for_streams` and
+/// `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
 pub type gs_phase_callback =
     Option<unsafe extern "C" fn(from: gs_phase, to: gs_phase, user_data: *mut c_void)>;
 
-/// Called once in Stopping, on a thread of its own, with the seconds left
-/// before the deadline and the registration's `user_data`; returns whether
-/// it finished its work. Hooks run one after another in registration order;
-/// one that is still running at the deadline is left running and the
-/// sequence goes on.
+/// Called once in Stopping, on a thread of its own, with the seconds it is
+/// given (its group's share of the time left) and the registration's
+/// `user_data`; returns whether it finished its work. Hooks run in
+/// registration order, a group at a time (see
+/// `gs_register_shutdown_hook_ex`); one still running at the end of its
+/// share is left running, reported as overrunning, and the next group
+/// starts with its own share. Inside it, `gs_wait_for_streams` and
+/// `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
 pub type gs_shutdown_hook =
     Option<unsafe extern "C" fn(remaining_seconds: f64, user_data: *mut c_void) -> bool>;
 
@@ -206,9 +272,15 @@ pub unsafe extern "C" fn gs_on_phase(
     })
 }
 
-/// Removes a phase callback. When this returns (from any thread but the
-/// runtime's own), the callback is not running and will not be called
-/// again. `GS_ERR_NOT_FOUND` for an unknown id.
+/// Removes a phase callback. `GS_ERR_NOT_FOUND` for an unknown id.
+///
+/// * A callback removed before its delivery starts is never called.
+/// * Called from outside any callback, this returns once the callback is
+///   not running, and it is never called again.
+/// * Called from inside a callback (to remove itself, even on its first
+///   delivery, or another one), it returns at once and never deadlocks;
+///   the removed callback is not called again after the call in flight,
+///   if any, returns.
 #[no_mangle]
 pub extern "C" fn gs_remove_phase_callback(id: u64) -> gs_status {
     boundary(gs_status::GS_ERR_PANIC, || {
@@ -225,10 +297,15 @@ fn not_found(id: u64) -> gs_status {
     gs_status::GS_ERR_NOT_FOUND
 }
 
-/// Registers a shutdown hook named `name` (copied; used in logs), to run in
-/// Stopping after the hooks registered before it, and writes its id to
-/// `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name` or `hook` is
-/// NULL or `name` is not UTF-8.
+/// `flags` for `gs_register_shutdown_hook_ex`: run at the same time as the
+/// hook registered just before it (in its group, with the group's share).
+pub const GS_HOOK_WITH_PREVIOUS: u32 = 1;
+
+/// Registers a shutdown hook named `name` (copied; used in logs and
+/// reports), to run in Stopping after the hooks registered before it, and
+/// writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
+/// or `hook` is NULL or `name` is not UTF-8. The same as
+/// `gs_register_shutdown_hook_ex` with `flags` 0.
 ///
 /// # Safety
 /// `name` must be NULL or a NUL-terminated string; `hook` must be safe to
@@ -240,6 +317,27 @@ pub unsafe extern "C" fn gs_register_shutdown_hook(
     user_data: *mut c_void,
     id: *mut u64,
 ) -> gs_status {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { gs_register_shutdown_hook_ex(name, hook, user_data, 0, id) }
+}
+
+/// Registers a shutdown hook, as `gs_register_shutdown_hook`, with `flags`:
+/// 0 (after the hooks registered before it) or `GS_HOOK_WITH_PREVIOUS` (at
+/// the same time as the one registered just before it). Each group of
+/// hooks gets an equal share of the time left when it starts, at least the
+/// hooks' budget (`hook_budget_seconds`) in total. `GS_ERR_INVALID_ARGUMENT`
+/// for an unknown flag.
+///
+/// # Safety
+/// As `gs_register_shutdown_hook`.
+#[no_mangle]
+pub unsafe extern "C" fn gs_register_shutdown_hook_ex(
+    name: *const c_char,
+    hook: gs_shutdown_hook,
+    user_data: *mut c_void,
+    flags: u32,
+    id: *mut u64,
+) -> gs_status {
     boundary(gs_status::GS_ERR_PANIC, || {
         let Some(hook) = hook else {
             return status::invalid_argument("hook is NULL");
@@ -247,22 +345,32 @@ pub unsafe extern "C" fn gs_register_shutdown_hook(
         if name.is_null() {
             return status::invalid_argument("name is NULL");
         }
+        let order = match flags {
+            0 => HookOrder::AfterPrevious,
+            GS_HOOK_WITH_PREVIOUS => HookOrder::WithPrevious,
+            _ => return status::invalid_argument("flags has an unknown bit"),
+        };
         // SAFETY: non-NULL and NUL-terminated per the contract.
         let Ok(name) = unsafe { CStr::from_ptr(name) }.to_str() else {
             return status::invalid_argument("name is not UTF-8");
         };
         let user_data = UserData(user_data);
-        let RegistrationId(value) = runtime().register_shutdown_hook(name, move |left| {
+        let registered = runtime().register_shutdown_hook_with(name, order, move |left| {
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for these
             // arguments.
-            unsafe { hook(left.as_secs_f64(), user_data.0) }
+            unsafe { hook(config_to_secs(left), user_data.0) }
         });
-        if !id.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *id = value };
+        match registered {
+            Ok(RegistrationId(value)) => {
+                if !id.is_null() {
+                    // SAFETY: non-NULL and writable per the contract.
+                    unsafe { *id = value };
+                }
+                gs_status::GS_OK
+            }
+            Err(error) => status::report(&error),
         }
-        gs_status::GS_OK
     })
 }
 

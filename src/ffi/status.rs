@@ -37,6 +37,11 @@ pub enum gs_status {
     GS_ERR_PANIC = 10,
     /// No registration has that id.
     GS_ERR_NOT_FOUND = 11,
+    /// A blocking wait (`gs_wait_for_streams`, `gs_wait_for_phase`) or the
+    /// testing reset was called from a phase callback or a shutdown hook,
+    /// where it could wait for itself. Returned at once; wait on another
+    /// thread.
+    GS_ERR_REENTRANT = 12,
 }
 
 thread_local! {
@@ -59,6 +64,9 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::AlreadyInstalled => gs_status::GS_ERR_ALREADY_INSTALLED,
         Error::Config(_) => gs_status::GS_ERR_INVALID_CONFIG,
         Error::Os(_) => gs_status::GS_ERR_OS,
+        Error::Reentrant(_) => gs_status::GS_ERR_REENTRANT,
+        Error::TimedOut(_) => gs_status::GS_TIMED_OUT,
+        Error::InvalidArgument(_) => gs_status::GS_ERR_INVALID_ARGUMENT,
     }
 }
 
@@ -85,6 +93,7 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         9 => c"operating system error",
         10 => c"internal error (panic caught at the C boundary)",
         11 => c"no registration has that id",
+        12 => c"a blocking call from a phase callback or shutdown hook (it could wait for itself)",
         _ => c"unknown status",
     };
     text.as_ptr()

@@ -42,7 +42,7 @@ pub(super) fn phase_from_c(value: u32) -> Option<Phase> {
 /// At most this many streams may be active at once.
 // A literal (not `crate::MAX_ACTIVE_STREAMS`) so that cbindgen can emit it;
 // the test below keeps the two equal.
-pub const GS_MAX_ACTIVE_STREAMS: u32 = (1 << 30) - 1;
+pub const GS_MAX_ACTIVE_STREAMS: u32 = (1 << 24) - 1;
 
 #[test]
 fn the_c_constant_matches_the_rust_one() {
@@ -56,7 +56,7 @@ pub extern "C" fn gs_version() -> *const c_char {
 }
 
 /// Counts one more active stream. Lock-free; safe from any thread.
-/// `GS_ERR_TOO_MANY_STREAMS` if 2^30 - 1 are already active.
+/// `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already active.
 #[no_mangle]
 pub extern "C" fn gs_increment_active_streams() -> gs_status {
     status_boundary(|| runtime().increment_active_streams())
@@ -110,15 +110,17 @@ pub extern "C" fn gs_current_phase() -> gs_phase {
 
 /// Blocks until no stream is active, or `timeout_seconds` pass (INFINITY:
 /// no limit). The calling thread sleeps; the last stream's end wakes it.
-/// `GS_OK`: no stream is active. `GS_TIMED_OUT`: streams remain.
-/// `GS_ERR_INVALID_ARGUMENT`: NaN or negative timeout.
+/// `GS_OK`: the count was zero at some moment of the wait.
+/// `GS_TIMED_OUT`: streams remained. `GS_ERR_INVALID_ARGUMENT`: NaN or
+/// negative timeout. `GS_ERR_REENTRANT`, at once, from a phase callback or
+/// a shutdown hook.
 #[no_mangle]
 pub extern "C" fn gs_wait_for_streams(timeout_seconds: f64) -> gs_status {
     boundary(gs_status::GS_ERR_PANIC, || {
-        match timeout_from_secs(timeout_seconds) {
+        match timeout_from_secs(timeout_seconds).and_then(|t| runtime().wait_for_streams(t)) {
             Err(error) => status::report(&error),
-            Ok(timeout) if runtime().wait_for_streams(timeout) => gs_status::GS_OK,
-            Ok(_) => gs_status::GS_TIMED_OUT,
+            Ok(true) => gs_status::GS_OK,
+            Ok(false) => gs_status::GS_TIMED_OUT,
         }
     })
 }
@@ -126,20 +128,17 @@ pub extern "C" fn gs_wait_for_streams(timeout_seconds: f64) -> gs_status {
 /// Blocks until the phase is at least `phase` (a `gs_phase` value), or
 /// `timeout_seconds` pass (INFINITY: no limit). `GS_OK` when reached,
 /// `GS_TIMED_OUT` otherwise; `GS_ERR_INVALID_ARGUMENT` for a value outside
-/// `gs_phase` or a NaN or negative timeout. Typical use: the host's main
-/// thread waits for `GS_PHASE_STOPPED`, then returns from `main`.
+/// `gs_phase` or a NaN or negative timeout; `GS_ERR_REENTRANT`, at once,
+/// from a phase callback or a shutdown hook (where the phase could wait for
+/// the caller). Typical use: the host's main thread waits for
+/// `GS_PHASE_STOPPED`, then returns from `main`.
 #[no_mangle]
 pub extern "C" fn gs_wait_for_phase(phase: u32, timeout_seconds: f64) -> gs_status {
-    boundary(gs_status::GS_ERR_PANIC, || {
-        let Some(target) = phase_from_c(phase) else {
-            return status::invalid_argument("phase is not a gs_phase value");
-        };
-        match timeout_from_secs(timeout_seconds) {
-            Err(error) => status::report(&error),
-            Ok(timeout) => match runtime().wait_for_phase(target, timeout) {
-                Ok(_) => gs_status::GS_OK,
-                Err(_) => gs_status::GS_TIMED_OUT,
-            },
-        }
+    status_boundary(|| {
+        let target = phase_from_c(phase).ok_or(crate::Error::InvalidArgument(
+            "phase is not a gs_phase value",
+        ))?;
+        let timeout = timeout_from_secs(timeout_seconds)?;
+        runtime().wait_for_phase(target, timeout).map(|_| ())
     })
 }

@@ -20,14 +20,7 @@ pub fn require_process_per_test() {
 /// Removes every `GS_*` setting the test process may have inherited, so a
 /// child sees only what its test gives it.
 pub fn clear_gs_environment(command: &mut Command) {
-    for variable in [
-        "GS_DRAIN_DELAY_SECONDS",
-        "GS_SHUTDOWN_TIMEOUT_SECONDS",
-        "GS_CLOSE_NOTICE_SECONDS",
-        "GS_SECOND_SIGNAL",
-        "GS_EXIT_WATCHDOG_SECONDS",
-        "GS_DRAIN_TOKEN",
-    ] {
+    for variable in last_call::env::ALL.into_iter().chain(["GS_DRAIN_TOKEN"]) {
         command.env_remove(variable);
     }
 }

@@ -88,6 +88,8 @@ class Config(ctypes.Structure):
         ("exit_watchdog_seconds", ctypes.c_double),
         ("second_signal", ctypes.c_uint32),
         ("handle_sigint", ctypes.c_bool),
+        ("hook_budget_seconds", ctypes.c_double),
+        ("exit_watchdog_status", ctypes.c_int32),
     ]
 
 

@@ -1,0 +1,81 @@
+//! Phase listeners: their registry, and the delivery thread that calls
+//! them.
+//!
+//! The delivery thread is not the thread that runs the shutdown sequence:
+//! a listener that blocks delays only the listeners after it, never the
+//! sequence, the hooks or the exit watchdog. It calls each listener with no
+//! lock held (a `fork()` at any moment leaves the child a usable runtime),
+//! inside a panic boundary, and marked for the re-entrancy check. Removal
+//! follows the handshake described in `delivery.rs`.
+
+use crate::callback_scope::{self, Kind};
+use crate::delivery::RemovedFlag;
+use crate::log::warn;
+use crate::phase::{PhaseChange, PhaseWord};
+use crate::runtime::{lock, Inner, RegistrationId};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+pub(crate) type ListenerFn = Box<dyn Fn(PhaseChange) + Send + Sync>;
+
+pub(crate) struct Listener {
+    pub(crate) id: RegistrationId,
+    pub(crate) removed: RemovedFlag,
+    pub(crate) call: ListenerFn,
+}
+
+/// Removes listener `id`; `false` if there was none. Outside a listener of
+/// this runtime, returns only once the listener is not running.
+pub(crate) fn remove(inner: &Inner, id: RegistrationId) -> bool {
+    let removed = {
+        let mut shared = lock(&inner.shared);
+        let position = shared.listeners.iter().position(|l| l.id == id);
+        position.map(|at| shared.listeners.remove(at))
+    };
+    let Some(listener) = removed else {
+        return false;
+    };
+    listener.removed.set();
+    if !callback_scope::inside_listener_of(inner.address()) {
+        inner.delivery.wait_until_idle(id.0);
+    }
+    true
+}
+
+/// The delivery thread's body: `seen` was read before the thread started,
+/// so no change made after its start is missed.
+pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
+    let mut generation = inner.generation();
+    loop {
+        let now = inner.phase.load();
+        let current = inner.generation();
+        if current != generation {
+            // The testing reset removed every listener; what happened
+            // before it is not delivered.
+            generation = current;
+            seen = now;
+        }
+        for change in seen.changes_until(now) {
+            deliver(&inner, change);
+        }
+        seen = now;
+        inner.phase.wait_for_change(now, None);
+    }
+}
+
+fn deliver(inner: &Inner, change: PhaseChange) {
+    let listeners: Vec<Arc<Listener>> = lock(&inner.shared).listeners.clone();
+    for listener in listeners {
+        if !inner.delivery.begin(listener.id.0, &listener.removed) {
+            continue;
+        }
+        let panicked = {
+            let _scope = callback_scope::enter(inner.address(), Kind::Listener);
+            catch_unwind(AssertUnwindSafe(|| (listener.call)(change))).is_err()
+        };
+        inner.delivery.finish();
+        if panicked {
+            warn!("phase listener #{} panicked on {change:?}", listener.id.0);
+        }
+    }
+}
