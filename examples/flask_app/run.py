@@ -23,7 +23,7 @@ sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
     app = create_app()
-    manager = app.extensions["container"].shutdown_manager
+    manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     threads = int(os.environ.get("THREADS", "16"))
     if os.environ.get("LAST_CALL_DISABLED") == "1":
