@@ -7,11 +7,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import APPS
+APPS = Path(__file__).parent / "apps"
 
 
 @pytest.mark.parametrize("mode", ["legacy", "serve"])
