@@ -9,8 +9,6 @@ import threading
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from last_call import (
     GracefulShutdownManager,
     InvalidStateError,
@@ -20,7 +18,7 @@ from last_call import (
     ReentrantCallError,
     ShutdownManager,
 )
-
+from prometheus_client.parser import text_string_to_metric_families
 from server_process import eventually
 
 

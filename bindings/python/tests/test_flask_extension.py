@@ -7,7 +7,6 @@ import threading
 
 import pytest
 from flask import Flask
-
 from last_call import ConfigError, GracefulShutdownManager, NoopGracefulShutdownManager, SecondSignal
 from last_call.flask import EXTENSION_KEY, GracefulShutdown, current_manager, health_blueprint, sse_stream
 

@@ -3,7 +3,6 @@ and /drain now needs the bearer token (see the README's migration notes)."""
 
 import pytest
 from flask import Flask
-
 from last_call import GracefulShutdownManager
 from last_call.flask import health_blueprint
 

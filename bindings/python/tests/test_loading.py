@@ -9,9 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import last_call
+import pytest
 
 NO_LIBRARY_SCRIPT = textwrap.dedent(
     """

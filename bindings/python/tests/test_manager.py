@@ -15,7 +15,6 @@ import threading
 import time
 
 import pytest
-
 from last_call import (
     GracefulShutdownManager,
     NoActiveStreamError,
@@ -23,7 +22,6 @@ from last_call import (
     Phase,
 )
 from last_call.wsgi import track_stream
-
 from server_process import eventually
 
 

@@ -4,10 +4,9 @@ same names as every other host."""
 from __future__ import annotations
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-
 from last_call import GracefulShutdownManager, NoopGracefulShutdownManager
 from last_call.prometheus import Collector, GracefulShutdownCollector
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 
 def test_the_collector_reports_live_figures():

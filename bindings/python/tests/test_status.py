@@ -7,16 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
-
 from last_call import (
     ArgumentTypeError,
     ConfigError,
     GracefulShutdownError,
     InvalidArgumentError,
+    InvalidStateError,
     NoActiveStreamError,
     NotFoundError,
     ReentrantCallError,
-    InvalidStateError,
     Status,
 )
 from last_call.status import EXCEPTIONS, error_for
@@ -32,7 +31,8 @@ def header_statuses() -> dict[str, int]:
 
 def test_every_status_matches_the_header():
     in_header = header_statuses()
-    ours = {("GS_" if member.name in ("OK", "TIMED_OUT") else "GS_ERR_") + member.name: int(member) for member in Status}
+    prefix = {Status.OK: "GS_", Status.TIMED_OUT: "GS_"}
+    ours = {prefix.get(member, "GS_ERR_") + member.name: int(member) for member in Status}
     assert ours == in_header
 
 

@@ -3,10 +3,7 @@ graceful shutdown from the last_call package."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from flask import Flask
-
 from last_call.flask import GracefulShutdown
 
 from .api.health import create_health_api
@@ -14,7 +11,7 @@ from .api.tasks import tasks_api
 from .services.container import Container
 
 
-def create_app(container: Optional[Container] = None) -> Flask:
+def create_app(container: Container | None = None) -> Flask:
     container = container if container is not None else Container()
     container.wire()  # the API modules' Provide[...] resolve from this container
     manager = container.shutdown_manager()

@@ -12,10 +12,9 @@ from dependency_injector import providers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from last_call import GracefulShutdownManager, NoopGracefulShutdownManager, Phase  # noqa: E402
-
-from app import create_app  # noqa: E402
-from app.services.container import Container  # noqa: E402
+from app import create_app
+from app.services.container import Container
+from last_call import GracefulShutdownManager, NoopGracefulShutdownManager, Phase
 
 
 @pytest.fixture

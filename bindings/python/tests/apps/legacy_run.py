@@ -18,7 +18,6 @@ import time
 
 import waitress
 from flask import Flask
-
 from last_call import GracefulShutdownManager, Phase
 from last_call.flask import health_blueprint, sse_stream
 from last_call.waitress import serve

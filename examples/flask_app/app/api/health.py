@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint
-
 from last_call import ShutdownManager
 from last_call.flask import health_blueprint
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, jsonify, request, url_for
-
 from last_call.flask import sse_stream
 
 from ..services.container import Container
@@ -31,7 +30,8 @@ def start_task(service: TaskService = Provide[Container.task_service]):
     steps, step_seconds = body.get("steps"), body.get("step_seconds")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         return _bad_request(f"steps must be an integer from 1 to {MAX_STEPS}")
-    if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) or not 0 <= step_seconds <= MAX_STEP_SECONDS:
+    number = isinstance(step_seconds, (int, float)) and not isinstance(step_seconds, bool)
+    if not number or not 0 <= step_seconds <= MAX_STEP_SECONDS:
         return _bad_request(f"step_seconds must be a number from 0 to {MAX_STEP_SECONDS}")
     try:
         task = service.start_task(steps, float(step_seconds))

@@ -7,7 +7,6 @@ manager (``container.shutdown_manager.override(...)``)."""
 from __future__ import annotations
 
 from dependency_injector import containers, providers
-
 from last_call import GracefulShutdownManager
 
 from .task_service import TaskService
