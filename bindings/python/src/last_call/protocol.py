@@ -4,7 +4,7 @@ that takes a manager as a dependency (and its type annotations)."""
 from __future__ import annotations
 
 from types import FrameType
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional, Protocol
 
 from .phase import Phase, SecondSignal
 from .readiness import ReadinessCheck, ReadinessReport
@@ -16,9 +16,12 @@ ShutdownHook = Callable[[float], object]
 SignalHandler = Callable[[int, Optional[FrameType]], None]
 
 
-@runtime_checkable
 class ShutdownManager(Protocol):
-    """What GracefulShutdownManager and NoopGracefulShutdownManager both do."""
+    """What GracefulShutdownManager and NoopGracefulShutdownManager both do.
+
+    A static Protocol (checked by mypy), not runtime_checkable: an
+    isinstance check would read ``handle_sigterm``, whose reading sets the
+    real manager up for signals."""
 
     # ----- streams -----
     def increment_active_streams(self) -> None: ...
