@@ -54,7 +54,15 @@ demo-rust: setup python
 demo-c: c-host
 	@./scripts/demo_c_host.sh $(BUILD)/c_host
 
-lint:
+# The Python package: mypy --strict and ruff (settings in its pyproject.toml),
+# and ruff on the example app and the Python tests.
+PY_LINT_CONFIG := bindings/python/pyproject.toml
+PY_LINT_PATHS := bindings/python examples/flask_app
+
+lint: python
+	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
+	$(PYTHON) -m ruff check --config $(PY_LINT_CONFIG) $(PY_LINT_PATHS)
+	$(PYTHON) -m ruff format --check --config $(PY_LINT_CONFIG) bindings/python/src
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
@@ -82,11 +90,15 @@ $(PYTHON):
 python: $(PYTHON)
 	$(PYTHON) -m pip install -q "./bindings/python[test]" -r examples/flask_app/requirements.txt -r tests/requirements.txt
 
-# The package's tests, the example app's, the end-to-end contract tests,
-# the manifests, and one round of the rolling update behind HAProxy.
+# The package's tests (in random order: the package's own pytest plugin
+# isolates them), the legacy app's tests once more in file order, the
+# example app's, the end-to-end contract tests, the manifests, and one round
+# of the rolling update behind HAProxy.
 test-python: python
-	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests \
-	  tests/e2e tests/kubernetes tests/rolling
+	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly \
+	  bindings/python/tests/test_legacy_manager.py bindings/python/tests/test_legacy_health.py
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/e2e tests/kubernetes tests/rolling
 
 # Three rounds of rolling updates behind HAProxy, for both example servers,
 # against the baseline (about 2 minutes); the table goes to BENCHMARKS.md.

@@ -14,22 +14,22 @@ import logging
 import os
 import sys
 
-from last_call.waitress import serve
-
 from app import create_app
+from last_call.waitress import serve
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
     app = create_app()
-    manager = app.extensions["container"].shutdown_manager
+    manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     threads = int(os.environ.get("THREADS", "16"))
     if os.environ.get("LAST_CALL_DISABLED") == "1":
         import waitress
 
-        waitress.serve(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8080")), threads=threads)
+        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))
+        waitress.serve(app, host=host, port=port, threads=threads)
         sys.exit(0)
     serve(
         app,

@@ -5,10 +5,8 @@ Every child is killed by the test that started it; every wait is bounded.
 
 from __future__ import annotations
 
-
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pytest
 
@@ -23,9 +21,9 @@ APPS = Path(__file__).parent / "apps"
 @pytest.fixture
 def start_app():
     """start_app(env=..., script=...) -> ServerProcess; all killed at teardown."""
-    started: List[ServerProcess] = []
+    started: list[ServerProcess] = []
 
-    def start(env: Optional[Dict[str, str]] = None, script: str = "stream_app.py") -> ServerProcess:
+    def start(env: dict[str, str] | None = None, script: str = "stream_app.py") -> ServerProcess:
         server = ServerProcess([sys.executable, str(APPS / script)], env or {}, cwd=APPS)
         started.append(server)
         return server

@@ -15,8 +15,6 @@ import threading
 import time
 
 import pytest
-
-import last_call
 from last_call import (
     GracefulShutdownManager,
     NoActiveStreamError,
@@ -24,7 +22,6 @@ from last_call import (
     Phase,
 )
 from last_call.wsgi import track_stream
-
 from server_process import eventually
 
 
@@ -237,22 +234,3 @@ def test_a_malformed_environment_variable_is_named():
     assert result.returncode != 0
     assert "ConfigError" in result.stderr
     assert "GS_CLOSE_NOTICE_SECONDS" in result.stderr
-
-
-def test_a_missing_library_is_an_import_error_that_says_what_was_searched(tmp_path):
-    missing = tmp_path / "nowhere" / "liblast_call.so"
-    result = run_python("import last_call.manager", {"LAST_CALL_LIBRARY": str(missing)})
-    assert result.returncode != 0
-    assert "ImportError" in result.stderr
-    assert str(missing) in result.stderr
-
-
-def test_a_wrong_library_is_an_import_error(tmp_path):
-    wrong = tmp_path / "liblast_call.so"
-    wrong.write_text("not a shared library")
-    result = run_python("import last_call.manager", {"LAST_CALL_LIBRARY": str(wrong)})
-    assert "ImportError" in result.stderr and "cannot load" in result.stderr
-
-
-def test_the_native_version_matches_the_package():
-    assert last_call.native_version() == last_call.__version__

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 import httpx_sse
-
 from server_process import eventually
 
 

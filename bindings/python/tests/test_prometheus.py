@@ -3,16 +3,16 @@ same names as every other host."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
-
-from last_call import GracefulShutdownManager
-from last_call.prometheus import Collector
+import pytest
+from last_call import GracefulShutdownManager, NoopGracefulShutdownManager
+from last_call.prometheus import Collector, GracefulShutdownCollector
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 
 def test_the_collector_reports_live_figures():
     manager = GracefulShutdownManager()
     registry = CollectorRegistry()
-    registry.register(Collector(manager))
+    GracefulShutdownCollector(manager, registry=registry)
     started = registry.get_sample_value("gs_streams_started_total")
     manager.increment_active_streams()
     try:
@@ -34,3 +34,24 @@ def test_the_collector_reports_live_figures():
     ):
         assert f"\n{name} " in text or text.startswith(f"{name} "), name
     assert "# TYPE gs_streams_started_total counter" in text
+
+
+def test_it_registers_itself_with_the_default_registry_like_process_collector():
+    collector = GracefulShutdownCollector()
+    try:
+        assert REGISTRY.get_sample_value("gs_phase") == 0
+    finally:
+        REGISTRY.unregister(collector)
+    standalone = GracefulShutdownCollector(NoopGracefulShutdownManager(), registry=None)
+    assert {family.name for family in standalone.collect()} >= {"gs_active_streams", "gs_phase"}
+
+
+def test_the_old_name_is_a_deprecated_alias_that_does_not_register():
+    noop = NoopGracefulShutdownManager()
+    noop.increment_active_streams()
+    with pytest.deprecated_call():
+        old = Collector(noop)
+    assert isinstance(old, GracefulShutdownCollector)
+    registry = CollectorRegistry()
+    registry.register(old)
+    assert registry.get_sample_value("gs_active_streams") == 1

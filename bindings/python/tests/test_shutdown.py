@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from signal import SIGINT, SIGTERM
 
 import httpx
 import httpx_sse
-
-from signal import SIGINT, SIGTERM
-
 from server_process import eventually
 
 

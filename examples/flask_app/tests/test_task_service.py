@@ -11,9 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from last_call import NoopGracefulShutdownManager  # noqa: E402
-
-from app.services.task_service import InvalidOperationException, TaskService  # noqa: E402
+from app.services.task_service import InvalidOperationException, TaskService
+from last_call import NoopGracefulShutdownManager
 
 
 @pytest.fixture
@@ -80,4 +79,4 @@ def test_a_late_subscriber_sees_every_event_from_the_first(service):
     task = service.start_task(2, 0)
     while task.finished_at is None:
         time.sleep(0.01)
-    assert [e["event_type"] for e in _events(service, task)][0] == "task_started"
+    assert next(e["event_type"] for e in _events(service, task)) == "task_started"

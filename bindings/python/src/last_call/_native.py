@@ -1,9 +1,9 @@
 """The ctypes binding to the runtime's C ABI (include/last_call.h).
 
-Everything that touches ctypes lives here: finding the library, declaring
-every function's argtypes and restype, turning status codes into
-exceptions, and the callback trampolines. The rest of the package calls the
-small Python functions at the bottom.
+Everything that touches ctypes lives here: finding and loading the library
+(lazily, on the first real call), declaring every function's argtypes and
+restype, turning status codes into exceptions, and the callback
+trampolines.
 
 The library is loaded with ``ctypes.CDLL``, which releases the GIL for the
 duration of every call, so a thread blocked in ``gs_wait_for_streams`` does
@@ -17,20 +17,14 @@ import ctypes
 import importlib.machinery
 import itertools
 import logging
-import math
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Any, Callable
 
-from .errors import (
-    ConfigError,
-    GracefulShutdownError,
-    InvalidStateError,
-    NativeError,
-    NoActiveStreamError,
-    TooManyStreamsError,
-)
+from ._version import __version__
+from .errors import LibraryLoadError, NativeError
+from .status import Status, error_for
 
 logger = logging.getLogger("last_call")
 
@@ -38,13 +32,13 @@ LIBRARY_ENV = "LAST_CALL_LIBRARY"
 _STEM = "liblast_call"
 
 
-def _candidates() -> list:
+def _candidates() -> list[Path]:
     """Where the library may be, in the order it is looked for."""
     override = os.environ.get(LIBRARY_ENV)
     if override:
         return [Path(override)]
     here = Path(__file__).resolve().parent
-    found = []
+    found: list[Path] = []
     # As installed by setuptools-rust: liblast_call.<suffix>, where
     # <suffix> is one of this interpreter's extension suffixes.
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
@@ -52,26 +46,6 @@ def _candidates() -> list:
     found.append(here / (_STEM + ".so"))
     return found
 
-
-def _load() -> ctypes.CDLL:
-    searched = []
-    for path in _candidates():
-        searched.append(str(path))
-        if not path.exists():
-            continue
-        try:
-            return ctypes.CDLL(str(path))
-        except OSError as error:
-            raise ImportError(f"last_call: cannot load {path}: {error}") from error
-    where = ", ".join(searched)
-    raise ImportError(
-        f"last_call: the native library was not found (searched: {where}). "
-        f"Install the package with pip (it builds the library), or set {LIBRARY_ENV} "
-        "to the path of liblast_call.so."
-    )
-
-
-lib = _load()
 
 # --- types ---------------------------------------------------------------
 
@@ -98,7 +72,7 @@ HOOK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_double, ctypes.c_void_p
 
 # --- declarations: every function, its arguments and its result ----------
 
-_SIGNATURES = {
+_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_version": ([], ctypes.c_char_p),
     "gs_status_message": ([ctypes.c_uint32], ctypes.c_char_p),
     "gs_last_error_message": (
@@ -134,176 +108,258 @@ _SIGNATURES = {
     ),
 }
 
-for _name, (_argtypes, _restype) in _SIGNATURES.items():
-    _function = getattr(lib, _name)
-    _function.argtypes = _argtypes
-    _function.restype = _restype
+# Functions the runtime gained after the first release (the testing reset,
+# configuration and watchdog arming apart from signal installation): they
+# are declared when the library has them; calling one it lacks raises
+# NativeError naming it.
+_LATER_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "gs_testing_reset": ([], c_status),
+    "gs_configure": ([ctypes.POINTER(Config)], c_status),
+    "gs_arm_exit_watchdog": ([], c_status),
+}
+
+# --- loading -------------------------------------------------------------
+
+_lib: ctypes.CDLL | None = None
+_load_lock = threading.Lock()
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    """Opens the library at ``path`` and declares every function, after
+    checking that it is the version this package was built for."""
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise LibraryLoadError(f"last_call: cannot load {path}: {error}") from error
+    try:
+        version_function = lib.gs_version
+    except AttributeError:
+        found = "unknown (it has no gs_version)"
+    else:
+        version_function.argtypes = []
+        version_function.restype = ctypes.c_char_p
+        found = (version_function() or b"").decode("utf-8", "replace")
+    missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+    if found != __version__ or missing:
+        lacks = f"; it lacks {', '.join(missing)}" if missing else ""
+        raise LibraryLoadError(
+            f"last_call: {path} is the native library version {found}, but this package is "
+            f"version {__version__}{lacks}. Reinstall the package with pip (it builds the "
+            f"matching library), or point {LIBRARY_ENV} at a library of version {__version__}."
+        )
+    for name, (argtypes, restype) in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes = argtypes
+        function.restype = restype
+    for name, (argtypes, restype) in _LATER_SIGNATURES.items():
+        if not hasattr(lib, name):
+            continue
+        function = getattr(lib, name)
+        function.argtypes = argtypes
+        function.restype = restype
+    return lib
+
+
+def _load() -> ctypes.CDLL:
+    searched = []
+    for path in _candidates():
+        searched.append(str(path))
+        if path.exists():
+            return _open(path)
+    where = ", ".join(searched)
+    raise LibraryLoadError(
+        f"last_call: the native library was not found (searched: {where}). "
+        f"Install the package with pip (it builds the library), or set {LIBRARY_ENV} "
+        f"to the path of liblast_call.so (version {__version__})."
+    )
+
+
+def library() -> ctypes.CDLL:
+    """The native library, loaded on the first call (LibraryLoadError, an
+    ImportError, if it is missing or of another version)."""
+    global _lib
+    lib = _lib
+    if lib is None:
+        with _load_lock:
+            if _lib is None:
+                _lib = _load()
+            lib = _lib
+    return lib
+
+
+def function(name: str) -> Any:
+    """A native function by name; NativeError if this library lacks it."""
+    lib = library()
+    if not hasattr(lib, name):
+        raise NativeError(f"last_call: the native library lacks {name}; it is older than this package")
+    return getattr(lib, name)
+
+
+def is_loaded() -> bool:
+    """Whether this process has loaded the library (and so may have state
+    in the runtime)."""
+    return _lib is not None
+
 
 # --- status codes ----------------------------------------------------------
-
-OK = 0
-INVALID_ARGUMENT = 1
-NO_ACTIVE_STREAM = 2
-TOO_MANY_STREAMS = 3
-SEQUENCE_STARTED = 4
-TIMED_OUT = 5
-ALREADY_INSTALLED = 6
-INVALID_CONFIG = 7
-BUFFER_TOO_SMALL = 8
-NOT_FOUND = 11
-
-_EXCEPTIONS = {
-    INVALID_ARGUMENT: ValueError,
-    NO_ACTIVE_STREAM: NoActiveStreamError,
-    TOO_MANY_STREAMS: TooManyStreamsError,
-    SEQUENCE_STARTED: InvalidStateError,
-    ALREADY_INSTALLED: InvalidStateError,
-    INVALID_CONFIG: ConfigError,
-    NOT_FOUND: KeyError,
-}
 
 
 def last_error_message() -> str:
     buffer = ctypes.create_string_buffer(512)
-    lib.gs_last_error_message(buffer, len(buffer), None)
+    library().gs_last_error_message(buffer, len(buffer), None)
     return buffer.value.decode("utf-8", "replace")
 
 
 def check(status: int) -> int:
-    """Raises the exception for a failing status; returns OK/TIMED_OUT."""
-    if status in (OK, TIMED_OUT):
+    """Raises the exception for a failing status; returns OK or TIMED_OUT."""
+    if status == Status.OK or status == Status.TIMED_OUT:
         return status
-    message = last_error_message() or lib.gs_status_message(status).decode()
-    exception_type = _EXCEPTIONS.get(status, NativeError)
-    error = exception_type(message)
-    if isinstance(error, GracefulShutdownError):
-        error.status = status
-    raise error
-
-
-def seconds(timeout: Optional[float], name: str = "timeout") -> float:
-    """A timeout as the C ABI takes it: None is no limit (infinity).
-    NaN and negative values are passed on for the runtime to refuse."""
-    if timeout is None:
-        return math.inf
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(timeout).__name__}")
-    return float(timeout)
+    message = last_error_message() or library().gs_status_message(status).decode()
+    raise error_for(status, message)
 
 
 # --- callbacks -------------------------------------------------------------
 #
 # One trampoline per callback type, alive for the life of the module. The
 # runtime is handed a small integer key as user_data; the key finds the
-# Python callable in a registry, which keeps it alive for as long as the
+# Python callable in its registry, which keeps it alive for as long as the
 # runtime may call it. An exception in a callback is logged, never lost and
 # never allowed to unwind into the runtime.
 
+PhaseCallback = Callable[[int, int], None]
+Hook = Callable[[float], object]
+
+
+class _Registry:
+    """The Python side of one kind of registration: key -> (callable,
+    runtime id)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[Callable[..., Any], int]] = {}
+
+    def get(self, key: int) -> Callable[..., Any] | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
+    def add(self, callable_: Callable[..., Any], native_register: Callable[[int, Any], int]) -> int:
+        """Keeps ``callable_`` under a new key, then registers the key with
+        the runtime through ``native_register(key, id_out)``; undone if the
+        runtime refuses."""
+        key = next(_keys)
+        native_id = ctypes.c_uint64()
+        with self._lock:
+            self._entries[key] = (callable_, 0)
+        try:
+            check(native_register(key, ctypes.byref(native_id)))
+        except BaseException:
+            with self._lock:
+                self._entries.pop(key, None)
+            raise
+        with self._lock:
+            self._entries[key] = (callable_, native_id.value)
+        return key
+
+    def remove(self, key: int, native_remove: Callable[[int], int]) -> bool:
+        """Unregisters ``key`` from the runtime, then forgets the callable
+        (the runtime no longer calls it once removal returns). False when
+        the runtime did not know it."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            return False
+        status = native_remove(entry[1])
+        with self._lock:
+            self._entries.pop(key, None)
+        if status == Status.NOT_FOUND:
+            return False
+        check(status)
+        return True
+
+    def keys(self) -> list[int]:
+        with self._lock:
+            return list(self._entries)
+
+    def forget_all(self) -> None:
+        """Drops every callable, once the runtime has dropped them all."""
+        with self._lock:
+            self._entries.clear()
+
+
 _keys = itertools.count(1)
-_registry_lock = threading.Lock()
-_phase_callbacks: Dict[int, Callable[[int, int], None]] = {}
-_hooks: Dict[int, Callable[[float], object]] = {}
-_native_ids: Dict[int, int] = {}  # registry key -> runtime registration id
+phase_callbacks = _Registry("phase callback")
+shutdown_hooks = _Registry("shutdown hook")
 
 
-@PHASE_CALLBACK
-def _phase_trampoline(from_phase: int, to_phase: int, key: Optional[int]) -> None:
-    callback = _phase_callbacks.get(key or 0)
+def _call_phase_callback(from_phase: int, to_phase: int, key: int | None) -> None:
+    callback = phase_callbacks.get(key or 0)
     if callback is None:
         return
     try:
         callback(from_phase, to_phase)
-    except BaseException:  # noqa: BLE001 - nothing may unwind into the runtime
+    except BaseException:
         logger.exception("last_call: phase callback %r failed", callback)
 
 
-@HOOK_CALLBACK
-def _hook_trampoline(remaining: float, key: Optional[int]) -> bool:
-    hook = _hooks.get(key or 0)
+def _call_hook(remaining: float, key: int | None) -> bool:
+    hook = shutdown_hooks.get(key or 0)
     if hook is None:
         return False
     try:
         result = hook(remaining)
-    except BaseException:  # noqa: BLE001 - nothing may unwind into the runtime
+    except BaseException:
         logger.exception("last_call: shutdown hook %r failed", hook)
         return False
     return result is None or bool(result)
 
 
-def _register(table: dict, callable_: Callable, native_register: Callable) -> int:
-    """Keeps `callable_` alive in `table` under a new key, then registers the
-    key with the runtime through `native_register(key, id_out)`; undone if
-    the runtime refuses."""
-    key = next(_keys)
-    native_id = ctypes.c_uint64()
-    with _registry_lock:
-        table[key] = callable_
-    try:
-        check(native_register(key, ctypes.byref(native_id)))
-    except BaseException:
-        with _registry_lock:
-            table.pop(key, None)
-        raise
-    with _registry_lock:
-        _native_ids[key] = native_id.value
-    return key
+_phase_trampoline = PHASE_CALLBACK(_call_phase_callback)
+_hook_trampoline = HOOK_CALLBACK(_call_hook)
 
 
-def add_phase_callback(callback: Callable[[int, int], None]) -> int:
-    return _register(
-        _phase_callbacks, callback, lambda key, out: lib.gs_on_phase(_phase_trampoline, key, out)
-    )
+def add_phase_callback(callback: PhaseCallback) -> int:
+    lib = library()
+    return phase_callbacks.add(callback, lambda key, out: int(lib.gs_on_phase(_phase_trampoline, key, out)))
 
 
 def remove_phase_callback(key: int) -> bool:
-    with _registry_lock:
-        native_id = _native_ids.pop(key, None)
-    if native_id is None:
-        return False
-    # When this returns the runtime is not calling it and never will again.
-    lib.gs_remove_phase_callback(native_id)
-    with _registry_lock:
-        _phase_callbacks.pop(key, None)
-    return True
+    return phase_callbacks.remove(key, library().gs_remove_phase_callback)
 
 
-def add_shutdown_hook(name: str, hook: Callable[[float], object]) -> int:
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, not {type(name).__name__}")
+def add_shutdown_hook(name: str, hook: Hook) -> int:
     encoded = name.encode("utf-8")
-    return _register(
-        _hooks, hook, lambda key, out: lib.gs_register_shutdown_hook(encoded, _hook_trampoline, key, out)
+    lib = library()
+    return shutdown_hooks.add(
+        hook, lambda key, out: int(lib.gs_register_shutdown_hook(encoded, _hook_trampoline, key, out))
     )
 
 
 def remove_shutdown_hook(key: int) -> bool:
-    with _registry_lock:
-        native_id = _native_ids.pop(key, None)
-        hook = _hooks.pop(key, None)
-    if native_id is None or hook is None:
-        return False
-    return lib.gs_remove_shutdown_hook(native_id) == OK
+    return shutdown_hooks.remove(key, library().gs_remove_shutdown_hook)
 
 
 @atexit.register
 def _unregister_callbacks() -> None:
     """No callback may reach into an interpreter that is finalizing."""
-    for key in list(_native_ids):
-        if key in _phase_callbacks:
-            remove_phase_callback(key)
-        else:
-            remove_shutdown_hook(key)
+    if not is_loaded():
+        return
+    for key in phase_callbacks.keys():
+        remove_phase_callback(key)
+    for key in shutdown_hooks.keys():
+        remove_shutdown_hook(key)
 
 
 def render_metrics(format_code: int) -> str:
+    lib = library()
     needed = ctypes.c_size_t()
     lib.gs_render_metrics(format_code, None, 0, ctypes.byref(needed))
     # Figures can grow between the two calls: retry with the size reported.
     for _ in range(4):
         buffer = ctypes.create_string_buffer(needed.value + 64)
         status = lib.gs_render_metrics(format_code, buffer, len(buffer), ctypes.byref(needed))
-        if status == OK:
+        if status == Status.OK:
             return buffer.value.decode("utf-8")
-        if status != BUFFER_TOO_SMALL:
+        if status != Status.BUFFER_TOO_SMALL:
             check(status)
     raise NativeError("metrics kept growing while being rendered")

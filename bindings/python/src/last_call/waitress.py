@@ -14,6 +14,14 @@ its whole life. Give Waitress more threads than the streams you expect, with
 room for probes and task starts: ``threads >= expected_streams + 4`` is a
 sane floor. ``serve`` warns when ``expected_streams`` is set and does not fit.
 
+**Off the main thread.** Python installs signal handlers from the main
+thread only, so ``serve`` called from another thread (as legacy code that
+runs Waitress in a daemon thread does) installs none: it logs that it leaves
+signal installation to the caller, who calls
+``manager.install_signal_handlers()`` (any thread) or registers
+``manager.handle_sigterm`` from the main thread. Everything else is the
+same: the stop hook, the drain, the exit of ``serve``.
+
 **Ctrl-C.** Python's own SIGINT handler raises KeyboardInterrupt in the main
 thread, which would make Waitress stop at once and cut every stream. So the
 first Ctrl-C starts the graceful sequence (like SIGTERM) and logs how to
@@ -27,15 +35,17 @@ import signal
 import threading
 import time
 import warnings
-from typing import Any, Optional
+from types import FrameType
+from typing import Any, Callable
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
-from .manager import GracefulShutdownManager
+from .manager import default_manager
 from .phase import Phase
+from .protocol import ShutdownManager
 
 logger = logging.getLogger("last_call.waitress")
 
@@ -62,15 +72,16 @@ class WaitressStopper:
     with ``trigger.pull_trigger``."""
 
     def __init__(self, server: Any) -> None:
-        self._map = getattr(server, "_map", None)
-        if self._map is None:
-            self._map = server.map  # MultiSocketServer
+        socket_map: dict[Any, Any] | None = getattr(server, "_map", None)
+        if socket_map is None:
+            socket_map = server.map  # MultiSocketServer
+        self._map: dict[Any, Any] = socket_map
         triggers = [obj for obj in self._map.values() if isinstance(obj, Trigger)]
         if not triggers:
             raise ValueError("this Waitress server has no trigger to reach its loop thread")
         self._trigger = triggers[0]
 
-    def _objects(self, kind: type) -> list:
+    def _objects(self, kind: type) -> list[Any]:
         return [obj for obj in list(self._map.values()) if isinstance(obj, kind)]
 
     def _begin(self) -> None:
@@ -92,10 +103,10 @@ class WaitressStopper:
             trigger.close()
         return True
 
-    def _on_loop(self, action, timeout: float) -> Any:
+    def _on_loop(self, action: Callable[[], Any], timeout: float) -> Any:
         """Runs ``action`` on the loop thread; its result, or None on timeout."""
         done = threading.Event()
-        result = []
+        result: list[Any] = []
 
         def thunk() -> None:
             try:
@@ -103,7 +114,8 @@ class WaitressStopper:
             finally:
                 done.set()
 
-        self._trigger.pull_trigger(thunk)
+        # The stubs say a thunk takes an argument; Waitress calls it with none.
+        self._trigger.pull_trigger(thunk)  # type: ignore[arg-type]
         if not done.wait(max(timeout, 0.0)):
             return None
         return result[0] if result else None
@@ -113,13 +125,14 @@ class WaitressStopper:
         self._on_loop(self._begin, seconds_left)
         while True:
             left = deadline - time.monotonic()
-            finished = self._on_loop(lambda: self._finish_if_flushed(force=left <= 0), max(left, 0.5))
+            force = left <= 0
+            finished = self._on_loop(lambda: self._finish_if_flushed(force=force), max(left, 0.5))  # noqa: B023 - called before the next iteration
             if finished or left <= 0:
                 return bool(finished)
             time.sleep(min(_FLUSH_RECHECK_SECONDS, left))
 
 
-def _sigint_starts_shutdown(signum, frame) -> None:  # noqa: ARG001
+def _sigint_starts_shutdown(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
     # The runtime's chained native handler has already started the sequence
     # (or, for a second Ctrl-C, exited). Not raising KeyboardInterrupt is the
     # point: it would stop Waitress at once and cut the streams.
@@ -129,10 +142,10 @@ def _sigint_starts_shutdown(signum, frame) -> None:  # noqa: ARG001
 def serve(
     app: Any,
     *,
-    manager: Optional[GracefulShutdownManager] = None,
-    expected_streams: Optional[int] = None,
+    manager: ShutdownManager | None = None,
+    expected_streams: int | None = None,
     install_signal_handlers: bool = True,
-    shutdown: Optional[dict] = None,
+    shutdown: dict[str, Any] | None = None,
     **waitress_options: Any,
 ) -> None:
     """Serves ``app`` with Waitress until the shutdown sequence has run.
@@ -141,9 +154,20 @@ def serve(
     threads, ...); ``channel_request_lookahead`` defaults to 1 so that
     streams notice a client that has gone. ``shutdown`` holds keyword
     arguments for ``manager.install_signal_handlers`` (drain_delay, ...;
-    unset ones come from the GS_* environment variables).
+    unset ones come from the app's ``GracefulShutdown`` settings, then from
+    the GS_* environment variables). ``manager`` defaults to the app's
+    extension's, then to the process-wide one.
+
+    Signal handlers are installed only from the main thread; from another
+    thread ``serve`` leaves that to the caller and logs so.
     """
-    manager = manager if manager is not None else GracefulShutdownManager()
+    # The app's GracefulShutdown extension, if it has one (a Flask app;
+    # looked up by key so that Flask stays optional here).
+    state: Any = getattr(app, "extensions", {}).get("last_call")
+    if manager is None:
+        manager = state.manager if state is not None else default_manager()
+    options = dict(state.shutdown_options) if state is not None else {}
+    options.update(shutdown or {})
     threads = int(waitress_options.get("threads", 4))
     if expected_streams is not None and threads < expected_streams + THREAD_HEADROOM:
         warnings.warn(
@@ -156,10 +180,16 @@ def serve(
     server = create_server(app, **waitress_options)
     stopper = WaitressStopper(server)
 
-    if install_signal_handlers:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if install_signal_handlers and on_main_thread:
         # Python's SIGINT handler first, so that the runtime's chains it.
         signal.signal(signal.SIGINT, _sigint_starts_shutdown)
-        manager.install_signal_handlers(**(shutdown or {}))
+        manager.install_signal_handlers(**options)
+    elif install_signal_handlers:
+        logger.warning(
+            "last_call: serve() is running off the main thread, so it installs no signal handlers; "
+            "call manager.install_signal_handlers() or register manager.handle_sigterm from the main thread"
+        )
     hook = manager.register_shutdown_hook("waitress", stopper)
     logger.info("last_call: serving on %s", _where(server))
     try:

@@ -25,9 +25,12 @@ notice, or the wrapper cannot get a word in.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable
 
+from .manager import default_manager
 from .phase import Phase
+from .protocol import ShutdownManager
 
 #: How long browsers wait before reconnecting after the reconnect event.
 DEFAULT_RECONNECT_RETRY_MS = 1000
@@ -36,7 +39,7 @@ DEFAULT_RECONNECT_RETRY_MS = 1000
 def reconnect_event(retry_ms: int = DEFAULT_RECONNECT_RETRY_MS, reason: str = "server shutting down") -> bytes:
     """The last event of a stream closed by the deadline."""
     data = json.dumps({"reason": reason, "retry_ms": retry_ms})
-    return f"retry: {retry_ms}\nevent: reconnect\ndata: {data}\n\n".encode("utf-8")
+    return f"retry: {retry_ms}\nevent: reconnect\ndata: {data}\n\n".encode()
 
 
 class TrackedStream:
@@ -45,25 +48,23 @@ class TrackedStream:
     def __init__(
         self,
         iterable: Iterable[Any],
-        manager=None,
-        environ: Optional[Mapping[str, Any]] = None,
+        manager: ShutdownManager | None = None,
+        environ: Mapping[str, Any] | None = None,
         *,
         reconnect_retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
     ) -> None:
         if manager is None:
-            from .manager import GracefulShutdownManager
-
-            manager = GracefulShutdownManager()
+            manager = default_manager()
         self._iterable = iterable
-        self._iterator: Optional[Iterator[Any]] = None
+        self._iterator: Iterator[Any] | None = None
         self._manager = manager
-        self._disconnected = (environ or {}).get("waitress.client_disconnected")
+        self._disconnected: Callable[[], bool] | None = (environ or {}).get("waitress.client_disconnected")
         self._retry_ms = reconnect_retry_ms
         self._counted = False
         self._closed = False
         self._reconnect_sent = False
 
-    def __iter__(self) -> "TrackedStream":
+    def __iter__(self) -> TrackedStream:
         return self
 
     def __next__(self) -> Any:
@@ -84,6 +85,7 @@ class TrackedStream:
         if self._manager.phase >= Phase.CLOSING_STREAMS:
             self._reconnect_sent = True
             return reconnect_event(self._retry_ms)
+        assert self._iterator is not None
         try:
             return next(self._iterator)
         except BaseException:
@@ -115,8 +117,8 @@ class TrackedStream:
 
 def track_stream(
     iterable: Iterable[Any],
-    manager=None,
-    environ: Optional[Mapping[str, Any]] = None,
+    manager: ShutdownManager | None = None,
+    environ: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> TrackedStream:
     """Wraps a WSGI response body (an SSE generator) so that it is counted

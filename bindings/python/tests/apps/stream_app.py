@@ -11,7 +11,6 @@ import sys
 import time
 
 from flask import Flask, Response, request
-
 from last_call import GracefulShutdownManager
 from last_call.flask import health_blueprint, sse_stream
 from last_call.waitress import serve

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, url_for
-
+from dependency_injector.wiring import Provide, inject
+from flask import Blueprint, jsonify, request, url_for
 from last_call.flask import sse_stream
 
-from ..services.task_service import InvalidOperationException
+from ..services.container import Container
+from ..services.task_service import InvalidOperationException, TaskService
 
 #: Told to clients refused while draining: by then another pod is ready.
 RETRY_AFTER_SECONDS = 2
@@ -21,16 +22,17 @@ def _bad_request(message: str):
 
 
 @tasks_api.post("")
-def start_task():
+@inject
+def start_task(service: TaskService = Provide[Container.task_service]):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _bad_request("the body must be a JSON object: {\"steps\": int, \"step_seconds\": float}")
     steps, step_seconds = body.get("steps"), body.get("step_seconds")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         return _bad_request(f"steps must be an integer from 1 to {MAX_STEPS}")
-    if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float)) or not 0 <= step_seconds <= MAX_STEP_SECONDS:
+    number = isinstance(step_seconds, (int, float)) and not isinstance(step_seconds, bool)
+    if not number or not 0 <= step_seconds <= MAX_STEP_SECONDS:
         return _bad_request(f"step_seconds must be a number from 0 to {MAX_STEP_SECONDS}")
-    service = current_app.extensions["container"].task_service
     try:
         task = service.start_task(steps, float(step_seconds))
     except InvalidOperationException as error:
@@ -44,8 +46,8 @@ def start_task():
 
 @tasks_api.get("/<task_id>/stream")
 @sse_stream
-def stream_task(task_id: str):
-    service = current_app.extensions["container"].task_service
+@inject
+def stream_task(task_id: str, service: TaskService = Provide[Container.task_service]):
     task = service.get_task(task_id)
     if task is None:
         return jsonify({"error": f"no task {task_id}"}), 404

@@ -1,29 +1,29 @@
-"""Wires the app's services, as the legacy container does: one shutdown
-manager per process, one task service, and the task service's shutdown
-registered as a hook so it runs in Stopping."""
+"""The app's dependency-injector container, as in the legacy backend: the
+shutdown manager is a singleton provider, the task service gets it
+injected, and the API modules are wired to the container (``@inject`` /
+``Provide[...]``). Tests override ``shutdown_manager`` with the no-op
+manager (``container.shutdown_manager.override(...)``)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
+from dependency_injector import containers, providers
 from last_call import GracefulShutdownManager
 
 from .task_service import TaskService
 
 
-@dataclass
-class Container:
-    shutdown_manager: GracefulShutdownManager
-    task_service: TaskService
+class Container(containers.DeclarativeContainer):
+    wiring_config = containers.WiringConfiguration(modules=["..api.health", "..api.tasks"])
 
+    config = providers.Configuration()
+    config.task_workers.from_env("TASK_WORKERS", as_=int, default=8)
+    config.heartbeat_seconds.from_env("SSE_HEARTBEAT_SECONDS", as_=float, default=1.0)
 
-def create_container(shutdown_manager=None) -> Container:
-    manager = shutdown_manager if shutdown_manager is not None else GracefulShutdownManager()
-    task_service = TaskService(
-        manager,
-        max_workers=int(os.environ.get("TASK_WORKERS", "8")),
-        heartbeat_seconds=float(os.environ.get("SSE_HEARTBEAT_SECONDS", "1.0")),
+    shutdown_manager = providers.Singleton(GracefulShutdownManager)
+
+    task_service = providers.Singleton(
+        TaskService,
+        shutdown_manager,
+        max_workers=config.task_workers,
+        heartbeat_seconds=config.heartbeat_seconds,
     )
-    manager.register_shutdown_hook("task-service", task_service.shutdown)
-    return Container(shutdown_manager=manager, task_service=task_service)

@@ -19,9 +19,9 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class Task:
     steps: int
     step_seconds: float
     created_at: float = field(default_factory=time.monotonic)
-    finished_at: Optional[float] = None
-    history: List[dict] = field(default_factory=list)
-    subscribers: List["queue.Queue[dict]"] = field(default_factory=list)
+    finished_at: float | None = None
+    history: list[dict] = field(default_factory=list)
+    subscribers: list[queue.Queue[dict]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def publish(self, event_type: str, data: dict) -> None:
@@ -57,16 +57,16 @@ class Task:
         for subscriber in subscribers:
             subscriber.put(event)
 
-    def subscribe(self) -> "queue.Queue[dict]":
+    def subscribe(self) -> queue.Queue[dict]:
         """A queue that receives every event, from the first."""
-        subscriber: "queue.Queue[dict]" = queue.Queue()
+        subscriber: queue.Queue[dict] = queue.Queue()
         with self.lock:
             for event in self.history:
                 subscriber.put(event)
             self.subscribers.append(subscriber)
         return subscriber
 
-    def unsubscribe(self, subscriber: "queue.Queue[dict]") -> None:
+    def unsubscribe(self, subscriber: queue.Queue[dict]) -> None:
         with self.lock:
             if subscriber in self.subscribers:
                 self.subscribers.remove(subscriber)
@@ -83,7 +83,7 @@ class TaskService:
     ) -> None:
         self._manager = shutdown_manager
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="task")
-        self._tasks: Dict[str, Task] = {}
+        self._tasks: dict[str, Task] = {}
         self._futures = []
         self._lock = threading.Lock()
         self._keep_finished = keep_finished_seconds
@@ -104,7 +104,7 @@ class TaskService:
             self._futures.append(self._executor.submit(self._run, task))
         return task
 
-    def get_task(self, task_id: str) -> Optional[Task]:
+    def get_task(self, task_id: str) -> Task | None:
         with self._lock:
             return self._tasks.get(task_id)
 
@@ -114,7 +114,8 @@ class TaskService:
             for step in range(1, task.steps + 1):
                 if self._stopped.wait(task.step_seconds):
                     raise InterruptedError("the task service shut down before the task finished")
-                task.publish(PROGRESS_UPDATE, {"step": step, "steps": task.steps, "percent": round(100 * step / task.steps)})
+                percent = round(100 * step / task.steps)
+                task.publish(PROGRESS_UPDATE, {"step": step, "steps": task.steps, "percent": percent})
             task.publish(TASK_COMPLETED, {"steps": task.steps})
         except Exception as error:  # noqa: BLE001 - every failure is reported to the stream
             logger.warning("task %s failed: %s", task.task_id, error)
@@ -165,7 +166,7 @@ class TaskService:
         with self._lock:
             futures = list(self._futures)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        done, not_done = wait(futures, timeout=max(seconds_left, 0.0))
+        _done, not_done = wait(futures, timeout=max(seconds_left, 0.0))
         self._stopped.set()  # remaining tasks stop at their next step, as failed
         with self._lock:
             self._stopped.set()

@@ -1,0 +1,48 @@
+"""The legacy run.py shape in a child process with a real SIGTERM: the
+handler set up through signal.signal, Waitress in a daemon thread, the main
+thread in wait_for_shutdown."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "serve"])
+def test_a_real_sigterm_drains_and_the_open_stream_ends_naturally(start_app, mode):
+    server = start_app({"MODE": mode, "EVENTS": "10", "GS_DRAIN_DELAY_SECONDS": "0.5"}, script="legacy_run.py")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        with client.stream("GET", "/stream") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "data: 0"
+            server.process.send_signal(signal.SIGTERM)
+            server.wait_for_log("shutdown requested")
+            assert server.client.get("/readyz").status_code == 503
+            assert server.client.get("/healthz").status_code == 200
+            received = [line for line in lines if line.startswith("data:")]
+    assert received == [f"data: {n}" for n in range(1, 10)], "the stream was cut"
+    assert server.process.wait(timeout=30) == 0
+    if mode == "legacy":
+        server.wait_for_log("streams finished: True")
+    else:
+        server.wait_for_log("stopped")
+
+
+def test_a_bad_gs_value_fails_at_start_up():
+    result = subprocess.run(
+        [sys.executable, str(APPS / "legacy_run.py")],
+        env={"PATH": "/usr/bin:/bin", "PORT": "0", "GS_SHUTDOWN_TIMEOUT_SECONDS": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ConfigError" in result.stderr and "GS_SHUTDOWN_TIMEOUT_SECONDS" in result.stderr
+    assert "serving on" not in result.stdout.lower(), "it must fail before serving"
