@@ -47,13 +47,15 @@ pub(crate) fn remove(inner: &Inner, id: RegistrationId) -> bool {
 pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
     let mut generation = inner.generation();
     loop {
-        let now = inner.phase.load();
+        // The generation before the word: a new generation means the word
+        // read after it is the reset's or later.
         let current = inner.generation();
+        let now = inner.phase.load();
         if current != generation {
             // The testing reset removed every listener; what happened
-            // before it is not delivered.
+            // before it is not delivered, what happened since is.
             generation = current;
-            seen = now;
+            seen = inner.reset_word();
         }
         for change in seen.changes_until(now) {
             deliver(&inner, change);

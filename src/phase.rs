@@ -107,6 +107,16 @@ const TRANSITION_ONE: u32 = 1 << TRANSITION_SHIFT;
 pub(crate) struct PhaseWord(u32);
 
 impl PhaseWord {
+    pub(crate) fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub(crate) fn from_bits(bits: u32) -> PhaseWord {
+        PhaseWord(bits)
+    }
+}
+
+impl PhaseWord {
     pub(crate) fn phase(self) -> Phase {
         Phase::from_bits(self.0)
     }
@@ -339,7 +349,7 @@ impl PhaseCell {
     /// child (plain stores, nobody else runs) and for the testing reset
     /// (which then wakes every sleeper). The transition number moves on, so
     /// a reader of the old word sees a change.
-    pub(crate) fn reset(&self) {
+    pub(crate) fn reset(&self) -> PhaseWord {
         for stamp in &self.entered {
             stamp.clear();
         }
@@ -350,6 +360,7 @@ impl PhaseCell {
             (old & !(PHASE_MASK | SEQUENCE_STARTED | CLOSING_VISITED)).wrapping_add(TRANSITION_ONE);
         self.word.atomic().store(fresh, Ordering::Release);
         self.word.wake_all();
+        PhaseWord(fresh)
     }
 }
 

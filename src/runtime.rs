@@ -12,11 +12,11 @@ use crate::error::Error;
 use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
 use crate::listeners::{self, Listener};
 use crate::log::warn;
-use crate::phase::{Phase, PhaseCell, PhaseChange};
+use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +49,9 @@ pub(crate) struct Inner {
     /// Bumped by the testing reset; threads working for an older
     /// generation stand down.
     generation: AtomicU64,
+    /// The phase word the last testing reset left, written before the
+    /// generation moves: where the delivery thread resumes.
+    reset_word: AtomicU32,
     /// 1 while the sequence thread runs a sequence.
     sequence_running: WaitWord,
     next_id: AtomicU64,
@@ -110,6 +113,7 @@ impl Runtime {
                 delivery: DeliverySlot::new(),
                 bell: WaitWord::new(0),
                 generation: AtomicU64::new(0),
+                reset_word: AtomicU32::new(0),
                 sequence_running: WaitWord::new(0),
                 next_id: AtomicU64::new(1),
                 sequence_pid: AtomicI32::new(0),
@@ -426,8 +430,11 @@ impl Runtime {
         for listener in &removed {
             listener.removed.set();
         }
+        // The fresh word first, then the generation: a thread that sees the
+        // new generation also sees where the reset left the phase.
+        let fresh = self.inner.phase.reset();
+        self.inner.reset_word.store(fresh.bits(), Ordering::SeqCst);
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        self.inner.phase.reset();
         self.inner.streams.reset_active();
         self.inner.ring_bell();
         crate::signals::reset_signal_count();
@@ -519,6 +526,11 @@ impl Inner {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The phase word the last testing reset left.
+    pub(crate) fn reset_word(&self) -> PhaseWord {
+        PhaseWord::from_bits(self.reset_word.load(Ordering::SeqCst))
     }
 
     pub(crate) fn is_generation(&self, generation: u64) -> bool {
@@ -674,5 +686,82 @@ mod tests {
         assert!(!runtime.remove_phase_listener(id));
         runtime.set_draining(false).unwrap();
         assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_hook_name_with_a_nul_is_an_error_not_a_panic() {
+        let runtime = Runtime::new();
+        assert!(matches!(
+            runtime.register_shutdown_hook("bad\0name", |_| true),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(runtime
+            .register_shutdown_hook("good name", |_| true)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_listener_removed_by_an_earlier_one_is_not_called_even_for_the_same_change() {
+        let runtime = Runtime::new();
+        let b_id = Arc::new(std::sync::OnceLock::new());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        {
+            let runtime = runtime.clone();
+            let b_id = Arc::clone(&b_id);
+            let sender = sender.clone();
+            runtime
+                .clone()
+                .on_phase(move |_| {
+                    if let Some(id) = b_id.get() {
+                        sender
+                            .send(("a removed b", runtime.remove_phase_listener(*id)))
+                            .unwrap();
+                    }
+                })
+                .unwrap();
+        }
+        let id = runtime
+            .on_phase(move |_| sender.send(("b called", true)).unwrap())
+            .unwrap();
+        b_id.set(id).unwrap();
+        runtime.set_draining(true).unwrap();
+        assert_eq!(
+            receiver.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ("a removed b", true)
+        );
+        runtime.set_draining(false).unwrap();
+        runtime.set_draining(true).unwrap();
+        // A is called twice more (removing nothing); B never.
+        for _ in 0..2 {
+            assert_eq!(
+                receiver.recv_timeout(Duration::from_secs(10)).unwrap(),
+                ("a removed b", false)
+            );
+        }
+        assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_blocking_wait_from_a_listener_is_refused_at_once() {
+        let runtime = Runtime::new();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let inner = runtime.clone();
+        runtime
+            .on_phase(move |_| {
+                let phase = inner.wait_for_phase(Phase::Stopped, None);
+                let streams = inner.wait_for_streams(None);
+                sender
+                    .send((
+                        matches!(phase, Err(Error::Reentrant(_))),
+                        matches!(streams, Err(Error::Reentrant(_))),
+                    ))
+                    .unwrap();
+            })
+            .unwrap();
+        runtime.set_draining(true).unwrap();
+        assert_eq!(
+            receiver.recv_timeout(Duration::from_secs(10)).unwrap(),
+            (true, true)
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::ChildProcess;
+use common::{root, ChildProcess};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -13,47 +13,10 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory holding liblast_call.so (target/<profile>).
-fn library_dir() -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    assert!(
-        dir.join("liblast_call.so").exists(),
-        "liblast_call.so not found in {}",
-        dir.display()
-    );
-    dir
-}
-
 /// Compiles the C host once per test process.
 fn c_host() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c_host-{}", std::process::id()));
-        let libs = library_dir();
-        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"])
-            .arg("-I")
-            .arg(root().join("include"))
-            .arg(root().join("examples/c_host/c_host.c"))
-            .arg("-L")
-            .arg(&libs)
-            .arg(format!("-Wl,-rpath,{}", libs.display()))
-            .args(["-llast_call", "-lm", "-o"])
-            .arg(&out)
-            .status()
-            .expect("run the C compiler");
-        assert!(status.success(), "the C host did not compile");
-        out
-    })
+    BUILT.get_or_init(|| common::compile_c("examples/c_host/c_host.c", "c_host"))
 }
 
 fn command(valgrind: bool, args: &[&str], env: &[(&str, &str)]) -> Command {

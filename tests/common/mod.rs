@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -159,4 +159,46 @@ impl Drop for ChildProcess {
 /// One of the helper's JSON lines.
 pub fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding liblast_call.so (target/<profile>).
+pub fn library_dir() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    assert!(
+        dir.join("liblast_call.so").exists(),
+        "liblast_call.so not found in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Compiles the C program `source` (relative to the repository root) with
+/// the system C compiler against the checked-in header and the built shared
+/// library, as `name` in the test's scratch directory.
+pub fn compile_c(source: &str, name: &str) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let libs = library_dir();
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join(source))
+        .arg("-L")
+        .arg(&libs)
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .args(["-llast_call", "-lm", "-o"])
+        .arg(&out)
+        .status()
+        .expect("run the C compiler");
+    assert!(status.success(), "{source} did not compile");
+    out
 }

@@ -64,7 +64,12 @@ def test_tasks_in_flight_finish_after_sigterm_and_new_ones_are_refused(start_ser
 
 def test_a_task_longer_than_the_deadline_is_told_to_reconnect(start_server):
     server = start_server(
-        {"GS_DRAIN_DELAY_SECONDS": "0.5", "GS_SHUTDOWN_TIMEOUT_SECONDS": "4", "GS_CLOSE_NOTICE_SECONDS": "2"}
+        {
+            "GS_DRAIN_DELAY_SECONDS": "0.5",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "4",
+            "GS_CLOSE_NOTICE_SECONDS": "2",
+            "GS_HOOK_BUDGET_SECONDS": "1",
+        }
     )
     body = start_task(server.client, steps=100, step_seconds=0.5).json()
     thread, box = _in_background(server, body["stream_url"])

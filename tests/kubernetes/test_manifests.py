@@ -53,8 +53,9 @@ def test_the_durations_fit_inside_the_grace_period():
     watchdog = float(env["GS_EXIT_WATCHDOG_SECONDS"])
     drain = float(env["GS_DRAIN_DELAY_SECONDS"])
     notice = float(env["GS_CLOSE_NOTICE_SECONDS"])
+    hooks = float(env["GS_HOOK_BUDGET_SECONDS"])
     assert timeout + watchdog < grace, "the process could outlive the grace period (SIGKILL)"
-    assert notice <= timeout and drain <= timeout
+    assert notice + hooks <= timeout and drain <= timeout
     readiness = container["readinessProbe"]
     assert drain >= readiness["periodSeconds"] * readiness["failureThreshold"], (
         "the drain delay must outlast the readiness probe noticing the 503"

@@ -219,7 +219,9 @@ def test_the_sequence_from_python_in_a_child_process():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["phases"] == ["draining", "stopping", "stopped"]
     assert [name for name, _ in report["hooks"]] == ["first", "last"]
-    assert report["hooks"][0][1] >= report["hooks"][1][1]
+    # Each hook group gets an equal share of what is left when it starts: the
+    # first about half, the last all that the first did not use.
+    assert 0 < report["hooks"][0][1] <= report["hooks"][1][1]
     assert "sequence has started" in report["refused"]
     assert "already installed" in report["again"]
     assert "hook failure is logged" in result.stderr

@@ -63,6 +63,7 @@ def test_a_stream_that_never_ends_gets_the_reconnect_event_before_the_deadline(s
             "GS_DRAIN_DELAY_SECONDS": "0",
             "GS_SHUTDOWN_TIMEOUT_SECONDS": "3",
             "GS_CLOSE_NOTICE_SECONDS": "1.5",
+            "GS_HOOK_BUDGET_SECONDS": "0.5",
         }
     )
     events, done = _stream_in_background(server, "/stream?events=0&interval=0.1")

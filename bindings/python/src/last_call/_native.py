@@ -106,13 +106,6 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
         [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
         c_status,
     ),
-}
-
-# Functions the runtime gained after the first release (the testing reset,
-# configuration and watchdog arming apart from signal installation): they
-# are declared when the library has them; calling one it lacks raises
-# NativeError naming it.
-_LATER_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_testing_reset": ([], c_status),
     "gs_configure": ([ctypes.POINTER(Config)], c_status),
     "gs_arm_exit_watchdog": ([], c_status),
@@ -148,12 +141,6 @@ def _open(path: Path) -> ctypes.CDLL:
             f"matching library), or point {LIBRARY_ENV} at a library of version {__version__}."
         )
     for name, (argtypes, restype) in _SIGNATURES.items():
-        function = getattr(lib, name)
-        function.argtypes = argtypes
-        function.restype = restype
-    for name, (argtypes, restype) in _LATER_SIGNATURES.items():
-        if not hasattr(lib, name):
-            continue
         function = getattr(lib, name)
         function.argtypes = argtypes
         function.restype = restype

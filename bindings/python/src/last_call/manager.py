@@ -230,7 +230,10 @@ class GracefulShutdownManager:
 
     def on_phase(self, callback: PhaseCallback) -> PhaseCallback:
         """Calls ``callback(from_phase, to_phase)`` at every phase change,
-        on the runtime's thread, in order, one call at a time. Usable as a
+        on the runtime's delivery thread, in order, one call at a time. A
+        callback that blocks delays only the callbacks after it, never the
+        shutdown sequence or the exit watchdog; inside it, blocking waits
+        raise ReentrantCallError at once. Usable as a
         decorator; returns the callback (pass it to ``remove_phase_callback``).
         Registering the same callback twice calls it twice, and takes two
         removals."""
@@ -242,18 +245,27 @@ class GracefulShutdownManager:
         return callback
 
     def remove_phase_callback(self, callback: PhaseCallback) -> bool:
-        """Unregisters one registration of ``callback``; when this returns
-        it is not running and will not be called again for it. False if it
-        was not registered as a phase callback."""
+        """Unregisters one registration of ``callback``. False if it was not
+        registered as a phase callback.
+
+        * A callback removed before its delivery starts is never called.
+        * Called from outside any callback, this returns once the callback
+          is not running, and it is never called again.
+        * Called from inside a callback (to remove itself, even on its first
+          delivery, or another one), it returns at once and never
+          deadlocks; the removed callback is not called again after the
+          call in flight, if any, returns."""
         with self._lock:
             key = _remove_one(self._phase_callbacks, callback)
         return key is not None and _native.remove_phase_callback(key)
 
     def register_shutdown_hook(self, name: str, hook: ShutdownHook) -> ShutdownHook:
-        """Runs ``hook(seconds_left)`` in STOPPING, after the hooks registered
-        before it, on a thread of its own; it returns whether it finished
-        (None counts as finished). One still running at the deadline is left
-        behind. Returns the hook."""
+        """Runs ``hook(seconds_given)`` in STOPPING, after the hooks
+        registered before it, on a thread of its own; it returns whether it
+        finished (None counts as finished). Each hook is given an equal share
+        of the time left when it starts (at least GS_HOOK_BUDGET_SECONDS in
+        total); one still running at the end of its share is left behind,
+        and the next keeps its own share. Returns the hook."""
         if not isinstance(name, str):
             raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
         if not callable(hook):

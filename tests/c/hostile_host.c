@@ -1,0 +1,275 @@
+/*
+ * hostile_host: a C host that does what a careless or hostile host does to
+ * the runtime, one scenario per mode, through the public header only. The
+ * Rust test tests/hostile_host.rs compiles it with the system C compiler and
+ * runs each mode as a real process (real signals, real fork()).
+ *
+ *   blocking-callback   a phase callback blocks forever on Draining
+ *   hung-hook           a stream never ends; one hook hangs, one returns at once
+ *   begin-then-signals  gs_begin_shutdown(), then the test sends signals
+ *   remove-self         2,000 callbacks that remove themselves on first delivery
+ *   wait-in-callback    blocking waits from a callback and from a hook
+ *   fork-in-callback    fork() from another thread while a callback runs
+ *
+ * Timings come from the GS_* environment. Lines on stdout report progress;
+ * exit status 0 means every check of the mode held (the watchdog and the
+ * signal policies end some modes with other statuses, on purpose).
+ */
+#define _GNU_SOURCE
+
+#include "last_call.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct timespec started_at;
+
+static double elapsed(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - started_at.tv_sec) +
+           (double)(now.tv_nsec - started_at.tv_nsec) / 1e9;
+}
+
+static void say(const char *format, double value) {
+    printf(format, value);
+    printf("\n");
+    fflush(stdout);
+}
+
+static int ok(gs_status status, const char *what) {
+    if (status == GS_OK) return 1;
+    char message[256];
+    gs_last_error_message(message, sizeof message, NULL);
+    fprintf(stderr, "hostile_host: %s: %s (%s)\n", what, gs_status_message(status), message);
+    return 0;
+}
+
+/* Waits on `sem` for at most `seconds`; 0 on timeout. */
+static int wait_sem(sem_t *sem, double seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)seconds;
+    while (sem_timedwait(sem, &until) != 0) {
+        if (errno != EINTR) return 0;
+    }
+    return 1;
+}
+
+static void sleep_seconds(double seconds) {
+    struct timespec t = {(time_t)seconds, (long)((seconds - floor(seconds)) * 1e9)};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+/* ---- blocking-callback ------------------------------------------------ */
+
+static sem_t stopped_callback;
+
+static void block_on_draining(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)user_data;
+    if (to == GS_PHASE_DRAINING) {
+        say("callback: blocking forever on draining at %.3f", elapsed());
+        for (;;) pause();
+    }
+    if (to == GS_PHASE_STOPPED) sem_post(&stopped_callback);
+}
+
+static int blocking_callback(void) {
+    sem_init(&stopped_callback, 0, 0);
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_on_phase(block_on_draining, NULL, NULL), "on_phase")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    /* Like the C example host: exit once our own Stopped callback ran. It
+     * never runs (delivery is blocked), so only the watchdog can end us. */
+    wait_sem(&stopped_callback, 3600);
+    say("unreachable: stopped callback ran at %.3f", elapsed());
+    return 0;
+}
+
+/* ---- hung-hook -------------------------------------------------------- */
+
+static bool hang_hook(double seconds, void *user_data) {
+    (void)user_data;
+    say("hook hangs: given %.3f", seconds);
+    for (;;) pause();
+    return true;
+}
+
+static bool instant_hook(double seconds, void *user_data) {
+    (void)user_data;
+    say("hook instant: given %.3f", seconds);
+    return true;
+}
+
+static int hung_hook(void) {
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends */
+    if (!ok(gs_register_shutdown_hook("hangs", hang_hook, NULL, NULL), "hook")) return 1;
+    if (!ok(gs_register_shutdown_hook("instant", instant_hook, NULL, NULL), "hook")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    return 0;
+}
+
+/* ---- begin-then-signals ----------------------------------------------- */
+
+static int begin_then_signals(void) {
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* holds the sequence */
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    return 0;
+}
+
+/* ---- remove-self ------------------------------------------------------ */
+
+static sem_t removed;
+static uint64_t current_id;
+static int remove_failures;
+
+static void remove_myself(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)to; (void)user_data;
+    if (gs_remove_phase_callback(__atomic_load_n(&current_id, __ATOMIC_ACQUIRE)) != GS_OK)
+        __atomic_add_fetch(&remove_failures, 1, __ATOMIC_RELAXED);
+    sem_post(&removed);
+}
+
+static int remove_self(void) {
+    sem_init(&removed, 0, 0);
+    for (int round = 0; round < 2000; round++) {
+        uint64_t id = 0;
+        if (!ok(gs_on_phase(remove_myself, NULL, &id), "on_phase")) return 1;
+        __atomic_store_n(&current_id, id, __ATOMIC_RELEASE);
+        if (!ok(gs_set_draining(round % 2 == 0), "set_draining")) return 1;
+        if (!wait_sem(&removed, 10)) {
+            say("deadlock: no delivery within 10 s in round %.0f", round);
+            return 1;
+        }
+        if (gs_remove_phase_callback(id) != GS_ERR_NOT_FOUND) {
+            say("round %.0f: the callback was still registered", round);
+            return 1;
+        }
+    }
+    /* Removed callbacks are never called again: flip a few more times. */
+    for (int i = 0; i < 10; i++) gs_set_draining(i % 2 == 0);
+    sleep_seconds(0.2);
+    int extra = 0;
+    while (sem_trywait(&removed) == 0) extra++;
+    say("rounds 2000, removal failures %.0f", remove_failures);
+    say("calls after removal %.0f", extra);
+    return remove_failures == 0 && extra == 0 ? 0 : 1;
+}
+
+/* ---- wait-in-callback ------------------------------------------------- */
+
+static sem_t callback_done;
+static gs_status callback_phase_wait, callback_streams_wait, hook_phase_wait;
+static double callback_wait_took;
+
+static void wait_from_callback(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)user_data;
+    if (to != GS_PHASE_DRAINING) return;
+    double begun = elapsed();
+    callback_phase_wait = gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY);
+    callback_streams_wait = gs_wait_for_streams(INFINITY);
+    callback_wait_took = elapsed() - begun;
+    sem_post(&callback_done);
+}
+
+static bool wait_from_hook(double seconds, void *user_data) {
+    (void)seconds; (void)user_data;
+    hook_phase_wait = gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY);
+    return true;
+}
+
+static int wait_in_callback(void) {
+    sem_init(&callback_done, 0, 0);
+    if (!ok(gs_on_phase(wait_from_callback, NULL, NULL), "on_phase")) return 1;
+    if (!ok(gs_register_shutdown_hook("waits", wait_from_hook, NULL, NULL), "hook")) return 1;
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    if (!wait_sem(&callback_done, 10)) {
+        say("the callback's waits did not return within %.0f s", 10);
+        return 1;
+    }
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 30), "wait_for_phase")) return 1;
+    say("callback wait_for_phase status %.0f", callback_phase_wait);
+    say("callback wait_for_streams status %.0f", callback_streams_wait);
+    say("hook wait_for_phase status %.0f", hook_phase_wait);
+    say("callback waits took %.6f", callback_wait_took);
+    return callback_phase_wait == GS_ERR_REENTRANT && callback_streams_wait == GS_ERR_REENTRANT &&
+                   hook_phase_wait == GS_ERR_REENTRANT
+               ? 0
+               : 1;
+}
+
+/* ---- fork-in-callback ------------------------------------------------- */
+
+static sem_t in_callback;
+
+static void slow_callback(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)user_data;
+    if (to != GS_PHASE_DRAINING) return;
+    sem_post(&in_callback);
+    sleep_seconds(1.0); /* still running when the main thread forks */
+}
+
+static void child_callback(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)to; (void)user_data;
+}
+
+static int child_main(void) {
+    alarm(20); /* a hung child ends by SIGALRM, which the test sees */
+    uint64_t id = 0;
+    if (!ok(gs_on_phase(child_callback, NULL, &id), "child on_phase")) return 3;
+    if (!ok(gs_increment_active_streams(), "child increment")) return 3;
+    if (!ok(gs_decrement_active_streams(), "child decrement")) return 3;
+    if (!ok(gs_begin_shutdown(), "child begin_shutdown")) return 3;
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 15), "child wait_for_phase")) return 3;
+    if (!ok(gs_remove_phase_callback(id), "child remove")) return 3;
+    return 0;
+}
+
+static int fork_in_callback(void) {
+    sem_init(&in_callback, 0, 0);
+    if (!ok(gs_on_phase(slow_callback, NULL, NULL), "on_phase")) return 1;
+    if (!ok(gs_set_draining(true), "set_draining")) return 1;
+    if (!wait_sem(&in_callback, 10)) return 1;
+    pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) _exit(child_main());
+    int status = 0;
+    if (waitpid(child, &status, 0) != child) return 1;
+    if (WIFEXITED(status)) {
+        say("child exited with %.0f", WEXITSTATUS(status));
+        return WEXITSTATUS(status) == 0 ? 0 : 1;
+    }
+    say("child killed by signal %.0f", WTERMSIG(status));
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    clock_gettime(CLOCK_MONOTONIC, &started_at);
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "blocking-callback") == 0) return blocking_callback();
+    if (strcmp(mode, "hung-hook") == 0) return hung_hook();
+    if (strcmp(mode, "begin-then-signals") == 0) return begin_then_signals();
+    if (strcmp(mode, "remove-self") == 0) return remove_self();
+    if (strcmp(mode, "wait-in-callback") == 0) return wait_in_callback();
+    if (strcmp(mode, "fork-in-callback") == 0) return fork_in_callback();
+    fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
+    return 2;
+}
