@@ -32,6 +32,8 @@ pub enum Error {
     TimedOut(Phase),
     /// An argument the API cannot accept (for example a NUL in a name).
     InvalidArgument(&'static str),
+    /// The probe listener already runs in this process, on this address.
+    AlreadyStarted(std::net::SocketAddr),
 }
 
 impl std::fmt::Display for Error {
@@ -58,6 +60,9 @@ impl std::fmt::Display for Error {
             ),
             Error::TimedOut(phase) => write!(f, "timed out (the phase is {phase})"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::AlreadyStarted(addr) => {
+                write!(f, "the probe listener already runs in this process, on {addr}")
+            }
         }
     }
 }

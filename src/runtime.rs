@@ -13,11 +13,13 @@ use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
 use crate::listeners::{self, Listener};
 use crate::log::warn;
 use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
+use crate::probes::{Heartbeat, ProbeListener, ProbeOptions, ReadinessCheck};
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 /// Identifies a registered phase listener or shutdown hook, for removal.
@@ -36,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) hook_reports: Vec<HookReport>,
     pub(crate) running_hooks: Vec<RunningHook>,
     pub(crate) watchdog: Option<Arming>,
+    pub(crate) readiness_checks: Vec<Arc<ReadinessCheck>>,
+    pub(crate) probe_listener: Option<ProbeListener>,
 }
 
 pub(crate) struct Inner {
@@ -43,6 +47,7 @@ pub(crate) struct Inner {
     pub(crate) phase: PhaseCell,
     pub(crate) shared: Mutex<Shared>,
     pub(crate) delivery: DeliverySlot,
+    pub(crate) heartbeat: Heartbeat,
     /// Rung when a hook returns and by the testing reset: the sequence's
     /// timed sleeps wake on it.
     bell: WaitWord,
@@ -111,6 +116,7 @@ impl Runtime {
                 phase: PhaseCell::new(),
                 shared: Mutex::new(Shared::default()),
                 delivery: DeliverySlot::new(),
+                heartbeat: Heartbeat::default(),
                 bell: WaitWord::new(0),
                 generation: AtomicU64::new(0),
                 reset_word: AtomicU32::new(0),
@@ -137,7 +143,7 @@ impl Runtime {
         GLOBAL.get()
     }
 
-    fn is_global(&self) -> bool {
+    pub(crate) fn is_global(&self) -> bool {
         GLOBAL
             .get()
             .is_some_and(|global| Arc::ptr_eq(&global.inner, &self.inner))
@@ -425,8 +431,10 @@ impl Runtime {
             shared.hook_reports.clear();
             shared.running_hooks.clear();
             shared.watchdog = None;
+            shared.readiness_checks.clear();
             std::mem::take(&mut shared.listeners)
         };
+        self.inner.heartbeat.clear();
         for listener in &removed {
             listener.removed.set();
         }
@@ -450,6 +458,75 @@ impl Runtime {
             warn!("testing reset: the abandoned shutdown sequence did not stop within 10 s");
         }
         Ok(())
+    }
+
+    // ----- the probe listener (src/probes) -----
+
+    /// Starts the probe listener: `/readyz`, `/healthz`, `/metrics` and
+    /// `/drain` answered from a thread of the runtime's own, so that probes
+    /// never wait for the host's threads, its GIL or its listener. Prints
+    /// `probes on http://ADDR` on stdout and returns the address (port 0
+    /// picks a free one). Once per process: again gives
+    /// [`Error::AlreadyStarted`]. A malformed address or a port in use is
+    /// [`Error::Config`] naming `GS_PROBE_ADDR`. The listener lives as long
+    /// as the process.
+    pub fn start_probe_listener(&self, options: ProbeOptions) -> Result<SocketAddr, Error> {
+        crate::probes::start(self, options)
+    }
+
+    /// Starts the probe listener as [`ProbeOptions::from_env`] says, if
+    /// `GS_PROBE_ADDR` is set (`Ok(None)` otherwise).
+    pub fn start_probe_listener_from_env(&self) -> Result<Option<SocketAddr>, Error> {
+        match ProbeOptions::from_env()? {
+            Some(options) => self.start_probe_listener(options).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The host's liveness heartbeat: call it from the loop that matters
+    /// (one atomic store). Once a host has sent one, the probe listener's
+    /// `/healthz` answers 503 when the last is older than the staleness.
+    #[inline]
+    pub fn heartbeat(&self) {
+        self.inner.heartbeat.beat();
+    }
+
+    /// How old the last heartbeat is (`None`: never sent).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.inner.heartbeat.age()
+    }
+
+    /// Adds a readiness check that the probe listener's `/readyz` consults
+    /// while serving: `check` returns whether the host is ready; one that
+    /// returns false, panics, or takes longer than `timeout` makes `/readyz`
+    /// answer 503 naming it. [`Error::InvalidArgument`] for a name with a
+    /// NUL or a zero timeout.
+    pub fn add_readiness_check(
+        &self,
+        name: impl Into<String>,
+        timeout: Duration,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Result<RegistrationId, Error> {
+        let name = name.into();
+        if name.contains('\0') {
+            return Err(Error::InvalidArgument("a check name must not contain NUL"));
+        }
+        if timeout.is_zero() {
+            return Err(Error::InvalidArgument("a check needs a timeout above 0"));
+        }
+        let id = self.next_id();
+        lock(&self.inner.shared)
+            .readiness_checks
+            .push(Arc::new(ReadinessCheck::new(id, name, timeout, Box::new(check))));
+        Ok(id)
+    }
+
+    /// Removes a readiness check; `false` if none had that id.
+    pub fn remove_readiness_check(&self, id: RegistrationId) -> bool {
+        let mut shared = lock(&self.inner.shared);
+        let before = shared.readiness_checks.len();
+        shared.readiness_checks.retain(|check| check.id != id);
+        shared.readiness_checks.len() != before
     }
 
     fn next_id(&self) -> RegistrationId {
@@ -515,6 +592,9 @@ impl Runtime {
         shared.running_hooks.clear();
         shared.hook_reports.clear();
         shared.watchdog = None;
+        shared.probe_listener = None;
+        self.inner.heartbeat.clear();
+        crate::probes::close_listener_after_fork();
     }
 }
 

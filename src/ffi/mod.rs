@@ -10,11 +10,13 @@
 #![allow(non_camel_case_types)]
 
 mod metrics;
+mod probes;
 mod sequence;
 mod status;
 mod streams;
 
 pub use metrics::*;
+pub use probes::*;
 pub use sequence::*;
 pub use status::*;
 pub use streams::*;

@@ -292,7 +292,7 @@ pub extern "C" fn gs_remove_phase_callback(id: u64) -> gs_status {
     })
 }
 
-fn not_found(id: u64) -> gs_status {
+pub(super) fn not_found(id: u64) -> gs_status {
     status::set_last_error(format!("no registration has id {id}"));
     gs_status::GS_ERR_NOT_FOUND
 }

@@ -42,6 +42,9 @@ pub enum gs_status {
     /// where it could wait for itself. Returned at once; wait on another
     /// thread.
     GS_ERR_REENTRANT = 12,
+    /// The probe listener already runs in this process; the last error
+    /// gives its address.
+    GS_ERR_ALREADY_STARTED = 13,
 }
 
 thread_local! {
@@ -67,6 +70,7 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::Reentrant(_) => gs_status::GS_ERR_REENTRANT,
         Error::TimedOut(_) => gs_status::GS_TIMED_OUT,
         Error::InvalidArgument(_) => gs_status::GS_ERR_INVALID_ARGUMENT,
+        Error::AlreadyStarted(_) => gs_status::GS_ERR_ALREADY_STARTED,
     }
 }
 
@@ -94,6 +98,7 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         10 => c"internal error (panic caught at the C boundary)",
         11 => c"no registration has that id",
         12 => c"a blocking call from a phase callback or shutdown hook (it could wait for itself)",
+        13 => c"the probe listener already runs in this process",
         _ => c"unknown status",
     };
     text.as_ptr()

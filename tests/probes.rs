@@ -1,0 +1,262 @@
+//! The probe listener over real HTTP on 127.0.0.1, driving the process-wide
+//! runtime (one process per test under cargo-nextest): the contract's
+//! answers, `/drain` and its token, the heartbeat, readiness checks that
+//! fail or hang, bad addresses and a port in use.
+
+mod common;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::Request;
+use last_call::ffi::*;
+use last_call::{Phase, ProbeOptions, Runtime};
+use std::ffi::{c_void, CStr};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// One request on a fresh connection; (status, body, content type).
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut builder = Request::builder().method(method).uri(path).header("host", "probe");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            sender.send_request(builder.body(Empty::<Bytes>::new()).unwrap()),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), kind)
+    })
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, body, _) = request(addr, "GET", path, &[]);
+    (status, body)
+}
+
+fn start(options: ProbeOptions) -> SocketAddr {
+    common::require_process_per_test();
+    Runtime::global().start_probe_listener(options).unwrap()
+}
+
+#[test]
+fn the_contract_answers() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    assert_eq!(get(addr, "/readyz"), (200, "ok".into()));
+    assert_eq!(get(addr, "/healthz"), (200, "alive".into()));
+    let (status, text, kind) = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    assert!(text.contains("# TYPE gs_active_streams gauge"), "{text}");
+    let (status, json, kind) = request(addr, "GET", "/metrics", &[("accept", "application/json")]);
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["phase_name"], "serving");
+    assert_eq!(get(addr, "/nothing").0, 404);
+    assert_eq!(request(addr, "POST", "/readyz", &[]).0, 405);
+    assert_eq!(request(addr, "GET", "/drain", &[]).0, 405);
+    // Draining: not ready, still alive, metrics still served.
+    Runtime::global().set_draining(true).unwrap();
+    assert_eq!(get(addr, "/readyz"), (503, "draining".into()));
+    assert_eq!(get(addr, "/healthz"), (200, "alive".into()));
+    assert_eq!(get(addr, "/metrics").0, 200);
+}
+
+#[test]
+fn drain_without_a_configured_token_is_forbidden_and_never_drains() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    let (status, _, _) = request(addr, "POST", "/drain", &[("authorization", "Bearer anything")]);
+    assert_eq!(status, 403);
+    assert_eq!(Runtime::global().phase(), Phase::Serving);
+}
+
+#[test]
+fn drain_needs_the_right_bearer_token() {
+    let mut options = ProbeOptions::new("127.0.0.1:0");
+    options.drain_token = Some("s3cret".into());
+    let addr = start(options);
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        vec![("authorization", "Bearer s3cret-and-more")],
+        vec![("authorization", "s3cret")],
+    ] {
+        assert_eq!(request(addr, "POST", "/drain", &headers).0, 401, "{headers:?}");
+        assert_eq!(Runtime::global().phase(), Phase::Serving);
+    }
+    let (status, body, _) = request(addr, "POST", "/drain", &[("authorization", "Bearer s3cret")]);
+    assert_eq!((status, body.as_str()), (200, "draining"));
+    assert_eq!(Runtime::global().phase(), Phase::Draining);
+    assert_eq!(get(addr, "/readyz").0, 503);
+}
+
+#[test]
+fn liveness_follows_the_heartbeat_once_there_is_one() {
+    let mut options = ProbeOptions::new("127.0.0.1:0");
+    options.heartbeat_stale_after = Duration::from_millis(300);
+    let addr = start(options);
+    // Never beat: alive, as without a heartbeat.
+    assert_eq!(get(addr, "/healthz").0, 200);
+    Runtime::global().heartbeat();
+    assert_eq!(get(addr, "/healthz").0, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = get(addr, "/healthz");
+    assert_eq!(status, 503);
+    assert!(body.starts_with("stale: no heartbeat for"), "{body}");
+    Runtime::global().heartbeat();
+    assert_eq!(get(addr, "/healthz"), (200, "alive".into()));
+}
+
+#[test]
+fn readiness_checks_decide_and_a_hanging_one_is_timed_out() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    let runtime = Runtime::global();
+    let fine = runtime
+        .add_readiness_check("fine", Duration::from_secs(1), || true)
+        .unwrap();
+    let down = runtime
+        .add_readiness_check("tasks", Duration::from_secs(1), || false)
+        .unwrap();
+    assert_eq!(get(addr, "/readyz"), (503, "not ready: tasks".into()));
+    assert!(runtime.remove_readiness_check(down));
+    assert_eq!(get(addr, "/readyz"), (200, "ok".into()));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    runtime
+        .add_readiness_check("hangs", Duration::from_millis(200), move || {
+            let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            true
+        })
+        .unwrap();
+    let begun = Instant::now();
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("hangs (timed out after 0.2 s)"), "{body}");
+    assert!(begun.elapsed() < Duration::from_secs(5));
+    // Still running from the last probe: not started again, still failing.
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("hangs (still running)"), "{body}");
+    release.send(()).unwrap();
+    assert!(runtime.remove_readiness_check(fine));
+}
+
+#[test]
+fn bad_addresses_and_a_port_in_use_are_refused_naming_the_variable() {
+    common::require_process_per_test();
+    let last_error = || {
+        let mut buffer = [0 as std::ffi::c_char; 512];
+        // SAFETY: a writable buffer of its length.
+        unsafe { gs_last_error_message(buffer.as_mut_ptr(), buffer.len(), std::ptr::null_mut()) };
+        // SAFETY: NUL-terminated by gs_last_error_message.
+        unsafe { CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy().into_owned()
+    };
+    for bad in [c"", c"8081", c"127.0.0.1:99999", c"no such host:80", c"127.0.0.1:-1"] {
+        // SAFETY: a NUL-terminated string; no output buffer.
+        let status = unsafe { gs_start_probe_listener(bad.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+        assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG, "{bad:?}");
+        assert!(last_error().contains("GS_PROBE_ADDR"), "{}", last_error());
+    }
+    // NULL with GS_PROBE_ADDR unset names the variable too.
+    std::env::remove_var("GS_PROBE_ADDR");
+    // SAFETY: NULL reads the environment.
+    let status = unsafe { gs_start_probe_listener(std::ptr::null(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
+    assert!(last_error().contains("GS_PROBE_ADDR"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = std::ffi::CString::new(taken.local_addr().unwrap().to_string()).unwrap();
+    // SAFETY: as above.
+    let status = unsafe { gs_start_probe_listener(in_use.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
+    assert!(last_error().contains("GS_PROBE_ADDR"), "{}", last_error());
+    assert!(last_error().contains("cannot listen"), "{}", last_error());
+    // A good one, from the environment, then a second start.
+    std::env::set_var("GS_PROBE_ADDR", "127.0.0.1:0");
+    let mut bound = [0 as std::ffi::c_char; 64];
+    // SAFETY: a writable buffer of its length.
+    let status = unsafe { gs_start_probe_listener(std::ptr::null(), bound.as_mut_ptr(), bound.len(), std::ptr::null_mut()) };
+    assert_eq!(status, gs_status::GS_OK);
+    // SAFETY: NUL-terminated by the call.
+    let addr: SocketAddr = unsafe { CStr::from_ptr(bound.as_ptr()) }.to_str().unwrap().parse().unwrap();
+    assert_eq!(get(addr, "/healthz").0, 200);
+    // SAFETY: as above.
+    let status = unsafe { gs_start_probe_listener(c"127.0.0.1:0".as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    assert_eq!(status, gs_status::GS_ERR_ALREADY_STARTED);
+}
+
+unsafe extern "C" fn c_check(user_data: *mut c_void) -> bool {
+    // SAFETY: the test passes a pointer to a live AtomicBool.
+    unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn readiness_checks_and_heartbeats_through_the_c_abi() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut id = 0;
+    // SAFETY: a static flag outlives the check; `id` is writable.
+    let status = unsafe {
+        gs_add_readiness_check(c"database".as_ptr(), Some(c_check), &READY as *const _ as *mut c_void, 1.0, &mut id)
+    };
+    assert_eq!(status, gs_status::GS_OK);
+    assert_eq!(get(addr, "/readyz"), (503, "not ready: database".into()));
+    READY.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(addr, "/readyz"), (200, "ok".into()));
+    for bad_timeout in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        // SAFETY: as above.
+        let status = unsafe {
+            gs_add_readiness_check(c"x".as_ptr(), Some(c_check), std::ptr::null_mut(), bad_timeout, std::ptr::null_mut())
+        };
+        assert_eq!(status, gs_status::GS_ERR_INVALID_ARGUMENT, "{bad_timeout}");
+    }
+    assert_eq!(gs_remove_readiness_check(id), gs_status::GS_OK);
+    assert_eq!(gs_remove_readiness_check(id), gs_status::GS_ERR_NOT_FOUND);
+    gs_heartbeat();
+    assert!(Runtime::global().heartbeat_age().unwrap() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_flood_of_connections_is_bounded_and_the_probe_still_answers() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    // 600 idle connections that never send a byte (more than the bound).
+    let idle: Vec<_> = (0..600)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    assert!(idle.len() >= 300);
+    // Excess connections are closed by the server; the idle ones it keeps
+    // time out their headers. Within that time, probes get through again.
+    let begun = Instant::now();
+    let mut answered = false;
+    while begun.elapsed() < Duration::from_secs(20) {
+        if matches!(std::panic::catch_unwind(|| get(addr, "/healthz")), Ok((200, _))) {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(answered, "no probe got through the flood");
+    drop(idle);
+}
