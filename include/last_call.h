@@ -108,6 +108,11 @@ typedef enum gs_status {
    * thread.
    */
   GS_ERR_REENTRANT = 12,
+  /**
+   * The probe listener already runs in this process; the last error
+   * gives its address.
+   */
+  GS_ERR_ALREADY_STARTED = 13,
 } gs_status;
 
 /**
@@ -168,6 +173,12 @@ typedef enum gs_metrics_format {
    */
   GS_METRICS_JSON = 1,
 } gs_metrics_format;
+
+/**
+ * A readiness check: returns whether the host is ready. Called on one of
+ * the probe listener's threads, at most once at a time per check.
+ */
+typedef bool (*gs_readiness_check)(void *user_data);
 
 /**
  * Shutdown timings, all in seconds (NaN or negative: invalid; INFINITY:
@@ -265,6 +276,54 @@ extern "C" {
  * valid for one write.
  */
 enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
+
+/**
+ * Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,
+ * `POST /drain`) on a thread of the runtime's own, so that probes are
+ * answered whatever the host's threads are doing. `addr` is `host:port`
+ * (port 0: a free port); NULL reads `GS_PROBE_ADDR`. The drain token comes
+ * from `GS_DRAIN_TOKEN` (unset: `/drain` answers 403 and never drains) and
+ * the heartbeat staleness from `GS_HEARTBEAT_STALE_SECONDS` (default 10).
+ * Prints `probes on http://HOST:PORT` on stdout, and copies `HOST:PORT`,
+ * NUL-terminated, into `bound` (if not NULL; see `gs_render_metrics` for
+ * the buffer rules).
+ *
+ * `GS_ERR_INVALID_CONFIG` for a malformed address, a port in use, or NULL
+ * with `GS_PROBE_ADDR` unset (the last error names the variable);
+ * `GS_ERR_ALREADY_STARTED` if it already runs in this process.
+ *
+ * # Safety
+ * `addr` must be NULL or a NUL-terminated string; `bound` valid for
+ * `bound_length` bytes of writes; `written` NULL or valid for one write.
+ */
+enum gs_status gs_start_probe_listener(const char *addr, char *bound, size_t bound_length, size_t *written);
+
+/**
+ * Records a liveness heartbeat (one atomic store; any thread, as often as
+ * wanted). Send it from the loop that matters: once one was sent, the probe
+ * listener's `/healthz` answers 503 when the last is older than the
+ * staleness. A host that never sends one is always alive.
+ */
+void gs_heartbeat(void);
+
+/**
+ * Adds a readiness check named `name` (copied) that the probe listener's
+ * `/readyz` consults while serving: one that returns false, or takes longer
+ * than `timeout_seconds`, makes `/readyz` answer 503 naming it. Writes its
+ * id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` for a NULL name or
+ * check, a name that is not UTF-8, or a timeout that is NaN, negative, 0 or
+ * infinite.
+ *
+ * # Safety
+ * `name` must be NULL or NUL-terminated; `check` must be safe to call with
+ * `user_data` from another thread until removed; `id` NULL or writable.
+ */
+enum gs_status gs_add_readiness_check(const char *name, gs_readiness_check check, void *user_data, double timeout_seconds, uint64_t *id);
+
+/**
+ * Removes a readiness check. `GS_ERR_NOT_FOUND` for an unknown id.
+ */
+enum gs_status gs_remove_readiness_check(uint64_t id);
 
 /**
  * Fills `*config` with the defaults, overridden by every `GS_*`

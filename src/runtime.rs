@@ -17,9 +17,9 @@ use crate::probes::{Heartbeat, ProbeListener, ProbeOptions, ReadinessCheck};
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 /// Identifies a registered phase listener or shutdown hook, for removal.
@@ -517,7 +517,12 @@ impl Runtime {
         let id = self.next_id();
         lock(&self.inner.shared)
             .readiness_checks
-            .push(Arc::new(ReadinessCheck::new(id, name, timeout, Box::new(check))));
+            .push(Arc::new(ReadinessCheck::new(
+                id,
+                name,
+                timeout,
+                Box::new(check),
+            )));
         Ok(id)
     }
 

@@ -127,6 +127,38 @@ fn the_c_host_closes_endless_streams_before_the_deadline() {
 }
 
 #[test]
+fn the_c_host_answers_probes_on_the_runtime_port_until_it_exits() {
+    let mut child = ChildProcess::spawn(command(
+        false,
+        &["serve", "2", "600000"],
+        &[
+            ("GS_PROBE_ADDR", "127.0.0.1:0"),
+            ("GS_DRAIN_TOKEN", "c-t0ken"),
+            ("GS_DRAIN_DELAY_SECONDS", "0"),
+            ("GS_SHUTDOWN_TIMEOUT_SECONDS", "2"),
+            ("GS_CLOSE_NOTICE_SECONDS", "0.5"),
+            ("GS_HOOK_BUDGET_SECONDS", "0.5"),
+        ],
+    ));
+    let line = child.wait_for_line("probes on http://", LONG);
+    let addr: std::net::SocketAddr = line.trim().trim_start_matches("probes on http://").parse().unwrap();
+    child.wait_for_line("serving: pid", LONG);
+    let get = |path: &str| common::request(addr, "GET", path, &[]);
+    assert_eq!(get("/readyz").0, 200);
+    assert_eq!(get("/healthz").1, "alive\n");
+    assert!(get("/metrics").1.contains("gs_active_streams 2"));
+    assert_eq!(common::request(addr, "POST", "/drain", &[]).0, 401);
+    let drained = common::request(addr, "POST", "/drain", &[("authorization", "Bearer c-t0ken")]);
+    assert_eq!(drained.0, 200);
+    assert_eq!(get("/readyz").1, "draining\n");
+    ChildProcess::signal(child.pid(), libc::SIGTERM);
+    // Alive (the main loop beats) and not ready, until the process exits.
+    assert_eq!(get("/healthz").0, 200);
+    assert_eq!(get("/readyz").0, 503);
+    assert_eq!(child.wait_exit(LONG).code(), Some(0));
+}
+
+#[test]
 fn the_c_host_runs_clean_under_valgrind_memcheck() {
     run_drain(true);
     run_serve_with_sigterm(true, &[("GS_DRAIN_DELAY_SECONDS", "0.2")], "1000");

@@ -5,56 +5,17 @@
 
 mod common;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::Request;
+use common::request;
 use last_call::ffi::*;
 use last_call::{Phase, ProbeOptions, Runtime};
 use std::ffi::{c_void, CStr};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// One request on a fresh connection; (status, body, content type).
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let mut builder = Request::builder().method(method).uri(path).header("host", "probe");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let response = tokio::time::timeout(
-            Duration::from_secs(10),
-            sender.send_request(builder.body(Empty::<Bytes>::new()).unwrap()),
-        )
-        .await
-        .expect("an answer in time")
-        .unwrap();
-        let status = response.status().as_u16();
-        let kind = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned(), kind)
-    })
-}
-
+/// GET `path`: the status and the body's line.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let (status, body, _) = request(addr, "GET", path, &[]);
-    (status, body)
+    (status, body.trim_end().to_owned())
 }
 
 fn start(options: ProbeOptions) -> SocketAddr {
@@ -88,7 +49,12 @@ fn the_contract_answers() {
 #[test]
 fn drain_without_a_configured_token_is_forbidden_and_never_drains() {
     let addr = start(ProbeOptions::new("127.0.0.1:0"));
-    let (status, _, _) = request(addr, "POST", "/drain", &[("authorization", "Bearer anything")]);
+    let (status, _, _) = request(
+        addr,
+        "POST",
+        "/drain",
+        &[("authorization", "Bearer anything")],
+    );
     assert_eq!(status, 403);
     assert_eq!(Runtime::global().phase(), Phase::Serving);
 }
@@ -104,11 +70,20 @@ fn drain_needs_the_right_bearer_token() {
         vec![("authorization", "Bearer s3cret-and-more")],
         vec![("authorization", "s3cret")],
     ] {
-        assert_eq!(request(addr, "POST", "/drain", &headers).0, 401, "{headers:?}");
+        assert_eq!(
+            request(addr, "POST", "/drain", &headers).0,
+            401,
+            "{headers:?}"
+        );
         assert_eq!(Runtime::global().phase(), Phase::Serving);
     }
-    let (status, body, _) = request(addr, "POST", "/drain", &[("authorization", "Bearer s3cret")]);
-    assert_eq!((status, body.as_str()), (200, "draining"));
+    let (status, body, _) = request(
+        addr,
+        "POST",
+        "/drain",
+        &[("authorization", "Bearer s3cret")],
+    );
+    assert_eq!((status, body.as_str()), (200, "draining\n"));
     assert_eq!(Runtime::global().phase(), Phase::Draining);
     assert_eq!(get(addr, "/readyz").0, 503);
 }
@@ -147,7 +122,10 @@ fn readiness_checks_decide_and_a_hanging_one_is_timed_out() {
     let released = std::sync::Mutex::new(released);
     runtime
         .add_readiness_check("hangs", Duration::from_millis(200), move || {
-            let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            let _ = released
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(30));
             true
         })
         .unwrap();
@@ -172,24 +150,48 @@ fn bad_addresses_and_a_port_in_use_are_refused_naming_the_variable() {
         // SAFETY: a writable buffer of its length.
         unsafe { gs_last_error_message(buffer.as_mut_ptr(), buffer.len(), std::ptr::null_mut()) };
         // SAFETY: NUL-terminated by gs_last_error_message.
-        unsafe { CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(buffer.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     };
-    for bad in [c"", c"8081", c"127.0.0.1:99999", c"no such host:80", c"127.0.0.1:-1"] {
+    for bad in [
+        c"",
+        c"8081",
+        c"127.0.0.1:99999",
+        c"no such host:80",
+        c"127.0.0.1:-1",
+    ] {
         // SAFETY: a NUL-terminated string; no output buffer.
-        let status = unsafe { gs_start_probe_listener(bad.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+        let status = unsafe {
+            gs_start_probe_listener(bad.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut())
+        };
         assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG, "{bad:?}");
         assert!(last_error().contains("GS_PROBE_ADDR"), "{}", last_error());
     }
     // NULL with GS_PROBE_ADDR unset names the variable too.
     std::env::remove_var("GS_PROBE_ADDR");
     // SAFETY: NULL reads the environment.
-    let status = unsafe { gs_start_probe_listener(std::ptr::null(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    let status = unsafe {
+        gs_start_probe_listener(
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_PROBE_ADDR"));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let in_use = std::ffi::CString::new(taken.local_addr().unwrap().to_string()).unwrap();
     // SAFETY: as above.
-    let status = unsafe { gs_start_probe_listener(in_use.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    let status = unsafe {
+        gs_start_probe_listener(
+            in_use.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     assert!(last_error().contains("GS_PROBE_ADDR"), "{}", last_error());
     assert!(last_error().contains("cannot listen"), "{}", last_error());
@@ -197,19 +199,38 @@ fn bad_addresses_and_a_port_in_use_are_refused_naming_the_variable() {
     std::env::set_var("GS_PROBE_ADDR", "127.0.0.1:0");
     let mut bound = [0 as std::ffi::c_char; 64];
     // SAFETY: a writable buffer of its length.
-    let status = unsafe { gs_start_probe_listener(std::ptr::null(), bound.as_mut_ptr(), bound.len(), std::ptr::null_mut()) };
+    let status = unsafe {
+        gs_start_probe_listener(
+            std::ptr::null(),
+            bound.as_mut_ptr(),
+            bound.len(),
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(status, gs_status::GS_OK);
     // SAFETY: NUL-terminated by the call.
-    let addr: SocketAddr = unsafe { CStr::from_ptr(bound.as_ptr()) }.to_str().unwrap().parse().unwrap();
+    let addr: SocketAddr = unsafe { CStr::from_ptr(bound.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(get(addr, "/healthz").0, 200);
     // SAFETY: as above.
-    let status = unsafe { gs_start_probe_listener(c"127.0.0.1:0".as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+    let status = unsafe {
+        gs_start_probe_listener(
+            c"127.0.0.1:0".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(status, gs_status::GS_ERR_ALREADY_STARTED);
 }
 
 unsafe extern "C" fn c_check(user_data: *mut c_void) -> bool {
     // SAFETY: the test passes a pointer to a live AtomicBool.
-    unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }.load(std::sync::atomic::Ordering::SeqCst)
+    unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }
+        .load(std::sync::atomic::Ordering::SeqCst)
 }
 
 #[test]
@@ -219,7 +240,13 @@ fn readiness_checks_and_heartbeats_through_the_c_abi() {
     let mut id = 0;
     // SAFETY: a static flag outlives the check; `id` is writable.
     let status = unsafe {
-        gs_add_readiness_check(c"database".as_ptr(), Some(c_check), &READY as *const _ as *mut c_void, 1.0, &mut id)
+        gs_add_readiness_check(
+            c"database".as_ptr(),
+            Some(c_check),
+            &READY as *const _ as *mut c_void,
+            1.0,
+            &mut id,
+        )
     };
     assert_eq!(status, gs_status::GS_OK);
     assert_eq!(get(addr, "/readyz"), (503, "not ready: database".into()));
@@ -228,7 +255,13 @@ fn readiness_checks_and_heartbeats_through_the_c_abi() {
     for bad_timeout in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         // SAFETY: as above.
         let status = unsafe {
-            gs_add_readiness_check(c"x".as_ptr(), Some(c_check), std::ptr::null_mut(), bad_timeout, std::ptr::null_mut())
+            gs_add_readiness_check(
+                c"x".as_ptr(),
+                Some(c_check),
+                std::ptr::null_mut(),
+                bad_timeout,
+                std::ptr::null_mut(),
+            )
         };
         assert_eq!(status, gs_status::GS_ERR_INVALID_ARGUMENT, "{bad_timeout}");
     }
@@ -251,7 +284,10 @@ fn a_flood_of_connections_is_bounded_and_the_probe_still_answers() {
     let begun = Instant::now();
     let mut answered = false;
     while begun.elapsed() < Duration::from_secs(20) {
-        if matches!(std::panic::catch_unwind(|| get(addr, "/healthz")), Ok((200, _))) {
+        if matches!(
+            std::panic::catch_unwind(|| get(addr, "/healthz")),
+            Ok((200, _))
+        ) {
             answered = true;
             break;
         }

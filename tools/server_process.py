@@ -27,6 +27,8 @@ GS_VARIABLES = (
     "GS_EXIT_WATCHDOG_STATUS",
     "GS_HOOK_BUDGET_SECONDS",
     "GS_DRAIN_TOKEN",
+    "GS_PROBE_ADDR",
+    "GS_HEARTBEAT_STALE_SECONDS",
 )
 
 
@@ -66,6 +68,13 @@ class ServerProcess:
         self.port = int(re.search(r"(?i)serving on http://127\.0\.0\.1:(\d+)", line).group(1))
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
+        # The runtime's own probe listener, when GS_PROBE_ADDR started one
+        # (it announces itself before the server does).
+        self.probe_url: Optional[str] = None
+        for seen in self.lines:
+            found = re.search(r"probes on (http://[^\s]+)", seen)
+            if found:
+                self.probe_url = found.group(1)
 
     def _read(self) -> None:
         for line in self.process.stdout:

@@ -11,7 +11,10 @@
  *       Installs SIGTERM/SIGINT handling (timings from the GS_* environment
  *       variables), then runs the same workers. Send it SIGTERM: it drains,
  *       lets the streams finish (or asks them to close near the deadline),
- *       runs its shutdown hook and exits 0.
+ *       runs its shutdown hook and exits 0. With GS_PROBE_ADDR set it also
+ *       starts the runtime's probe listener (/readyz consults a readiness
+ *       check of this host's; /healthz follows the heartbeat its main loop
+ *       sends once a second).
  *
  * Exit status: 0 when everything behaved as documented, 1 otherwise.
  */
@@ -165,6 +168,14 @@ static int drain(struct worker *workers, int count, double stream_seconds) {
     return ok;
 }
 
+/* Readiness: every worker thread has started. */
+static int workers_started = 0;
+
+static bool workers_ready(void *user_data) {
+    (void)user_data;
+    return __atomic_load_n(&workers_started, __ATOMIC_ACQUIRE) != 0;
+}
+
 static int serve(struct worker *workers, int count, double stream_seconds) {
     gs_config config;
     if (!check(gs_config_from_env(&config), "config_from_env")) return 0;
@@ -175,7 +186,13 @@ static int serve(struct worker *workers, int count, double stream_seconds) {
     ok &= check(gs_register_shutdown_hook("stop-workers", stop_workers_hook, &hook_runs, NULL),
                 "register_shutdown_hook");
     if (!ok) return 0;
+    if (getenv("GS_PROBE_ADDR") != NULL) {
+        char bound[64];
+        ok &= check(gs_add_readiness_check("workers", workers_ready, NULL, 1.0, NULL), "add_readiness_check");
+        ok &= check(gs_start_probe_listener(NULL, bound, sizeof bound, NULL), "start_probe_listener");
+    }
     ok &= start_workers(workers, count, stream_seconds);
+    __atomic_store_n(&workers_started, 1, __ATOMIC_RELEASE);
     printf("[%7.3f s] serving: pid %ld, drain delay %.1f s, timeout %.1f s, close notice %.1f s\n",
            elapsed_seconds(), (long)getpid(), config.drain_delay_seconds,
            config.shutdown_timeout_seconds, config.close_notice_seconds);
@@ -183,7 +200,14 @@ static int serve(struct worker *workers, int count, double stream_seconds) {
     /* The main thread sleeps until the sequence is over, then until the
      * phase callback has been told (it runs on the runtime's thread and may
      * finish a moment after the phase is entered). */
-    ok &= check(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase");
+    /* This loop is the host's: it sends the liveness heartbeat each time
+     * round, so a wedged main loop shows as a stale /healthz. */
+    gs_status waited;
+    do {
+        gs_heartbeat();
+        waited = gs_wait_for_phase(GS_PHASE_STOPPED, 1.0);
+    } while (waited == GS_TIMED_OUT);
+    ok &= check(waited, "wait_for_phase");
     while (sem_wait(&stopped_seen) != 0) {
     }
     ok &= join_workers(workers, count);

@@ -1,5 +1,7 @@
 """Serves the example app with Waitress through the last-call
-sequence. HOST, PORT, THREADS and the GS_* durations come from the
+sequence. HOST, PORT, THREADS, EXPECTED_STREAMS (the streams one pod should
+carry; serve() warns when THREADS cannot hold them) and the GS_* settings
+(GS_PROBE_ADDR starts the runtime's probe listener) come from the
 environment.
 
 LAST_CALL_DISABLED=1 serves it with plain ``waitress.serve`` and no
@@ -31,11 +33,12 @@ if __name__ == "__main__":
         host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))
         waitress.serve(app, host=host, port=port, threads=threads)
         sys.exit(0)
+    expected = os.environ.get("EXPECTED_STREAMS")
     serve(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8080")),
         threads=threads,
-        expected_streams=threads - 4,
+        expected_streams=int(expected) if expected else None,
     )
     logging.getLogger("run").info("serve returned; exiting 0")

@@ -96,6 +96,22 @@ async fn serve(config: Config, heartbeat: Duration) -> i32 {
             .filter(|t| !t.is_empty()),
         heartbeat,
     };
+    // The runtime's own probe listener (GS_PROBE_ADDR), and the liveness
+    // heartbeat from this server's tokio runtime: a task that only runs if
+    // the runtime still schedules work.
+    if gs
+        .start_probe_listener_from_env()
+        .unwrap_or_else(|e| fail(e.to_string()))
+        .is_some()
+    {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                Runtime::global().heartbeat();
+            }
+        });
+    }
     let address = format!("{}:{}", env_or("HOST", "127.0.0.1"), env_or("PORT", "8080"));
     let listener = tokio::net::TcpListener::bind(&address)
         .await

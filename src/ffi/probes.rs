@@ -118,7 +118,9 @@ pub unsafe extern "C" fn gs_add_readiness_check(
         };
         let timeout = match timeout_from_secs(timeout_seconds) {
             Ok(Some(timeout)) => timeout,
-            Ok(None) => return status::invalid_argument("a readiness check needs a finite timeout"),
+            Ok(None) => {
+                return status::invalid_argument("a readiness check needs a finite timeout")
+            }
             Err(error) => return status::report(&error),
         };
         let user_data = UserData(user_data);

@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn never_fresh_then_stale() {
         let heartbeat = Heartbeat::default();
-        assert_eq!(heartbeat.liveness(Duration::from_secs(1)), Liveness::NeverBeat);
+        assert_eq!(
+            heartbeat.liveness(Duration::from_secs(1)),
+            Liveness::NeverBeat
+        );
         heartbeat.beat();
         assert_eq!(heartbeat.liveness(Duration::from_secs(60)), Liveness::Fresh);
         std::thread::sleep(Duration::from_millis(20));

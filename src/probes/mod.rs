@@ -24,7 +24,7 @@ mod server;
 
 pub use heartbeat::Heartbeat;
 pub use options::ProbeOptions;
+pub use options::{DRAIN_TOKEN, HEARTBEAT_STALE, PROBE_ADDR};
 pub(crate) use readiness::ReadinessCheck;
 pub use readiness::ReadinessReport;
-pub use options::{DRAIN_TOKEN, HEARTBEAT_STALE, PROBE_ADDR};
 pub(crate) use server::{close_listener_after_fork, start, ProbeListener};

@@ -68,7 +68,9 @@ impl ProbeOptions {
             reason,
         };
         if !self.addr.contains(':') {
-            return Err(error("expected host:port, such as 0.0.0.0:8081 or 127.0.0.1:0".into()));
+            return Err(error(
+                "expected host:port, such as 0.0.0.0:8081 or 127.0.0.1:0".into(),
+            ));
         }
         self.addr
             .to_socket_addrs()
@@ -115,7 +117,13 @@ mod tests {
         assert!(ProbeOptions::new("127.0.0.1:0").socket_addr().is_ok());
         assert!(ProbeOptions::new("[::1]:0").socket_addr().is_ok());
         assert!(ProbeOptions::new("localhost:8081").socket_addr().is_ok());
-        for bad in ["", "8081", "127.0.0.1:99999", "127.0.0.1:http", "no such host:1"] {
+        for bad in [
+            "",
+            "8081",
+            "127.0.0.1:99999",
+            "127.0.0.1:http",
+            "no such host:1",
+        ] {
             let error = ProbeOptions::new(bad).socket_addr().unwrap_err();
             assert_eq!(error.variable, PROBE_ADDR, "{bad:?}");
             assert!(error.to_string().contains(PROBE_ADDR));

@@ -7,7 +7,9 @@ use crate::phase::Phase;
 use crate::runtime::{lock, Runtime};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use std::time::Duration;
 
@@ -19,8 +21,13 @@ pub(crate) struct Settings {
 
 pub(crate) type Answer = Response<Full<Bytes>>;
 
+/// A plain-text answer; a line, like the example servers' own routes.
 fn text(status: StatusCode, body: impl Into<String>) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+    let mut body = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -32,7 +39,11 @@ fn text(status: StatusCode, body: impl Into<String>) -> Answer {
 }
 
 /// Answers one request. Request bodies are never read: no route needs one.
-pub(crate) async fn answer<B>(runtime: &Runtime, settings: &Settings, request: Request<B>) -> Answer {
+pub(crate) async fn answer<B>(
+    runtime: &Runtime,
+    settings: &Settings,
+    request: Request<B>,
+) -> Answer {
     let method = request.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
     match request.uri().path() {
@@ -68,7 +79,11 @@ async fn readyz(runtime: &Runtime) -> Answer {
 }
 
 fn healthz(runtime: &Runtime, settings: &Settings) -> Answer {
-    match runtime.inner.heartbeat.liveness(settings.heartbeat_stale_after) {
+    match runtime
+        .inner
+        .heartbeat
+        .liveness(settings.heartbeat_stale_after)
+    {
         Liveness::NeverBeat | Liveness::Fresh => text(StatusCode::OK, "alive"),
         Liveness::Stale(age) => text(
             StatusCode::SERVICE_UNAVAILABLE,

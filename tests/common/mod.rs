@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use http_body_util::BodyExt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -202,3 +203,53 @@ pub fn compile_c(source: &str, name: &str) -> PathBuf {
     assert!(status.success(), "{source} did not compile");
     out
 }
+
+/// One request on a fresh connection; (status, body, content type).
+pub fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "probe");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            sender.send_request(builder.body(http_body_util::Empty::<hyper::body::Bytes>::new()).unwrap()),
+        )
+        .await
+        .expect("an answer in time")
+        .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), kind)
+    })
+}
+

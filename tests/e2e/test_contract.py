@@ -153,3 +153,34 @@ def test_a_client_that_disconnects_is_uncounted_promptly(start_server):
     client.close()
     # Noticed at the latest at the next heartbeat write (0.2 s here).
     eventually(lambda: active() == 0, timeout=5)
+
+
+def test_the_runtime_probe_port_answers_the_contract_until_exit(start_server):
+    server = start_server(
+        {
+            "GS_PROBE_ADDR": "127.0.0.1:0",
+            "GS_DRAIN_TOKEN": "e2e-token",
+            "GS_DRAIN_DELAY_SECONDS": "1",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "6",
+            "GS_CLOSE_NOTICE_SECONDS": "1",
+            "GS_HOOK_BUDGET_SECONDS": "1",
+        }
+    )
+    assert server.probe_url, server.lines
+    with httpx.Client(base_url=server.probe_url, timeout=10) as probe:
+        assert (probe.get("/readyz").status_code, probe.get("/readyz").text) == (200, "ok\n")
+        assert (probe.get("/healthz").status_code, probe.get("/healthz").text) == (200, "alive\n")
+        assert "gs_active_streams" in probe.get("/metrics").text
+        assert probe.get("/metrics", headers={"accept": "application/json"}).json()["phase_name"] == "serving"
+        assert probe.post("/drain").status_code == 401
+        assert probe.post("/drain", headers={"authorization": "Bearer wrong"}).status_code == 401
+        # The same answers as the host's own routes.
+        assert probe.get("/readyz").text == server.client.get("/readyz").text
+        sent = server.signal(signal.SIGTERM)
+        assert probe.get("/readyz").status_code == 503
+        assert probe.get("/healthz").status_code == 200
+        code = server.wait_exit(20)
+        assert code == 0
+        assert time.monotonic() - sent < 15
+        with pytest.raises(httpx.ConnectError):
+            probe.get("/healthz")

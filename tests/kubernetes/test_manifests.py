@@ -62,6 +62,22 @@ def test_the_durations_fit_inside_the_grace_period():
     )
 
 
+def test_the_probes_use_the_runtime_s_own_probe_port():
+    _, _, container, env = deployment_settings()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert "probes" in ports, "the probe port is not declared"
+    host, _, port = env["GS_PROBE_ADDR"].rpartition(":")
+    assert int(port) == ports["probes"], "GS_PROBE_ADDR does not listen on the declared probe port"
+    assert host == "0.0.0.0", "the kubelet reaches the pod on its IP, not loopback"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] in ("probes", ports["probes"]), probe
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    stale = float(env["GS_HEARTBEAT_STALE_SECONDS"])
+    liveness = container["livenessProbe"]
+    assert stale < liveness["periodSeconds"] * liveness["failureThreshold"]
+
+
 def test_the_rollout_keeps_every_replica_ready():
     deployment, _, _, _ = deployment_settings()
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]

@@ -68,6 +68,7 @@ class Config(ctypes.Structure):
 
 
 PHASE_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+READINESS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
 HOOK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_double, ctypes.c_void_p)
 
 # --- declarations: every function, its arguments and its result ----------
@@ -107,6 +108,16 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
         c_status,
     ),
     "gs_testing_reset": ([], c_status),
+    "gs_start_probe_listener": (
+        [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+        c_status,
+    ),
+    "gs_heartbeat": ([], None),
+    "gs_add_readiness_check": (
+        [ctypes.c_char_p, READINESS_CALLBACK, ctypes.c_void_p, ctypes.c_double, ctypes.POINTER(ctypes.c_uint64)],
+        c_status,
+    ),
+    "gs_remove_readiness_check": ([ctypes.c_uint64], c_status),
     "gs_configure": ([ctypes.POINTER(Config)], c_status),
     "gs_arm_exit_watchdog": ([], c_status),
 }
@@ -301,6 +312,21 @@ def _call_hook(remaining: float, key: int | None) -> bool:
     return result is None or bool(result)
 
 
+readiness_checks = _Registry("readiness check")
+
+
+def _call_readiness_check(key: int | None) -> bool:
+    check_ = readiness_checks.get(key or 0)
+    if check_ is None:
+        return False
+    try:
+        return bool(check_())
+    except BaseException:
+        logger.exception("last_call: readiness check %r failed", check_)
+        return False
+
+
+_readiness_trampoline = READINESS_CALLBACK(_call_readiness_check)
 _phase_trampoline = PHASE_CALLBACK(_call_phase_callback)
 _hook_trampoline = HOOK_CALLBACK(_call_hook)
 
@@ -326,6 +352,28 @@ def remove_shutdown_hook(key: int) -> bool:
     return shutdown_hooks.remove(key, library().gs_remove_shutdown_hook)
 
 
+def add_readiness_check(name: str, check_: Callable[[], object], timeout: float) -> int:
+    """Registers ``check_`` with the native probe listener's ``/readyz``."""
+    encoded = name.encode("utf-8")
+    lib = library()
+    return readiness_checks.add(
+        check_,
+        lambda key, out: int(lib.gs_add_readiness_check(encoded, _readiness_trampoline, key, timeout, out)),
+    )
+
+
+def remove_readiness_check(key: int) -> bool:
+    return readiness_checks.remove(key, library().gs_remove_readiness_check)
+
+
+def start_probe_listener(addr: str | None) -> str:
+    """Starts the native probe listener; its ``host:port``."""
+    buffer = ctypes.create_string_buffer(128)
+    encoded = None if addr is None else addr.encode("utf-8")
+    check(library().gs_start_probe_listener(encoded, buffer, len(buffer), None))
+    return buffer.value.decode("utf-8")
+
+
 @atexit.register
 def _unregister_callbacks() -> None:
     """No callback may reach into an interpreter that is finalizing."""
@@ -335,6 +383,8 @@ def _unregister_callbacks() -> None:
         remove_phase_callback(key)
     for key in shutdown_hooks.keys():
         remove_shutdown_hook(key)
+    for key in readiness_checks.keys():
+        remove_readiness_check(key)
 
 
 def render_metrics(format_code: int) -> str:

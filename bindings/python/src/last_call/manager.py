@@ -80,6 +80,7 @@ class GracefulShutdownManager:
     _phase_callbacks: list[tuple[Callable[..., Any], int]]
     _hooks: list[tuple[Callable[..., Any], int]]
     _readiness: ReadinessChecks
+    _native_checks: dict[str, int]
     _signals_set_up: bool
 
     def __new__(cls) -> GracefulShutdownManager:
@@ -97,6 +98,7 @@ class GracefulShutdownManager:
                 instance._phase_callbacks = []
                 instance._hooks = []
                 instance._readiness = ReadinessChecks()
+                instance._native_checks = {}
                 instance._signals_set_up = False
                 cls._instance = instance
             return cls._instance
@@ -285,12 +287,45 @@ class GracefulShutdownManager:
     # ----- readiness -----
 
     def add_readiness_check(self, name: str, check: ReadinessCheck, *, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
-        """Adds a named check that ``/readyz`` consults while serving: the
-        process is ready only if it returns truthy within ``timeout``."""
+        """Adds (or replaces) a named check that ``/readyz`` consults while
+        serving: the process is ready only if it returns truthy within
+        ``timeout``. Both the blueprint's ``/readyz`` and the native probe
+        listener's consult it (the latter calls it on one of its own threads,
+        which takes the GIL for the call)."""
         self._readiness.add(name, check, timeout=timeout)
+        with self._lock:
+            previous = self._native_checks.pop(name, None)
+            if previous is not None:
+                _native.remove_readiness_check(previous)
+            self._native_checks[name] = _native.add_readiness_check(name, check, timeout)
 
     def remove_readiness_check(self, name: str) -> bool:
+        with self._lock:
+            key = self._native_checks.pop(name, None)
+            if key is not None:
+                _native.remove_readiness_check(key)
         return self._readiness.remove(name)
+
+    # ----- the probe listener and the heartbeat -----
+
+    def start_probe_listener(self, addr: str | None = None) -> tuple[str, int]:
+        """Starts the runtime's own probe listener (``/readyz``, ``/healthz``,
+        ``/metrics``, ``/drain``), answered from a native thread that needs
+        neither a Waitress thread nor the GIL. ``addr`` is ``"host:port"``
+        (port 0: a free port); None reads ``GS_PROBE_ADDR``. The drain token
+        comes from ``GS_DRAIN_TOKEN``, the heartbeat staleness from
+        ``GS_HEARTBEAT_STALE_SECONDS``. Prints ``probes on http://HOST:PORT``
+        and returns ``(host, port)``. ConfigError names ``GS_PROBE_ADDR`` for
+        a malformed address or a port in use; once per process."""
+        bound = _native.start_probe_listener(addr)
+        host, _, port = bound.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def heartbeat(self) -> None:
+        """The liveness heartbeat: call it from the loop that matters. Once
+        one was sent, the probe listener's ``/healthz`` answers 503 when the
+        last is older than ``GS_HEARTBEAT_STALE_SECONDS`` (default 10)."""
+        self._lib.gs_heartbeat()
 
     def check_readiness(self) -> ReadinessReport:
         """Not ready while draining; otherwise the checks decide."""
@@ -311,6 +346,7 @@ class GracefulShutdownManager:
         with self._lock:
             self._phase_callbacks.clear()
             self._hooks.clear()
+            self._native_checks.clear()
             self._signals_set_up = False
         self._readiness.clear()
 

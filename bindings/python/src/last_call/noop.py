@@ -82,6 +82,7 @@ class NoopGracefulShutdownManager:
         self._callbacks: list[PhaseCallback] = []
         self._hooks: list[tuple[str, ShutdownHook]] = []
         self._readiness = ReadinessChecks()
+        self._last_heartbeat: float | None = None
         self._in_callback = threading.local()
 
     # ----- streams -----
@@ -306,6 +307,22 @@ class NoopGracefulShutdownManager:
         if self.is_draining():
             return ReadinessReport(ready=False, failures={"phase": self.phase.label})
         return self._readiness.run()
+
+    def start_probe_listener(self, addr: str | None = None) -> tuple[str, int]:  # noqa: ARG002
+        """The no-op manager has no native listener to start."""
+        raise InvalidStateError("the no-op manager has no probe listener; use GracefulShutdownManager")
+
+    def heartbeat(self) -> None:
+        """Records the time, as the runtime does (see ``heartbeat_age``)."""
+        with self._lock:
+            self._last_heartbeat = time.monotonic()
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last heartbeat (None: never)."""
+        with self._lock:
+            beat = self._last_heartbeat
+        return None if beat is None else time.monotonic() - beat
 
     def metrics(self, format: str = "prometheus") -> str:  # noqa: A002
         """The same figures, names and types as the runtime's rendering."""

@@ -36,6 +36,7 @@ class Status(enum.IntEnum):
     PANIC = 10
     NOT_FOUND = 11
     REENTRANT = 12
+    ALREADY_STARTED = 13
 
 
 #: The exception raised for each failing status. OK and TIMED_OUT are
@@ -52,6 +53,7 @@ EXCEPTIONS: dict[Status, type[GracefulShutdownError]] = {
     Status.PANIC: NativeError,
     Status.NOT_FOUND: NotFoundError,
     Status.REENTRANT: ReentrantCallError,
+    Status.ALREADY_STARTED: InvalidStateError,
 }
 
 

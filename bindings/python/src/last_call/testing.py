@@ -43,6 +43,7 @@ def reset() -> None:
     # The runtime no longer holds any callback; drop the Python side too.
     _native.phase_callbacks.forget_all()
     _native.shutdown_hooks.forget_all()
+    _native.readiness_checks.forget_all()
     instance = GracefulShutdownManager._instance
     if instance is not None:
         instance._forget_registrations()

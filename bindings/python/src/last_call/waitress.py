@@ -11,8 +11,20 @@ the process exits 0.
 
 **Thread sizing.** Each open SSE stream holds one Waitress worker thread for
 its whole life. Give Waitress more threads than the streams you expect, with
-room for probes and task starts: ``threads >= expected_streams + 4`` is a
-sane floor. ``serve`` warns when ``expected_streams`` is set and does not fit.
+room for task starts: ``threads >= expected_streams + 4`` is a sane floor.
+``serve`` warns at start when ``expected_streams`` is set and does not fit,
+and while serving when the open streams leave fewer than 4 threads free.
+
+**Probes on a port of their own.** With ``probe_addr`` (or ``GS_PROBE_ADDR``)
+set, ``serve`` starts the runtime's probe listener: ``/readyz``, ``/healthz``,
+``/metrics`` and ``/drain`` are then answered from a native thread, whatever
+Waitress's threads and the GIL are doing, and after Waitress has closed its
+own listener at shutdown. Liveness follows a heartbeat that ``serve`` sends
+from **Waitress's main loop** (the asyncore loop that accepts connections and
+hands requests to the threads): a thread pulls Waitress's trigger with the
+heartbeat once a second, and the loop runs it. A saturated thread pool is
+not a dead process (the loop still runs); a wedged loop is, and the kubelet
+should restart it.
 
 **Off the main thread.** Python installs signal handlers from the main
 thread only, so ``serve`` called from another thread (as legacy code that
@@ -31,6 +43,7 @@ force; a second Ctrl-C exits at once (status 130).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -49,8 +62,13 @@ from .protocol import ShutdownManager
 
 logger = logging.getLogger("last_call.waitress")
 
+PROBE_ADDR_ENV = "GS_PROBE_ADDR"
+
 #: Spare threads for probes and task starts while streams hold the rest.
 THREAD_HEADROOM = 4
+#: How often the heartbeat is sent through Waitress's loop (and the thread
+#: sizing looked at).
+HEARTBEAT_INTERVAL = 1.0
 #: How often the stop hook looks again for channels still flushing.
 _FLUSH_RECHECK_SECONDS = 0.05
 
@@ -114,11 +132,15 @@ class WaitressStopper:
             finally:
                 done.set()
 
-        # The stubs say a thunk takes an argument; Waitress calls it with none.
-        self._trigger.pull_trigger(thunk)  # type: ignore[arg-type]
+        self.pull(thunk)
         if not done.wait(max(timeout, 0.0)):
             return None
         return result[0] if result else None
+
+    def pull(self, thunk: Callable[[], Any]) -> None:
+        """Hands ``thunk`` to the loop thread, which runs it."""
+        # The stubs say a thunk takes an argument; Waitress calls it with none.
+        self._trigger.pull_trigger(thunk)  # type: ignore[arg-type]
 
     def __call__(self, seconds_left: float) -> bool:
         deadline = time.monotonic() + max(seconds_left, 0.0)
@@ -146,6 +168,7 @@ def serve(
     expected_streams: int | None = None,
     install_signal_handlers: bool = True,
     shutdown: dict[str, Any] | None = None,
+    probe_addr: str | None = None,
     **waitress_options: Any,
 ) -> None:
     """Serves ``app`` with Waitress until the shutdown sequence has run.
@@ -157,6 +180,10 @@ def serve(
     unset ones come from the app's ``GracefulShutdown`` settings, then from
     the GS_* environment variables). ``manager`` defaults to the app's
     extension's, then to the process-wide one.
+
+    ``probe_addr`` (``"host:port"``; default ``GS_PROBE_ADDR``, unset: none)
+    starts the runtime's probe listener and the heartbeat through Waitress's
+    loop.
 
     Signal handlers are installed only from the main thread; from another
     thread ``serve`` leaves that to the caller and logs so.
@@ -179,6 +206,10 @@ def serve(
     waitress_options.setdefault("channel_request_lookahead", 1)
     server = create_server(app, **waitress_options)
     stopper = WaitressStopper(server)
+    if probe_addr is None:
+        probe_addr = os.environ.get(PROBE_ADDR_ENV) or None
+    if probe_addr is not None:
+        manager.start_probe_listener(probe_addr)
 
     on_main_thread = threading.current_thread() is threading.main_thread()
     if install_signal_handlers and on_main_thread:
@@ -192,14 +223,58 @@ def serve(
         )
     hook = manager.register_shutdown_hook("waitress", stopper)
     logger.info("last_call: serving on %s", _where(server))
+    pump = _LoopPump(stopper, manager, threads)
+    pump.start()
     try:
         server.run()
     finally:
+        pump.stop()
         manager.remove_shutdown_hook(hook)  # no-op once it has run
         # Waitress stops its worker threads only on KeyboardInterrupt; do it
         # here, within what is left of the budget.
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
     manager.wait_for_phase(Phase.STOPPED, timeout=10)
+
+
+class _LoopPump(threading.Thread):
+    """Once a second: sends the heartbeat *through Waitress's main loop*
+    (the loop runs the thunk, so a wedged loop stops the heartbeat), and
+    warns when the open streams leave fewer than THREAD_HEADROOM threads."""
+
+    def __init__(self, stopper: WaitressStopper, manager: ShutdownManager, threads: int) -> None:
+        super().__init__(name="last-call-heartbeat", daemon=True)
+        self._stopper = stopper
+        self._manager = manager
+        self._threads = threads
+        self._stopped = threading.Event()
+        self._warned = False
+
+    def run(self) -> None:
+        beat = self._manager.heartbeat
+        while not self._stopped.wait(HEARTBEAT_INTERVAL):
+            try:
+                self._stopper.pull(beat)
+            except OSError:
+                return  # the trigger is closed: Waitress is stopping
+            self._look_at_sizing()
+
+    def _look_at_sizing(self) -> None:
+        free = self._threads - self._manager.active_streams
+        if free < THREAD_HEADROOM and not self._warned:
+            self._warned = True
+            logger.warning(
+                "last_call: %d open streams hold %d of Waitress's %d threads; new requests will queue. "
+                "Raise threads (>= streams + %d), or hold streams in the runtime's hub",
+                self._manager.active_streams,
+                min(self._manager.active_streams, self._threads),
+                self._threads,
+                THREAD_HEADROOM,
+            )
+        elif free >= 2 * THREAD_HEADROOM:
+            self._warned = False
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def _where(server: Any) -> str:

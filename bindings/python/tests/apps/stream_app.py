@@ -8,6 +8,7 @@ picks a free port, printed in the "serving on" log line).
 import logging
 import os
 import sys
+import threading
 import time
 
 from flask import Flask, Response, request
@@ -87,6 +88,38 @@ def counts():
     }
 
 
+@app.get("/hog")
+def hog():
+    """Holds the GIL for `seconds` from a background thread: a tight loop of
+    long C-level computations (the interpreter cannot switch threads inside
+    one)."""
+
+    def burn(until: float) -> None:
+        while time.monotonic() < until:
+            sum(range(3_000_000))
+
+    seconds = float(request.args.get("seconds", 3))
+    threading.Thread(target=burn, args=(time.monotonic() + seconds,), daemon=True).start()
+    return {"hogging": seconds}
+
+
+@app.get("/wedge-loop")
+def wedge_loop():
+    """Blocks Waitress's main loop for `seconds` (a thunk run by the loop
+    that sleeps): the loop the heartbeat comes from stops."""
+    seconds = float(request.args.get("seconds", 3))
+    # The request's channel knows its server, and the server its trigger.
+    channel = request.environ["waitress.client_disconnected"].__self__
+    channel.server.trigger.pull_trigger(lambda: time.sleep(seconds))
+    return {"wedged": seconds}
+
+
+if os.environ.get("READINESS") == "fail":
+    manager.add_readiness_check("database", lambda: False)
+elif os.environ.get("READINESS") == "hang":
+    manager.add_readiness_check("database", lambda: time.sleep(60), timeout=0.3)
+
+
 @manager.on_phase
 def log_phase(old, new):
     logging.getLogger("stream_app").info("phase %s -> %s", old.label, new.label)
@@ -100,3 +133,5 @@ if __name__ == "__main__":
         threads=int(os.environ.get("THREADS", "8")),
     )
     logging.getLogger("stream_app").info("serve returned; exiting 0")
+    # A host with a slow teardown: its own listener is closed by now.
+    time.sleep(float(os.environ.get("LINGER_AFTER_SERVE_SECONDS", "0")))

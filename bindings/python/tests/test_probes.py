@@ -1,0 +1,171 @@
+"""The runtime's own probe listener in a real Waitress child process
+(GS_PROBE_ADDR), against the host's own routes: a saturated thread pool, a
+thread that holds the GIL, a wedged Waitress loop, SIGTERM with the host's
+listener closed, readiness checks, /drain and bad addresses.
+
+Bounds are generous (the machines are shared); the latency figures live in
+benches/probe_latency.py and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from server_process import eventually
+
+from .conftest import APPS
+
+#: Far under the manifest's probe timeout (2 s), far over a probe's cost.
+PROBE_BOUND = 1.5
+
+
+def with_probes(start_app, env: dict[str, str] | None = None):
+    server = start_app({"GS_PROBE_ADDR": "127.0.0.1:0", **(env or {})})
+    assert server.probe_url, server.lines
+    return server, httpx.Client(base_url=server.probe_url, timeout=10.0)
+
+
+def timed(probe: httpx.Client, path: str) -> tuple[int, float]:
+    started = time.monotonic()
+    status = probe.get(path).status_code
+    return status, time.monotonic() - started
+
+
+def open_streams(server, count: int) -> list[threading.Thread]:
+    """`count` endless streams held open in threads (daemon: they end with
+    the server)."""
+
+    def hold() -> None:
+        try:
+            with httpx.stream("GET", f"{server.url}/stream?events=0&interval=0.2", timeout=60) as response:
+                for _ in response.iter_raw():
+                    pass
+        except httpx.HTTPError:
+            pass
+
+    threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_probes_answer_at_once_while_every_waitress_thread_holds_a_stream(start_app):
+    server, probe = with_probes(start_app, {"THREADS": "4"})
+    open_streams(server, 8)
+    # Four streams hold the four threads; four more wait in Waitress's queue.
+    eventually(lambda: probe.get("/metrics", headers={"accept": "application/json"}).json()["active_streams"] >= 4)
+    # The host's own /healthz waits behind the streams for a free thread...
+    with pytest.raises(httpx.TimeoutException):
+        httpx.get(f"{server.url}/healthz", timeout=1.0)
+    # ...the runtime's does not.
+    for path in ["/healthz", "/readyz"] * 50:
+        status, took = timed(probe, path)
+        assert status == 200
+        assert took < PROBE_BOUND, f"{path} took {took:.3f} s"
+
+
+def test_probes_answer_while_a_python_thread_holds_the_gil(start_app):
+    server, probe = with_probes(start_app)
+    server.client.get("/hog", params={"seconds": 6}).raise_for_status()
+    for path in ["/healthz", "/readyz"] * 50:
+        status, took = timed(probe, path)
+        assert status == 200
+        assert took < PROBE_BOUND, f"{path} took {took:.3f} s"
+
+
+def test_liveness_follows_the_heartbeat_from_waitress_s_loop(start_app):
+    server, probe = with_probes(start_app, {"GS_HEARTBEAT_STALE_SECONDS": "1.5"})
+    # The pump beats once a second through the loop: alive.
+    eventually(lambda: probe.get("/healthz").status_code == 200)
+    time.sleep(2.5)
+    assert probe.get("/healthz").text == "alive\n"
+    # Wedge the loop: no more heartbeats, so not alive...
+    server.client.get("/wedge-loop", params={"seconds": 5}).raise_for_status()
+    eventually(lambda: probe.get("/healthz").status_code == 503, timeout=10)
+    assert probe.get("/healthz").text.startswith("stale: no heartbeat for")
+    # ...until the loop runs again.
+    eventually(lambda: probe.get("/healthz").status_code == 200, timeout=15)
+
+
+def test_after_sigterm_probes_answer_until_exit_with_the_host_listener_closed(start_app):
+    server, probe = with_probes(
+        start_app,
+        {
+            "GS_DRAIN_DELAY_SECONDS": "0.5",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "5",
+            "GS_CLOSE_NOTICE_SECONDS": "1",
+            "GS_HOOK_BUDGET_SECONDS": "1",
+            "LINGER_AFTER_SERVE_SECONDS": "2",
+        },
+    )
+    server.signal(signal.SIGTERM)
+    assert probe.get("/readyz").status_code == 503
+    assert probe.get("/readyz").text == "draining\n"
+    server.wait_for_log("serve returned")
+    # The host's own listener is closed now; the runtime's still answers.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+    assert probe.get("/readyz").status_code == 503
+    assert probe.get("/healthz").status_code == 200
+    metrics = probe.get("/metrics", headers={"accept": "application/json"}).json()
+    assert metrics["phase_name"] == "stopped"
+    assert server.wait_exit(20) == 0
+    with pytest.raises(httpx.ConnectError):
+        probe.get("/healthz")
+
+
+@pytest.mark.parametrize(("readiness", "expected"), [("fail", "not ready: database"), ("hang", "database (timed out")])
+def test_python_readiness_checks_feed_the_native_readyz(start_app, readiness, expected):
+    _, probe = with_probes(start_app, {"READINESS": readiness})
+    started = time.monotonic()
+    response = probe.get("/readyz")
+    assert response.status_code == 503
+    assert expected in response.text
+    assert time.monotonic() - started < 5
+
+
+def test_drain_on_the_probe_port_needs_the_token(start_app):
+    server, probe = with_probes(start_app, {"GS_DRAIN_TOKEN": "t0ken"})
+    assert probe.post("/drain").status_code == 401
+    assert probe.post("/drain", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert probe.get("/readyz").status_code == 200
+    assert probe.post("/drain", headers={"authorization": "Bearer t0ken"}).status_code == 200
+    assert probe.get("/readyz").status_code == 503
+    assert server.client.get("/readyz").status_code == 503
+
+
+def test_drain_without_a_token_is_forbidden(start_app):
+    _, probe = with_probes(start_app)
+    assert probe.post("/drain", headers={"authorization": "Bearer x"}).status_code == 403
+    assert probe.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("addr", ["nonsense", "127.0.0.1:99999", "in-use"])
+def test_a_bad_probe_address_stops_the_start_naming_the_variable(addr):
+    taken = None
+    if addr == "in-use":
+        import socket
+
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+    try:
+        result = subprocess.run(
+            [sys.executable, str(APPS / "stream_app.py")],
+            env={"PATH": "/usr/bin:/bin", "PORT": "0", "GS_PROBE_ADDR": addr},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        if taken is not None:
+            taken.close()
+    assert result.returncode != 0
+    assert "GS_PROBE_ADDR" in result.stderr
