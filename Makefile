@@ -17,6 +17,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
+.PHONY: test-portable
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -73,6 +74,14 @@ loom:
 loom-full:
 	$(LOOM_CARGO)
 
+# The portable wait primitive (std Mutex + Condvar, the one used off Linux)
+# forced on Linux by the `portable-wait` feature: the full Rust suite and
+# the loom model run over it.
+test-portable:
+	$(CARGO) build --all-targets --features portable-wait
+	$(CARGO) nextest run --features portable-wait --lib --tests --examples
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
+
 # The Python package, built by pip (setuptools-rust compiles the library),
 # with flask, waitress, prometheus_client, pytest and httpx, in .venv.
 $(PYTHON):
@@ -94,7 +103,7 @@ rolling: setup python
 	$(CARGO) build --release --example sse_server
 	$(PYTHON) tools/rolling.py --rounds 3
 
-test: setup lint test-rust loom test-python
+test: setup lint test-rust loom test-portable test-python
 
 # Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
 bench: setup python
