@@ -125,6 +125,8 @@ header:
 PACKAGING := target/packaging
 PACKAGING_VENV := $(PACKAGING)/tools
 PACKAGING_PYTHON := $(PACKAGING_VENV)/bin/python
+# The venv's python is a link to an old file: make dates the venv by a stamp.
+PACKAGING_TOOLS := $(PACKAGING_VENV)/installed
 DIST := $(PACKAGING)/dist
 # The wheel's library is linked by zig against glibc 2.17, the oldest that
 # Rust's std supports, so that the wheel is manylinux2014 (manylinux_2_17):
@@ -139,13 +141,14 @@ SMOKE_PYTHONS := $(shell if command -v pyenv >/dev/null 2>&1; then \
   case $$v in (3.9.*|3.1[0-3].*) echo "$$root/versions/$$v/bin/python";; esac; done; \
   else command -v python3; fi)
 
-$(PACKAGING_PYTHON): bindings/python/requirements-build.txt
+$(PACKAGING_TOOLS): bindings/python/requirements-build.txt
 	rm -rf $(PACKAGING_VENV)
 	python3 -m venv $(PACKAGING_VENV)
 	$(PACKAGING_PYTHON) -m pip install -q --disable-pip-version-check -r $<
+	touch $@
 
 # One wheel for every Python 3 on x86_64 Linux: py3-none-manylinux2014.
-wheel: $(PACKAGING_PYTHON)
+wheel: $(PACKAGING_TOOLS)
 	rm -rf $(PACKAGING)/raw $(DIST)/*.whl bindings/python/build
 	zig=$$($(PACKAGING_PYTHON) -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))'); \
 	PATH="$$zig:$(CURDIR)/$(PACKAGING_VENV)/bin:$$PATH" CARGO=$(CURDIR)/scripts/cargo-zig.sh \
@@ -155,7 +158,7 @@ wheel: $(PACKAGING_PYTHON)
 	  --plat $(WHEEL_PLATFORM) -w $(DIST) $(PACKAGING)/raw/*.whl
 	@ls -l $(DIST)/*.whl
 
-sdist: $(PACKAGING_PYTHON)
+sdist: $(PACKAGING_TOOLS)
 	rm -f $(DIST)/*.tar.gz
 	$(PACKAGING_PYTHON) -m build --sdist --outdir $(DIST) bindings/python
 	@ls -l $(DIST)/*.tar.gz
@@ -175,7 +178,7 @@ test-sdist: sdist
 
 # make install into a temporary prefix; the C host built from it with
 # pkg-config, run, and its library's soname checked.
-test-install: $(PACKAGING_PYTHON)
+test-install: $(PACKAGING_TOOLS)
 	$(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_install.py
 
 test-packaging: test-wheel test-sdist test-install
