@@ -24,9 +24,11 @@ from setuptools.command.sdist import sdist
 from setuptools_rust import Binding, RustExtension, Strip
 from setuptools_rust.build import build_rust
 
-if sys.version_info >= (3, 11):
+# The build runs on every supported Python, 3.9 and 3.10 included (there the
+# build requirement tomli stands in for tomllib).
+if sys.version_info >= (3, 11):  # noqa: UP036
     import tomllib
-else:  # pragma: no cover - the build requirement tomli covers 3.9 and 3.10
+else:
     import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +39,13 @@ CRATE = SDIST_CRATE if (HERE / SDIST_CRATE / "Cargo.toml").is_file() else "../..
 # What the sdist takes from the crate (relative to it): enough to build the
 # library, nothing the build does not read. The benches are listed as
 # targets in Cargo.toml, so cargo needs their files to load the manifest.
-CRATE_FILES = ["Cargo.toml", "Cargo.lock", "LICENSE-MIT", "LICENSE-APACHE", "include/last_call.h"]
+CRATE_FILES = [
+    "Cargo.toml",
+    "Cargo.lock",
+    "LICENSE-MIT",
+    "LICENSE-APACHE",
+    "include/last_call.h",
+]
 CRATE_TREES = {"src": "*.rs", "benches": "*.rs"}
 
 LIBRARY_FILE = "liblast_call.so"
@@ -109,5 +117,9 @@ setup(
             cargo_manifest_args=["--locked"],
         )
     ],
-    cmdclass={"build_rust": BuildPlainLibrary, "bdist_wheel": PlatformWheel, "sdist": SdistWithCrate},
+    cmdclass={
+        "build_rust": BuildPlainLibrary,
+        "bdist_wheel": PlatformWheel,
+        "sdist": SdistWithCrate,
+    },
 )

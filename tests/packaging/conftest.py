@@ -13,7 +13,9 @@ def _only(pattern: str) -> Path:
     dist = Path(os.environ.get("LAST_CALL_DIST", "target/packaging/dist"))
     found = sorted(dist.glob(pattern))
     if len(found) != 1:
-        pytest.fail(f"expected one {pattern} in {dist}, found {found}: run make wheel / make sdist")
+        pytest.fail(
+            f"expected one {pattern} in {dist}, found {found}: run make wheel / make sdist"
+        )
     return found[0]
 
 

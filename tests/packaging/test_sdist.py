@@ -17,7 +17,13 @@ def _members(sdist: Path) -> dict[str, tarfile.TarInfo]:
 
 def test_the_sdist_carries_the_crate(sdist: Path) -> None:
     members = _members(sdist)
-    for name in ("Cargo.toml", "Cargo.lock", "include/last_call.h", "LICENSE-MIT", "LICENSE-APACHE"):
+    for name in (
+        "Cargo.toml",
+        "Cargo.lock",
+        "include/last_call.h",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+    ):
         assert f"rust/{name}" in members, name
     for source in sorted((REPOSITORY / "src").rglob("*.rs")):
         assert f"rust/{source.relative_to(REPOSITORY)}" in members, source
@@ -26,7 +32,11 @@ def test_the_sdist_carries_the_crate(sdist: Path) -> None:
 
 
 def test_the_sdist_holds_files_not_links(sdist: Path) -> None:
-    links = [name for name, member in _members(sdist).items() if member.issym() or member.islnk()]
+    links = [
+        name
+        for name, member in _members(sdist).items()
+        if member.issym() or member.islnk()
+    ]
     assert links == []
 
 
@@ -42,4 +52,8 @@ def test_the_licences_ship_in_the_sdist(sdist: Path) -> None:
 
 def test_the_sdist_leaves_out_the_build_leftovers(sdist: Path) -> None:
     names = list(_members(sdist))
-    assert not [n for n in names if n.endswith(".so") or "/target/" in n or n.startswith("build/")]
+    assert not [
+        n
+        for n in names
+        if n.endswith(".so") or "/target/" in n or n.startswith("build/")
+    ]

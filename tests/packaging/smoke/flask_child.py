@@ -9,10 +9,9 @@ import sys
 import threading
 
 from flask import Flask
-from werkzeug.serving import make_server
-
 from last_call import GracefulShutdownManager, Phase
 from last_call.flask import health_blueprint
+from werkzeug.serving import make_server
 
 manager = GracefulShutdownManager()
 # A drain delay long enough for the parent to see readiness flip while the

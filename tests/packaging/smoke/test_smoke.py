@@ -12,13 +12,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import last_call
-from last_call import GracefulShutdownManager, Phase
+import pytest
+from last_call import GracefulShutdownManager
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parents[2]
@@ -35,12 +34,16 @@ def manager() -> Iterator[GracefulShutdownManager]:
 def test_the_installed_package_and_its_library_are_imported() -> None:
     package = Path(last_call.__file__).resolve().parent
     # From the venv's site-packages, not from the repository's sources.
-    assert REPOSITORY / "bindings" not in package.parents, f"imported from the sources: {package}"
+    assert REPOSITORY / "bindings" not in package.parents, (
+        f"imported from the sources: {package}"
+    )
     assert Path(sys.prefix).resolve() in package.parents, package
     library = package / "liblast_call.so"
     assert library.is_file()
     loaded = {Path(path).resolve() for path in _mapped_files()}
-    assert library.resolve() in loaded, "the package's own library is not the one loaded"
+    assert library.resolve() in loaded, (
+        "the package's own library is not the one loaded"
+    )
 
 
 def test_one_version_everywhere() -> None:
@@ -64,7 +67,9 @@ def test_begin_and_end(manager: GracefulShutdownManager) -> None:
     assert manager.active_streams == 0
 
 
-def test_a_wait_times_out_while_a_stream_is_open(manager: GracefulShutdownManager) -> None:
+def test_a_wait_times_out_while_a_stream_is_open(
+    manager: GracefulShutdownManager,
+) -> None:
     manager.increment_active_streams()
     began = time.monotonic()
     assert manager.wait_for_streams(timeout=0.2) is False
@@ -140,12 +145,17 @@ def _spawn(script: Path) -> subprocess.Popen[str]:
 
 def _line(child: subprocess.Popen[str], timeout: float = 30) -> str:
     """The child's next line of stdout, waited for at most `timeout` s."""
-    assert child.stdout is not None
+    stdout = child.stdout
+    assert stdout is not None
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(child.stdout.readline()), daemon=True)
+    reader = threading.Thread(
+        target=lambda: lines.append(stdout.readline()), daemon=True
+    )
     reader.start()
     reader.join(timeout)
-    assert lines and lines[0], f"no line from the child within {timeout} s (exit: {child.poll()})"
+    assert lines and lines[0], (
+        f"no line from the child within {timeout} s (exit: {child.poll()})"
+    )
     return lines[0].strip()
 
 
