@@ -17,7 +17,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
-.PHONY: test-portable wheel sdist install test-packaging test-wheel test-sdist test-install
+.PHONY: test-portable wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -181,7 +181,14 @@ test-sdist: sdist
 test-install: $(PACKAGING_TOOLS)
 	$(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_install.py
 
-test-packaging: test-wheel test-sdist test-install
+# The packaging code itself: setup.py and these tests.
+lint-packaging: $(PACKAGING_TOOLS)
+	$(PACKAGING_VENV)/bin/ruff check bindings/python/setup.py tests/packaging
+	$(PACKAGING_VENV)/bin/ruff format --check bindings/python/setup.py tests/packaging
+	$(PACKAGING_VENV)/bin/mypy --strict bindings/python/setup.py
+	$(PACKAGING_VENV)/bin/mypy --strict tests/packaging/conftest.py tests/packaging/test_*.py
+
+test-packaging: lint-packaging test-wheel test-sdist test-install
 
 # ----- make install PREFIX=... (C users) -------------------------------------
 # The header, the shared library with a versioned soname and its symlinks,
