@@ -17,7 +17,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
-.PHONY: test-portable wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
+.PHONY: test-portable bench-portable wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -85,6 +85,12 @@ test-portable:
 	$(CARGO) nextest run --features portable-wait --lib --tests --examples
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
 
+# BENCHMARKS.md's rows for the portable wait primitive, beside the futex's:
+# the single-thread hot-path rows and the wake latency.
+bench-portable:
+	$(CARGO) bench --features portable-wait --bench hot_path -- '1 thread'
+	$(CARGO) bench --features portable-wait --bench wake_latency
+
 # The Python package, built by pip (setuptools-rust compiles the library),
 # with flask, waitress, prometheus_client, pytest and httpx, in .venv.
 $(PYTHON):
@@ -114,6 +120,7 @@ bench: setup python
 	$(CARGO) bench --bench hot_path
 	$(CARGO) bench --bench wake_latency
 	$(CARGO) bench --bench signal_to_exit
+	$(MAKE) bench-portable
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 
@@ -167,13 +174,13 @@ sdist: $(PACKAGING_TOOLS)
 # per Python, with the smoke suite.
 test-wheel: wheel
 	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_wheel.py
-	./scripts/package_smoke.sh $(DIST)/last_call-*.whl $(PACKAGING)/smoke-wheel $(SMOKE_PYTHONS)
+	./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.whl $(PACKAGING)/smoke-wheel $(SMOKE_PYTHONS)
 
 # The sdist's contents; then `pip install` of it in a fresh venv (it builds
 # the crate it carries) and the smoke suite.
 test-sdist: sdist
 	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_sdist.py
-	CARGO_TARGET_DIR=$(CURDIR)/target/sdist ./scripts/package_smoke.sh $(DIST)/last_call-*.tar.gz \
+	CARGO_TARGET_DIR=$(CURDIR)/target/sdist ./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.tar.gz \
 	  $(PACKAGING)/smoke-sdist python3
 
 # make install into a temporary prefix; the C host built from it with
