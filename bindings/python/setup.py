@@ -50,6 +50,12 @@ CRATE_TREES = {"src": "*.rs", "benches": "*.rs"}
 
 LIBRARY_FILE = "liblast_call.so"
 
+# Built from the repository, the library gets a target directory of its own:
+# its profile (no debug info, stripped) differs from `cargo build --release`,
+# and in one target/ each build would redo the other's artifacts.
+if CRATE == "../.." and "CARGO_TARGET_DIR" not in os.environ:
+    os.environ["CARGO_TARGET_DIR"] = str(HERE.parent.parent / "target" / "python")
+
 
 def crate_version() -> str:
     with open(HERE / CRATE / "Cargo.toml", "rb") as manifest:
