@@ -7,9 +7,11 @@
 //! wake-up shows up as a waiter asleep forever, which loom reports as a
 //! deadlock and fails the test.
 //!
-//! Run with `make loom` (part of `make test`): it builds this file in the
-//! small crate tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no timeouts, so the models wait
-//! without one; the timeout path is covered by the ordinary tests.
+//! Run with `make loom` (and over the portable wait, `make test-portable`;
+//! both part of `make test`): it builds this file in the small crate
+//! tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no
+//! timeouts, so the models wait without one; the timeout path is covered by
+//! the ordinary tests.
 #![cfg(gs_loom)]
 
 use last_call::StreamCounter;

@@ -18,8 +18,8 @@
 //!   from blocking at once on a mutex the waker still holds.
 //!
 //! The loom model runs this very code over loom's `Mutex` and `Condvar`
-//! (`RUSTFLAGS="--cfg gs_loom"` with the `portable-wait` feature; `make
-//! loom-portable`).
+//! (`RUSTFLAGS="--cfg gs_loom"` with the `portable-wait` feature, part of
+//! `make test-portable`).
 //!
 //! One difference from the futex: the mutex is held for a few instructions
 //! inside `wait` and `wake_all`. A `fork()` from another thread at that
