@@ -126,6 +126,20 @@ def test_the_flask_blueprint_serves_the_probes_and_flips_on_sigterm() -> None:
         _kill(child)
 
 
+def test_a_malformed_duration_in_the_environment_is_an_error_naming_it() -> None:
+    install = "from last_call import GracefulShutdownManager as M; M().install_signal_handlers()"
+    result = subprocess.run(
+        [sys.executable, "-c", install],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "GS_DRAIN_DELAY_SECONDS": "soon"},
+    )
+    assert result.returncode != 0
+    assert "ConfigError" in result.stderr and "GS_DRAIN_DELAY_SECONDS" in result.stderr
+
+
 # ----- helpers -----
 
 
