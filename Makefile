@@ -185,11 +185,12 @@ test-wheel: wheel
 	./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.whl $(PACKAGING)/smoke-wheel $(SMOKE_PYTHONS)
 
 # The sdist's contents; then `pip install` of it in a fresh venv (it builds
-# the crate it carries) and the smoke suite.
+# the crate it carries) and the smoke suite, on the oldest Python found (its
+# build reads Cargo.toml with tomli; the wheel's build covers tomllib).
 test-sdist: sdist
 	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_sdist.py
 	CARGO_TARGET_DIR=$(CURDIR)/target/sdist ./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.tar.gz \
-	  $(PACKAGING)/smoke-sdist python3
+	  $(PACKAGING)/smoke-sdist $(firstword $(SMOKE_PYTHONS))
 
 # make install into a temporary prefix; the C host built from it with
 # pkg-config, run, and its library's soname checked.
