@@ -147,8 +147,9 @@ DIST := $(PACKAGING)/dist
 # Rust's std supports, so that the wheel is manylinux2014 (manylinux_2_17):
 # built natively against this machine's glibc 2.36 it would need
 # manylinux_2_34 (pthread_* and dlsym moved into libc.so.6 in 2.34).
-WHEEL_TARGET := x86_64-unknown-linux-gnu.2.17
-WHEEL_PLATFORM := manylinux_2_17_x86_64
+ARCH := $(shell uname -m)
+WHEEL_TARGET := $(ARCH)-unknown-linux-gnu.2.17
+WHEEL_PLATFORM := manylinux_2_17_$(ARCH)
 # Every Python from 3.9 to 3.13 that pyenv provides here (python3 alone
 # where there is no pyenv).
 SMOKE_PYTHONS := $(shell if command -v pyenv >/dev/null 2>&1; then \

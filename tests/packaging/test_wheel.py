@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.parser
 import io
+import platform
 import re
 import zipfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from elftools.elf.sections import SymbolTableSection
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
+ARCH = platform.machine()
 MAX_WHEEL_BYTES = 1_000_000
 OLDEST_GLIBC = (2, 17)
 LIBRARY = "last_call/liblast_call.so"
@@ -37,16 +39,16 @@ def test_the_wheel_is_tagged_for_every_python_3_and_manylinux2014(wheel: Path) -
     name, _, _, tags = parse_wheel_filename(wheel.name)
     assert name == "last-call"
     assert tags == {
-        Tag("py3", "none", "manylinux_2_17_x86_64"),
-        Tag("py3", "none", "manylinux2014_x86_64"),
+        Tag("py3", "none", f"manylinux_2_17_{ARCH}"),
+        Tag("py3", "none", f"manylinux2014_{ARCH}"),
     }
     version = parse_wheel_filename(wheel.name)[1]
     with zipfile.ZipFile(wheel) as archive:
         wheel_file = archive.read(f"last_call-{version}.dist-info/WHEEL").decode()
     assert "Root-Is-Purelib: false" in wheel_file
     assert sorted(re.findall(r"^Tag: (.+)$", wheel_file, re.MULTILINE)) == [
-        "py3-none-manylinux2014_x86_64",
-        "py3-none-manylinux_2_17_x86_64",
+        f"py3-none-manylinux2014_{ARCH}",
+        f"py3-none-manylinux_2_17_{ARCH}",
     ]
 
 
