@@ -17,6 +17,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
+.PHONY: test-portable bench-portable check-macos wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -26,6 +27,9 @@ help:
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
 	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime"
 	@echo "make header - regenerate include/last_call.h"
+	@echo "make wheel  - the manylinux wheel (target/packaging/dist)"
+	@echo "make sdist  - the source distribution (target/packaging/dist)"
+	@echo "make install PREFIX=/usr/local - header, libraries, pkg-config file"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
 # the project itself: cargo-nextest (test runner), valgrind, a C compiler.
@@ -81,6 +85,28 @@ loom:
 loom-full:
 	$(LOOM_CARGO)
 
+# The portable wait primitive (std Mutex + Condvar, the one used off Linux)
+# forced on Linux by the `portable-wait` feature: the full Rust suite and
+# the loom model run over it.
+test-portable:
+	$(CARGO) clippy --all-targets --features portable-wait -- -D warnings
+	$(CARGO) build --all-targets --features portable-wait
+	$(CARGO) nextest run --features portable-wait --lib --tests --examples
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
+
+# The core type-checked for macOS, where the portable wait is the one built
+# (not part of `test`: it fails today at the signal handler's errno access,
+# see the README's "Beyond Linux").
+check-macos:
+	rustup target add x86_64-apple-darwin
+	$(CARGO) check --lib --target x86_64-apple-darwin
+
+# BENCHMARKS.md's rows for the portable wait primitive, beside the futex's:
+# the single-thread hot-path rows and the wake latency.
+bench-portable:
+	$(CARGO) bench --features portable-wait --bench hot_path -- '1 thread'
+	$(CARGO) bench --features portable-wait --bench wake_latency
+
 # The Python package, built by pip (setuptools-rust compiles the library),
 # with flask, waitress, prometheus_client, pytest and httpx, in .venv.
 $(PYTHON):
@@ -88,7 +114,7 @@ $(PYTHON):
 	$(PYTHON) -m pip install -q --upgrade pip
 
 python: $(PYTHON)
-	$(PYTHON) -m pip install -q "./bindings/python[test]" -r examples/flask_app/requirements.txt -r tests/requirements.txt
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
@@ -106,7 +132,7 @@ rolling: setup python
 	$(CARGO) build --release --example sse_server
 	$(PYTHON) tools/rolling.py --rounds 3
 
-test: setup lint test-rust loom test-python
+test: setup lint test-rust loom test-portable test-packaging test-python
 
 # Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
 bench: setup python
@@ -114,8 +140,109 @@ bench: setup python
 	$(CARGO) bench --bench hot_path
 	$(CARGO) bench --bench wake_latency
 	$(CARGO) bench --bench signal_to_exit
+	$(MAKE) bench-portable
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh
+
+# ----- Packaging: the wheel, the sdist, make install -----------------------
+
+PACKAGING := target/packaging
+PACKAGING_VENV := $(PACKAGING)/tools
+PACKAGING_PYTHON := $(PACKAGING_VENV)/bin/python
+# The venv's python is a link to an old file: make dates the venv by a stamp.
+PACKAGING_TOOLS := $(PACKAGING_VENV)/installed
+DIST := $(PACKAGING)/dist
+# The wheel's library is linked by zig against glibc 2.17, the oldest that
+# Rust's std supports, so that the wheel is manylinux2014 (manylinux_2_17):
+# built natively against this machine's glibc 2.36 it would need
+# manylinux_2_34 (pthread_* and dlsym moved into libc.so.6 in 2.34).
+ARCH := $(shell uname -m)
+WHEEL_TARGET := $(ARCH)-unknown-linux-gnu.2.17
+WHEEL_PLATFORM := manylinux_2_17_$(ARCH)
+# Every Python from 3.9 to 3.13 that pyenv provides here (python3 alone
+# where there is no pyenv).
+SMOKE_PYTHONS := $(shell if command -v pyenv >/dev/null 2>&1; then \
+  root=$$(pyenv root); for v in $$(pyenv versions --bare --skip-aliases); do \
+  case $$v in (3.9.*|3.1[0-3].*) echo "$$root/versions/$$v/bin/python";; esac; done; \
+  else command -v python3; fi)
+
+$(PACKAGING_TOOLS): bindings/python/requirements-build.txt
+	rm -rf $(PACKAGING_VENV)
+	python3 -m venv $(PACKAGING_VENV)
+	$(PACKAGING_PYTHON) -m pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+# One wheel for every Python 3 on x86_64 Linux: py3-none-manylinux2014.
+wheel: $(PACKAGING_TOOLS)
+	rm -rf $(PACKAGING)/raw $(DIST)/*.whl bindings/python/build
+	zig=$$($(PACKAGING_PYTHON) -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))'); \
+	PATH="$$zig:$(CURDIR)/$(PACKAGING_VENV)/bin:$$PATH" CARGO=$(CURDIR)/scripts/cargo-zig.sh \
+	  CARGO_BUILD_TARGET=$(WHEEL_TARGET) CARGO_TARGET_DIR=$(CURDIR)/target/zig \
+	  $(PACKAGING_PYTHON) -m build --wheel --outdir $(PACKAGING)/raw bindings/python
+	PATH="$(CURDIR)/$(PACKAGING_VENV)/bin:$$PATH" $(PACKAGING_PYTHON) -m auditwheel repair \
+	  --plat $(WHEEL_PLATFORM) -w $(DIST) $(PACKAGING)/raw/*.whl
+	@ls -l $(DIST)/*.whl
+
+sdist: $(PACKAGING_TOOLS)
+	rm -f $(DIST)/*.tar.gz
+	$(PACKAGING_PYTHON) -m build --sdist --outdir $(DIST) bindings/python
+	@ls -l $(DIST)/*.tar.gz
+
+# The wheel's tag, size and stripping; then that same wheel in a fresh venv
+# per Python, with the smoke suite.
+test-wheel: wheel
+	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_wheel.py
+	./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.whl $(PACKAGING)/smoke-wheel $(SMOKE_PYTHONS)
+
+# The sdist's contents; then `pip install` of it in a fresh venv (it builds
+# the crate it carries) and the smoke suite, on the oldest Python found (its
+# build reads Cargo.toml with tomli; the wheel's build covers tomllib).
+test-sdist: sdist
+	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_sdist.py
+	CARGO_TARGET_DIR=$(CURDIR)/target/sdist ./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.tar.gz \
+	  $(PACKAGING)/smoke-sdist $(firstword $(SMOKE_PYTHONS))
+
+# make install into a temporary prefix; the C host built from it with
+# pkg-config, run, and its library's soname checked.
+test-install: $(PACKAGING_TOOLS)
+	$(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_install.py
+
+# The packaging code itself: setup.py and these tests.
+lint-packaging: $(PACKAGING_TOOLS)
+	$(PACKAGING_VENV)/bin/ruff check bindings/python/setup.py tests/packaging
+	$(PACKAGING_VENV)/bin/ruff format --check bindings/python/setup.py tests/packaging
+	$(PACKAGING_VENV)/bin/mypy --strict bindings/python/setup.py
+	$(PACKAGING_VENV)/bin/mypy --strict tests/packaging/conftest.py tests/packaging/test_*.py
+
+test-packaging: lint-packaging test-wheel test-sdist test-install
+
+# ----- make install PREFIX=... (C users) -------------------------------------
+# The header, the shared library with a versioned soname and its symlinks,
+# the static library, and a pkg-config file (last_call.pc). Linux (ELF).
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The ABI version in the soname: the major, or 0.minor before 1.0 (where a
+# minor release may break the ABI), as Cargo's semver reads versions.
+SOVERSION := $(shell echo $(VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+INSTALL_TARGET_DIR := target/install
+
+install:
+	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+	  $(CARGO) rustc --locked --release --lib --crate-type cdylib,staticlib \
+	  --target-dir $(INSTALL_TARGET_DIR) -- -C link-arg=-Wl,-soname,liblast_call.so.$(SOVERSION)
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/last_call.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 755 $(INSTALL_TARGET_DIR)/release/liblast_call.so $(DESTDIR)$(LIBDIR)/liblast_call.so.$(VERSION)
+	ln -sf liblast_call.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblast_call.so.$(SOVERSION)
+	ln -sf liblast_call.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/liblast_call.so
+	install -m 644 $(INSTALL_TARGET_DIR)/release/liblast_call.a $(DESTDIR)$(LIBDIR)/
+	# The archive carries the debug info of std and the crates (22 MB; 13.6 MB without).
+	strip --strip-debug $(DESTDIR)$(LIBDIR)/liblast_call.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	  -e 's|@VERSION@|$(VERSION)|' pkgconfig/last_call.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/last_call.pc

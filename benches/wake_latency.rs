@@ -155,7 +155,12 @@ fn main() {
     println!("| design | stream held | trials | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|");
     let runtime_p50 = report(
-        "last-call (futex wake)",
+        // `--features portable-wait` measures the portable wait primitive.
+        if cfg!(feature = "portable-wait") {
+            "last-call (portable wake: Mutex + Condvar)"
+        } else {
+            "last-call (futex wake)"
+        },
         HOLD,
         measure(Arc::new(Runtime::new()), ours, HOLD),
     );

@@ -9,6 +9,8 @@ command -v c++ >/dev/null || apt_packages+=(g++)
 command -v valgrind >/dev/null || apt_packages+=(valgrind)
 # The rolling-update harness puts the example servers behind HAProxy.
 command -v haproxy >/dev/null || apt_packages+=(haproxy)
+# make install's test builds the C host from the prefix with pkg-config.
+command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   apt-get update -qq

@@ -1,13 +1,17 @@
 //! loom model of the stream counter: no wake-up is ever lost between the
 //! end that brings the count to zero and a waiter going to sleep.
 //!
-//! loom runs every interleaving of the atomics (and of the futex model in
-//! `src/wait_word.rs`). A lost wake-up shows up as a waiter asleep forever,
-//! which loom reports as a deadlock and fails the test.
+//! loom runs every interleaving of the atomics (and of the wait primitive:
+//! the futex model in `src/wait_word/futex_model.rs`, or with the
+//! `portable-wait` feature the portable implementation itself). A lost
+//! wake-up shows up as a waiter asleep forever, which loom reports as a
+//! deadlock and fails the test.
 //!
-//! Run with `make loom` (part of `make test`): it builds this file in the
-//! small crate tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no timeouts, so the models wait
-//! without one; the timeout path is covered by the ordinary tests.
+//! Run with `make loom` (and over the portable wait, `make test-portable`;
+//! both part of `make test`): it builds this file in the small crate
+//! tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no
+//! timeouts, so the models wait without one; the timeout path is covered by
+//! the ordinary tests.
 #![cfg(gs_loom)]
 
 use last_call::StreamCounter;

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import importlib.machinery
 import itertools
 import logging
 import os
@@ -37,14 +36,9 @@ def _candidates() -> list[Path]:
     override = os.environ.get(LIBRARY_ENV)
     if override:
         return [Path(override)]
-    here = Path(__file__).resolve().parent
-    found: list[Path] = []
-    # As installed by setuptools-rust: liblast_call.<suffix>, where
-    # <suffix> is one of this interpreter's extension suffixes.
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        found.extend(sorted(here.glob(_STEM + suffix)))
-    found.append(here / (_STEM + ".so"))
-    return found
+    # As installed by the wheel or the sdist: one plain file name for every
+    # interpreter (the library has no CPython ABI in it).
+    return [Path(__file__).resolve().parent / (_STEM + ".so")]
 
 
 # --- types ---------------------------------------------------------------
