@@ -107,13 +107,24 @@ pub fn signal_handlers_installed() -> bool {
     INSTALLED_PID.load(Ordering::Acquire) == std::process::id() as i32
 }
 
+/// This thread's errno slot (its name differs between libcs).
+fn errno_slot() -> *mut libc::c_int {
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    // SAFETY: returns this thread's errno slot, valid for the thread's life.
+    let slot = unsafe { libc::__error() };
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd")))]
+    // SAFETY: as above.
+    let slot = unsafe { libc::__errno_location() };
+    slot
+}
+
 fn on_signal(signal: libc::c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot, valid for
-    // the thread's lifetime; we put back what we found.
-    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the slot is valid for the thread's lifetime; we put back what
+    // we found.
+    let errno = unsafe { *errno_slot() };
     handle(signal);
     // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    unsafe { *errno_slot() = errno };
 }
 
 fn handle(signal: libc::c_int) {
