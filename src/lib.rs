@@ -65,6 +65,8 @@ pub mod metrics;
 #[cfg(not(gs_loom))]
 mod phase;
 #[cfg(not(gs_loom))]
+mod reconnect_spread;
+#[cfg(not(gs_loom))]
 mod runtime;
 #[cfg(not(gs_loom))]
 mod seconds;
@@ -87,6 +89,10 @@ pub use error::{timeout_from_secs, Error};
 pub use hooks::{HookOrder, HookOutcome, HookReport};
 #[cfg(not(gs_loom))]
 pub use phase::{Phase, PhaseChange};
+#[cfg(not(gs_loom))]
+pub use reconnect_spread::{
+    nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
+};
 #[cfg(not(gs_loom))]
 pub use runtime::{RegistrationId, Runtime, StreamGuard};
 #[cfg(not(gs_loom))]

@@ -12,11 +12,13 @@
 mod metrics;
 mod sequence;
 mod status;
+mod stream_endings;
 mod streams;
 
 pub use metrics::*;
 pub use sequence::*;
 pub use status::*;
+pub use stream_endings::*;
 pub use streams::*;
 
 use crate::runtime::Runtime;
