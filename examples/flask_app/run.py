@@ -1,7 +1,7 @@
 """Serves the example app with Waitress through the last-call
 sequence. HOST, PORT, THREADS, SSE_HEARTBEAT_SECONDS, TASK_WORKERS,
 MAX_TASKS, TASK_KEEP_SECONDS, MAX_BODY_BYTES and the GS_* durations come
-from the environment, validated at start (``app/settings.py``).
+from the environment, validated at start (``settings.py``).
 
 A SIGTERM during start-up (the imports below take a few hundred ms) ends the
 process with status 0: nothing is served yet, so nothing is cut. The
@@ -26,19 +26,24 @@ signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
 
 import logging  # noqa: E402 - after the early signal handling, on purpose
 
+from settings import SettingsError, from_env  # noqa: E402
+
+# Validated before the app is imported: its container reads the same
+# variables when its module loads, and would fail without naming them well.
+try:
+    SETTINGS = from_env()
+except SettingsError as _error:
+    print(f"run.py: {_error}", file=sys.stderr)
+    sys.exit(2)
+
 from app import create_app  # noqa: E402
-from app.settings import SettingsError, from_env  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
-    try:
-        settings = from_env()
-    except SettingsError as error:
-        print(f"run.py: {error}", file=sys.stderr)
-        sys.exit(2)
+    settings = SETTINGS
     app = create_app()
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))

@@ -104,18 +104,21 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn start_task(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    if !is_json(&headers) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be sent as Content-Type: application/json",
-        );
-    }
+    // Read (within the limit) before answering: closing a socket with an
+    // unread request in it resets the connection, and the client could lose
+    // the answer.
     let Ok(body) = to_bytes(body, state.max_body).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body must be at most {} bytes", state.max_body),
         );
     };
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be sent as Content-Type: application/json",
+        );
+    }
     let (steps, step) = match parse_task(&body) {
         Ok(task) => task,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
