@@ -31,9 +31,9 @@ from .errors import (
     ReentrantCallError,
 )
 from .phase import Phase, SecondSignal
-from .sse import StreamKind
 from .protocol import PhaseCallback, ShutdownHook, ShutdownManager, SignalHandler
 from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
+from .sse import StreamKind
 from .status import Status
 
 logger = logging.getLogger("last_call")

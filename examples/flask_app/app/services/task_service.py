@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
-import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -94,7 +94,8 @@ class Task:
         the worker stops at its next step). Returns that event as SSE text,
         or "" if the task had already ended."""
         self.cancelled = True
-        event_id = self.publish(TASK_FAILED, {"reason": "shutdown", "error": "the server shut down before the task finished"})
+        reason = {"reason": "shutdown", "error": "the server shut down before the task finished"}
+        event_id = self.publish(TASK_FAILED, reason)
         return sse_text(self.history[event_id - 1], event_id) if event_id else ""
 
     def unsubscribe(self, subscriber: queue.Queue) -> None:
