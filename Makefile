@@ -116,6 +116,7 @@ bench: setup python
 	$(CARGO) bench --bench signal_to_exit
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
+	$(PYTHON) benches/task_flood.py --posts 20000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh
