@@ -148,6 +148,7 @@ bench: setup python
 	$(MAKE) bench-portable
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
+	$(PYTHON) benches/task_flood.py --posts 20000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

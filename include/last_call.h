@@ -40,6 +40,29 @@
 #define GS_HOOK_WITH_PREVIOUS 1
 
 /**
+ * Resumable: any pod can serve the stream; it is told to reconnect, at its
+ * own moment of the close notice. (A `gs_stream_kind` value.)
+ */
+#define GS_STREAM_RESUMABLE 0
+
+/**
+ * Pod-bound: only this process can serve it (a task in its memory); it
+ * gets the host's final event at once and is never sent to another pod.
+ */
+#define GS_STREAM_POD_BOUND 1
+
+/**
+ * Spread the nudges of resumable streams uniformly over the close notice
+ * (the default). (A `gs_set_reconnect_spread` value.)
+ */
+#define GS_RECONNECT_SPREAD 0
+
+/**
+ * Nudge every resumable stream at the start of ClosingStreams.
+ */
+#define GS_RECONNECT_ALL_AT_ONCE 1
+
+/**
  * At most this many streams may be active at once.
  */
 #define GS_MAX_ACTIVE_STREAMS ((1 << 24) - 1)
@@ -471,6 +494,29 @@ const char *gs_status_message(uint32_t status);
  * must be NULL or valid for one write.
  */
 enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_length);
+
+/**
+ * Draws when a stream of `kind` (`GS_STREAM_RESUMABLE` or
+ * `GS_STREAM_POD_BOUND`) should end, in seconds from now, into
+ * `*seconds_out`: `INFINITY` before ClosingStreams (keep streaming); once
+ * it has begun, 0 for a pod-bound stream (send the final event and end)
+ * and, for a resumable one, the time until a freshly drawn, uniformly
+ * jittered moment of the nudge window (0 with `GS_RECONNECT_ALL_AT_ONCE`).
+ * Each call after ClosingStreams began draws anew: call it once per
+ * stream, then count down. `GS_ERR_INVALID_ARGUMENT` for an unknown kind
+ * or a NULL pointer.
+ *
+ * # Safety
+ * `seconds_out` must be NULL or point to a writable `double`.
+ */
+enum gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
+
+/**
+ * Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the
+ * default) or `GS_RECONNECT_ALL_AT_ONCE`. `GS_ERR_INVALID_ARGUMENT` for
+ * any other value.
+ */
+enum gs_status gs_set_reconnect_spread(uint32_t spread);
 
 /**
  * The library version, as a static NUL-terminated string ("0.1.0").

@@ -66,6 +66,7 @@ pub mod metrics;
 mod phase;
 #[cfg(not(gs_loom))]
 pub mod probes;
+mod reconnect_spread;
 #[cfg(not(gs_loom))]
 mod runtime;
 #[cfg(not(gs_loom))]
@@ -91,6 +92,9 @@ pub use hooks::{HookOrder, HookOutcome, HookReport};
 pub use phase::{Phase, PhaseChange};
 #[cfg(not(gs_loom))]
 pub use probes::{ProbeOptions, ReadinessReport};
+pub use reconnect_spread::{
+    nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
+};
 #[cfg(not(gs_loom))]
 pub use runtime::{RegistrationId, Runtime, StreamGuard};
 #[cfg(not(gs_loom))]

@@ -14,11 +14,12 @@ use crate::listeners::{self, Listener};
 use crate::log::warn;
 use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
 use crate::probes::{Heartbeat, ProbeListener, ProbeOptions, ReadinessCheck};
+use crate::reconnect_spread::StreamKind;
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -65,6 +66,8 @@ pub(crate) struct Inner {
     sequence_pid: AtomicI32,
     delivery_pid: AtomicI32,
     watchdog_pid: AtomicI32,
+    /// The [`crate::ReconnectSpread`] in force (see `reconnect_spread.rs`).
+    pub(crate) reconnect_spread: AtomicU8,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -125,6 +128,7 @@ impl Runtime {
                 sequence_pid: AtomicI32::new(0),
                 delivery_pid: AtomicI32::new(0),
                 watchdog_pid: AtomicI32::new(0),
+                reconnect_spread: AtomicU8::new(0),
             }),
         }
     }
@@ -151,11 +155,23 @@ impl Runtime {
 
     // ----- stream accounting (the hot path) -----
 
-    /// Counts a stream until the returned guard is dropped.
+    /// Counts a [resumable](StreamKind::Resumable) stream until the
+    /// returned guard is dropped.
     #[inline]
     pub fn begin_stream(&self) -> Result<StreamGuard<'_>, Error> {
+        self.begin_stream_of(StreamKind::Resumable)
+    }
+
+    /// Counts a stream of `kind` until the returned guard is dropped; the
+    /// guard tells the stream when to end ([`StreamGuard::end_in`]).
+    #[inline]
+    pub fn begin_stream_of(&self, kind: StreamKind) -> Result<StreamGuard<'_>, Error> {
         self.inner.streams.begin()?;
-        Ok(StreamGuard { runtime: self })
+        Ok(StreamGuard {
+            runtime: self,
+            kind,
+            moment: None,
+        })
     }
 
     /// Counts one more active stream (pair it with
@@ -432,6 +448,7 @@ impl Runtime {
             shared.running_hooks.clear();
             shared.watchdog = None;
             shared.readiness_checks.clear();
+            self.set_reconnect_spread(crate::ReconnectSpread::Spread);
             std::mem::take(&mut shared.listeners)
         };
         self.inner.heartbeat.clear();
@@ -688,6 +705,30 @@ impl Inner {
 #[derive(Debug)]
 pub struct StreamGuard<'a> {
     runtime: &'a Runtime,
+    kind: StreamKind,
+    /// This stream's moment to end, drawn at the first
+    /// [`StreamGuard::end_in`] in ClosingStreams.
+    moment: Option<Mono>,
+}
+
+impl StreamGuard<'_> {
+    /// The kind the stream was opened as.
+    pub fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
+    /// `None` while the stream should go on; once ClosingStreams has begun,
+    /// how long it may still run: zero for a pod-bound stream (send the
+    /// host's final event and end), the time left until its own moment of
+    /// the nudge window for a resumable one (then send the reconnect hint
+    /// and end). The moment is drawn once per stream (see
+    /// `reconnect_spread.rs`); later calls count down to it.
+    pub fn end_in(&mut self) -> Option<Duration> {
+        if self.moment.is_none() {
+            self.moment = self.runtime.draw_moment(self.kind);
+        }
+        self.moment.map(|at| Mono::now().until(at))
+    }
 }
 
 impl Drop for StreamGuard<'_> {

@@ -141,14 +141,23 @@ fn the_c_host_answers_probes_on_the_runtime_port_until_it_exits() {
         ],
     ));
     let line = child.wait_for_line("probes on http://", LONG);
-    let addr: std::net::SocketAddr = line.trim().trim_start_matches("probes on http://").parse().unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("probes on http://")
+        .parse()
+        .unwrap();
     child.wait_for_line("serving: pid", LONG);
     let get = |path: &str| common::request(addr, "GET", path, &[]);
     assert_eq!(get("/readyz").0, 200);
     assert_eq!(get("/healthz").1, "alive\n");
     assert!(get("/metrics").1.contains("gs_active_streams 2"));
     assert_eq!(common::request(addr, "POST", "/drain", &[]).0, 401);
-    let drained = common::request(addr, "POST", "/drain", &[("authorization", "Bearer c-t0ken")]);
+    let drained = common::request(
+        addr,
+        "POST",
+        "/drain",
+        &[("authorization", "Bearer c-t0ken")],
+    );
     assert_eq!(drained.0, 200);
     assert_eq!(get("/readyz").1, "draining\n");
     ChildProcess::signal(child.pid(), libc::SIGTERM);

@@ -19,7 +19,7 @@ FINAL_EVENT_TYPES = ("task_completed", "task_failed")
 class StreamResult:
     """What one SSE stream delivered, with arrival times (time.monotonic)."""
 
-    events: List[dict] = field(default_factory=list)  # {"at", "event", "data", "retry"}
+    events: List[dict] = field(default_factory=list)  # {"at", "event", "data", "retry", "id"}
     error: Optional[str] = None
     ended_at: Optional[float] = None
 
@@ -60,7 +60,7 @@ def follow_stream(
         with httpx_sse.connect_sse(client, "GET", stream_url) as source:
             source.response.raise_for_status()
             for sse in source.iter_sse():
-                event = {"at": time.monotonic(), "event": sse.event, "data": sse.data, "retry": sse.retry}
+                event = {"at": time.monotonic(), "event": sse.event, "data": sse.data, "retry": sse.retry, "id": sse.id}
                 result.events.append(event)
                 if on_event is not None:
                     on_event(event)

@@ -1,8 +1,15 @@
 """Serves the example app with Waitress through the last-call
 sequence. HOST, PORT, THREADS, EXPECTED_STREAMS (the streams one pod should
-carry; serve() warns when THREADS cannot hold them) and the GS_* settings
-(GS_PROBE_ADDR starts the runtime's probe listener) come from the
-environment.
+carry; serve() warns when THREADS cannot hold them), SSE_HEARTBEAT_SECONDS,
+TASK_WORKERS, MAX_TASKS, TASK_KEEP_SECONDS, MAX_BODY_BYTES and the GS_*
+settings (GS_PROBE_ADDR starts the runtime's probe listener) come from the
+environment, validated at start (``settings.py``).
+
+A SIGTERM during start-up (the imports below take a few hundred ms) ends the
+process with status 0: nothing is served yet, so nothing is cut. The
+handler for that is installed first, before the slow imports; ``serve``
+then replaces it with the runtime's own handling. Between the two there are
+only a few Python statements, no import.
 
 LAST_CALL_DISABLED=1 serves it with plain ``waitress.serve`` and no
 signal handling: the default SIGTERM behaviour (the process dies at once),
@@ -12,32 +19,51 @@ the baseline the rolling-update harness compares against.
     python run.py
 """
 
-import logging
 import os
+import signal
 import sys
 
-from app import create_app
-from last_call.waitress import serve
+# First of all: the early SIGTERM handling (see above).
+signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+
+import logging  # noqa: E402 - after the early signal handling, on purpose
+
+from settings import SettingsError, from_env  # noqa: E402
+
+# Validated before the app is imported: its container reads the same
+# variables when its module loads, and would fail without naming them well.
+try:
+    SETTINGS = from_env()
+except SettingsError as _error:
+    print(f"run.py: {_error}", file=sys.stderr)
+    sys.exit(2)
+
+from app import create_app  # noqa: E402
+from last_call.waitress import serve  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
+    settings = SETTINGS
     app = create_app()
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
-    threads = int(os.environ.get("THREADS", "16"))
+    threads = settings.threads
     if os.environ.get("LAST_CALL_DISABLED") == "1":
         import waitress
 
-        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))
-        waitress.serve(app, host=host, port=port, threads=threads)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
+        waitress.serve(app, host=settings.host, port=settings.port, threads=threads)
         sys.exit(0)
     expected = os.environ.get("EXPECTED_STREAMS")
+    # The runtime's handling replaces the early one (it chains handlers
+    # installed before it, so the early one must go first).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     serve(
         app,
-        host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8080")),
+        host=settings.host,
+        port=settings.port,
         threads=threads,
         expected_streams=int(expected) if expected else None,
     )

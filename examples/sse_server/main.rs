@@ -8,24 +8,24 @@
 //! ```
 //!
 //! `HOST` (127.0.0.1), `PORT` (8080; 0 picks a free one), `GS_*` durations,
-//! `GS_DRAIN_TOKEN`, `SSE_HEARTBEAT_SECONDS` (1) come from the environment.
+//! `GS_DRAIN_TOKEN`, `SSE_HEARTBEAT_SECONDS` (1), `MAX_TASKS` (500),
+//! `TASK_KEEP_SECONDS` (300) and `MAX_BODY_BYTES` (65536) come from the
+//! environment, validated at start (`settings.rs`).
 //! The shutdown is the crate's: SIGTERM handling, phase notifications and
 //! shutdown hooks, not a separate `tokio::signal` path.
 //! `LAST_CALL_DISABLED=1` leaves SIGTERM to its default (the process
 //! dies at once): the baseline of the rolling-update harness.
 
 mod routes;
+mod settings;
 mod tasks;
 
 use last_call::{install_signal_handlers, Config, Phase, Runtime};
 use routes::{router, AppState};
+use settings::Settings;
 use std::time::Duration;
-use tasks::Tasks;
+use tasks::{Limits, Tasks};
 use tokio::sync::watch;
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 fn fail(message: String) -> ! {
     eprintln!("sse_server: {message}");
@@ -34,44 +34,50 @@ fn fail(message: String) -> ! {
 
 fn main() {
     let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
-    let heartbeat = env_or("SSE_HEARTBEAT_SECONDS", "1")
-        .parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or_else(|| {
-            fail("invalid SSE_HEARTBEAT_SECONDS: expected a positive number of seconds".into())
-        });
-    raise_open_file_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail(format!("cannot start tokio: {e}")));
-    let code = runtime.block_on(serve(config, heartbeat));
-    // Do not wait for stray connections' tasks: the sequence is over.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    std::process::exit(code);
-}
-
-async fn serve(config: Config, heartbeat: Duration) -> i32 {
-    let gs = Runtime::global();
+    // First, before anything slow: a SIGTERM during start-up then starts
+    // the sequence (and ends in exit 0) instead of killing the process.
     if std::env::var("LAST_CALL_DISABLED").as_deref() != Ok("1") {
         if let Err(e) = install_signal_handlers(config) {
             fail(e.to_string());
         }
     }
+    let settings = Settings::from_env().unwrap_or_else(|e| fail(e));
+    raise_open_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(format!("cannot start tokio: {e}")));
+    let code = runtime.block_on(serve(settings));
+    // Do not wait for stray connections' tasks: the sequence is over.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
 
-    // Phase changes, from the runtime's thread into async code.
+async fn serve(settings: Settings) -> i32 {
+    let gs = Runtime::global();
+    let tasks = Tasks::new(Limits {
+        max_tasks: settings.max_tasks,
+        keep_finished: settings.keep_finished,
+    });
+
+    // Phase changes, from the runtime's thread into async code. At
+    // ClosingStreams the running tasks are cancelled: their streams are
+    // pod-bound and end with `task_failed`, reason `shutdown`.
     let (phase_sender, phase) = watch::channel(gs.phase());
-    gs.on_phase(move |change| {
-        phase_sender.send_replace(change.to);
-        eprintln!("sse_server: phase {} -> {}", change.from, change.to);
-    })
-    .unwrap_or_else(|e| fail(e.to_string()));
+    {
+        let tasks = tasks.clone();
+        gs.on_phase(move |change| {
+            if change.to == Phase::ClosingStreams {
+                tasks.cancel_running();
+            }
+            phase_sender.send_replace(change.to);
+            eprintln!("sse_server: phase {} -> {}", change.from, change.to);
+        })
+        .unwrap_or_else(|e| fail(e.to_string()));
+    }
 
     // Stopping runs the hooks in this order: the tasks first (wait for the
     // running ones within the time left), then the HTTP server.
-    let tasks = Tasks::default();
     let handle = tokio::runtime::Handle::current();
     {
         let tasks = tasks.clone();
@@ -94,7 +100,8 @@ async fn serve(config: Config, heartbeat: Duration) -> i32 {
         drain_token: std::env::var("GS_DRAIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
-        heartbeat,
+        heartbeat: settings.heartbeat,
+        max_body: settings.max_body,
     };
     // The runtime's own probe listener (GS_PROBE_ADDR), and the liveness
     // heartbeat from this server's tokio runtime: a task that only runs if
@@ -112,7 +119,7 @@ async fn serve(config: Config, heartbeat: Duration) -> i32 {
             }
         });
     }
-    let address = format!("{}:{}", env_or("HOST", "127.0.0.1"), env_or("PORT", "8080"));
+    let address = format!("{}:{}", settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {address}: {e}")));

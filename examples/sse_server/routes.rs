@@ -1,26 +1,27 @@
 //! The example-server HTTP contract (see the README), on axum.
 
-use crate::tasks::{Tasks, FINAL_EVENTS};
+use crate::tasks::{Published, Refused, Tasks};
 use async_stream::stream;
-use axum::body::Bytes;
+use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use last_call::{metrics, Phase, Runtime};
+use last_call::{metrics, Phase, Runtime, StreamKind};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-/// Told to clients refused while draining: by then another pod is ready.
+/// Told to clients refused while draining or full: by then another pod is
+/// ready, or finished tasks have been forgotten.
 const RETRY_AFTER_SECONDS: u64 = 2;
 /// How long browsers wait before reconnecting after the reconnect event.
 const RECONNECT_RETRY: Duration = Duration::from_millis(1000);
-const MAX_STEPS: u64 = 10_000;
-const MAX_STEP_SECONDS: f64 = 60.0;
+pub const MAX_STEPS: u64 = 1_000;
+pub const MAX_STEP_SECONDS: f64 = 60.0;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,12 +31,15 @@ pub struct AppState {
     pub phase: watch::Receiver<Phase>,
     pub drain_token: Option<String>,
     pub heartbeat: Duration,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/tasks", post(start_task))
         .route("/api/tasks/{id}/stream", get(stream_task))
+        .route("/api/events", get(stream_feed))
         .route("/readyz", get(readyz))
         .route("/healthz", get(healthz))
         .route("/drain", post(drain))
@@ -47,6 +51,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+fn unavailable(message: &str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response {
     (
         status,
@@ -56,8 +68,9 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `{"steps": int 1..=10000, "step_seconds": number 0..=60}`, as the Flask
-/// app checks it (a bool is not a number there either).
+/// `{"steps": int 1..=MAX_STEPS, "step_seconds": number 0..=60}`, as the
+/// Flask app checks it (a bool is not a number there either). serde_json
+/// refuses nesting deeper than 128, so pathological JSON is a 400 too.
 fn parse_task(body: &[u8]) -> Result<(u64, Duration), String> {
     let value: Value = serde_json::from_slice(body).map_err(|_| {
         "the body must be a JSON object: {\"steps\": int, \"step_seconds\": float}".to_owned()
@@ -81,22 +94,43 @@ fn parse_task(body: &[u8]) -> Result<(u64, Duration), String> {
     Ok((steps, Duration::from_secs_f64(step_seconds)))
 }
 
-async fn start_task(State(state): State<AppState>, body: Bytes) -> Response {
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn start_task(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // Read (within the limit) before answering: closing a socket with an
+    // unread request in it resets the connection, and the client could lose
+    // the answer.
+    let Ok(body) = to_bytes(body, state.max_body).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body must be at most {} bytes", state.max_body),
+        );
+    };
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be sent as Content-Type: application/json",
+        );
+    }
     let (steps, step) = match parse_task(&body) {
         Ok(task) => task,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     if state.runtime.is_draining() {
-        let mut response = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is draining; start the task on another instance",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        return response;
+        return unavailable("the server is draining; start the task on another instance");
     }
-    let task = state.tasks.start(steps, step);
+    let task = match state.tasks.start(steps, step) {
+        Ok(task) => task,
+        Err(Refused::Full) => return unavailable("too many tasks are held; retry later"),
+        Err(Refused::ShutDown) => return unavailable("the server is shutting down"),
+    };
     let stream_url = format!("/api/tasks/{}/stream", task.id);
     (
         StatusCode::ACCEPTED,
@@ -105,50 +139,134 @@ async fn start_task(State(state): State<AppState>, body: Bytes) -> Response {
         .into_response()
 }
 
-async fn stream_task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Some(task) = state.tasks.get(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("no task {id}"));
-    };
-    // Counted from here until the body is dropped: at its end, or as soon
-    // as hyper notices the client has gone (the next write fails).
-    let guard = match state.runtime.begin_stream() {
-        Ok(guard) => guard,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    let mut published = task.subscribe();
-    let mut phase = state.phase.clone();
-    let events = stream! {
-        let _guard = guard;
-        let mut next = 0;
-        loop {
-            while let Some(event) = task.event(next) {
-                next += 1;
-                let last = FINAL_EVENTS.contains(&event["event_type"].as_str().unwrap_or(""));
-                yield Ok::<Event, Infallible>(Event::default().event("task_event").data(event.to_string()));
-                if last {
-                    return;
-                }
-            }
-            if *phase.borrow() >= Phase::ClosingStreams {
-                yield Ok(Event::default()
-                    .retry(RECONNECT_RETRY)
-                    .event("reconnect")
-                    .data(json!({"reason": "server shutting down", "retry_ms": RECONNECT_RETRY.as_millis()}).to_string()));
-                return;
-            }
-            tokio::select! {
-                changed = published.changed() => if changed.is_err() { return },
-                _ = phase.wait_for(|p| *p >= Phase::ClosingStreams) => {}
-            }
-        }
-    };
+/// The `Last-Event-ID` a reconnecting EventSource sends; 0 (from the start)
+/// when absent or not a number.
+fn last_event_id(headers: &HeaderMap) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn task_event(event: &Published) -> Event {
+    Event::default()
+        .id(event.id.to_string())
+        .event("task_event")
+        .data(&*event.json)
+}
+
+fn sse_response<S>(events: S, heartbeat: Duration) -> Response
+where
+    S: futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat"))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response();
     let headers = response.headers_mut();
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// A task's stream: pod-bound (only this process has the task). Replays the
+/// events after `Last-Event-ID`, then follows the task to its final event.
+/// At ClosingStreams the task is cancelled (see `main.rs`), so the final
+/// event is `task_failed` with reason `shutdown`: never a reconnect hint,
+/// which would send the client to a pod that has no such task.
+async fn stream_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(task) = state.tasks.get(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("no task {id}"));
+    };
+    // Counted from here until the body is dropped: at its end, or as soon
+    // as hyper notices the client has gone (the next write fails).
+    let guard = match state.runtime.begin_stream_of(StreamKind::PodBound) {
+        Ok(guard) => guard,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let mut published = task.subscribe();
+    let mut next = last_event_id(&headers).saturating_add(1);
+    let events = stream! {
+        let _guard = guard;
+        loop {
+            while let Some(event) = task.event(next) {
+                next += 1;
+                yield Ok::<Event, Infallible>(task_event(&event));
+                if event.final_event {
+                    return;
+                }
+            }
+            if published.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    sse_response(events, state.heartbeat)
+}
+
+/// Returns once the phase is ClosingStreams or later (or the runtime's
+/// listener is gone); holds no borrow of the phase across an await.
+async fn closing(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase
+        .wait_for(|p| *p >= Phase::ClosingStreams)
+        .await
+        .map(|_| ());
+}
+
+/// Every task event of this pod: resumable (a reconnect starts afresh on
+/// whichever pod it reaches). At ClosingStreams each stream is told to
+/// reconnect at its own moment of the close notice (the reconnect spread),
+/// with `retry:` and the last event's `id:`.
+async fn stream_feed(State(state): State<AppState>) -> Response {
+    let mut guard = match state.runtime.begin_stream_of(StreamKind::Resumable) {
+        Ok(guard) => guard,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let mut feed = state.tasks.feed();
+    let mut phase = state.phase.clone();
+    let events = stream! {
+        let mut last_id: Option<u64> = None;
+        let mut end_at: Option<tokio::time::Instant> = None;
+        loop {
+            if end_at.is_none() {
+                end_at = guard.end_in().map(|d| tokio::time::Instant::now() + d);
+            }
+            let until_end = async {
+                match end_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(event) => {
+                        last_id = Some(event.id);
+                        yield Ok::<Event, Infallible>(task_event(&event));
+                    }
+                    // A slow reader skips what it missed: a live view.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = closing(&mut phase), if end_at.is_none() => {}
+                () = until_end => {
+                    let mut event = Event::default()
+                        .retry(RECONNECT_RETRY)
+                        .event("reconnect")
+                        .data(json!({"reason": "server shutting down", "retry_ms": RECONNECT_RETRY.as_millis()}).to_string());
+                    if let Some(id) = last_id {
+                        event = event.id(id.to_string());
+                    }
+                    yield Ok(event);
+                    return;
+                }
+            }
+        }
+    };
+    sse_response(events, state.heartbeat)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -231,8 +349,11 @@ mod tests {
             br#"{"steps": 3, "step_seconds": true}"#,
             br#"{"steps": 3}"#,
             br#"{"steps": 2.5, "step_seconds": 1}"#,
+            br#"{"steps": 1001, "step_seconds": 1}"#,
         ] {
             assert!(parse_task(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_task(deep.as_bytes()).is_err());
     }
 }

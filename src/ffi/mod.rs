@@ -13,12 +13,14 @@ mod metrics;
 mod probes;
 mod sequence;
 mod status;
+mod stream_endings;
 mod streams;
 
 pub use metrics::*;
 pub use probes::*;
 pub use sequence::*;
 pub use status::*;
+pub use stream_endings::*;
 pub use streams::*;
 
 use crate::runtime::Runtime;

@@ -237,7 +237,11 @@ pub fn request(
         }
         let response = tokio::time::timeout(
             Duration::from_secs(10),
-            sender.send_request(builder.body(http_body_util::Empty::<hyper::body::Bytes>::new()).unwrap()),
+            sender.send_request(
+                builder
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap(),
+            ),
         )
         .await
         .expect("an answer in time")
@@ -252,4 +256,3 @@ pub fn request(
         (status, String::from_utf8_lossy(&body).into_owned(), kind)
     })
 }
-

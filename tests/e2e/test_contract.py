@@ -62,7 +62,10 @@ def test_tasks_in_flight_finish_after_sigterm_and_new_ones_are_refused(start_ser
     assert exited - sent < 15.0
 
 
-def test_a_task_longer_than_the_deadline_is_told_to_reconnect(start_server):
+def test_a_task_longer_than_the_deadline_ends_with_task_failed_at_closing_streams(start_server):
+    # Task streams are pod-bound: no other pod has the task, so the client is
+    # told the task failed (reason "shutdown") at ClosingStreams, never to
+    # reconnect (see test_stream_endings.py for the resumable kind).
     server = start_server(
         {
             "GS_DRAIN_DELAY_SECONDS": "0.5",
@@ -77,11 +80,11 @@ def test_a_task_longer_than_the_deadline_is_told_to_reconnect(start_server):
     sent = server.signal(signal.SIGTERM)
     thread.join(20)
     result = box["result"]
-    reconnect = result.reconnect
-    assert reconnect is not None, result.events
-    assert reconnect["retry"] and reconnect["retry"] > 0
-    # ClosingStreams at timeout - hook budget - close notice = 1 s.
-    assert 1.0 - 0.2 <= reconnect["at"] - sent < 4.0
+    assert result.reconnect is None, result.events
+    failed = result.events[-1]
+    assert json.loads(failed["data"])["data"]["reason"] == "shutdown"
+    # ClosingStreams at 4 - 1 - 2 = 1 s after the signal.
+    assert 1.0 - 0.2 <= failed["at"] - sent < 4.0
     assert not result.completed
     assert server.wait_exit(20) == 0
     assert time.monotonic() - sent < 4.0 + 2.0 + 1.0  # timeout + watchdog + slack

@@ -3,8 +3,10 @@ graceful shutdown from the last_call package."""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, jsonify
+from last_call import Phase
 from last_call.flask import GracefulShutdown
+from werkzeug.exceptions import HTTPException
 
 from .api.health import create_health_api
 from .api.tasks import tasks_api
@@ -16,8 +18,25 @@ def create_app(container: Container | None = None) -> Flask:
     container.wire()  # the API modules' Provide[...] resolve from this container
     manager = container.shutdown_manager()
     # The task service's shutdown runs in Stopping, after the streams.
-    manager.register_shutdown_hook("task-service", container.task_service().shutdown)
+    service = container.task_service()
+    manager.register_shutdown_hook("task-service", service.shutdown)
+
+    def cancel_running_tasks(_old: Phase, new: Phase) -> None:
+        # A task still running at ClosingStreams cannot be guaranteed to
+        # finish: it ends now, with task_failed (reason "shutdown").
+        if new == Phase.CLOSING_STREAMS:
+            service.cancel_running()
+
+    manager.on_phase(cancel_running_tasks)
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = container.config.max_body_bytes()
+
+    @app.errorhandler(HTTPException)
+    def json_error(error: HTTPException):
+        # Every HTTP error (413 for a body over the limit, 404, 405) answers
+        # JSON, as the contract says, not Werkzeug's HTML page.
+        return jsonify({"error": error.description}), error.code
+
     app.extensions["container"] = container
     # The extension makes @sse_stream count on this app's manager; the
     # health routes come from the wired health module instead.

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.services.task_service import InvalidOperationException, TaskService
+from app.services.task_service import ExecutorFullException, InvalidOperationException, TaskService
 from last_call import NoopGracefulShutdownManager
 
 
@@ -28,7 +28,7 @@ def service(manager):
 
 
 def _events(service, task):
-    return [json.loads(chunk.split("data: ", 1)[1]) for chunk in service.sse_events(task) if chunk.startswith("event:")]
+    return [json.loads(chunk.split("data: ", 1)[1]) for chunk in service.sse_events(task) if chunk.startswith("id:")]
 
 
 def test_a_task_publishes_started_progress_and_completed(service):
@@ -80,3 +80,30 @@ def test_a_late_subscriber_sees_every_event_from_the_first(service):
     while task.finished_at is None:
         time.sleep(0.01)
     assert next(e["event_type"] for e in _events(service, task)) == "task_started"
+
+
+def test_a_full_executor_refuses_and_every_accepted_task_runs(service):
+    # Two workers: a third task is refused, never queued to be dropped later.
+    first, second = service.start_task(1000, 0.05), service.start_task(1000, 0.05)
+    with pytest.raises(ExecutorFullException):
+        service.start_task(1, 0)
+    assert service.cancel_running() == 2
+    for task in (first, second):
+        assert task.history[-1]["event_type"] == "task_failed"
+        assert task.history[-1]["data"]["reason"] == "shutdown"
+
+
+def test_events_carry_ids_and_replay_after_one(service):
+    task = service.start_task(3, 0)
+    chunks = [c for c in service.sse_events(task) if c.startswith("id:")]
+    assert [c.split("\n", 1)[0] for c in chunks] == [f"id: {n}" for n in range(1, 6)]
+    replayed = [c for c in service.sse_events(task, after=3) if c.startswith("id:")]
+    assert replayed == chunks[3:]
+
+
+def test_cancel_for_shutdown_publishes_once(service):
+    task = service.start_task(1000, 0.05)
+    text = service.cancel_for_shutdown(task)
+    assert '"reason": "shutdown"' in text and text.startswith("id: ")
+    assert service.cancel_for_shutdown(task) == ""
+    assert [e["event_type"] for e in task.history].count("task_failed") == 1

@@ -37,6 +37,7 @@ from .manager import GracefulShutdownManager, NoopGracefulShutdownManager
 from .phase import Phase, SecondSignal
 from .protocol import ShutdownManager
 from .readiness import ReadinessReport
+from .sse import StreamKind
 from .status import Status
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "SecondSignal",
     "ShutdownManager",
     "Status",
+    "StreamKind",
     "TooManyStreamsError",
     "__version__",
     "native_version",

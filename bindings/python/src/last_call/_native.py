@@ -114,6 +114,8 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_remove_readiness_check": ([ctypes.c_uint64], c_status),
     "gs_configure": ([ctypes.POINTER(Config)], c_status),
     "gs_arm_exit_watchdog": ([], c_status),
+    "gs_stream_end_in": ([ctypes.c_uint32, ctypes.POINTER(ctypes.c_double)], c_status),
+    "gs_set_reconnect_spread": ([ctypes.c_uint32], c_status),
 }
 
 # --- loading -------------------------------------------------------------

@@ -33,7 +33,8 @@ from .errors import ConfigError
 from .manager import default_manager
 from .protocol import ShutdownManager
 from .readiness import ReadinessCheck
-from .wsgi import DEFAULT_RECONNECT_RETRY_MS, TrackedStream
+from .sse import StreamKind
+from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, TrackedStream
 
 __all__ = [
     "EXTENSION_KEY",
@@ -288,6 +289,8 @@ def sse_stream(
     *,
     manager: ShutdownManager | None = None,
     reconnect_retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
+    kind: StreamKind = StreamKind.RESUMABLE,
+    final_event: FinalEvent | None = None,
 ) -> View | Callable[[View], View]:
     """Decorates a Flask view that returns an SSE generator, a
     ``(generator, status[, headers])`` tuple, or a streamed Response: the
@@ -296,6 +299,12 @@ def sse_stream(
     ``text/event-stream`` (unless the view set a Content-Type),
     ``X-Accel-Buffering: no`` and ``Cache-Control: no-cache``. Other
     responses (a 404, say) pass through.
+
+    ``kind`` says what ClosingStreams does (``last_call.sse.StreamKind``):
+    a resumable stream is told to reconnect, at its own moment of the close
+    notice; a pod-bound one gets ``final_event`` and ends. A view whose
+    final event depends on the request returns ``track_stream(...)`` itself;
+    such a body is kept as it is.
 
     The manager is looked up at each request (``current_manager()``: the
     app's extension, else the process-wide one) unless one is given here."""
@@ -308,12 +317,15 @@ def sse_stream(
             if response is None:
                 return result
             runtime = manager if manager is not None else current_manager()
-            response.response = TrackedStream(
-                cast(Iterable[Any], response.response),
-                runtime,
-                request.environ,
-                reconnect_retry_ms=reconnect_retry_ms,
-            )
+            if not isinstance(response.response, TrackedStream):
+                response.response = TrackedStream(
+                    cast(Iterable[Any], response.response),
+                    runtime,
+                    request.environ,
+                    reconnect_retry_ms=reconnect_retry_ms,
+                    kind=kind,
+                    final_event=final_event,
+                )
             response.headers.update(SSE_HEADERS)
             return response
 

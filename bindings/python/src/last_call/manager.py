@@ -22,6 +22,7 @@ from .noop import NoopGracefulShutdownManager
 from .phase import Phase, SecondSignal
 from .protocol import PhaseCallback, ShutdownHook, ShutdownManager, SignalHandler
 from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
+from .sse import StreamKind
 from .status import Status
 
 __all__ = ["GracefulShutdownManager", "NoopGracefulShutdownManager", "default_manager"]
@@ -129,6 +130,22 @@ class GracefulShutdownManager:
     @property
     def streams_finished_total(self) -> int:
         return int(self._lib.gs_streams_finished_total())
+
+    def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:
+        """None while a stream of ``kind`` should go on (before
+        ClosingStreams); then the seconds it may still run: 0 for a
+        pod-bound stream, and for a resumable one the time until a freshly
+        drawn, uniformly jittered moment of the close notice (the reconnect
+        spread; 0 when all at once). Call it once per stream, then count
+        down (the stream wrapper does)."""
+        seconds = ctypes.c_double()
+        _native.check(self._lib.gs_stream_end_in(kind.native, ctypes.byref(seconds)))
+        return None if math.isinf(seconds.value) else seconds.value
+
+    def set_reconnect_spread(self, all_at_once: bool = False) -> None:
+        """``all_at_once=True`` nudges every resumable stream at the start
+        of ClosingStreams instead of spreading them over the close notice."""
+        _native.check(self._lib.gs_set_reconnect_spread(1 if all_at_once else 0))
 
     def wait_for_streams(self, timeout: float | None = None) -> bool:
         """Blocks until no stream is active (True) or ``timeout`` seconds

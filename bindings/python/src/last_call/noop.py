@@ -33,6 +33,7 @@ from .errors import (
 from .phase import Phase, SecondSignal
 from .protocol import PhaseCallback, ShutdownHook, ShutdownManager, SignalHandler
 from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
+from .sse import StreamKind
 from .status import Status
 
 logger = logging.getLogger("last_call")
@@ -91,6 +92,15 @@ class NoopGracefulShutdownManager:
         with self._lock:
             self._active += 1
             self._started += 1
+
+    def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:  # noqa: ARG002 - same signature as the real one
+        """None before ClosingStreams, then 0: the no-op manager has no
+        timeline to spread over, so every stream ends at once."""
+        return None if self._phase < Phase.CLOSING_STREAMS else 0.0
+
+    def set_reconnect_spread(self, all_at_once: bool = False) -> None:
+        """Accepted and ignored: the no-op manager always ends at once."""
+        del all_at_once
 
     def decrement_active_streams(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Protocol
 
 from .phase import Phase, SecondSignal
 from .readiness import ReadinessCheck, ReadinessReport
+from .sse import StreamKind
 
 PhaseCallback = Callable[[Phase, Phase], None]
 #: A shutdown hook gets the seconds left before the deadline and returns
@@ -33,6 +34,8 @@ class ShutdownManager(Protocol):
     @property
     def streams_finished_total(self) -> int: ...
     def wait_for_streams(self, timeout: float | None = None) -> bool: ...
+    def stream_end_in(self, kind: StreamKind = ...) -> float | None: ...
+    def set_reconnect_spread(self, all_at_once: bool = False) -> None: ...
 
     # ----- the phase -----
     def set_draining(self, draining: bool) -> None: ...

@@ -15,31 +15,66 @@ what survives the pitfalls measured against Waitress and Werkzeug:
   the server; the second is a no-op);
 * a stream never iterated: never counted.
 
-In ClosingStreams the wrapper ends the stream itself with an SSE ``retry:``
-line and an ``event: reconnect``, so the browser's EventSource reconnects
-(to another pod) instead of seeing a reset at SIGKILL. A generator must
-yield something (an event or a heartbeat comment) more often than the close
-notice, or the wrapper cannot get a word in.
+In ClosingStreams the wrapper ends the stream itself, by its kind
+(``last_call.sse.StreamKind``):
+
+* a **resumable** stream, at its own moment of the close notice (the
+  reconnect spread, drawn by the runtime), gets ``retry:``, the ``id:`` of
+  the last event it carried and ``event: reconnect``, so the browser's
+  EventSource reconnects to another pod, resuming after that id, instead of
+  seeing a reset at SIGKILL;
+* a **pod-bound** stream gets the host's ``final_event`` (if any) at once,
+  then ends; it is never told to reconnect, since no other pod can serve it.
+
+A generator must yield something (an event or a heartbeat comment) more
+often than the close notice, or the wrapper cannot get a word in.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from .manager import default_manager
 from .phase import Phase
 from .protocol import ShutdownManager
+from .sse import StreamKind
 
 #: How long browsers wait before reconnecting after the reconnect event.
 DEFAULT_RECONNECT_RETRY_MS = 1000
 
 
-def reconnect_event(retry_ms: int = DEFAULT_RECONNECT_RETRY_MS, reason: str = "server shutting down") -> bytes:
-    """The last event of a stream closed by the deadline."""
+#: A pod-bound stream's last words: SSE text, or a callable that returns it
+#: (called once, when ClosingStreams ends the stream).
+FinalEvent = Union[str, bytes, Callable[[], Union[str, bytes]]]
+
+#: An ``id:`` field at the start of a line of a chunk the stream yielded.
+_ID_LINE = re.compile(rb"(?:^|\n)id:[ ]?([^\r\n]*)")
+
+
+def reconnect_event(
+    retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
+    reason: str = "server shutting down",
+    last_event_id: str | None = None,
+) -> bytes:
+    """The last event of a resumable stream closed by the deadline: with
+    the id of the last event sent, so that the reconnect resumes after it."""
     data = json.dumps({"reason": reason, "retry_ms": retry_ms})
-    return f"retry: {retry_ms}\nevent: reconnect\ndata: {data}\n\n".encode()
+    id_line = f"id: {last_event_id}\n" if last_event_id is not None else ""
+    return f"retry: {retry_ms}\n{id_line}event: reconnect\ndata: {data}\n\n".encode()
+
+
+def _last_id_in(chunk: Any) -> str | None:
+    data = chunk.encode() if isinstance(chunk, str) else chunk
+    if not isinstance(data, (bytes, bytearray)):
+        return None
+    found = None
+    for match in _ID_LINE.finditer(data):
+        found = match.group(1).decode("utf-8", "replace")
+    return found
 
 
 class TrackedStream:
@@ -52,6 +87,8 @@ class TrackedStream:
         environ: Mapping[str, Any] | None = None,
         *,
         reconnect_retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
+        kind: StreamKind = StreamKind.RESUMABLE,
+        final_event: FinalEvent | None = None,
     ) -> None:
         if manager is None:
             manager = default_manager()
@@ -63,6 +100,12 @@ class TrackedStream:
         self._counted = False
         self._closed = False
         self._reconnect_sent = False
+        self.kind = StreamKind(kind)
+        self._final_event = final_event
+        #: The id of the last event this stream carried (None before any).
+        self.last_event_id: str | None = None
+        #: When this stream ends in ClosingStreams (time.monotonic), once drawn.
+        self._end_at: float | None = None
 
     def __iter__(self) -> TrackedStream:
         return self
@@ -82,16 +125,32 @@ class TrackedStream:
         if self._reconnect_sent:
             self.close()
             raise StopIteration
-        if self._manager.phase >= Phase.CLOSING_STREAMS:
+        if self._end_at is None and self._manager.phase >= Phase.CLOSING_STREAMS:
+            end_in = self._manager.stream_end_in(self.kind)
+            self._end_at = time.monotonic() + (end_in or 0.0)
+        if self._end_at is not None and time.monotonic() >= self._end_at:
             self._reconnect_sent = True
-            return reconnect_event(self._retry_ms)
+            return self._last_words()
         assert self._iterator is not None
         try:
-            return next(self._iterator)
+            chunk = next(self._iterator)
         except BaseException:
             # StopIteration (the natural end) or the generator's exception.
             self.close()
             raise
+        last_id = _last_id_in(chunk)
+        if last_id is not None:
+            self.last_event_id = last_id
+        return chunk
+
+    def _last_words(self) -> Any:
+        """What ClosingStreams ends this stream with, by its kind."""
+        if self.kind is StreamKind.RESUMABLE:
+            return reconnect_event(self._retry_ms, last_event_id=self.last_event_id)
+        final = self._final_event() if callable(self._final_event) else self._final_event
+        if final is None:
+            return b""
+        return final.encode() if isinstance(final, str) else final
 
     def close(self) -> None:
         """Ends the stream: closes the wrapped iterable and uncounts it,
@@ -123,5 +182,9 @@ def track_stream(
 ) -> TrackedStream:
     """Wraps a WSGI response body (an SSE generator) so that it is counted
     as one active stream while it is served. Pass the request's ``environ``
-    to end promptly when Waitress reports the client gone."""
+    to end promptly when Waitress reports the client gone, ``kind``
+    (``StreamKind.RESUMABLE``, the default, or ``StreamKind.POD_BOUND``) and,
+    for a pod-bound stream, the ``final_event`` it ends with in
+    ClosingStreams. Options: ``reconnect_retry_ms``, ``kind``,
+    ``final_event``."""
     return TrackedStream(iterable, manager, environ, **options)

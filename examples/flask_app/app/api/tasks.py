@@ -1,38 +1,63 @@
-"""The task API: start a demo task, stream its progress over SSE."""
+"""The task API: start a demo task, stream its progress over SSE, and this
+pod's feed of every task event.
+
+Bounded input: a body over the app's MAX_CONTENT_LENGTH is 413, a body not
+sent as ``application/json`` 415, JSON that is not a task (or nested too
+deep to parse) 400, all with a JSON ``{"error"}``. A task is refused with
+503 + Retry-After while draining and when the executor is full.
+"""
 
 from __future__ import annotations
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, jsonify, request, url_for
-from last_call.flask import sse_stream
+from last_call.flask import current_manager, sse_stream
+from last_call.sse import StreamKind, last_event_id
+from last_call.wsgi import track_stream
+from werkzeug.exceptions import BadRequest
 
 from ..services.container import Container
 from ..services.task_service import InvalidOperationException, TaskService
 
-#: Told to clients refused while draining: by then another pod is ready.
+#: Told to clients refused while draining or full: by then another pod is
+#: ready, or a worker is free.
 RETRY_AFTER_SECONDS = 2
-MAX_STEPS = 10_000
+MAX_STEPS = 1_000
 MAX_STEP_SECONDS = 60.0
 
-tasks_api = Blueprint("tasks", __name__, url_prefix="/api/tasks")
+tasks_api = Blueprint("tasks", __name__, url_prefix="/api")
 
 
-def _bad_request(message: str):
-    return jsonify({"error": message}), 400
+def _error(status: int, message: str):
+    return jsonify({"error": message}), status
 
 
-@tasks_api.post("")
+def _task_body() -> object:
+    """The request's JSON; raises BadRequest for anything unparsable,
+    including nesting deep enough to exhaust the parser's recursion."""
+    try:
+        return request.get_json(force=True)
+    except RecursionError as error:
+        raise BadRequest("the JSON is nested too deeply") from error
+
+
+@tasks_api.post("/tasks")
 @inject
 def start_task(service: TaskService = Provide[Container.task_service]):
-    body = request.get_json(silent=True)
+    if request.mimetype != "application/json":
+        return _error(415, "the body must be sent as Content-Type: application/json")
+    try:
+        body = _task_body()
+    except BadRequest:
+        body = None
     if not isinstance(body, dict):
-        return _bad_request("the body must be a JSON object: {\"steps\": int, \"step_seconds\": float}")
+        return _error(400, "the body must be a JSON object: {\"steps\": int, \"step_seconds\": float}")
     steps, step_seconds = body.get("steps"), body.get("step_seconds")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        return _bad_request(f"steps must be an integer from 1 to {MAX_STEPS}")
+        return _error(400, f"steps must be an integer from 1 to {MAX_STEPS}")
     number = isinstance(step_seconds, (int, float)) and not isinstance(step_seconds, bool)
     if not number or not 0 <= step_seconds <= MAX_STEP_SECONDS:
-        return _bad_request(f"step_seconds must be a number from 0 to {MAX_STEP_SECONDS}")
+        return _error(400, f"step_seconds must be a number from 0 to {MAX_STEP_SECONDS}")
     try:
         task = service.start_task(steps, float(step_seconds))
     except InvalidOperationException as error:
@@ -44,11 +69,32 @@ def start_task(service: TaskService = Provide[Container.task_service]):
     return jsonify({"task_id": task.task_id, "stream_url": stream_url}), 202
 
 
-@tasks_api.get("/<task_id>/stream")
+@tasks_api.get("/tasks/<task_id>/stream")
 @sse_stream
 @inject
 def stream_task(task_id: str, service: TaskService = Provide[Container.task_service]):
+    """Pod-bound: only this process has the task. Replays the events after
+    ``Last-Event-ID``; in ClosingStreams the task is cancelled and the stream
+    ends with its ``task_failed`` (reason ``shutdown``), never a reconnect."""
     task = service.get_task(task_id)
     if task is None:
-        return jsonify({"error": f"no task {task_id}"}), 404
-    return service.sse_events(task)
+        return _error(404, f"no task {task_id}")
+    after = last_event_id(request.environ)
+    start = int(after) if after is not None and after.isdigit() else 0
+    return track_stream(
+        service.sse_events(task, after=start),
+        current_manager(),
+        request.environ,
+        kind=StreamKind.POD_BOUND,
+        final_event=lambda: service.cancel_for_shutdown(task),
+    )
+
+
+@tasks_api.get("/events")
+@sse_stream(kind=StreamKind.RESUMABLE)
+@inject
+def stream_feed(service: TaskService = Provide[Container.task_service]):
+    """Resumable: every task event of this pod. A reconnect starts afresh on
+    whichever pod it reaches; in ClosingStreams each stream is told to
+    reconnect at its own moment of the close notice."""
+    return service.feed_events()

@@ -2,7 +2,8 @@
 shutdown manager is a singleton provider, the task service gets it
 injected, and the API modules are wired to the container (``@inject`` /
 ``Provide[...]``). Tests override ``shutdown_manager`` with the no-op
-manager (``container.shutdown_manager.override(...)``)."""
+manager (``container.shutdown_manager.override(...)``). The values are
+validated, naming the setting, by ``app.settings`` when ``run.py`` starts."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     config.task_workers.from_env("TASK_WORKERS", as_=int, default=8)
     config.heartbeat_seconds.from_env("SSE_HEARTBEAT_SECONDS", as_=float, default=1.0)
+    config.max_tasks.from_env("MAX_TASKS", as_=int, default=500)
+    config.keep_finished_seconds.from_env("TASK_KEEP_SECONDS", as_=float, default=300.0)
+    config.max_body_bytes.from_env("MAX_BODY_BYTES", as_=int, default=64 * 1024)
 
     shutdown_manager = providers.Singleton(GracefulShutdownManager)
 
@@ -26,4 +30,6 @@ class Container(containers.DeclarativeContainer):
         shutdown_manager,
         max_workers=config.task_workers,
         heartbeat_seconds=config.heartbeat_seconds,
+        max_tasks=config.max_tasks,
+        keep_finished_seconds=config.keep_finished_seconds,
     )

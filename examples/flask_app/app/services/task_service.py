@@ -9,6 +9,13 @@ draining rules:
 * ``shutdown(seconds_left)`` stops the executor and waits for running tasks
   within the time it is given; it is registered as a shutdown hook, so it
   runs in Stopping.
+
+Tasks are pod-bound (they live in this process): their ids are 128 random
+bits (``secrets``), at most ``max_tasks`` are held and finished ones are
+forgotten after ``keep_finished_seconds``; a task is accepted only when a
+worker is free (``ExecutorFullException`` otherwise, answered 503), so an
+accepted task always runs; at ClosingStreams ``cancel_for_shutdown`` ends
+every running task with ``task_failed``, reason ``shutdown``.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -36,6 +43,14 @@ class InvalidOperationException(Exception):
     """The operation is not allowed now (the pod is draining)."""
 
 
+class ExecutorFullException(InvalidOperationException):
+    """Every worker is busy, or the cap on held tasks is reached."""
+
+
+def sse_text(event: dict, event_id: int) -> str:
+    return f"id: {event_id}\nevent: task_event\ndata: {json.dumps(event)}\n\n"
+
+
 @dataclass
 class Task:
     task_id: str
@@ -47,26 +62,43 @@ class Task:
     subscribers: list[queue.Queue[dict]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def publish(self, event_type: str, data: dict) -> None:
+    cancelled: bool = False
+
+    def publish(self, event_type: str, data: dict) -> int:
+        """Appends an event (its SSE id is its position, from 1); returns the
+        id, or 0 if the task had already ended."""
         event = {"event_type": event_type, "task_id": self.task_id, "data": data}
         with self.lock:
+            if self.finished_at is not None:
+                return 0
             self.history.append(event)
+            event_id = len(self.history)
             if event_type in FINAL_EVENTS:
                 self.finished_at = time.monotonic()
             subscribers = list(self.subscribers)
         for subscriber in subscribers:
-            subscriber.put(event)
+            subscriber.put((event_id, event))
+        return event_id
 
-    def subscribe(self) -> queue.Queue[dict]:
-        """A queue that receives every event, from the first."""
-        subscriber: queue.Queue[dict] = queue.Queue()
+    def subscribe(self, after: int = 0) -> queue.Queue[tuple[int, dict]]:
+        """A queue that receives every event after id ``after``."""
+        subscriber: queue.Queue[tuple[int, dict]] = queue.Queue()
         with self.lock:
-            for event in self.history:
-                subscriber.put(event)
+            for index, event in enumerate(self.history[after:], start=after + 1):
+                subscriber.put((index, event))
             self.subscribers.append(subscriber)
         return subscriber
 
-    def unsubscribe(self, subscriber: queue.Queue[dict]) -> None:
+    def cancel_for_shutdown(self) -> str:
+        """Ends the task now with ``task_failed``, reason ``shutdown`` (once;
+        the worker stops at its next step). Returns that event as SSE text,
+        or "" if the task had already ended."""
+        self.cancelled = True
+        reason = {"reason": "shutdown", "error": "the server shut down before the task finished"}
+        event_id = self.publish(TASK_FAILED, reason)
+        return sse_text(self.history[event_id - 1], event_id) if event_id else ""
+
+    def unsubscribe(self, subscriber: queue.Queue) -> None:
         with self.lock:
             if subscriber in self.subscribers:
                 self.subscribers.remove(subscriber)
@@ -80,8 +112,13 @@ class TaskService:
         max_workers: int = 8,
         keep_finished_seconds: float = 300.0,
         heartbeat_seconds: float = 1.0,
+        max_tasks: int = 500,
     ) -> None:
         self._manager = shutdown_manager
+        self._max_workers = max_workers
+        self._max_tasks = max_tasks
+        self._feed: list[queue.Queue[tuple[int, dict]]] = []
+        self._feed_ids = 0
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="task")
         self._tasks: dict[str, Task] = {}
         self._futures = []
@@ -96,10 +133,15 @@ class TaskService:
         if self._manager.is_draining():
             raise InvalidOperationException("the server is draining; start the task on another instance")
         self.cleanup_completed_tasks()
-        task = Task(task_id=uuid.uuid4().hex, steps=steps, step_seconds=step_seconds)
+        task = Task(task_id=secrets.token_hex(16), steps=steps, step_seconds=step_seconds)
         with self._lock:
             if self._stopped.is_set():
                 raise InvalidOperationException("the task service has shut down")
+            self._futures = [f for f in self._futures if not f.done()]
+            if len(self._futures) >= self._max_workers:
+                raise ExecutorFullException("every task worker is busy; retry later")
+            if len(self._tasks) >= self._max_tasks:
+                raise ExecutorFullException("too many tasks are held; retry later")
             self._tasks[task.task_id] = task
             self._futures.append(self._executor.submit(self._run, task))
         return task
@@ -108,38 +150,86 @@ class TaskService:
         with self._lock:
             return self._tasks.get(task_id)
 
+    def _publish(self, task: Task, event_type: str, data: dict) -> None:
+        event_id = task.publish(event_type, data)
+        if event_id:
+            self._to_feed(task.history[event_id - 1])
+
+    def _to_feed(self, event: dict) -> None:
+        with self._lock:
+            self._feed_ids += 1
+            item = (self._feed_ids, event)
+            feed = list(self._feed)
+        for subscriber in feed:
+            subscriber.put(item)
+
     def _run(self, task: Task) -> None:
         try:
-            task.publish(TASK_STARTED, {"steps": task.steps})
+            self._publish(task, TASK_STARTED, {"steps": task.steps})
             for step in range(1, task.steps + 1):
-                if self._stopped.wait(task.step_seconds):
-                    raise InterruptedError("the task service shut down before the task finished")
+                if self._stopped.wait(task.step_seconds) or task.cancelled:
+                    self.cancel_for_shutdown(task)
+                    return
                 percent = round(100 * step / task.steps)
-                task.publish(PROGRESS_UPDATE, {"step": step, "steps": task.steps, "percent": percent})
-            task.publish(TASK_COMPLETED, {"steps": task.steps})
+                self._publish(task, PROGRESS_UPDATE, {"step": step, "steps": task.steps, "percent": percent})
+            self._publish(task, TASK_COMPLETED, {"steps": task.steps})
         except Exception as error:  # noqa: BLE001 - every failure is reported to the stream
             logger.warning("task %s failed: %s", task.task_id, error)
-            task.publish(TASK_FAILED, {"error": str(error)})
+            self._publish(task, TASK_FAILED, {"error": str(error)})
+
+    def cancel_for_shutdown(self, task: Task) -> str:
+        """Ends ``task`` with ``task_failed``, reason ``shutdown``; returns
+        that event's SSE text ("" if it had already ended)."""
+        text = task.cancel_for_shutdown()
+        if text:
+            self._to_feed(task.history[-1])
+        return text
+
+    def cancel_running(self) -> int:
+        """ClosingStreams: a running task cannot be guaranteed to finish, so
+        each is ended now, honestly. Returns how many were."""
+        with self._lock:
+            tasks = [t for t in self._tasks.values() if t.finished_at is None]
+        return sum(1 for task in tasks if self.cancel_for_shutdown(task))
 
     # ----- streaming -----
 
-    def sse_events(self, task: Task) -> Iterator[str]:
-        """The task's events as SSE text, with heartbeat comments while idle;
-        ends after the final event. Yields at least every heartbeat, so the
-        stream wrapper can end it promptly in ClosingStreams."""
-        subscriber = task.subscribe()
+    def sse_events(self, task: Task, after: int = 0) -> Iterator[str]:
+        """The task's events after id ``after`` as SSE text (each with its
+        ``id:``), with heartbeat comments while idle; ends after the final
+        event. Yields at least every heartbeat, so the stream wrapper can end
+        it promptly in ClosingStreams."""
+        subscriber = task.subscribe(after)
         try:
             while True:
                 try:
-                    event = subscriber.get(timeout=self.heartbeat_seconds)
+                    event_id, event = subscriber.get(timeout=self.heartbeat_seconds)
                 except queue.Empty:
                     yield ": heartbeat\n\n"
                     continue
-                yield f"event: task_event\ndata: {json.dumps(event)}\n\n"
+                yield sse_text(event, event_id)
                 if event["event_type"] in FINAL_EVENTS:
                     return
         finally:
             task.unsubscribe(subscriber)
+
+    def feed_events(self) -> Iterator[str]:
+        """Every task event of this pod from now on, with pod-wide ids and
+        heartbeats; never ends by itself (the stream wrapper ends it)."""
+        subscriber: queue.Queue[tuple[int, dict]] = queue.Queue()
+        with self._lock:
+            self._feed.append(subscriber)
+        try:
+            while True:
+                try:
+                    event_id, event = subscriber.get(timeout=self.heartbeat_seconds)
+                except queue.Empty:
+                    yield ": heartbeat\n\n"
+                    continue
+                yield sse_text(event, event_id)
+        finally:
+            with self._lock:
+                self._feed.remove(subscriber)
 
     # ----- housekeeping -----
 

@@ -1,0 +1,200 @@
+"""Issue 14, end to end on both example servers: unguessable task ids,
+event ids and Last-Event-ID replay, pod-bound task streams that end with
+task_failed (reason shutdown) instead of a reconnect, the reconnect spread
+of resumable streams, bounded input, the task cap, settings refused at start
+and an early SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+import hosts
+from contract_client import follow_stream, start_task
+from server_process import GS_VARIABLES, ServerProcess, eventually
+
+
+def _follow_in_background(url: str, path: str, headers=None):
+    box: dict = {}
+
+    def run():
+        with httpx.Client(base_url=url, timeout=30, headers=headers or {}) as client:
+            box["result"] = follow_stream(client, path)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_task_ids_differ_across_servers_and_restarts(start_server):
+    ids = set()
+    for _ in range(2):
+        server = start_server()
+        task_id = start_task(server.client, steps=1, step_seconds=0).json()["task_id"]
+        assert len(task_id) == 32 and int(task_id, 16) >= 0
+        ids.add(task_id)
+        server.close()
+    assert len(ids) == 2
+
+
+def test_every_event_has_an_id_and_last_event_id_replays_exactly_the_missed_ones(start_server):
+    server = start_server()
+    body = start_task(server.client, steps=5, step_seconds=0).json()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        full = follow_stream(client, body["stream_url"])
+    assert full.completed
+    ids = [e["id"] for e in full.events if e["event"] == "task_event"]
+    assert ids == [str(n) for n in range(1, 8)], ids  # started, 5 steps, completed
+    with httpx.Client(base_url=server.url, timeout=10, headers={"Last-Event-ID": "4"}) as client:
+        resumed = follow_stream(client, body["stream_url"])
+    assert [e["id"] for e in resumed.events if e["event"] == "task_event"] == ["5", "6", "7"]
+    assert resumed.task_events == full.task_events[4:]
+
+
+def test_a_task_running_at_closing_streams_fails_with_reason_shutdown_never_reconnect(start_server):
+    server = start_server(
+        {"GS_DRAIN_DELAY_SECONDS": "0.2", "GS_SHUTDOWN_TIMEOUT_SECONDS": "3", "GS_CLOSE_NOTICE_SECONDS": "1",
+         "GS_HOOK_BUDGET_SECONDS": "1", "SSE_HEARTBEAT_SECONDS": "0.1"}
+    )
+    body = start_task(server.client, steps=100, step_seconds=0.5).json()
+    thread, box = _follow_in_background(server.url, body["stream_url"])
+    eventually(lambda: server.client.get("/metrics", headers={"Accept": "application/json"}).json()["active_streams"] == 1)
+    server.signal(signal.SIGTERM)
+    thread.join(20)
+    result = box["result"]
+    assert result.reconnect is None, result.events
+    assert result.error is None, result.error
+    last = result.task_events[-1]
+    assert last["event_type"] == "task_failed" and last["data"]["reason"] == "shutdown", result.task_events
+    assert server.wait_exit(20) == 0
+
+
+@pytest.fixture(params=["rust"])
+def rust_server(request):
+    command, cwd = hosts.command(request.param)
+    started = []
+
+    def start(env):
+        server = ServerProcess(command, {"GS_EXIT_WATCHDOG_SECONDS": "2", **env}, cwd=cwd)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def _spread(server, streams: int):
+    """Opens `streams` feeds, sends SIGTERM, returns the reconnect events'
+    arrival times relative to the signal, and the notice window."""
+    threads = [_follow_in_background(server.url, "/api/events") for _ in range(streams)]
+    eventually(
+        lambda: server.client.get("/metrics", headers={"Accept": "application/json"}).json()["active_streams"] == streams,
+        timeout=20,
+    )
+    sent = server.signal(signal.SIGTERM)
+    arrivals = []
+    for thread, box in threads:
+        thread.join(30)
+        reconnect = box["result"].reconnect
+        assert reconnect is not None, box["result"].events
+        assert reconnect["retry"]
+        arrivals.append(reconnect["at"] - sent)
+    assert server.wait_exit(30) == 0
+    return sorted(arrivals)
+
+
+def test_resumable_streams_reconnect_spread_over_the_notice_window(rust_server):
+    # Timeout 8 s, hooks 2 s, notice 4 s: ClosingStreams at 2 s, margin 1 s,
+    # nudges from 2 s to 5 s.
+    server = rust_server(
+        {"GS_DRAIN_DELAY_SECONDS": "0.5", "GS_SHUTDOWN_TIMEOUT_SECONDS": "8", "GS_CLOSE_NOTICE_SECONDS": "4",
+         "GS_HOOK_BUDGET_SECONDS": "2", "SSE_HEARTBEAT_SECONDS": "1"}
+    )
+    arrivals = _spread(server, 200)
+    first, last = arrivals[0], arrivals[-1]
+    assert first >= 2.0 - 0.1, arrivals[:5]
+    assert last < 5.0 + 0.5, arrivals[-5:]
+    assert last - first >= 0.8 * 3.0, (first, last)  # covers most of the window
+    buckets: dict[int, int] = {}
+    for at in arrivals:
+        buckets[int((at - 2.0) / 0.1)] = buckets.get(int((at - 2.0) / 0.1), 0) + 1
+    mean = len(arrivals) / 30
+    assert max(buckets.values()) <= 4 * mean, buckets
+    print(f"spread: first {first:.3f} s, last {last:.3f} s, max per 100 ms {max(buckets.values())}, mean {mean:.1f}")
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status"),
+    [
+        ({"Content-Type": "text/plain"}, b'{"steps": 1, "step_seconds": 0}', 415),
+        ({}, b'{"steps": 1, "step_seconds": 0}', 415),
+        ({"Content-Type": "application/json"}, b'{"steps": 1, "step_seconds": 0, "pad": "' + b"x" * 70_000 + b'"}', 413),
+        ({"Content-Type": "application/json"}, b"[" * 30_000 + b"]" * 30_000, 400),
+        ({"Content-Type": "application/json"}, b'{"steps": 1001, "step_seconds": 0}', 400),
+        ({"Content-Type": "application/json"}, b'{"steps": 1, "step_seconds": 61}', 400),
+    ],
+    ids=["text-plain", "no-type", "too-large", "deep", "too-many-steps", "too-long-steps"],
+)
+def test_bad_input_gets_its_status_and_a_json_error_and_starts_nothing(start_server, headers, content, status):
+    server = start_server()
+    response = server.client.post("/api/tasks", content=content, headers=headers)
+    assert response.status_code == status, response.text[:200]
+    assert response.json()["error"]
+    metrics = server.client.get("/metrics", headers={"Accept": "application/json"}).json()
+    assert metrics["streams_started_total"] == 0
+
+
+def test_the_task_cap_answers_503_with_retry_after(start_server):
+    server = start_server({"MAX_TASKS": "3", "TASK_WORKERS": "3"})
+    codes = [start_task(server.client, steps=1, step_seconds=5).status_code for _ in range(4)]
+    assert codes == [202, 202, 202, 503]
+    refused = start_task(server.client, steps=1, step_seconds=0)
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert refused.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SSE_HEARTBEAT_SECONDS", "0"), ("SSE_HEARTBEAT_SECONDS", "nan"), ("SSE_HEARTBEAT_SECONDS", "-1"),
+     ("PORT", "99999"), ("MAX_TASKS", "0"), ("TASK_KEEP_SECONDS", "inf"), ("MAX_BODY_BYTES", "x")],
+)
+@pytest.mark.parametrize("host", hosts.NAMES)
+def test_a_bad_setting_refuses_to_start_naming_it(host, name, value):
+    command, cwd = hosts.command(host)
+    env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", name: value})
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert name in done.stderr
+
+
+def test_flask_refuses_zero_threads():
+    command, cwd = hosts.command("flask")
+    env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "THREADS": "0"})
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "THREADS" in done.stderr
+
+
+@pytest.mark.parametrize("host", hosts.NAMES)
+def test_sigterm_50_ms_after_start_exits_0(host):
+    command, cwd = hosts.command(host)
+    env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0.2"})
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
