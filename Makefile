@@ -149,6 +149,7 @@ bench: setup python
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
+	$(PYTHON) benches/probe_latency.py --probes 1000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

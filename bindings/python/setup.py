@@ -26,7 +26,7 @@ from setuptools_rust.build import build_rust
 
 # The build runs on every supported Python, 3.9 and 3.10 included (there the
 # build requirement tomli stands in for tomllib).
-if sys.version_info >= (3, 11):  # noqa: UP036
+if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
