@@ -72,15 +72,31 @@ struct worker {
 };
 
 /* One stream: begin, work for stream_seconds, end. The "work" is a wait for
- * ClosingStreams with a timeout, so a stream asked to close ends at once, as
- * an SSE handler would after sending its reconnect hint. */
+ * ClosingStreams with a timeout. Even workers hold resumable streams: asked
+ * to close, each waits for its own moment of the reconnect spread
+ * (gs_stream_end_in), then ends, as an SSE handler would after sending
+ * `retry:`, its last id and `event: reconnect`. Odd workers hold pod-bound
+ * streams: they end at once, as a handler would after its final event. */
 static void *stream_worker(void *arg) {
     struct worker *worker = arg;
+    uint32_t kind = worker->index % 2 == 0 ? GS_STREAM_RESUMABLE : GS_STREAM_POD_BOUND;
     worker->ok = check(gs_increment_active_streams(), "increment");
     pthread_barrier_wait(&streams_begun);
     gs_status waited = gs_wait_for_phase(GS_PHASE_CLOSING_STREAMS, worker->stream_seconds);
     const char *how = waited == GS_OK ? "asked to close" : "finished";
     worker->ok &= waited == GS_OK || waited == GS_TIMED_OUT;
+    if (waited == GS_OK) {
+        double end_in = 0.0;
+        worker->ok &= check(gs_stream_end_in(kind, &end_in), "stream_end_in");
+        worker->ok &= kind == GS_STREAM_POD_BOUND ? end_in == 0.0 : end_in >= 0.0 && end_in < 3600.0;
+        if (end_in > 0.0) {
+            struct timespec pause = {(time_t)end_in, (long)((end_in - (double)(time_t)end_in) * 1e9)};
+            while (nanosleep(&pause, &pause) != 0) {
+            }
+        }
+        printf("[%7.3f s] stream %d (%s) ends after %.3f s\n", elapsed_seconds(), worker->index,
+               kind == GS_STREAM_RESUMABLE ? "resumable: reconnect" : "pod-bound: final event", end_in);
+    }
     worker->ok &= check(gs_decrement_active_streams(), "decrement");
     printf("[%7.3f s] stream %d %s\n", elapsed_seconds(), worker->index, how);
     fflush(stdout);

@@ -1,0 +1,110 @@
+"""track_stream's endings in ClosingStreams, by the stream's kind, against
+the real runtime in this process (the plugin resets it around each test):
+a resumable stream gets retry:, its last id: and event: reconnect at its
+drawn moment; a pod-bound one gets the host's final event at once and is
+never told to reconnect."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from last_call import GracefulShutdownManager, Phase
+from last_call.sse import StreamKind
+from last_call.wsgi import track_stream
+
+
+@pytest.fixture
+def manager(monkeypatch: pytest.MonkeyPatch) -> GracefulShutdownManager:
+    # ClosingStreams 0.5 s after the start; the nudge window ends 0.25 s
+    # before the hooks' budget (margin: close notice / 4).
+    for name, value in {
+        "GS_DRAIN_DELAY_SECONDS": "0",
+        "GS_SHUTDOWN_TIMEOUT_SECONDS": "3",
+        "GS_CLOSE_NOTICE_SECONDS": "1",
+        "GS_HOOK_BUDGET_SECONDS": "1.5",
+        "GS_EXIT_WATCHDOG_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return GracefulShutdownManager()
+
+
+def ticks() -> Iterator[str]:
+    """An endless stream of events with ids, every 20 ms."""
+    number = 0
+    while True:
+        number += 1
+        time.sleep(0.02)
+        yield f"id: {number}\nevent: tick\ndata: {number}\n\n"
+
+
+def serve_in_background(stream: object) -> tuple[list[bytes | str], threading.Event]:
+    """Iterates `stream` as a WSGI server would, closing it at the end."""
+    chunks: list[bytes | str] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            for chunk in stream:  # type: ignore[attr-defined]
+                chunks.append(chunk)
+        finally:
+            stream.close()  # type: ignore[attr-defined]
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return chunks, done
+
+
+def text(chunk: bytes | str) -> str:
+    return chunk.decode() if isinstance(chunk, bytes) else chunk
+
+
+def test_a_resumable_stream_is_told_to_reconnect_after_its_last_id(manager):
+    stream = track_stream(ticks(), manager, kind=StreamKind.RESUMABLE)
+    chunks, done = serve_in_background(stream)
+    time.sleep(0.2)
+    manager.begin_shutdown()
+    assert done.wait(10), "the stream was not ended"
+    last = text(chunks[-1])
+    assert "event: reconnect" in last and last.startswith("retry: ")
+    ids = [line for chunk in chunks[:-1] for line in text(chunk).splitlines() if line.startswith("id: ")]
+    assert f"{ids[-1]}\n" in last, (ids[-1], last)
+    assert manager.phase >= Phase.CLOSING_STREAMS
+    # It ended inside the nudge window, before the hooks' budget began.
+    assert manager.phase < Phase.STOPPING or manager.active_streams == 0
+    assert manager.active_streams == 0
+
+
+def test_a_pod_bound_stream_gets_the_final_event_and_no_reconnect(manager):
+    final = 'event: task_failed\ndata: {"reason": "shutdown"}\n\n'
+    stream = track_stream(ticks(), manager, kind=StreamKind.POD_BOUND, final_event=final)
+    chunks, done = serve_in_background(stream)
+    time.sleep(0.1)
+    manager.begin_shutdown()
+    began = time.monotonic()
+    assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
+    assert done.wait(10)
+    # At once: well within the nudge window a resumable stream would use.
+    assert time.monotonic() - began < 5
+    assert text(chunks[-1]) == final
+    assert not any("reconnect" in text(chunk) for chunk in chunks)
+    assert manager.active_streams == 0
+
+
+def test_a_pod_bound_stream_without_a_final_event_just_ends(manager):
+    stream = track_stream(ticks(), manager, kind=StreamKind.POD_BOUND)
+    chunks, done = serve_in_background(stream)
+    manager.begin_shutdown()
+    assert done.wait(10)
+    assert not any("reconnect" in text(chunk) for chunk in chunks)
+    assert manager.active_streams == 0
+
+
+def test_streams_that_end_by_themselves_get_no_ending(manager):
+    stream = track_stream(iter(["id: 1\ndata: a\n\n", "id: 2\ndata: b\n\n"]), manager)
+    assert [text(chunk) for chunk in stream] == ["id: 1\ndata: a\n\n", "id: 2\ndata: b\n\n"]
+    stream.close()
+    assert stream.last_event_id == "2"
+    assert manager.active_streams == 0
