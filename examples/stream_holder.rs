@@ -170,23 +170,26 @@ fn serve(who: &'static str, options: &Options, fork_child: Option<i32>) {
                 }
                 None => std::thread::sleep(Duration::from_millis(stream_ms)),
             }
+            // Reported before the end: once the last stream ends, the
+            // sequence may reach Stopped and main exit before a report
+            // written after it.
             let ending_ns = monotonic_ns();
-            drop(stream);
             report(
                 who,
                 json!({"event": "stream_end", "stream": index, "ending_ns": ending_ns}),
             );
+            drop(stream);
         });
     }
     for index in 0..options.endless {
         let stream = runtime.begin_stream().expect("begin");
         std::thread::spawn(move || {
             let _ = Runtime::global().wait_for_phase(Phase::ClosingStreams, None);
-            drop(stream);
             report(
                 who,
                 json!({"event": "stream_closed_on_notice", "stream": index}),
             );
+            drop(stream);
         });
     }
     let stuck: Vec<_> = (0..options.stuck)
