@@ -132,10 +132,19 @@ typedef enum gs_status {
    */
   GS_ERR_REENTRANT = 12,
   /**
-   * The probe listener already runs in this process; the last error
-   * gives its address.
+   * The probe listener or the stream hub already runs in this process;
+   * the last error gives its address.
    */
   GS_ERR_ALREADY_STARTED = 13,
+  /**
+   * The stream hub has not been started in this process
+   * (`gs_hub_start`).
+   */
+  GS_ERR_HUB_NOT_STARTED = 14,
+  /**
+   * The stream hub holds as many channels as it may, none of them idle.
+   */
+  GS_ERR_HUB_FULL = 15,
 } gs_status;
 
 /**
@@ -285,6 +294,85 @@ typedef bool (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Starts the stream hub (`GET /streams/<channel>`, Server-Sent Events) on
+ * a thread of the runtime's own. `addr` is `host:port` (port 0: a free
+ * port); NULL reads `GS_STREAM_ADDR`. The secret comes from
+ * `GS_STREAM_SECRET` (required), the CORS allow-list and bounds from the
+ * other `GS_STREAM_*` variables. Prints `streams on http://HOST:PORT` on
+ * stdout and copies `HOST:PORT` into `bound` (if not NULL; see
+ * `gs_render_metrics` for the buffer rules).
+ *
+ * `GS_ERR_INVALID_CONFIG` for a missing secret, a malformed value or a
+ * port in use (the last error names the variable);
+ * `GS_ERR_ALREADY_STARTED` if it already runs in this process.
+ *
+ * # Safety
+ * `addr` NULL or NUL-terminated; `bound` valid for `bound_length` bytes of
+ * writes; `written` NULL or valid for one write.
+ */
+enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_t *written);
+
+/**
+ * Publishes an event to `channel` without blocking, from any thread: the
+ * event `event` (NULL: `message`) with `data_length` bytes of UTF-8 `data`
+ * (line breaks become several `data:` lines), the id `id` (NULL: the
+ * channel's next number), and the channel's kind from now on
+ * (`GS_STREAM_RESUMABLE` or `GS_STREAM_POD_BOUND`). Copies the event's id
+ * into `id_out` (if not NULL; see `gs_render_metrics` for the buffer
+ * rules).
+ *
+ * `GS_ERR_INVALID_ARGUMENT` for a bad channel name (1 to 200 of
+ * `A-Z a-z 0-9 - _ . ~ :`), a name or id with a line break, data that is
+ * not UTF-8 or holds a NUL, or a closed channel; `GS_ERR_HUB_FULL`;
+ * `GS_ERR_HUB_NOT_STARTED`.
+ *
+ * # Safety
+ * `channel` NUL-terminated; `event` and `id` NULL or NUL-terminated;
+ * `data` valid for `data_length` bytes of reads (may be NULL if 0);
+ * `id_out` valid for `id_out_length` bytes of writes; `written` NULL or
+ * valid for one write.
+ */
+enum gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
+
+/**
+ * Closes `channel`: its subscribers get the final event and their streams
+ * end. `event` and `data` give the final event (both NULL: the one set
+ * with `gs_hub_set_final_event`, else `event: close`). Writes whether the
+ * channel was known to `*known` (if not NULL).
+ *
+ * # Safety
+ * `channel` NUL-terminated; `event` and `data` NULL or NUL-terminated;
+ * `known` NULL or valid for one write.
+ */
+enum gs_status gs_hub_close_channel(const char *channel, const char *event, const char *data, bool *known);
+
+/**
+ * Sets the final event of `channel` and its kind: a pod-bound channel is
+ * closed with it at ClosingStreams (such as `task_failed` with reason
+ * `shutdown`).
+ *
+ * # Safety
+ * `channel`, `event` and `data` NUL-terminated.
+ */
+enum gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char *event, const char *data);
+
+/**
+ * Mints a subscription token for `channel`, valid `ttl_seconds` on every
+ * pod sharing `GS_STREAM_SECRET`, into `token` (see `gs_render_metrics`
+ * for the buffer rules; 256 bytes hold any token for a valid channel).
+ *
+ * # Safety
+ * `channel` NUL-terminated; `token` valid for `token_length` bytes of
+ * writes; `written` NULL or valid for one write.
+ */
+enum gs_status gs_hub_subscribe_token(const char *channel, double ttl_seconds, char *token, size_t token_length, size_t *written);
+
+/**
+ * Hub clients disconnected for falling too far behind.
+ */
+uint64_t gs_hub_slow_clients_disconnected_total(void);
 
 /**
  * Renders the metrics (a `gs_metrics_format` value) into `buffer` of

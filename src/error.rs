@@ -32,8 +32,13 @@ pub enum Error {
     TimedOut(Phase),
     /// An argument the API cannot accept (for example a NUL in a name).
     InvalidArgument(&'static str),
-    /// The probe listener already runs in this process, on this address.
+    /// The probe listener or the stream hub already runs in this process,
+    /// on this address.
     AlreadyStarted(std::net::SocketAddr),
+    /// The stream hub has not been started in this process.
+    HubNotStarted,
+    /// The stream hub holds as many channels as it may, none of them idle.
+    HubFull,
 }
 
 impl std::fmt::Display for Error {
@@ -61,8 +66,12 @@ impl std::fmt::Display for Error {
             Error::TimedOut(phase) => write!(f, "timed out (the phase is {phase})"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::AlreadyStarted(addr) => {
-                write!(f, "the probe listener already runs in this process, on {addr}")
+                write!(f, "the listener already runs in this process, on {addr}")
             }
+            Error::HubNotStarted => f.write_str("the stream hub has not been started in this process"),
+            Error::HubFull => f.write_str(
+                "the stream hub holds as many channels as it may (GS_STREAM_MAX_CHANNELS), none of them idle",
+            ),
         }
     }
 }

@@ -57,6 +57,8 @@ mod fork;
 #[cfg(not(gs_loom))]
 mod hooks;
 #[cfg(not(gs_loom))]
+pub mod hub;
+#[cfg(not(gs_loom))]
 mod listeners;
 #[cfg(not(gs_loom))]
 mod log;
@@ -88,6 +90,8 @@ pub use config::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_S
 pub use error::{timeout_from_secs, Error};
 #[cfg(not(gs_loom))]
 pub use hooks::{HookOrder, HookOutcome, HookReport};
+#[cfg(not(gs_loom))]
+pub use hub::HubOptions;
 #[cfg(not(gs_loom))]
 pub use phase::{Phase, PhaseChange};
 #[cfg(not(gs_loom))]

@@ -26,6 +26,7 @@ struct Snapshot {
     shutdown_started: f64,
     shutdown_duration: f64,
     closed_by_deadline: u64,
+    hub_slow_clients: u64,
 }
 
 impl Snapshot {
@@ -42,10 +43,11 @@ impl Snapshot {
                 .map_or(0.0, |d| d.as_secs_f64()),
             shutdown_duration: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
             closed_by_deadline: runtime.streams_closed_by_deadline(),
+            hub_slow_clients: runtime.hub_slow_clients_disconnected(),
         }
     }
 
-    fn figures(&self) -> [Figure; 8] {
+    fn figures(&self) -> [Figure; 9] {
         [
             Figure {
                 name: "gs_active_streams",
@@ -94,6 +96,12 @@ impl Snapshot {
                 kind: "counter",
                 help: "Streams still open when ClosingStreams began, asked to finish.",
                 value: self.closed_by_deadline as f64,
+            },
+            Figure {
+                name: "gs_hub_slow_clients_disconnected_total",
+                kind: "counter",
+                help: "Stream hub clients disconnected for falling too far behind.",
+                value: self.hub_slow_clients as f64,
             },
         ]
     }

@@ -68,6 +68,11 @@ pub(crate) struct Inner {
     watchdog_pid: AtomicI32,
     /// The [`crate::ReconnectSpread`] in force (see `reconnect_spread.rs`).
     pub(crate) reconnect_spread: AtomicU8,
+    /// The stream hub, once started (see `hub/`); a forked child's copy
+    /// names the parent's process and is not used.
+    pub(crate) hub: Mutex<Option<Arc<crate::hub::Hub>>>,
+    /// Hub clients disconnected for being too slow.
+    pub(crate) hub_slow_clients: AtomicU64,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -129,6 +134,8 @@ impl Runtime {
                 delivery_pid: AtomicI32::new(0),
                 watchdog_pid: AtomicI32::new(0),
                 reconnect_spread: AtomicU8::new(0),
+                hub: Mutex::new(None),
+                hub_slow_clients: AtomicU64::new(0),
             }),
         }
     }
@@ -617,6 +624,7 @@ impl Runtime {
         shared.probe_listener = None;
         self.inner.heartbeat.clear();
         crate::probes::close_listener_after_fork();
+        crate::hub::close_listener_after_fork();
     }
 }
 

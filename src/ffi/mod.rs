@@ -9,6 +9,7 @@
 
 #![allow(non_camel_case_types)]
 
+mod hub;
 mod metrics;
 mod probes;
 mod sequence;
@@ -16,6 +17,7 @@ mod status;
 mod stream_endings;
 mod streams;
 
+pub use hub::*;
 pub use metrics::*;
 pub use probes::*;
 pub use sequence::*;

@@ -42,9 +42,14 @@ pub enum gs_status {
     /// where it could wait for itself. Returned at once; wait on another
     /// thread.
     GS_ERR_REENTRANT = 12,
-    /// The probe listener already runs in this process; the last error
-    /// gives its address.
+    /// The probe listener or the stream hub already runs in this process;
+    /// the last error gives its address.
     GS_ERR_ALREADY_STARTED = 13,
+    /// The stream hub has not been started in this process
+    /// (`gs_hub_start`).
+    GS_ERR_HUB_NOT_STARTED = 14,
+    /// The stream hub holds as many channels as it may, none of them idle.
+    GS_ERR_HUB_FULL = 15,
 }
 
 thread_local! {
@@ -71,6 +76,8 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::TimedOut(_) => gs_status::GS_TIMED_OUT,
         Error::InvalidArgument(_) => gs_status::GS_ERR_INVALID_ARGUMENT,
         Error::AlreadyStarted(_) => gs_status::GS_ERR_ALREADY_STARTED,
+        Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
+        Error::HubFull => gs_status::GS_ERR_HUB_FULL,
     }
 }
 
@@ -98,7 +105,9 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         10 => c"internal error (panic caught at the C boundary)",
         11 => c"no registration has that id",
         12 => c"a blocking call from a phase callback or shutdown hook (it could wait for itself)",
-        13 => c"the probe listener already runs in this process",
+        13 => c"the listener already runs in this process",
+        14 => c"the stream hub has not been started",
+        15 => c"the stream hub holds as many channels as it may",
         _ => c"unknown status",
     };
     text.as_ptr()

@@ -1,0 +1,273 @@
+//! What the stream hub needs, from code or from the environment.
+
+use crate::config::ConfigError;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Where the hub listens (`host:port`, port 0: a free port).
+pub const STREAM_ADDR: &str = "GS_STREAM_ADDR";
+/// The HMAC-SHA256 key subscription tokens are signed with; the same on
+/// every pod (a Kubernetes Secret), so that a token is valid on any of them.
+pub const STREAM_SECRET: &str = "GS_STREAM_SECRET";
+/// Comma-separated origins allowed to subscribe from a browser (CORS).
+pub const STREAM_CORS_ORIGINS: &str = "GS_STREAM_CORS_ORIGINS";
+/// Seconds between heartbeat comments on an idle stream.
+pub const STREAM_HEARTBEAT: &str = "GS_STREAM_HEARTBEAT_SECONDS";
+/// Events queued per connection before it counts as too slow.
+pub const STREAM_QUEUE: &str = "GS_STREAM_QUEUE_EVENTS";
+/// Events kept per channel for `Last-Event-ID` resume.
+pub const STREAM_HISTORY: &str = "GS_STREAM_HISTORY_EVENTS";
+/// Seconds an event stays in its channel's history.
+pub const STREAM_HISTORY_AGE: &str = "GS_STREAM_HISTORY_SECONDS";
+/// Channels held at once.
+pub const STREAM_MAX_CHANNELS: &str = "GS_STREAM_MAX_CHANNELS";
+/// Bytes of history one channel may hold.
+pub const STREAM_MAX_CHANNEL_BYTES: &str = "GS_STREAM_MAX_CHANNEL_BYTES";
+/// Seconds after which a channel with no subscriber and no publish is
+/// forgotten.
+pub const STREAM_IDLE: &str = "GS_STREAM_IDLE_SECONDS";
+
+/// How the hub is set up. [`HubOptions::new`] gives the documented
+/// defaults.
+#[derive(Clone, PartialEq)]
+pub struct HubOptions {
+    /// Where to listen: `host:port` (port 0: a free port).
+    pub addr: String,
+    /// The key subscription tokens are signed with (not empty).
+    pub secret: Vec<u8>,
+    /// Origins allowed by CORS (exact match, such as
+    /// `https://app.example.com`); empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// A comment is sent on a stream idle this long (default 15 s), so that
+    /// proxies keep it open and a vanished client is noticed.
+    pub heartbeat: Duration,
+    /// Events queued per connection (default 64); a client that falls this
+    /// far behind is disconnected.
+    pub queue_capacity: usize,
+    /// Events kept per channel for resume (default 100).
+    pub history_len: usize,
+    /// How long an event stays in the history (default 300 s).
+    pub history_age: Duration,
+    /// Channels held at once (default 10,000); a publish to a new channel
+    /// beyond it first forgets idle ones, else is refused.
+    pub max_channels: usize,
+    /// Bytes of history per channel (default 1 MiB); the oldest events go
+    /// first.
+    pub max_channel_bytes: usize,
+    /// A channel with no subscriber and no publish for this long is
+    /// forgotten (default 300 s).
+    pub channel_idle: Duration,
+}
+
+impl std::fmt::Debug for HubOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("HubOptions")
+            .field("addr", &self.addr)
+            .field("secret", &"<redacted>")
+            .field("cors_origins", &self.cors_origins)
+            .field("heartbeat", &self.heartbeat)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("history_len", &self.history_len)
+            .field("history_age", &self.history_age)
+            .field("max_channels", &self.max_channels)
+            .field("max_channel_bytes", &self.max_channel_bytes)
+            .field("channel_idle", &self.channel_idle)
+            .finish()
+    }
+}
+
+impl HubOptions {
+    /// Listens on `addr` with `secret` and the defaults for the rest.
+    pub fn new(addr: impl Into<String>, secret: impl Into<Vec<u8>>) -> HubOptions {
+        HubOptions {
+            addr: addr.into(),
+            secret: secret.into(),
+            cors_origins: Vec::new(),
+            heartbeat: Duration::from_secs(15),
+            queue_capacity: 64,
+            history_len: 100,
+            history_age: Duration::from_secs(300),
+            max_channels: 10_000,
+            max_channel_bytes: 1024 * 1024,
+            channel_idle: Duration::from_secs(300),
+        }
+    }
+
+    /// From `GS_STREAM_ADDR` (`None` when unset) and the other
+    /// `GS_STREAM_*` variables. `GS_STREAM_SECRET` is required; a missing or
+    /// malformed value names its variable.
+    pub fn from_env() -> Result<Option<HubOptions>, ConfigError> {
+        match text(STREAM_ADDR)? {
+            Some(addr) => Self::from_env_with_addr(&addr).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Listens on `addr`, everything else from the environment.
+    pub fn from_env_with_addr(addr: &str) -> Result<HubOptions, ConfigError> {
+        let secret = text(STREAM_SECRET)?.unwrap_or_default();
+        let mut options = HubOptions::new(addr, secret.into_bytes());
+        options.check_secret()?;
+        if let Some(origins) = text(STREAM_CORS_ORIGINS)? {
+            options.cors_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(value) = seconds(STREAM_HEARTBEAT)? {
+            options.heartbeat = value;
+        }
+        if let Some(value) = count(STREAM_QUEUE)? {
+            options.queue_capacity = value;
+        }
+        if let Some(value) = count(STREAM_HISTORY)? {
+            options.history_len = value;
+        }
+        if let Some(value) = seconds(STREAM_HISTORY_AGE)? {
+            options.history_age = value;
+        }
+        if let Some(value) = count(STREAM_MAX_CHANNELS)? {
+            options.max_channels = value;
+        }
+        if let Some(value) = count(STREAM_MAX_CHANNEL_BYTES)? {
+            options.max_channel_bytes = value;
+        }
+        if let Some(value) = seconds(STREAM_IDLE)? {
+            options.channel_idle = value;
+        }
+        Ok(options)
+    }
+
+    /// Every value checked: the secret, the address, the bounds.
+    pub(crate) fn validate(&self) -> Result<SocketAddr, ConfigError> {
+        self.check_secret()?;
+        for (variable, value) in [
+            (STREAM_QUEUE, self.queue_capacity),
+            (STREAM_MAX_CHANNELS, self.max_channels),
+            (STREAM_MAX_CHANNEL_BYTES, self.max_channel_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError {
+                    variable,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError {
+                variable: STREAM_HEARTBEAT,
+                value: "0".into(),
+                reason: "must be more than 0".into(),
+            });
+        }
+        self.socket_addr()
+    }
+
+    fn check_secret(&self) -> Result<(), ConfigError> {
+        if self.secret.is_empty() {
+            return Err(ConfigError {
+                variable: STREAM_SECRET,
+                value: String::new(),
+                reason:
+                    "the hub needs a secret to sign subscription tokens (the same on every pod)"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let error = |reason: String| ConfigError {
+            variable: STREAM_ADDR,
+            value: self.addr.clone(),
+            reason,
+        };
+        if !self.addr.contains(':') {
+            return Err(error(
+                "expected host:port, such as 0.0.0.0:8082 or 127.0.0.1:0".into(),
+            ));
+        }
+        self.addr
+            .to_socket_addrs()
+            .map_err(|e| error(format!("not an address: {e}")))?
+            .next()
+            .ok_or_else(|| error("the host resolves to no address".into()))
+    }
+}
+
+fn text(variable: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var_os(variable) {
+        None => Ok(None),
+        Some(raw) => raw.into_string().map(Some).map_err(|raw| ConfigError {
+            variable,
+            value: raw.to_string_lossy().into_owned(),
+            reason: "not valid UTF-8".into(),
+        }),
+    }
+}
+
+fn count(variable: &'static str) -> Result<Option<usize>, ConfigError> {
+    let Some(raw) = text(variable)? else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<usize>() {
+        Ok(value) if value > 0 => Ok(Some(value)),
+        _ => Err(ConfigError {
+            variable,
+            value: raw,
+            reason: "expected a whole number of at least 1".into(),
+        }),
+    }
+}
+
+fn seconds(variable: &'static str) -> Result<Option<Duration>, ConfigError> {
+    let Some(raw) = text(variable)? else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 && value < 1e9 => {
+            Ok(Some(Duration::from_secs_f64(value)))
+        }
+        _ => Err(ConfigError {
+            variable,
+            value: raw,
+            reason: "expected a number of seconds above 0, such as 15".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_secret_names_its_variable() {
+        let error = HubOptions::new("127.0.0.1:0", Vec::new())
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.variable, STREAM_SECRET);
+        assert!(error.to_string().contains(STREAM_SECRET));
+    }
+
+    #[test]
+    fn addresses_and_bounds_are_checked() {
+        assert!(HubOptions::new("127.0.0.1:0", "k").validate().is_ok());
+        for bad in ["", "8082", "127.0.0.1:99999", "no such host:1"] {
+            let error = HubOptions::new(bad, "k").validate().unwrap_err();
+            assert_eq!(error.variable, STREAM_ADDR, "{bad:?}");
+        }
+        let mut options = HubOptions::new("127.0.0.1:0", "k");
+        options.queue_capacity = 0;
+        assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_secret() {
+        let text = format!("{:?}", HubOptions::new("127.0.0.1:0", "hunter2"));
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

@@ -1,0 +1,481 @@
+//! The hub's listener: bound on the caller's thread (a bad address or a
+//! port in use is an error the caller sees at once), then served by one
+//! thread of its own running a single-threaded tokio runtime and hyper's
+//! HTTP/1 server. No host code ever runs there.
+//!
+//! `GET /streams/<channel>?token=...` (or `Authorization: Bearer ...`)
+//! answers `text/event-stream`: `retry:`, the history after the client's
+//! `Last-Event-ID` (header, or `?last_event_id=`), an `event: gap` first if
+//! the history no longer reaches back, then live events and heartbeat
+//! comments. A refused token is a 401/403 JSON error and no stream.
+//!
+//! Each connection is one stream in the runtime's counter from the moment
+//! its body exists until hyper drops it, which it does as soon as the
+//! connection ends, whoever ends it.
+
+use super::frame::{self, Frame as SseFrame};
+use super::options::{HubOptions, STREAM_ADDR};
+use super::store::{Ending, Limits, MemoryStore, Subscriber};
+use super::token::{self, TokenError};
+use super::Hub;
+use crate::config::ConfigError;
+use crate::error::Error;
+use crate::log::warn;
+use crate::phase::Phase;
+use crate::reconnect_spread::StreamKind;
+use crate::runtime::{lock, Runtime};
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+const MAX_BUFFER: usize = 16 * 1024;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_EVICTION_EVERY: Duration = Duration::from_secs(10);
+
+/// The process-wide runtime's hub socket, closed in a forked child.
+static GLOBAL_LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// In a forked child: the parent's hub is not the child's to serve.
+/// `close` is async-signal-safe.
+pub(crate) fn close_listener_after_fork() {
+    let fd = GLOBAL_LISTENER_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: the fd was the hub's listener in the parent, inherited by
+        // the child, where no thread serves it.
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn cannot_listen(options: &HubOptions, reason: String) -> Error {
+    Error::Config(ConfigError {
+        variable: STREAM_ADDR,
+        value: options.addr.clone(),
+        reason,
+    })
+}
+
+pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr, Error> {
+    let pid = std::process::id() as i32;
+    let mut slot = lock(&runtime.inner.hub);
+    if let Some(running) = slot.as_ref().filter(|hub| hub.pid == pid) {
+        return Err(Error::AlreadyStarted(running.addr));
+    }
+    let addr = options.validate()?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| cannot_listen(&options, format!("cannot listen: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| cannot_listen(&options, format!("cannot listen: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| cannot_listen(&options, e.to_string()))?;
+    let fd = listener.as_raw_fd();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Os)?;
+    let store = MemoryStore::new(Limits {
+        history_len: options.history_len,
+        history_age: options.history_age,
+        max_channels: options.max_channels,
+        max_channel_bytes: options.max_channel_bytes,
+        channel_idle: options.channel_idle,
+    });
+    let hub = Arc::new(Hub {
+        runtime: runtime.clone(),
+        options,
+        store: Box::new(store),
+        addr: bound,
+        pid,
+        handle: tokio.handle().clone(),
+        accepting: std::sync::Mutex::new(None),
+    });
+    let listening = {
+        let _entered = tokio.enter();
+        tokio::net::TcpListener::from_std(listener).map_err(Error::Os)?
+    };
+    let accepting = tokio.spawn(accept(listening, Arc::clone(&hub)));
+    *lock(&hub.accepting) = Some(accepting.abort_handle());
+    tokio.spawn(evict_idle_channels(Arc::clone(&hub)));
+    std::thread::Builder::new()
+        .name("last-call-hub".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Runs the hub for the life of the process.
+                tokio.block_on(std::future::pending::<()>());
+            }));
+            if result.is_err() {
+                warn!("the stream hub failed; please report this");
+            }
+        })
+        .map_err(Error::Os)?;
+    *slot = Some(Arc::clone(&hub));
+    drop(slot);
+    let listening_hub = Arc::clone(&hub);
+    runtime.on_phase(move |change| listening_hub.on_phase(change))?;
+    if runtime.is_global() {
+        GLOBAL_LISTENER_FD.store(fd, Ordering::Relaxed);
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "streams on http://{bound}");
+    let _ = stdout.flush();
+    Ok(bound)
+}
+
+async fn evict_idle_channels(hub: Arc<Hub>) {
+    let every =
+        (hub.options.channel_idle / 4).clamp(Duration::from_millis(100), IDLE_EVICTION_EVERY);
+    loop {
+        tokio::time::sleep(every).await;
+        hub.store.evict_idle();
+    }
+}
+
+async fn accept(listener: tokio::net::TcpListener, hub: Arc<Hub>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, or the like: back off briefly
+                // instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let hub = Arc::clone(&hub);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let hub = Arc::clone(&hub);
+                async move { Ok::<_, Infallible>(answer(&hub, request)) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_BUFFER)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type HubResponse = Response<Either<Full<Bytes>, StreamBody>>;
+
+fn json_error(status: u16, code: &str, message: &str) -> HubResponse {
+    let body = format!(
+        "{{\"error\":{},\"message\":{}}}\n",
+        frame::json_string(code),
+        frame::json_string(message)
+    );
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The allowed origin the request came from, if any.
+fn allowed_origin(hub: &Hub, request: &Request<Incoming>) -> Option<HeaderValue> {
+    let origin = request.headers().get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    hub.options
+        .cors_origins
+        .iter()
+        .any(|allowed| allowed == text)
+        .then(|| origin.clone())
+}
+
+fn with_cors(mut response: HubResponse, origin: Option<HeaderValue>) -> HubResponse {
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    response
+}
+
+fn answer(hub: &Arc<Hub>, request: Request<Incoming>) -> HubResponse {
+    let origin = allowed_origin(hub, &request);
+    let Some(channel) = request
+        .uri()
+        .path()
+        .strip_prefix("/streams/")
+        .filter(|c| super::check_channel(c).is_ok())
+        .map(str::to_owned)
+    else {
+        return with_cors(
+            json_error(404, "not_found", "GET /streams/<channel>"),
+            origin,
+        );
+    };
+    if request.method() == Method::OPTIONS {
+        return preflight(origin);
+    }
+    if request.method() != Method::GET {
+        return with_cors(json_error(405, "method_not_allowed", "use GET"), origin);
+    }
+    let mut token_text = None;
+    let mut last_event_id = None;
+    if let Some(query) = request.uri().query() {
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "token" => token_text = Some(value.into_owned()),
+                "last_event_id" => last_event_id = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+    }
+    if let Some(bearer) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        token_text = Some(bearer.trim().to_owned());
+    }
+    // The header wins: it is what the browser sends on reconnection.
+    if let Some(header_id) = request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        last_event_id = Some(header_id.to_owned());
+    }
+    let last_event_id = last_event_id.filter(|id| !id.is_empty() && frame::is_field_safe(id));
+    if let Err(refused) = token::verify(
+        &hub.options.secret,
+        token_text.as_deref().unwrap_or(""),
+        &channel,
+    ) {
+        let (status, code) = refused.answer();
+        let message = match refused {
+            TokenError::Missing => {
+                "a subscription token is required (?token= or Authorization: Bearer)"
+            }
+            TokenError::Malformed => "the subscription token is malformed",
+            TokenError::Expired => "the subscription token has expired; get a fresh one",
+            TokenError::Forged => "the subscription token is not valid",
+            TokenError::OtherChannel => "the subscription token is for another channel",
+        };
+        return with_cors(json_error(status, code, message), origin);
+    }
+    if hub.runtime.phase() >= Phase::Stopping {
+        return with_cors(
+            json_error(503, "stopping", "this server is stopping; reconnect"),
+            origin,
+        );
+    }
+    match subscribe(hub, channel, last_event_id.as_deref()) {
+        Ok(body) => {
+            let mut response = Response::new(Either::Right(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            with_cors(response, origin)
+        }
+        Err(response) => with_cors(response, origin),
+    }
+}
+
+fn preflight(origin: Option<HeaderValue>) -> HubResponse {
+    let Some(origin) = origin else {
+        return json_error(403, "origin_not_allowed", "this origin may not subscribe");
+    };
+    let mut response = Response::new(Either::Left(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, last-event-id, cache-control"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+/// Counts one hub stream; uncounted when dropped.
+struct Counted(Runtime);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = self.0.decrement_active_streams();
+    }
+}
+
+fn subscribe(
+    hub: &Arc<Hub>,
+    channel: String,
+    last_event_id: Option<&str>,
+) -> Result<StreamBody, HubResponse> {
+    if hub.runtime.increment_active_streams().is_err() {
+        return Err(json_error(503, "too_many_streams", "too many streams"));
+    }
+    let counted = Counted(hub.runtime.clone());
+    let (queue, receiver) = mpsc::channel(hub.options.queue_capacity);
+    let ending = Arc::new(OnceLock::new());
+    let subscriber = Subscriber {
+        queue,
+        ending: Arc::clone(&ending),
+    };
+    let subscription = match hub.store.subscribe(&channel, last_event_id, subscriber) {
+        Ok(subscription) => subscription,
+        Err(_) => return Err(json_error(503, "too_many_channels", "too many channels")),
+    };
+    let mut pending = VecDeque::with_capacity(subscription.replay.len() + 3);
+    pending.push_back(frame::retry());
+    if let (false, Some(id)) = (subscription.complete, last_event_id) {
+        pending.push_back(frame::gap(id));
+    }
+    let mut last_id = last_event_id.map(Arc::from);
+    for replayed in subscription.replay {
+        last_id = Some(replayed.id);
+        pending.push_back(replayed.bytes);
+    }
+    let done = if let Some(closed) = subscription.closed {
+        pending.push_back(closed.bytes);
+        true
+    } else {
+        false
+    };
+    if !done
+        && subscription.kind == StreamKind::Resumable
+        && hub.runtime.phase() >= Phase::ClosingStreams
+    {
+        hub.end_resumable_at_its_moment(channel.clone(), subscription.id);
+    }
+    let heartbeat = hub.options.heartbeat;
+    Ok(StreamBody {
+        hub: Arc::clone(hub),
+        channel,
+        subscriber: subscription.id,
+        pending,
+        queue: receiver,
+        ending,
+        last_id,
+        heartbeat,
+        next_heartbeat: Box::pin(tokio::time::sleep(heartbeat)),
+        done,
+        _counted: counted,
+    })
+}
+
+/// One connection's stream: the replay, then its queue, heartbeats while
+/// idle, and its ending once the hub has ended it.
+pub(crate) struct StreamBody {
+    hub: Arc<Hub>,
+    channel: String,
+    subscriber: u64,
+    pending: VecDeque<Bytes>,
+    queue: mpsc::Receiver<SseFrame>,
+    ending: Arc<OnceLock<Ending>>,
+    last_id: Option<Arc<str>>,
+    heartbeat: Duration,
+    next_heartbeat: Pin<Box<Sleep>>,
+    done: bool,
+    _counted: Counted,
+}
+
+impl StreamBody {
+    fn data(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
+    }
+
+    fn reset_heartbeat(&mut self) {
+        let at = tokio::time::Instant::now() + self.heartbeat;
+        self.next_heartbeat.as_mut().reset(at);
+    }
+}
+
+impl Body for StreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(bytes) = this.pending.pop_front() {
+            return Self::data(bytes);
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        // Too slow: what is still queued is dropped, not written.
+        if matches!(this.ending.get(), Some(Ending::TooSlow)) {
+            this.done = true;
+            return Self::data(Bytes::from_static(frame::TOO_SLOW));
+        }
+        match this.queue.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                this.last_id = Some(event.id);
+                this.reset_heartbeat();
+                return Self::data(event.bytes);
+            }
+            Poll::Ready(None) => {
+                // The hub ended this subscriber (its ending was set before
+                // the queue closed).
+                this.done = true;
+                let bytes = match this.ending.get() {
+                    Some(Ending::TooSlow) => Bytes::from_static(frame::TOO_SLOW),
+                    Some(Ending::Final(last)) => last.bytes.clone(),
+                    Some(Ending::Reconnect) => frame::reconnect(this.last_id.as_deref()),
+                    None => return Poll::Ready(None),
+                };
+                return Self::data(bytes);
+            }
+            Poll::Pending => {}
+        }
+        if this.next_heartbeat.as_mut().poll(cx).is_ready() {
+            this.reset_heartbeat();
+            // Register the new deadline's waker.
+            let _ = this.next_heartbeat.as_mut().poll(cx);
+            return Self::data(Bytes::from_static(frame::HEARTBEAT));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending.is_empty()
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        if !self.done {
+            self.hub.store.unsubscribe(&self.channel, self.subscriber);
+        }
+    }
+}

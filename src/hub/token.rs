@@ -1,0 +1,188 @@
+//! Subscription tokens: `v1.<base64url(channel)>.<expiry, unix seconds>.<base64url(mac)>`,
+//! the MAC being HMAC-SHA256 over `v1.<base64url(channel)>.<expiry>` with
+//! the hub's secret. Every pod shares the secret, so a token minted on one
+//! is accepted on whichever pod the client reconnects to, and the hub never
+//! asks the host about a connection. The MAC is checked in constant time
+//! (`hmac`'s `verify_slice`) before anything it covers is trusted.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const VERSION: &str = "v1";
+/// A token is small: no reason to decode anything longer.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// Why a token was refused; each maps to one HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// No token at all (401).
+    Missing,
+    /// Not of the token's shape (401).
+    Malformed,
+    /// The MAC does not match: not minted with this secret (403).
+    Forged,
+    /// Past its expiry (401: the client should get a fresh one).
+    Expired,
+    /// A valid token for another channel (403).
+    OtherChannel,
+}
+
+impl TokenError {
+    /// The HTTP status and the machine-readable code of the JSON error.
+    pub(crate) fn answer(self) -> (u16, &'static str) {
+        match self {
+            TokenError::Missing => (401, "token_missing"),
+            TokenError::Malformed => (401, "token_malformed"),
+            TokenError::Expired => (401, "token_expired"),
+            TokenError::Forged => (403, "token_invalid"),
+            TokenError::OtherChannel => (403, "token_wrong_channel"),
+        }
+    }
+}
+
+fn mac(secret: &[u8]) -> HmacSha256 {
+    // HMAC takes a key of any length.
+    HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A token for `channel` valid for `ttl` from now.
+pub(crate) fn mint(secret: &[u8], channel: &str, ttl: Duration) -> String {
+    mint_expiring(secret, channel, unix_now().saturating_add(ttl.as_secs()))
+}
+
+/// A token for `channel` that expires at `expiry` (unix seconds).
+pub(crate) fn mint_expiring(secret: &[u8], channel: &str, expiry: u64) -> String {
+    let signed = format!(
+        "{VERSION}.{}.{expiry}",
+        URL_SAFE_NO_PAD.encode(channel.as_bytes())
+    );
+    let mut mac = mac(secret);
+    mac.update(signed.as_bytes());
+    let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signed}.{tag}")
+}
+
+/// Checks `token` for `channel`: the MAC first (constant time), then the
+/// expiry, then the channel.
+pub(crate) fn verify(secret: &[u8], token: &str, channel: &str) -> Result<(), TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let (signed, tag) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let mut parts = signed.split('.');
+    let (Some(version), Some(encoded_channel), Some(expiry), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if version != VERSION {
+        return Err(TokenError::Malformed);
+    }
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Malformed)?;
+    let mut mac = mac(secret);
+    mac.update(signed.as_bytes());
+    mac.verify_slice(&tag).map_err(|_| TokenError::Forged)?;
+    // Signed by us from here on.
+    let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+    if expiry <= unix_now() {
+        return Err(TokenError::Expired);
+    }
+    let named = URL_SAFE_NO_PAD
+        .decode(encoded_channel)
+        .map_err(|_| TokenError::Malformed)?;
+    if named != channel.as_bytes() {
+        return Err(TokenError::OtherChannel);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a shared secret";
+
+    #[test]
+    fn a_minted_token_verifies_for_its_channel_only() {
+        let token = mint(SECRET, "task-1", Duration::from_secs(60));
+        assert_eq!(verify(SECRET, &token, "task-1"), Ok(()));
+        assert_eq!(
+            verify(SECRET, &token, "task-2"),
+            Err(TokenError::OtherChannel)
+        );
+        assert_eq!(
+            verify(b"another secret", &token, "task-1"),
+            Err(TokenError::Forged)
+        );
+    }
+
+    #[test]
+    fn expired_forged_and_malformed_tokens_are_refused() {
+        let expired = mint_expiring(SECRET, "c", unix_now() - 1);
+        assert_eq!(verify(SECRET, &expired, "c"), Err(TokenError::Expired));
+        // Moving the expiry forward breaks the MAC.
+        let later = expired.replace(
+            &format!(".{}.", unix_now() - 1),
+            &format!(".{}.", unix_now() + 3600),
+        );
+        assert_eq!(verify(SECRET, &later, "c"), Err(TokenError::Forged));
+        // So does pointing it at another channel.
+        let good = mint(SECRET, "c", Duration::from_secs(60));
+        let other = good.replacen(
+            &URL_SAFE_NO_PAD.encode(b"c"),
+            &URL_SAFE_NO_PAD.encode(b"d"),
+            1,
+        );
+        assert_eq!(verify(SECRET, &other, "d"), Err(TokenError::Forged));
+        assert_eq!(verify(SECRET, "", "c"), Err(TokenError::Missing));
+        for bad in [
+            "v1",
+            "v1.Yw.1.!!!",
+            "v2.Yw.99999999999.AAAA",
+            "a.b.c.d.e",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert_eq!(
+                verify(SECRET, bad, "c"),
+                Err(TokenError::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn verification_goes_through_the_crates_constant_time_comparison() {
+        // A tag that differs only in its last byte is refused like one that
+        // differs in its first: `verify_slice` compares every byte with
+        // `subtle`'s constant-time equality, never stopping at the first
+        // difference.
+        let token = mint(SECRET, "c", Duration::from_secs(60));
+        let (signed, tag) = token.rsplit_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(tag).unwrap();
+        for index in [0, bytes.len() - 1] {
+            bytes[index] ^= 1;
+            let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&bytes));
+            assert_eq!(verify(SECRET, &forged, "c"), Err(TokenError::Forged));
+            bytes[index] ^= 1;
+        }
+        // A truncated tag is a mismatch, not a prefix match.
+        let short = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&bytes[..16]));
+        assert_eq!(verify(SECRET, &short, "c"), Err(TokenError::Forged));
+    }
+}
