@@ -10,8 +10,8 @@
 //! comments. A refused token is a 401/403 JSON error and no stream.
 //!
 //! Each connection is one stream in the runtime's counter from the moment
-//! its body exists until hyper drops it, which it does as soon as the
-//! connection ends, whoever ends it.
+//! it subscribes until the connection is finished: its last bytes flushed,
+//! or the client gone (hyper ends the connection as soon as it sees either).
 
 use super::frame::{self, Frame as SseFrame};
 use super::options::{HubOptions, STREAM_ADDR};
@@ -163,9 +163,15 @@ async fn accept(listener: tokio::net::TcpListener, hub: Arc<Hub>) {
         let _ = stream.set_nodelay(true);
         let hub = Arc::clone(&hub);
         tokio::spawn(async move {
+            // The connection's stream stays counted until the connection
+            // is finished, its last bytes flushed (or the client gone): a
+            // host that exits once the count is zero cuts nothing.
+            let counted: CountedSlot = Arc::default();
+            let slot = Arc::clone(&counted);
             let service = service_fn(move |request| {
                 let hub = Arc::clone(&hub);
-                async move { Ok::<_, Infallible>(answer(&hub, request)) }
+                let slot = Arc::clone(&slot);
+                async move { Ok::<_, Infallible>(answer(&hub, request, &slot)) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -173,6 +179,7 @@ async fn accept(listener: tokio::net::TcpListener, hub: Arc<Hub>) {
                 .max_buf_size(MAX_BUFFER)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(counted);
         });
     }
 }
@@ -214,7 +221,7 @@ fn with_cors(mut response: HubResponse, origin: Option<HeaderValue>) -> HubRespo
     response
 }
 
-fn answer(hub: &Arc<Hub>, request: Request<Incoming>) -> HubResponse {
+fn answer(hub: &Arc<Hub>, request: Request<Incoming>, counted: &CountedSlot) -> HubResponse {
     let origin = allowed_origin(hub, &request);
     let Some(channel) = request
         .uri()
@@ -285,7 +292,7 @@ fn answer(hub: &Arc<Hub>, request: Request<Incoming>) -> HubResponse {
             origin,
         );
     }
-    match subscribe(hub, channel, last_event_id.as_deref()) {
+    match subscribe(hub, channel, last_event_id.as_deref(), counted) {
         Ok(body) => {
             let mut response = Response::new(Either::Right(body));
             let headers = response.headers_mut();
@@ -295,9 +302,12 @@ fn answer(hub: &Arc<Hub>, request: Request<Incoming>) -> HubResponse {
             );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            // The connection ends with the stream: a client reconnects
+            // afresh, and a slow one's socket is closed after its comment.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             with_cors(response, origin)
         }
-        Err(response) => with_cors(response, origin),
+        Err((status, code, message)) => with_cors(json_error(status, code, message), origin),
     }
 }
 
@@ -325,8 +335,15 @@ fn preflight(origin: Option<HeaderValue>) -> HubResponse {
     response
 }
 
+/// A status, an error code and a message.
+type Refusal = (u16, &'static str, &'static str);
+
 /// Counts one hub stream; uncounted when dropped.
 struct Counted(Runtime);
+
+/// Where a connection keeps the count of its stream (one per connection:
+/// hub responses close the connection when the stream ends).
+type CountedSlot = Arc<std::sync::Mutex<Option<Counted>>>;
 
 impl Drop for Counted {
     fn drop(&mut self) {
@@ -338,9 +355,10 @@ fn subscribe(
     hub: &Arc<Hub>,
     channel: String,
     last_event_id: Option<&str>,
-) -> Result<StreamBody, HubResponse> {
+    slot: &CountedSlot,
+) -> Result<StreamBody, Refusal> {
     if hub.runtime.increment_active_streams().is_err() {
-        return Err(json_error(503, "too_many_streams", "too many streams"));
+        return Err((503, "too_many_streams", "too many streams"));
     }
     let counted = Counted(hub.runtime.clone());
     let (queue, receiver) = mpsc::channel(hub.options.queue_capacity);
@@ -351,8 +369,9 @@ fn subscribe(
     };
     let subscription = match hub.store.subscribe(&channel, last_event_id, subscriber) {
         Ok(subscription) => subscription,
-        Err(_) => return Err(json_error(503, "too_many_channels", "too many channels")),
+        Err(_) => return Err((503, "too_many_channels", "too many channels")),
     };
+    *lock(slot) = Some(counted);
     let mut pending = VecDeque::with_capacity(subscription.replay.len() + 3);
     pending.push_back(frame::retry());
     if let (false, Some(id)) = (subscription.complete, last_event_id) {
@@ -387,7 +406,6 @@ fn subscribe(
         heartbeat,
         next_heartbeat: Box::pin(tokio::time::sleep(heartbeat)),
         done,
-        _counted: counted,
     })
 }
 
@@ -404,7 +422,6 @@ pub(crate) struct StreamBody {
     heartbeat: Duration,
     next_heartbeat: Pin<Box<Sleep>>,
     done: bool,
-    _counted: Counted,
 }
 
 impl StreamBody {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use http_body_util::BodyExt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,647 @@
+//! The stream hub over real HTTP on 127.0.0.1, driving the process-wide
+//! runtime (one process per test under cargo-nextest): ordering, ids,
+//! `Last-Event-ID` replay and the gap event, channel close, tokens, CORS,
+//! a slow client, a vanished client, and SIGTERM with both kinds of
+//! channel in a child process.
+
+mod common;
+
+use common::sse::{self, Arrival, SseStream};
+use common::{clear_gs_environment, example, ChildProcess};
+use last_call::{HubOptions, Runtime, StreamKind};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SECRET: &[u8] = b"test secret";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn client() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(configure: impl FnOnce(&mut HubOptions)) -> SocketAddr {
+    common::require_process_per_test();
+    let mut options = HubOptions::new("127.0.0.1:0", SECRET);
+    configure(&mut options);
+    Runtime::global().start_hub(options).unwrap()
+}
+
+fn token(channel: &str) -> String {
+    Runtime::global()
+        .hub_subscribe_token(channel, Duration::from_secs(60))
+        .unwrap()
+}
+
+fn subscribe(
+    client: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    channel: &str,
+    headers: &[(&str, &str)],
+) -> SseStream {
+    let path = format!("/streams/{channel}?token={}", token(channel));
+    let stream = sse::open(client, addr, &path, headers);
+    assert_eq!(stream.status, 200);
+    stream
+}
+
+fn publish(channel: &str, data: &str) -> String {
+    Runtime::global()
+        .hub_publish(channel, "step", data, None, StreamKind::Resumable)
+        .unwrap()
+}
+
+fn event(stream: &SseStream) -> String {
+    match stream.next_event(WAIT) {
+        Some(Arrival::Event(text)) => text,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// Waits (bounded) until the hub's connections are counted as `count`.
+fn wait_for_streams(count: u32) {
+    let deadline = Instant::now() + WAIT;
+    while Runtime::global().active_streams() != count {
+        assert!(
+            Instant::now() < deadline,
+            "active streams stayed at {} (expected {count})",
+            Runtime::global().active_streams()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn events_arrive_in_order_with_ids_and_sse_headers() {
+    let addr = start(|_| {});
+    let client = client();
+    let stream = subscribe(&client, addr, "orders", &[]);
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    assert_eq!(stream.headers["cache-control"], "no-cache");
+    assert_eq!(stream.headers["x-accel-buffering"], "no");
+    assert_eq!(event(&stream), "retry: 1000");
+    wait_for_streams(1);
+    for n in 1..=50 {
+        assert_eq!(publish("orders", &format!("{{\"n\":{n}}}")), n.to_string());
+    }
+    for n in 1..=50 {
+        assert_eq!(
+            event(&stream),
+            format!("id: {n}\nevent: step\ndata: {{\"n\":{n}}}")
+        );
+    }
+    // A host-given id is kept, and multi-line data is one data line each.
+    let id = Runtime::global()
+        .hub_publish(
+            "orders",
+            "note",
+            "a\nb",
+            Some("custom-7"),
+            StreamKind::Resumable,
+        )
+        .unwrap();
+    assert_eq!(id, "custom-7");
+    assert_eq!(
+        event(&stream),
+        "id: custom-7\nevent: note\ndata: a\ndata: b"
+    );
+    // Line breaks cannot smuggle fields in.
+    assert!(Runtime::global()
+        .hub_publish("orders", "x\ndata: y", "", None, StreamKind::Resumable)
+        .is_err());
+    assert!(Runtime::global()
+        .hub_publish("../etc", "x", "", None, StreamKind::Resumable)
+        .is_err());
+}
+
+#[test]
+fn last_event_id_replays_the_history_and_says_when_it_has_a_gap() {
+    let addr = start(|options| options.history_len = 5);
+    let client = client();
+    for n in 1..=8 {
+        publish("feed", &n.to_string());
+    }
+    // The header, as a reconnecting EventSource sends it.
+    let resumed = subscribe(&client, addr, "feed", &[("last-event-id", "6")]);
+    assert_eq!(event(&resumed), "retry: 1000");
+    assert_eq!(event(&resumed), "id: 7\nevent: step\ndata: 7");
+    assert_eq!(event(&resumed), "id: 8\nevent: step\ndata: 8");
+    publish("feed", "9");
+    assert_eq!(event(&resumed), "id: 9\nevent: step\ndata: 9");
+    // The query parameter, for a first connection; 2 has left a history
+    // of 5 (5..=9): a gap event, then what is kept.
+    let path = format!("/streams/feed?token={}&last_event_id=2", token("feed"));
+    let gapped = sse::open(&client, addr, &path, &[]);
+    assert_eq!(event(&gapped), "retry: 1000");
+    let gap = event(&gapped);
+    assert!(gap.starts_with("event: gap\ndata: "), "{gap}");
+    assert!(gap.contains("\"last_event_id\":\"2\""), "{gap}");
+    for n in 5..=9 {
+        assert_eq!(event(&gapped), format!("id: {n}\nevent: step\ndata: {n}"));
+    }
+}
+
+#[test]
+fn closing_a_channel_sends_the_final_event_and_ends_every_stream() {
+    let addr = start(|_| {});
+    let client = client();
+    let runtime = Runtime::global();
+    runtime
+        .hub_set_final_event(
+            "task-1",
+            StreamKind::PodBound,
+            "task_failed",
+            "{\"reason\":\"shutdown\"}",
+        )
+        .unwrap();
+    let a = subscribe(&client, addr, "task-1", &[]);
+    let b = subscribe(&client, addr, "task-1", &[]);
+    wait_for_streams(2);
+    runtime
+        .hub_publish("task-1", "step", "1", None, StreamKind::PodBound)
+        .unwrap();
+    assert!(runtime
+        .hub_close_channel("task-1", Some(("task_completed", "{\"ok\":true}")))
+        .unwrap());
+    for stream in [&a, &b] {
+        let events = stream.until_end(WAIT);
+        assert_eq!(
+            events,
+            [
+                "retry: 1000",
+                "id: 1\nevent: step\ndata: 1",
+                "id: 2\nevent: task_completed\ndata: {\"ok\":true}"
+            ]
+        );
+    }
+    wait_for_streams(0);
+    // A late subscriber gets the history and the final event, then the end.
+    let late = subscribe(&client, addr, "task-1", &[]);
+    assert_eq!(late.until_end(WAIT).len(), 3);
+    // A closed channel takes no more events.
+    assert!(runtime
+        .hub_publish("task-1", "step", "2", None, StreamKind::PodBound)
+        .is_err());
+}
+
+#[test]
+fn a_refused_token_is_a_json_error_and_opens_no_stream() {
+    let addr = start(|_| {});
+    let client = client();
+    let good = token("mine");
+    let other = token("theirs");
+    let expired = {
+        // A token of one second, used once it has run out.
+        let runtime = Runtime::global();
+        let fresh = runtime
+            .hub_subscribe_token("mine", Duration::from_secs(1))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        fresh
+    };
+    // One character of the MAC changed (its first: every bit of it is
+    // significant, unlike the last one's padding bits).
+    let tag_at = good.rfind('.').unwrap() + 1;
+    let first = &good[tag_at..=tag_at];
+    let forged = format!(
+        "{}{}{}",
+        &good[..tag_at],
+        if first == "A" { "B" } else { "A" },
+        &good[tag_at + 1..]
+    );
+    /// A request path, its headers, the answer's status and error code.
+    type Case<'a> = (String, Vec<(&'a str, String)>, u16, &'a str);
+    let cases: [Case; 6] = [
+        ("/streams/mine".into(), vec![], 401, "token_missing"),
+        (
+            format!("/streams/mine?token={forged}"),
+            vec![],
+            403,
+            "token_invalid",
+        ),
+        (
+            format!("/streams/mine?token={expired}"),
+            vec![],
+            401,
+            "token_expired",
+        ),
+        (
+            format!("/streams/mine?token={other}"),
+            vec![],
+            403,
+            "token_wrong_channel",
+        ),
+        (
+            "/streams/mine?token=v1.garbage".into(),
+            vec![],
+            401,
+            "token_malformed",
+        ),
+        (
+            "/streams/mine".into(),
+            vec![("authorization", format!("Bearer {forged}"))],
+            403,
+            "token_invalid",
+        ),
+    ];
+    for (path, headers, status, code) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = sse::open(&client, addr, &path, &headers);
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.headers["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_str(&sse::body_text(&answer)).unwrap();
+        assert_eq!(body["error"], code, "{path}");
+        assert_eq!(Runtime::global().active_streams(), 0);
+    }
+    // The bearer header works as well as the query.
+    let bearer = format!("Bearer {good}");
+    let answer = sse::open(
+        &client,
+        addr,
+        "/streams/mine",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn cors_allows_only_the_listed_origins() {
+    let addr = start(|options| options.cors_origins = vec!["https://app.example".into()]);
+    let client = client();
+    let allowed = subscribe(&client, addr, "c", &[("origin", "https://app.example")]);
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = subscribe(&client, addr, "c", &[("origin", "https://evil.example")]);
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+    let (status, _, _) = common::request(
+        addr,
+        "OPTIONS",
+        "/streams/c",
+        &[("origin", "https://app.example")],
+    );
+    assert_eq!(status, 204);
+    let (status, _, _) = common::request(
+        addr,
+        "OPTIONS",
+        "/streams/c",
+        &[("origin", "https://evil.example")],
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_slow_client_is_disconnected_at_the_bound_while_a_fast_one_keeps_up() {
+    let addr = start(|options| options.queue_capacity = 4);
+    let client = client();
+    let fast = subscribe(&client, addr, "firehose", &[]);
+    assert_eq!(event(&fast), "retry: 1000");
+    // The slow client: a raw socket that sends its request and then reads
+    // nothing, so the kernel's buffers fill, then its queue.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        slow,
+        "GET /streams/firehose?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("firehose")
+    )
+    .unwrap();
+    wait_for_streams(2);
+    let big = "x".repeat(64 * 1024);
+    let mut published = 0;
+    let deadline = Instant::now() + WAIT;
+    while Runtime::global().hub_slow_clients_disconnected() == 0 {
+        assert!(Instant::now() < deadline, "the slow client was never cut");
+        publish("firehose", &big);
+        published += 1;
+        // The fast client reads each event as it comes.
+        let got = event(&fast);
+        assert!(
+            got.starts_with(&format!("id: {published}\n")),
+            "{}",
+            &got[..20]
+        );
+    }
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 1);
+    // The fast one still gets every event.
+    for _ in 0..10 {
+        publish("firehose", "after");
+        published += 1;
+        assert_eq!(
+            event(&fast),
+            format!("id: {published}\nevent: step\ndata: after")
+        );
+    }
+    // The slow one, once it reads, finds the final comment and the end.
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    while let Ok(n) = slow.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains(": disconnected: too slow"), "{}", text.len());
+    wait_for_streams(1);
+    let metrics = last_call::metrics::render_prometheus(Runtime::global());
+    assert!(metrics.contains("gs_hub_slow_clients_disconnected_total 1\n"));
+}
+
+#[test]
+fn a_client_that_goes_away_is_uncounted_promptly() {
+    let addr = start(|_| {});
+    let client = client();
+    let streams: Vec<SseStream> = (0..20)
+        .map(|_| subscribe(&client, addr, "gone", &[]))
+        .collect();
+    wait_for_streams(20);
+    let started = Instant::now();
+    drop(streams);
+    // No event and no heartbeat is sent: the hub sees the connection close.
+    wait_for_streams(0);
+    eprintln!("20 disconnects seen in {:?}", started.elapsed());
+    // Publishing to a channel whose subscribers left is fine.
+    publish("gone", "nobody");
+}
+
+#[test]
+fn the_hub_needs_a_secret_and_starts_once() {
+    common::require_process_per_test();
+    let runtime = Runtime::global();
+    assert!(matches!(
+        runtime.hub_publish("c", "m", "", None, StreamKind::Resumable),
+        Err(last_call::Error::HubNotStarted)
+    ));
+    let error = runtime
+        .start_hub(HubOptions::new("127.0.0.1:0", Vec::new()))
+        .unwrap_err();
+    assert!(error.to_string().contains("GS_STREAM_SECRET"), "{error}");
+    let addr = runtime
+        .start_hub(HubOptions::new("127.0.0.1:0", SECRET))
+        .unwrap();
+    assert!(matches!(
+        runtime.start_hub(HubOptions::new("127.0.0.1:0", SECRET)),
+        Err(last_call::Error::AlreadyStarted(a)) if a == addr
+    ));
+}
+
+#[test]
+fn sigterm_ends_each_hub_stream_by_its_channel_kind_spread_then_exits_0() {
+    let mut command = Command::new(example("hub_holder"));
+    clear_gs_environment(&mut command);
+    command
+        .env("GS_STREAM_ADDR", "127.0.0.1:0")
+        .env("GS_STREAM_SECRET", "sigterm secret")
+        .env("GS_DRAIN_DELAY_SECONDS", "0.5")
+        .env("GS_SHUTDOWN_TIMEOUT_SECONDS", "6")
+        .env("GS_CLOSE_NOTICE_SECONDS", "3")
+        .env("GS_HOOK_BUDGET_SECONDS", "0.5");
+    let mut child = ChildProcess::spawn(command);
+    let line = child.wait_for_line("\"feed\"", WAIT);
+    let tokens = common::json(&line);
+    let addr: SocketAddr = tokens["addr"].as_str().unwrap().parse().unwrap();
+    let client = client();
+    let open = |channel: &str| {
+        let path = format!(
+            "/streams/{channel}?token={}",
+            tokens[channel].as_str().unwrap()
+        );
+        let stream = sse::open(&client, addr, &path, &[]);
+        assert_eq!(stream.status, 200);
+        stream
+    };
+    let feeds: Vec<SseStream> = (0..12).map(|_| open("feed")).collect();
+    let tasks: Vec<SseStream> = (0..4).map(|_| open("task")).collect();
+    // Each has seen a live event: they are all subscribed.
+    for stream in feeds.iter().chain(&tasks) {
+        assert_eq!(event(stream), "retry: 1000");
+        assert!(event(stream).starts_with("id: "));
+    }
+    let signalled = Instant::now();
+    ChildProcess::signal(child.pid(), libc::SIGTERM);
+    // Draining: a new resumable subscription is still accepted.
+    std::thread::sleep(Duration::from_millis(100));
+    let late = open("feed");
+    let ending = |stream: &SseStream| -> (Duration, String) {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((at, arrival)) = stream.arrivals.recv_timeout(left) else {
+                let tail: Vec<_> = seen.iter().rev().take(3).collect();
+                panic!("no ending in time; last arrivals {tail:?}");
+            };
+            seen.push((at - signalled, arrival.clone()));
+            if let Arrival::Event(text) = arrival {
+                if text.contains("event: reconnect") || text.contains("event: task_failed") {
+                    assert_eq!(stream.next(WAIT), Some(Arrival::End), "ends after {text}");
+                    return (at - signalled, text);
+                }
+            }
+        }
+    };
+    let mut reconnect_times = Vec::new();
+    for stream in feeds.iter().chain([&late]) {
+        let (at, text) = ending(stream);
+        assert!(text.starts_with("retry: 1000\nid: "), "{text}");
+        assert!(text.contains("event: reconnect"), "{text}");
+        reconnect_times.push(at);
+    }
+    let mut task_times = Vec::new();
+    for stream in &tasks {
+        let (at, text) = ending(stream);
+        assert!(
+            text.contains("event: task_failed\ndata: {\"reason\":\"shutdown\"}"),
+            "{text}"
+        );
+        task_times.push(at);
+    }
+    // Pod-bound ones end at once at ClosingStreams (drain delay 0.5 s, the
+    // close notice starts at 6 - 0.5 - 3 = 2.5 s); resumable ones are
+    // spread over the nudge window (2.5 s to 5.5 - 0.75 s).
+    let closing = Duration::from_millis(2500);
+    for at in &task_times {
+        assert!(*at >= closing - Duration::from_millis(100), "{at:?}");
+        assert!(*at < closing + Duration::from_millis(1500), "{at:?}");
+    }
+    reconnect_times.sort();
+    let spread = *reconnect_times.last().unwrap() - reconnect_times[0];
+    assert!(
+        reconnect_times[0] >= closing - Duration::from_millis(100),
+        "{reconnect_times:?}"
+    );
+    assert!(
+        spread >= Duration::from_millis(500),
+        "not spread: {reconnect_times:?}"
+    );
+    let status = child.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", child.stderr());
+}
+
+#[test]
+fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
+    use last_call::ffi::*;
+    use std::ffi::CStr;
+    use std::ptr::{null, null_mut};
+    common::require_process_per_test();
+    // SAFETY: every pointer passed below is NULL or a live, NUL-terminated
+    // string or buffer of the length given.
+    unsafe {
+        let data = b"{\"n\":1}";
+        assert_eq!(
+            gs_hub_publish(
+                c"c".as_ptr(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                GS_STREAM_RESUMABLE,
+                null_mut(),
+                0,
+                null_mut()
+            ),
+            gs_status::GS_ERR_HUB_NOT_STARTED
+        );
+        std::env::set_var("GS_STREAM_SECRET", "c secret");
+        let mut bound = [0 as std::ffi::c_char; 64];
+        assert_eq!(
+            gs_hub_start(
+                c"127.0.0.1:0".as_ptr(),
+                bound.as_mut_ptr(),
+                bound.len(),
+                null_mut()
+            ),
+            gs_status::GS_OK
+        );
+        let addr: SocketAddr = CStr::from_ptr(bound.as_ptr())
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut token = [0 as std::ffi::c_char; 256];
+        assert_eq!(
+            gs_hub_subscribe_token(
+                c"c".as_ptr(),
+                60.0,
+                token.as_mut_ptr(),
+                token.len(),
+                null_mut()
+            ),
+            gs_status::GS_OK
+        );
+        let token = CStr::from_ptr(token.as_ptr()).to_str().unwrap().to_owned();
+        let client = client();
+        let stream = sse::open(&client, addr, &format!("/streams/c?token={token}"), &[]);
+        assert_eq!(stream.status, 200);
+        wait_for_streams(1);
+        let mut id = [0 as std::ffi::c_char; 32];
+        assert_eq!(
+            gs_hub_publish(
+                c"c".as_ptr(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                GS_STREAM_RESUMABLE,
+                id.as_mut_ptr(),
+                id.len(),
+                null_mut()
+            ),
+            gs_status::GS_OK
+        );
+        assert_eq!(CStr::from_ptr(id.as_ptr()).to_str().unwrap(), "1");
+        assert_eq!(event(&stream), "retry: 1000");
+        assert_eq!(event(&stream), "id: 1\nevent: message\ndata: {\"n\":1}");
+        // Hostile input: NULLs, bad kinds, bad UTF-8, bad names, NaN.
+        let bad = [0xffu8, 0xfe];
+        for status in [
+            gs_hub_publish(
+                null(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                0,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_publish(
+                c"c".as_ptr(),
+                null(),
+                null(),
+                3,
+                null(),
+                0,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_publish(
+                c"c".as_ptr(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                7,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_publish(
+                c"c".as_ptr(),
+                null(),
+                bad.as_ptr(),
+                bad.len(),
+                null(),
+                0,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_publish(
+                c"a/b".as_ptr(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                0,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_publish(
+                c"c".as_ptr(),
+                c"x\ny".as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                0,
+                null_mut(),
+                0,
+                null_mut(),
+            ),
+            gs_hub_subscribe_token(c"c".as_ptr(), f64::NAN, null_mut(), 0, null_mut()),
+            gs_hub_set_final_event(c"c".as_ptr(), 9, c"e".as_ptr(), c"d".as_ptr()),
+            gs_hub_close_channel(null(), null(), null(), null_mut()),
+        ] {
+            assert_eq!(status, gs_status::GS_ERR_INVALID_ARGUMENT);
+        }
+        let mut known = false;
+        assert_eq!(
+            gs_hub_close_channel(c"c".as_ptr(), c"done".as_ptr(), c"{}".as_ptr(), &mut known),
+            gs_status::GS_OK
+        );
+        assert!(known);
+        let rest = stream.until_end(WAIT);
+        assert_eq!(rest, ["id: 2\nevent: done\ndata: {}"]);
+        assert_eq!(gs_hub_slow_clients_disconnected_total(), 0);
+    }
+}
