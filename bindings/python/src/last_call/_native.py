@@ -116,6 +116,34 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_arm_exit_watchdog": ([], c_status),
     "gs_stream_end_in": ([ctypes.c_uint32, ctypes.POINTER(ctypes.c_double)], c_status),
     "gs_set_reconnect_spread": ([ctypes.c_uint32], c_status),
+    "gs_hub_start": (
+        [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+        c_status,
+    ),
+    "gs_hub_publish": (
+        [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_uint32,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_size_t),
+        ],
+        c_status,
+    ),
+    "gs_hub_close_channel": (
+        [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_bool)],
+        c_status,
+    ),
+    "gs_hub_set_final_event": ([ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_char_p], c_status),
+    "gs_hub_subscribe_token": (
+        [ctypes.c_char_p, ctypes.c_double, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+        c_status,
+    ),
+    "gs_hub_slow_clients_disconnected_total": ([], ctypes.c_uint64),
 }
 
 # --- loading -------------------------------------------------------------

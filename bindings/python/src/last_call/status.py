@@ -37,6 +37,8 @@ class Status(enum.IntEnum):
     NOT_FOUND = 11
     REENTRANT = 12
     ALREADY_STARTED = 13
+    HUB_NOT_STARTED = 14
+    HUB_FULL = 15
 
 
 #: The exception raised for each failing status. OK and TIMED_OUT are
@@ -54,6 +56,8 @@ EXCEPTIONS: dict[Status, type[GracefulShutdownError]] = {
     Status.NOT_FOUND: NotFoundError,
     Status.REENTRANT: ReentrantCallError,
     Status.ALREADY_STARTED: InvalidStateError,
+    Status.HUB_NOT_STARTED: InvalidStateError,
+    Status.HUB_FULL: InvalidStateError,
 }
 
 

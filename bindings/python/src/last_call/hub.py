@@ -1,0 +1,160 @@
+"""The stream hub: Server-Sent Events held by the runtime, not by the app.
+
+The app publishes to named channels from any thread; the runtime's own
+thread holds every subscriber's connection, so a Waitress app on 8 threads
+serves thousands of streams, learns at once when a client goes away, and
+ends each stream by its kind at shutdown::
+
+    from last_call import hub
+    from last_call.sse import StreamKind
+
+    hub.start()                              # GS_STREAM_ADDR, GS_STREAM_SECRET
+    hub.set_final_event(f"task-{id}", "task_failed", '{"reason": "shutdown"}')
+    url = hub.subscribe_url(f"task-{id}", ttl=3600)   # hand it to the browser
+    hub.publish(f"task-{id}", '{"step": 1}', event="step", kind=StreamKind.POD_BOUND)
+    hub.close(f"task-{id}", ("task_completed", "{}"))
+
+``publish`` is one ctypes call, which releases the GIL while the runtime
+queues the event to every subscriber; it never blocks on a client.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import urllib.parse
+
+from . import _native
+from .sse import StreamKind
+from .status import Status, error_for
+
+__all__ = [
+    "PUBLIC_URL_ENV",
+    "address",
+    "close",
+    "publish",
+    "set_final_event",
+    "slow_clients_disconnected",
+    "start",
+    "subscribe_token",
+    "subscribe_url",
+]
+
+#: The public base URL of the hub as browsers reach it (an ingress path such
+#: as ``https://app.example.com/hub``, or ``/hub`` for same-origin), used by
+#: :func:`subscribe_url` when no ``base_url`` is given.
+PUBLIC_URL_ENV = "GS_STREAM_PUBLIC_URL"
+
+_KIND_CODES = {StreamKind.RESUMABLE: 0, StreamKind.POD_BOUND: 1}
+_address: tuple[str, int] | None = None
+_ids = threading.local()
+
+
+def start(addr: str | None = None) -> tuple[str, int]:
+    """Starts the hub (``None``: ``GS_STREAM_ADDR``); the secret comes from
+    ``GS_STREAM_SECRET`` (required), the rest from the other ``GS_STREAM_*``
+    variables. Prints ``streams on http://HOST:PORT`` and returns
+    ``(host, port)``. Once per process (``InvalidStateError`` again)."""
+    global _address
+    buffer = ctypes.create_string_buffer(128)
+    encoded = None if addr is None else addr.encode("utf-8")
+    _native.check(_native.library().gs_hub_start(encoded, buffer, len(buffer), None))
+    host, _, port = buffer.value.decode("utf-8").rpartition(":")
+    _address = (host.strip("[]"), int(port))
+    return _address
+
+
+def address() -> tuple[str, int] | None:
+    """``(host, port)`` of the hub this process started, if any."""
+    return _address
+
+
+def _id_buffer() -> ctypes.Array[ctypes.c_char]:
+    buffer: ctypes.Array[ctypes.c_char] | None = getattr(_ids, "buffer", None)
+    if buffer is None:
+        buffer = ctypes.create_string_buffer(256)
+        _ids.buffer = buffer
+    return buffer
+
+
+def publish(
+    channel: str,
+    data: str | bytes,
+    *,
+    event: str = "message",
+    id: str | None = None,  # noqa: A002 - the SSE field's name
+    kind: StreamKind = StreamKind.RESUMABLE,
+) -> str:
+    """Publishes ``data`` (several lines become several ``data:`` lines) to
+    ``channel`` as ``event``, from any thread, without blocking; returns the
+    event's id (``id``, or the channel's next number). ``kind`` is the
+    channel's from now on. ``InvalidArgumentError`` for a bad channel name (1
+    to 200 of ``A-Z a-z 0-9 - _ . ~ :``), a line break in ``event`` or
+    ``id``, or a closed channel; ``InvalidStateError`` before :func:`start`."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    buffer = _id_buffer()
+    status = _native.library().gs_hub_publish(
+        channel.encode("utf-8"),
+        event.encode("utf-8"),
+        payload,
+        len(payload),
+        None if id is None else id.encode("utf-8"),
+        _KIND_CODES[StreamKind(kind)],
+        buffer,
+        256,
+        None,
+    )
+    if status:
+        _native.check(status)
+    return buffer.value.decode("utf-8")
+
+
+def close(channel: str, final_event: tuple[str, str] | None = None) -> bool:
+    """Closes ``channel``: every subscriber gets the final event
+    (``(event, data)``, else the one set with :func:`set_final_event`, else
+    ``event: close``) and its stream ends. ``False`` if it was unknown."""
+    known = ctypes.c_bool(False)
+    event, data = (None, None) if final_event is None else (final_event[0].encode(), final_event[1].encode())
+    _native.check(_native.library().gs_hub_close_channel(channel.encode("utf-8"), event, data, ctypes.byref(known)))
+    return bool(known.value)
+
+
+def set_final_event(channel: str, event: str, data: str, *, kind: StreamKind = StreamKind.POD_BOUND) -> None:
+    """Sets the final event ``channel`` ends with: at ClosingStreams for a
+    pod-bound channel (such as ``task_failed`` with reason ``shutdown``),
+    and on :func:`close` without one."""
+    _native.check(
+        _native.library().gs_hub_set_final_event(
+            channel.encode("utf-8"), _KIND_CODES[StreamKind(kind)], event.encode("utf-8"), data.encode("utf-8")
+        )
+    )
+
+
+def subscribe_token(channel: str, ttl: float = 3600.0) -> str:
+    """A token for ``channel`` valid ``ttl`` seconds on every pod that shares
+    ``GS_STREAM_SECRET``."""
+    buffer = ctypes.create_string_buffer(512)
+    _native.check(_native.library().gs_hub_subscribe_token(channel.encode("utf-8"), ttl, buffer, len(buffer), None))
+    return buffer.value.decode("ascii")
+
+
+def subscribe_url(channel: str, ttl: float = 3600.0, base_url: str | None = None) -> str:
+    """The URL a browser's ``EventSource`` opens for ``channel``, token
+    included: under ``base_url``, else ``GS_STREAM_PUBLIC_URL``, else the
+    hub's own ``http://HOST:PORT``. A relative base (``/hub``) gives a
+    relative URL, for an ingress that routes that path to the hub."""
+    base = base_url or os.environ.get(PUBLIC_URL_ENV)
+    if not base:
+        if _address is None:
+            raise error_for(Status.HUB_NOT_STARTED, "the stream hub has not been started")
+        host, port = _address
+        host = f"[{host}]" if ":" in host else host
+        base = f"http://{host}:{port}"
+    token = urllib.parse.quote(subscribe_token(channel, ttl), safe="")
+    return f"{base.rstrip('/')}/streams/{urllib.parse.quote(channel, safe='')}?token={token}"
+
+
+def slow_clients_disconnected() -> int:
+    """Subscribers disconnected for falling too far behind."""
+    return int(_native.library().gs_hub_slow_clients_disconnected_total())

@@ -1,0 +1,166 @@
+"""last_call.hub: a real Waitress child process (apps/hub_app.py) publishes
+through the runtime's stream hub; the tests subscribe over 127.0.0.1 with
+httpx, as a browser's EventSource would. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from last_call import hub
+from last_call.errors import InvalidArgumentError, InvalidStateError
+from server_process import eventually
+
+HUB_ENV = {
+    "GS_STREAM_ADDR": "127.0.0.1:0",
+    "GS_STREAM_SECRET": "python test secret",
+    "THREADS": "4",
+}
+
+
+def start_hub_app(start_app, env: dict[str, str] | None = None):
+    server = start_app({**HUB_ENV, **(env or {})}, script="hub_app.py")
+    line = server.wait_for_log(r"streams on http://")
+    return server, line.split("streams on ")[1].strip()
+
+
+def url_for(server, channel: str) -> str:
+    return server.client.get("/url", params={"channel": channel}).json()["url"]
+
+
+def events(response: httpx.Response) -> Iterator[dict[str, str]]:
+    """The events of an SSE response, as field dicts (comments skipped)."""
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line == "":
+            if fields:
+                yield fields
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            fields[name] = f"{fields[name]}\n{value}" if name in fields else value
+
+
+def test_publish_needs_a_started_hub_and_checks_its_arguments():
+    with pytest.raises(InvalidStateError):
+        hub.publish("c", "x")
+    with pytest.raises(InvalidArgumentError):
+        hub.publish("a/b", "x")
+    with pytest.raises(InvalidArgumentError):
+        hub.publish("c", "x", event="a\nb")
+    with pytest.raises(InvalidStateError):
+        hub.subscribe_url("c")
+
+
+def test_events_published_from_python_arrive_in_order_with_their_ids(start_app):
+    server, _ = start_hub_app(start_app)
+    url = url_for(server, "orders")
+    assert "/streams/orders?token=v1." in url
+    with httpx.stream("GET", url, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        stream = events(response)
+        assert next(stream) == {"retry": "1000"}
+        eventually(lambda: server.counts()["active"] == 1)
+        published = server.client.post(
+            "/publish", json={"channel": "orders", "data": [f"n={n}" for n in range(20)], "event": "step"}
+        ).json()
+        assert published["ids"] == [str(n) for n in range(1, 21)]
+        for n in range(20):
+            assert next(stream) == {"id": str(n + 1), "event": "step", "data": f"n={n}"}
+
+
+def test_publishing_from_many_threads_loses_nothing(start_app):
+    server, _ = start_hub_app(start_app)
+    with httpx.stream("GET", url_for(server, "busy"), timeout=10) as response:
+        stream = events(response)
+        next(stream)
+        eventually(lambda: server.counts()["active"] == 1)
+        server.client.post("/publish-from-threads", json={"channel": "busy", "threads": 8, "each": 8})
+        got = [next(stream) for _ in range(64)]
+    assert [int(e["id"]) for e in got] == list(range(1, 65))
+    for worker in range(8):
+        mine = [e["data"] for e in got if e["data"].startswith(f"{worker}:")]
+        assert mine == [f"{worker}:{n}" for n in range(8)]
+
+
+def test_close_sends_the_final_event_and_a_vanished_client_is_uncounted(start_app):
+    server, _ = start_hub_app(start_app)
+    with httpx.stream("GET", url_for(server, "task-1"), timeout=10) as response:
+        stream = events(response)
+        next(stream)
+        eventually(lambda: server.counts()["active"] == 1)
+        server.client.post("/close", json={"channel": "task-1", "final": ["task_completed", '{"ok": true}']})
+        assert next(stream) == {"id": "1", "event": "task_completed", "data": '{"ok": true}'}
+        assert list(stream) == []
+    eventually(lambda: server.counts()["active"] == 0)
+    # A client that just goes away is uncounted without any event sent.
+    with httpx.Client(timeout=10) as client:
+        request = client.build_request("GET", url_for(server, "quiet"))
+        response = client.send(request, stream=True)
+        eventually(lambda: server.counts()["active"] == 1)
+        response.close()
+    eventually(lambda: server.counts()["active"] == 0, timeout=10)
+
+
+def test_a_token_for_another_channel_or_none_opens_no_stream(start_app):
+    server, base = start_hub_app(start_app)
+    url = url_for(server, "mine")
+    theirs = url.replace("/streams/mine?", "/streams/theirs?")
+    answer = httpx.get(theirs, timeout=10)
+    assert (answer.status_code, answer.json()["error"]) == (403, "token_wrong_channel")
+    answer = httpx.get(f"{base}/streams/mine", timeout=10)
+    assert (answer.status_code, answer.json()["error"]) == (401, "token_missing")
+    assert server.counts()["active"] == 0
+
+
+def test_subscribe_url_is_relative_to_a_public_base(start_app):
+    server, _ = start_hub_app(start_app, {"GS_STREAM_PUBLIC_URL": "/hub"})
+    url = url_for(server, "task-9")
+    assert url.startswith("/hub/streams/task-9?token=v1."), url
+
+
+def test_sigterm_ends_pod_bound_channels_with_their_final_event_and_exits_0(start_app):
+    server, _ = start_hub_app(
+        start_app,
+        {"GS_DRAIN_DELAY_SECONDS": "0.3", "GS_SHUTDOWN_TIMEOUT_SECONDS": "5", "GS_CLOSE_NOTICE_SECONDS": "2"},
+    )
+    server.client.post("/final", json={"channel": "task-2", "event": "task_failed", "data": '{"reason": "shutdown"}'})
+    server.client.post("/publish", json={"channel": "task-2", "data": ["1"], "kind": "pod_bound"})
+    endings: dict[str, list[dict[str, str]]] = {}
+
+    def read(channel: str, url: str) -> None:
+        with httpx.stream("GET", url, timeout=15) as response:
+            endings[channel] = list(events(response))
+
+    readers = [
+        threading.Thread(target=read, args=(channel, url_for(server, channel))) for channel in ("task-2", "feed")
+    ]
+    for reader in readers:
+        reader.start()
+    eventually(lambda: server.counts()["active"] == 2)
+    server.signal(signal.SIGTERM)
+    for reader in readers:
+        reader.join(timeout=15)
+    assert server.wait_exit(timeout=15) == 0
+    assert endings["task-2"][-1]["event"] == "task_failed"
+    assert endings["task-2"][-1]["data"] == '{"reason": "shutdown"}'
+    assert endings["feed"][-1]["event"] == "reconnect"
+    assert endings["feed"][-1]["retry"] == "1000"
+
+
+def test_publish_is_cheap_enough_to_call_on_every_event(start_app):
+    """Not a timing test (that is benches/hub_publish.py): publish returns
+    without waiting for a subscriber that does not read."""
+    server, _ = start_hub_app(start_app)
+    with httpx.stream("GET", url_for(server, "stalled"), timeout=10):
+        eventually(lambda: server.counts()["active"] == 1)
+        started = time.monotonic()
+        server.client.post("/publish", json={"channel": "stalled", "data": ["x" * 1000] * 500})
+        assert time.monotonic() - started < 10
