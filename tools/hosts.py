@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("flask", "rust")
+NAMES = ("flask", "rust", "flask-hub")
+
+#: The Flask example in hub mode, as the e2e tests and the rolling harness
+#: run it: task streams held by the runtime's stream hub, 8 Waitress threads.
+FLASK_HUB_ENV = (
+    "STREAMS=hub",
+    "GS_STREAM_ADDR=127.0.0.1:0",
+    "GS_STREAM_SECRET=example-hub-secret",
+    "THREADS=8",
+)
 
 
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
@@ -16,6 +25,9 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     sse_server`)."""
     if name == "flask":
         return [sys.executable, "run.py"], ROOT / "examples" / "flask_app"
+    if name == "flask-hub":
+        # env(1) execs the interpreter: the same process, signals and all.
+        return ["env", *FLASK_HUB_ENV, sys.executable, "run.py"], ROOT / "examples" / "flask_app"
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():

@@ -11,6 +11,11 @@ handler for that is installed first, before the slow imports; ``serve``
 then replaces it with the runtime's own handling. Between the two there are
 only a few Python statements, no import.
 
+STREAMS=hub (with GS_STREAM_ADDR and GS_STREAM_SECRET) hands task streams
+to the runtime's stream hub: tasks publish to a channel each, and
+``POST /api/tasks`` answers a ``stream_url`` on the hub (absolute, or under
+PUBLIC_STREAM_BASE_URL when an ingress routes a path to the hub).
+
 LAST_CALL_DISABLED=1 serves it with plain ``waitress.serve`` and no
 signal handling: the default SIGTERM behaviour (the process dies at once),
 the baseline the rolling-update harness compares against.
@@ -39,6 +44,7 @@ except SettingsError as _error:
     sys.exit(2)
 
 from app import create_app  # noqa: E402
+from last_call import hub  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -56,6 +62,10 @@ if __name__ == "__main__":
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
         waitress.serve(app, host=settings.host, port=settings.port, threads=threads)
         sys.exit(0)
+    if settings.streams == "hub":
+        # The hub's heartbeat follows the app's unless set on its own.
+        os.environ.setdefault("GS_STREAM_HEARTBEAT_SECONDS", str(settings.heartbeat_seconds))
+        hub.start()  # prints "streams on http://HOST:PORT"
     expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
     # installed before it, so the early one must go first).

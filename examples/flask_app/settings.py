@@ -23,6 +23,13 @@ class Settings:
     max_tasks: int
     keep_finished_seconds: float
     max_body_bytes: int
+    #: "thread": each stream holds a Waitress thread (the default); "hub":
+    #: streams are held by the runtime's stream hub (GS_STREAM_ADDR,
+    #: GS_STREAM_SECRET), tasks publish to it.
+    streams: str = "thread"
+    #: Where browsers reach the hub (absolute, or a path such as /hub that
+    #: an ingress routes to it); unset: the hub's own address.
+    public_stream_base_url: str | None = None
 
 
 def _integer(name: str, default: int, low: int, high: int) -> int:
@@ -51,8 +58,21 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+def _streams() -> str:
+    value = os.environ.get("STREAMS", "thread")
+    if value not in ("thread", "hub"):
+        raise SettingsError(f"invalid STREAMS={value!r}: expected thread or hub")
+    if value == "hub":
+        for name in ("GS_STREAM_ADDR", "GS_STREAM_SECRET"):
+            if not os.environ.get(name):
+                raise SettingsError(f"STREAMS=hub needs {name}")
+    return value
+
+
 def from_env() -> Settings:
     return Settings(
+        streams=_streams(),
+        public_stream_base_url=os.environ.get("PUBLIC_STREAM_BASE_URL") or None,
         host=os.environ.get("HOST", "127.0.0.1"),
         port=_integer("PORT", 8080, 0, 65535),
         threads=_integer("THREADS", 16, 1, 10_000),

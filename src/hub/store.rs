@@ -289,7 +289,14 @@ impl ChannelStore for MemoryStore {
         }
         channel.kind = kind;
         let id: Arc<str> = match id {
-            Some(id) => Arc::from(id),
+            Some(id) => {
+                // The numbers the hub assigns stay above a host's numeric
+                // ids, so that mixing the two never repeats an id.
+                if let Ok(number) = id.parse::<u64>() {
+                    channel.next_id = channel.next_id.max(number.saturating_add(1));
+                }
+                Arc::from(id)
+            }
             None => channel.next_id(),
         };
         let now = Instant::now();
@@ -518,10 +525,18 @@ mod tests {
         let s = store.subscribe("c", Some("3"), sub).unwrap();
         assert_eq!(ids(&s.replay), ["4", "5"]);
         assert!(s.complete);
+        // A host's numeric id moves the numbering past it.
+        store
+            .publish("c", StreamKind::Resumable, "m", "x", Some("41"))
+            .unwrap();
+        let next = store
+            .publish("c", StreamKind::Resumable, "m", "x", None)
+            .unwrap();
+        assert_eq!(&*next.id, "42");
         let (sub, _rx, _) = subscriber(4);
         let s = store.subscribe("c", Some("1"), sub).unwrap();
         assert!(!s.complete, "1 fell out of a history of 3");
-        assert_eq!(ids(&s.replay), ["3", "4", "5"]);
+        assert_eq!(ids(&s.replay), ["5", "41", "42"]);
     }
 
     #[test]

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from dependency_injector.wiring import Provide, inject
 from flask import Blueprint, jsonify, request, url_for
+from last_call import hub
 from last_call.flask import current_manager, sse_stream
 from last_call.sse import StreamKind, last_event_id
 from last_call.wsgi import track_stream
 from werkzeug.exceptions import BadRequest
 
 from ..services.container import Container
-from ..services.task_service import InvalidOperationException, TaskService
+from ..services.task_service import InvalidOperationException, TaskService, hub_channel
 
 #: Told to clients refused while draining or full: by then another pod is
 #: ready, or a worker is free.
 RETRY_AFTER_SECONDS = 2
 MAX_STEPS = 1_000
 MAX_STEP_SECONDS = 60.0
+#: How long a hub subscription token stays valid (a reconnect within it,
+#: to any pod, needs no new token).
+STREAM_TOKEN_SECONDS = 3600.0
 
 tasks_api = Blueprint("tasks", __name__, url_prefix="/api")
 
@@ -65,7 +69,14 @@ def start_task(service: TaskService = Provide[Container.task_service]):
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    stream_url = url_for("tasks.stream_task", task_id=task.task_id)
+    if service.hub_mode:
+        # STREAMS=hub: the runtime's hub holds the stream, on its own port
+        # (or under PUBLIC_STREAM_BASE_URL, for an ingress routing a path).
+        stream_url = hub.subscribe_url(
+            hub_channel(task.task_id), ttl=STREAM_TOKEN_SECONDS, base_url=service.stream_base_url
+        )
+    else:
+        stream_url = url_for("tasks.stream_task", task_id=task.task_id)
     return jsonify({"task_id": task.task_id, "stream_url": stream_url}), 202
 
 

@@ -22,6 +22,8 @@ class Container(containers.DeclarativeContainer):
     config.max_tasks.from_env("MAX_TASKS", as_=int, default=500)
     config.keep_finished_seconds.from_env("TASK_KEEP_SECONDS", as_=float, default=300.0)
     config.max_body_bytes.from_env("MAX_BODY_BYTES", as_=int, default=64 * 1024)
+    config.streams.from_env("STREAMS", default="thread")
+    config.public_stream_base_url.from_env("PUBLIC_STREAM_BASE_URL", default="")
 
     shutdown_manager = providers.Singleton(GracefulShutdownManager)
 
@@ -32,4 +34,6 @@ class Container(containers.DeclarativeContainer):
         heartbeat_seconds=config.heartbeat_seconds,
         max_tasks=config.max_tasks,
         keep_finished_seconds=config.keep_finished_seconds,
+        streams=config.streams,
+        stream_base_url=config.public_stream_base_url,
     )

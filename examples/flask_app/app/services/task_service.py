@@ -26,9 +26,13 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+
+from last_call import hub
+from last_call.errors import InvalidArgumentError
+from last_call.sse import StreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,9 @@ class Task:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     cancelled: bool = False
+    #: Called with each event and its id, in order, under the task's lock
+    #: (hub mode: the event goes to the task's hub channel).
+    on_published: Callable[[int, dict], None] | None = None
 
     def publish(self, event_type: str, data: dict) -> int:
         """Appends an event (its SSE id is its position, from 1); returns the
@@ -75,6 +82,8 @@ class Task:
             event_id = len(self.history)
             if event_type in FINAL_EVENTS:
                 self.finished_at = time.monotonic()
+            if self.on_published is not None:
+                self.on_published(event_id, event)
             subscribers = list(self.subscribers)
         for subscriber in subscribers:
             subscriber.put((event_id, event))
@@ -94,14 +103,46 @@ class Task:
         the worker stops at its next step). Returns that event as SSE text,
         or "" if the task had already ended."""
         self.cancelled = True
-        reason = {"reason": "shutdown", "error": "the server shut down before the task finished"}
-        event_id = self.publish(TASK_FAILED, reason)
+        event_id = self.publish(TASK_FAILED, shutdown_event(self.task_id)["data"])
         return sse_text(self.history[event_id - 1], event_id) if event_id else ""
 
     def unsubscribe(self, subscriber: queue.Queue) -> None:
         with self.lock:
             if subscriber in self.subscribers:
                 self.subscribers.remove(subscriber)
+
+
+def hub_channel(task_id: str) -> str:
+    """The hub channel of a task (STREAMS=hub)."""
+    return f"task-{task_id}"
+
+
+def shutdown_event(task_id: str) -> dict:
+    return {
+        "event_type": TASK_FAILED,
+        "task_id": task_id,
+        "data": {"reason": "shutdown", "error": "the server shut down before the task finished"},
+    }
+
+
+def _to_hub(task_id: str) -> Callable[[int, dict], None]:
+    """Publishes a task's events to its hub channel with the task's own
+    ids; the final one closes the channel."""
+    channel = hub_channel(task_id)
+
+    def publish(event_id: int, event: dict) -> None:
+        data = json.dumps(event)
+        try:
+            if event["event_type"] in FINAL_EVENTS:
+                hub.close(channel, ("task_event", data))
+            else:
+                hub.publish(channel, data, event="task_event", id=str(event_id), kind=StreamKind.POD_BOUND)
+        except InvalidArgumentError:
+            # The hub closed the channel first (ClosingStreams): its
+            # subscribers already have the task's task_failed.
+            pass
+
+    return publish
 
 
 class TaskService:
@@ -113,7 +154,15 @@ class TaskService:
         keep_finished_seconds: float = 300.0,
         heartbeat_seconds: float = 1.0,
         max_tasks: int = 500,
+        streams: str = "thread",
+        stream_base_url: str = "",
     ) -> None:
+        #: Where browsers reach the hub (PUBLIC_STREAM_BASE_URL); None: the
+        #: hub's own address.
+        self.stream_base_url = stream_base_url or None
+        #: STREAMS=hub: task events go to the runtime's stream hub, which
+        #: holds the subscribers' connections.
+        self.hub_mode = streams == "hub"
         self._manager = shutdown_manager
         self._max_workers = max_workers
         self._max_tasks = max_tasks
@@ -143,6 +192,13 @@ class TaskService:
             if len(self._tasks) >= self._max_tasks:
                 raise ExecutorFullException("too many tasks are held; retry later")
             self._tasks[task.task_id] = task
+            if self.hub_mode:
+                # Only for an accepted task (a refused one holds no
+                # channel). At ClosingStreams the hub ends the channel's
+                # streams with this at once (pod-bound), even before the task
+                # itself is cancelled.
+                hub.set_final_event(hub_channel(task.task_id), "task_event", json.dumps(shutdown_event(task.task_id)))
+                task.on_published = _to_hub(task.task_id)
             self._futures.append(self._executor.submit(self._run, task))
         return task
 
