@@ -56,16 +56,18 @@ if __name__ == "__main__":
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     threads = settings.threads
+    if settings.streams == "hub":
+        # The hub's heartbeat follows the app's unless set on its own. (The
+        # baseline below keeps the hub, so that it shows the streams the
+        # default SIGTERM behaviour cuts.)
+        os.environ.setdefault("GS_STREAM_HEARTBEAT_SECONDS", str(settings.heartbeat_seconds))
+        hub.start()  # prints "streams on http://HOST:PORT"
     if os.environ.get("LAST_CALL_DISABLED") == "1":
         import waitress
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
         waitress.serve(app, host=settings.host, port=settings.port, threads=threads)
         sys.exit(0)
-    if settings.streams == "hub":
-        # The hub's heartbeat follows the app's unless set on its own.
-        os.environ.setdefault("GS_STREAM_HEARTBEAT_SECONDS", str(settings.heartbeat_seconds))
-        hub.start()  # prints "streams on http://HOST:PORT"
     expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
     # installed before it, so the early one must go first).
