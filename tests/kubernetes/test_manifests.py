@@ -96,3 +96,35 @@ def test_the_runtime_accepts_the_manifest_configuration():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_hub_listens_on_a_declared_port_that_the_service_exposes():
+    _, _, container, env = deployment_settings()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert env["STREAMS"] == "hub"
+    host, _, port = env["GS_STREAM_ADDR"].rpartition(":")
+    assert host == "0.0.0.0", "clients reach the pod on its IP, not loopback"
+    assert int(port) == ports["streams"], "GS_STREAM_ADDR does not listen on the declared streams port"
+    assert len(set(ports.values())) == len(ports), "the hub shares a port"
+    service = next(doc for _, doc in documents() if doc["kind"] == "Service")
+    assert "streams" in [port["targetPort"] for port in service["spec"]["ports"]]
+
+
+def test_the_hub_secret_comes_from_a_secret_every_pod_shares():
+    _, _, container, _ = deployment_settings()
+    variable = next(item for item in container["env"] if item["name"] == "GS_STREAM_SECRET")
+    assert "value" not in variable, "the token key must not be written in the manifest"
+    reference = variable["valueFrom"]["secretKeyRef"]
+    secrets = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "Secret"}
+    assert reference["key"] in secrets[reference["name"]]["stringData"]
+
+
+def test_the_commented_ingress_alternative_is_a_valid_ingress():
+    text = (MANIFESTS / "service.yaml").read_text()
+    commented = [line[2:] for line in text.splitlines() if line.startswith("# ") or line == "#"]
+    start = commented.index("---")
+    ingress = yaml.safe_load("\n".join(commented[start + 1 :]))
+    assert ingress["kind"] == "Ingress"
+    kubernetes_validate.validate(ingress, KUBERNETES_VERSIONS[-1], strict=True)
+    paths = {p["path"]: p["backend"]["service"]["port"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/streams/": "streams", "/": "http"}
