@@ -150,6 +150,11 @@ bench: setup python
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
 	$(PYTHON) benches/probe_latency.py --probes 1000
+	# The stream hub (issue 18): capacity in the Flask app beside
+	# thread-per-stream, publish cost, fan-out and disconnect detection.
+	$(PYTHON) benches/hub_capacity.py --streams 10000
+	$(PYTHON) benches/hub_publish.py
+	target/release/examples/hub_load --fanout 9000 --events 50 --disconnects 50
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh
