@@ -97,7 +97,10 @@ def main() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rows = [run("hub", args.streams), run("thread", args.thread_streams)]
-    print("\n| Flask app (THREADS=8) | streams open | time to open | RSS no stream -> open | per stream | events each (min) | cut by SIGTERM | exit |")
+    print(
+        "\n| Flask app (THREADS=8) | streams open | time to open | RSS no stream -> open"
+        " | per stream | events each (min) | cut by SIGTERM | exit |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         name = "hub (STREAMS=hub)" if r["mode"] == "hub" else "thread per stream"

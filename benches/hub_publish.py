@@ -20,8 +20,8 @@ import urllib.request
 
 os.environ.setdefault("GS_STREAM_SECRET", "bench secret")
 
-from last_call import GracefulShutdownManager, hub  # noqa: E402
-from last_call.wsgi import track_stream  # noqa: E402
+from last_call import GracefulShutdownManager, hub
+from last_call.wsgi import track_stream
 
 BATCH = 100
 BATCHES = 5_000
