@@ -59,6 +59,11 @@ _METRICS = (
         "counter",
         "Streams still open when ClosingStreams began, asked to reconnect elsewhere.",
     ),
+    (
+        "gs_hub_slow_clients_disconnected_total",
+        "counter",
+        "Stream hub clients disconnected for falling too far behind.",
+    ),
 )
 
 
@@ -347,6 +352,8 @@ class NoopGracefulShutdownManager:
                 "gs_shutdown_started_timestamp_seconds": self._started_at,
                 "gs_shutdown_duration_seconds": self._duration,
                 "gs_streams_closed_by_deadline_total": self._closed_by_deadline,
+                # The no-op manager has no stream hub.
+                "gs_hub_slow_clients_disconnected_total": 0,
             }
             phase_name = self._phase.label
         if code == 1:
