@@ -179,7 +179,11 @@ mod tests {
         };
         for _ in 0..20_000 {
             let json: serde_json::Value = serde_json::from_str(&render_json(&runtime)).unwrap();
-            let expected = if json["phase"] == 0.0 { "serving" } else { "draining" };
+            let expected = if json["phase"] == 0.0 {
+                "serving"
+            } else {
+                "draining"
+            };
             assert_eq!(json["phase_name"], expected, "{json}");
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -124,8 +124,18 @@ fn the_c_host_closes_endless_streams_before_the_deadline() {
     assert_eq!(stdout.matches("asked to close").count(), 3, "{stdout}");
     // Streams 0 and 2 are resumable (each at its moment of the spread),
     // stream 1 is pod-bound (at once).
-    assert_eq!(stdout.matches("(resumable: reconnect)").count(), 2, "{stdout}");
-    assert_eq!(stdout.matches("(pod-bound: final event) ends after 0.000 s").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("(resumable: reconnect)").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("(pod-bound: final event) ends after 0.000 s")
+            .count(),
+        1,
+        "{stdout}"
+    );
     assert!(stdout.contains("-> closing_streams"), "{stdout}");
     assert!(stdout.contains("stopped: exiting 0"), "{stdout}");
 }
