@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +43,28 @@ def test_task_ids_differ_across_servers_and_restarts(start_server):
         ids.add(task_id)
         server.close()
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("host", hosts.NAMES)
+def test_task_ids_differ_between_two_servers_that_are_both_process_1(host):
+    """In a container the server is usually PID 1: an id made from the pid
+    would repeat across pods. Each server here runs as PID 1 of a PID
+    namespace of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("PID namespaces need root here (CI runs as root)")
+    command, cwd = hosts.command(host)
+    ids = set()
+    for _ in range(2):
+        server = ServerProcess(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *command], {}, cwd=cwd)
+        try:
+            children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+            status = Path(f"/proc/{children[0]}/status").read_text()
+            namespaced = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()
+            assert namespaced[-1] == "1", namespaced
+            ids.add(start_task(server.client, steps=1, step_seconds=0).json()["task_id"])
+        finally:
+            server.close()
+    assert len(ids) == 2, ids
 
 
 def test_every_event_has_an_id_and_last_event_id_replays_exactly_the_missed_ones(start_server):
