@@ -63,6 +63,7 @@ import time
 from typing import Any
 
 from . import _native
+from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
 from .phase import Phase
 
@@ -108,7 +109,7 @@ def _derived_graceful_timeout() -> int:
     # gunicorn wants whole seconds; an infinite timeout has no bound to give.
     try:
         seconds = float(_runtime_config().shutdown_timeout_seconds)
-    except Exception:  # reported by on_starting, by name
+    except GracefulShutdownError:  # reported by on_starting, by name
         return 30
     return math.ceil(seconds) if math.isfinite(seconds) else 30
 
@@ -119,11 +120,11 @@ graceful_timeout = _derived_graceful_timeout()
 
 def on_starting(server: Any) -> None:
     """The master, before anything: refuse settings that cut streams."""
-    from gunicorn.workers.gthread import ThreadWorker
+    from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
     try:
         config = _runtime_config()
-    except Exception as error:
+    except GracefulShutdownError as error:
         raise GunicornConfigError(f"last_call: {error}") from error
     chosen = server.cfg.worker_class
     if not (isinstance(chosen, type) and issubclass(chosen, ThreadWorker)):
