@@ -119,7 +119,7 @@ $(PYTHON):
 	$(PYTHON) -m pip install -q --upgrade pip
 
 python: $(PYTHON)
-	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r tests/requirements.txt
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
