@@ -66,6 +66,7 @@ pub mod metrics;
 mod phase;
 #[cfg(not(gs_loom))]
 pub mod probes;
+#[cfg(not(gs_loom))]
 mod reconnect_spread;
 #[cfg(not(gs_loom))]
 mod runtime;
@@ -92,6 +93,7 @@ pub use hooks::{HookOrder, HookOutcome, HookReport};
 pub use phase::{Phase, PhaseChange};
 #[cfg(not(gs_loom))]
 pub use probes::{ProbeOptions, ReadinessReport};
+#[cfg(not(gs_loom))]
 pub use reconnect_spread::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };
