@@ -61,7 +61,7 @@ demo-c: c-host
 # The Python package: mypy --strict and ruff (settings in its pyproject.toml),
 # and ruff on the example app and the Python tests.
 PY_LINT_CONFIG := bindings/python/pyproject.toml
-PY_LINT_PATHS := bindings/python examples/flask_app
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app
 
 lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("flask", "rust")
+NAMES = ("flask", "rust", "asgi")
 
 
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
@@ -16,6 +16,10 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     sse_server`)."""
     if name == "flask":
         return [sys.executable, "run.py"], ROOT / "examples" / "flask_app"
+    if name == "asgi":
+        # Starlette on uvicorn; LAST_CALL_DISABLED=1 is its baseline (plain
+        # uvicorn signal handling), as for the others.
+        return [sys.executable, "run.py"], ROOT / "examples" / "asgi_app"
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():
