@@ -49,7 +49,10 @@ sys.stdout.reconfigure(line_buffering=True)
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that PORT=0 can be announced."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets
+    # only when the listener says TCP (with proto 0 every small response
+    # waits ~40 ms for the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
