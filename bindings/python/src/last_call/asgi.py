@@ -354,6 +354,7 @@ class EventStreamResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         if scope.get("method", "GET").upper() == "HEAD":
+            scope[COUNTED_SCOPE_KEY] = True  # nor by CountStreams
             await send(start)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -402,7 +403,8 @@ class CountStreams:
         self._manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
+        if scope.get("type") != "http" or scope.get("method", "GET").upper() == "HEAD":
+            # A HEAD response has no body: never a stream.
             await self.app(scope, receive, send)
             return
         runtime = _manager(self._manager)
