@@ -41,6 +41,7 @@ import uvicorn  # noqa: E402
 from app import create_app  # noqa: E402
 from app.task_service import TaskService  # noqa: E402
 from last_call import GracefulShutdownManager  # noqa: E402
+from uvicorn.config import STARTUP_FAILURE  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 sys.stdout.reconfigure(line_buffering=True)
@@ -88,5 +89,13 @@ if __name__ == "__main__":
     if disabled:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn's own re-raise: exit 143
     config = uvicorn.Config(app, lifespan="on", log_level="info", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except SystemExit as exit_:
+        # A lifespan that fails at startup (a malformed GS_* variable, a
+        # GS_PROBE_ADDR in use: the error above names it) is uvicorn's
+        # status 3; the contract's refused setting is status 2.
+        if exit_.code == STARTUP_FAILURE:
+            sys.exit(2)
+        raise
     logging.getLogger("run").info("uvicorn returned; exiting 0")
