@@ -5,6 +5,7 @@ awaitable waits in this process's own event loop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,12 @@ def test_the_waits_wake_on_the_phase_and_the_count(graceful_shutdown: GracefulSh
         return await shutdown, await streams, await wait_for_phase(Phase.DRAINING, 0)
 
     assert asyncio.run(scenario()) == (True, True, True)
+
+
+def test_the_example_refuses_a_malformed_gs_variable_at_start_with_status_2():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GS_")}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "soon"})
+    example = ROOT / "examples" / "asgi_app"
+    done = subprocess.run([sys.executable, "run.py"], cwd=example, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "GS_DRAIN_DELAY_SECONDS" in done.stderr
