@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("flask", "rust", "asgi")
+NAMES = ("flask", "rust", "asgi", "flask-gunicorn")
 
 
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
@@ -16,6 +16,10 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     sse_server`)."""
     if name == "flask":
         return [sys.executable, "run.py"], ROOT / "examples" / "flask_app"
+    if name == "flask-gunicorn":
+        # The Flask app under gunicorn (one gthread worker, last_call.gunicorn);
+        # LAST_CALL_DISABLED=1: plain gunicorn.
+        return [sys.executable, "serve_gunicorn.py"], ROOT / "examples" / "flask_app"
     if name == "asgi":
         # Starlette on uvicorn; LAST_CALL_DISABLED=1 is its baseline (plain
         # uvicorn signal handling), as for the others.

@@ -1,0 +1,43 @@
+"""Serves the example app with gunicorn through the last-call sequence:
+
+    python serve_gunicorn.py      # HOST, PORT, THREADS, ... as for run.py
+
+which validates the settings (status 2 naming a bad one) and then becomes
+(exec) ``gunicorn -c python:last_call.gunicorn -w 1 --threads $THREADS
+--bind $HOST:$PORT wsgi:app``, so that the process the kubelet signals is
+gunicorn's master.
+
+**One worker, many threads.** The tasks live in the memory of the process
+that started them, so with several workers a stream request could reach a
+worker that does not hold its task (404). One gthread worker holds them all;
+it serves each SSE stream on a thread of its own (THREADS, default 16), and
+the pod scales by replicas. The probe listener is the master's, one per pod
+whatever the worker count (``last_call.gunicorn``).
+
+LAST_CALL_DISABLED=1 runs plain gunicorn (no last_call config module): the
+baseline.
+"""
+
+import os
+import signal
+import sys
+
+# A SIGTERM before gunicorn is running: nothing is served yet, exit 0.
+signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+
+from settings import SettingsError, from_env  # noqa: E402
+
+try:
+    SETTINGS = from_env()
+except SettingsError as _error:
+    print(f"serve_gunicorn.py: {_error}", file=sys.stderr)
+    sys.exit(2)
+
+if __name__ == "__main__":
+    host = f"[{SETTINGS.host}]" if ":" in SETTINGS.host else SETTINGS.host
+    config = [] if os.environ.get("LAST_CALL_DISABLED") == "1" else ["-c", "python:last_call.gunicorn"]
+    argv = [sys.executable, "-m", "gunicorn", *config, "-k", "gthread", "-w", "1", "--threads", str(SETTINGS.threads)]
+    here = os.path.dirname(os.path.abspath(__file__))
+    argv += ["--chdir", here, "--bind", f"{host}:{SETTINGS.port}", "wsgi:app"]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
