@@ -195,6 +195,8 @@ def test_the_sse_starlette_adapter_keeps_the_stream_and_ends_it_with_our_reconne
     assert 3.0 - 0.2 <= at < 6.0, at
     ids = [line for line in lines if line.startswith("id: ")]
     assert ids[-1] == ids[-2], ids[-3:]  # the reconnect carries the last id
+    # sse-starlette's cooperative signal was set at that moment too.
+    server.wait_for_log("sse generator closed; shutdown_event set: True", timeout=5)
     assert server.wait_exit(20) == 0
 
 

@@ -169,7 +169,10 @@ class Stream:
       ``event: reconnect`` for a resumable stream, the host's ``final_event``
       for a pod-bound one;
     * ``s.record(chunk)``: remembers the last ``id:`` of a chunk sent
-      without ``events()``.
+      without ``events()``;
+    * ``s.on_closing(callback)``: called at that moment, before ``closing``
+      wakes its waiters (the sse-starlette adapter sets its
+      ``shutdown_event`` there).
 
     Counted on entry, uncounted exactly once on exit, whatever ends it.
     """
@@ -193,6 +196,7 @@ class Stream:
         self._end_timer: asyncio.TimerHandle | None = None
         self._counted = False
         self._open = False
+        self._closing_callbacks: list[Callable[[], Any]] = []
 
     async def __aenter__(self) -> Stream:
         if self._counted:
@@ -237,7 +241,17 @@ class Stream:
             return
         assert self._loop is not None
         end_in = self._manager.stream_end_in(self.kind) or 0.0
-        self._end_timer = self._loop.call_later(end_in, self.closing.set)
+        self._end_timer = self._loop.call_later(end_in, self._signal_closing)
+
+    def _signal_closing(self) -> None:
+        for callback in self._closing_callbacks:
+            callback()
+        self.closing.set()
+
+    def on_closing(self, callback: Callable[[], Any]) -> None:
+        """Calls ``callback()`` on the loop when ``closing`` is set, just
+        before the tasks waiting on it wake."""
+        self._closing_callbacks.append(callback)
 
     def record(self, chunk: Any) -> Any:
         """Remembers the last ``id:`` in ``chunk`` (SSE text or bytes, or an

@@ -25,7 +25,6 @@ its kind's ending at its own moment. So this adapter:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator
@@ -93,18 +92,11 @@ class EventSourceResponse(_EventSourceResponse):
 
     async def _counted(self, content: Content) -> AsyncGenerator[Any, None]:
         counted = self._counted_stream
-        async with counted:
-            relay = asyncio.ensure_future(self._relay_closing(counted))
-            try:
-                async for item in counted.events(_as_async(content)):
-                    yield item
-            finally:
-                relay.cancel()
-
-    async def _relay_closing(self, counted: Stream) -> None:
-        await counted.closing.wait()
         if self._cooperative_event is not None:
-            self._cooperative_event.set()
+            counted.on_closing(self._cooperative_event.set)
+        async with counted:
+            async for item in counted.events(_as_async(content)):
+                yield item
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[COUNTED_SCOPE_KEY] = True

@@ -26,6 +26,7 @@ import sys
 
 signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
 
+import anyio  # noqa: E402
 import uvicorn  # noqa: E402
 from last_call import GracefulShutdownManager, StreamKind  # noqa: E402
 from last_call.asgi import CountStreams, EventStreamResponse, lifespan  # noqa: E402
@@ -80,13 +81,18 @@ async def plain(request: Request) -> StreamingResponse:
 async def sse(request: Request) -> Response:
     events, interval = _arguments(request)
 
-    async def body():
-        for n in range(1, events + 1):
-            yield {"id": str(n), "data": f"tick {n}"}
-            await asyncio.sleep(interval)
-        yield {"event": "done", "data": "done"}
+    shutdown_event = anyio.Event()
 
-    return EventSourceResponse(body(), ping=600)
+    async def body():
+        try:
+            for n in range(1, events + 1):
+                yield {"id": str(n), "data": f"tick {n}"}
+                await asyncio.sleep(interval)
+            yield {"event": "done", "data": "done"}
+        finally:
+            print(f"sse generator closed; shutdown_event set: {shutdown_event.is_set()}", flush=True)
+
+    return EventSourceResponse(body(), ping=600, shutdown_event=shutdown_event)
 
 
 async def metrics(_request: Request) -> Response:
