@@ -11,9 +11,10 @@ with the runtime's. Should uvicorn itself see a SIGTERM in between, it
 re-raises it after its shutdown, once it has put this first handler back:
 status 0 again.
 
-LAST_CALL_DISABLED=1 serves the same app without the lifespan helper:
-plain uvicorn signal handling, the baseline the rolling-update harness
-compares against.
+LAST_CALL_DISABLED=1 serves the app as it would be without last_call
+(uvicorn's own signal handling, streams served by sse-starlette's own
+EventSourceResponse): the baseline the rolling-update harness compares
+against.
 
     pip install ../../bindings/python -r requirements.txt
     python run.py

@@ -20,6 +20,7 @@ from typing import Any
 
 from last_call import Phase, ShutdownManager, StreamKind
 from last_call.asgi import EventStreamResponse, lifespan
+from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -69,6 +70,11 @@ def _task_arguments(body: bytes) -> tuple | None:
     return parsed.get("steps"), parsed.get("step_seconds")
 
 
+async def _encoded(content: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    async for text in content:
+        yield text.encode()
+
+
 def create_app(
     manager: ShutdownManager,
     service: TaskService,
@@ -77,7 +83,9 @@ def create_app(
     announce: str | None = None,
     runtime: bool = True,
 ) -> Starlette:
-    """``runtime=False``: the baseline, plain uvicorn signal handling."""
+    """``runtime=False``: the baseline, what the same app is without
+    last_call: plain uvicorn signal handling, and streams served by
+    sse-starlette's own EventSourceResponse (its automatic drain on)."""
     drain_token = os.environ.get("GS_DRAIN_TOKEN") or None
 
     async def start_task(request: Request) -> Response:
@@ -103,6 +111,13 @@ def create_app(
         stream_url = f"/api/tasks/{task.task_id}/stream"
         return JSONResponse({"task_id": task.task_id, "stream_url": stream_url}, status_code=202)
 
+    def event_stream(content: AsyncIterator[str], kind: StreamKind, final_event: Any = None) -> Any:
+        if not runtime:
+            # The baseline: the common stack without last_call, sse-starlette's
+            # own response (bytes pass through it unchanged).
+            return EventSourceResponse(_encoded(content), headers={"X-Accel-Buffering": "no"})
+        return EventStreamResponse(content, kind=kind, final_event=final_event, manager=manager)
+
     async def stream_task(request: Request) -> Any:
         """Pod-bound: only this process has the task. In ClosingStreams the
         task is cancelled and the stream ends with its ``task_failed``
@@ -112,17 +127,16 @@ def create_app(
             return _error(404, f"no task {request.path_params['task_id']}")
         after = (request.headers.get("last-event-id") or "").strip()
         start = int(after) if after.isdigit() else 0
-        return EventStreamResponse(
+        return event_stream(
             service.sse_events(task, after=start),
-            kind=StreamKind.POD_BOUND,
-            final_event=lambda: service.cancel_for_shutdown(task),
-            manager=manager,
+            StreamKind.POD_BOUND,
+            lambda: service.cancel_for_shutdown(task),
         )
 
     async def stream_feed(_request: Request) -> Any:
         """Resumable: in ClosingStreams each is told to reconnect at its own
         moment of the close notice."""
-        return EventStreamResponse(service.feed_events(), kind=StreamKind.RESUMABLE, manager=manager)
+        return event_stream(service.feed_events(), StreamKind.RESUMABLE)
 
     async def readyz(_request: Request) -> Response:
         report = manager.check_readiness()
