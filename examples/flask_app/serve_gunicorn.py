@@ -14,8 +14,8 @@ it serves each SSE stream on a thread of its own (THREADS, default 16), and
 the pod scales by replicas. The probe listener is the master's, one per pod
 whatever the worker count (``last_call.gunicorn``).
 
-LAST_CALL_DISABLED=1 runs plain gunicorn (no last_call config module): the
-baseline.
+LAST_CALL_DISABLED=1 runs plain gunicorn (``gunicorn_baseline.py``, which
+only announces the address): the baseline.
 """
 
 import os
@@ -35,7 +35,8 @@ except SettingsError as _error:
 
 if __name__ == "__main__":
     host = f"[{SETTINGS.host}]" if ":" in SETTINGS.host else SETTINGS.host
-    config = [] if os.environ.get("LAST_CALL_DISABLED") == "1" else ["-c", "python:last_call.gunicorn"]
+    baseline = os.environ.get("LAST_CALL_DISABLED") == "1"
+    config = ["-c", "python:gunicorn_baseline" if baseline else "python:last_call.gunicorn"]
     argv = [sys.executable, "-m", "gunicorn", *config, "-k", "gthread", "-w", "1", "--threads", str(SETTINGS.threads)]
     here = os.path.dirname(os.path.abspath(__file__))
     argv += ["--chdir", here, "--bind", f"{host}:{SETTINGS.port}", "wsgi:app"]
