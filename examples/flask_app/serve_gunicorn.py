@@ -2,10 +2,10 @@
 
     python serve_gunicorn.py      # HOST, PORT, THREADS, ... as for run.py
 
-which validates the settings (status 2 naming a bad one) and then becomes
-(exec) ``gunicorn -c python:last_call.gunicorn -w 1 --threads $THREADS
---bind $HOST:$PORT wsgi:app``, so that the process the kubelet signals is
-gunicorn's master.
+which validates the settings (status 2 naming a bad one) and then runs, in
+the same process, ``gunicorn -c python:last_call.gunicorn -k gthread -w 1
+--threads $THREADS --bind $HOST:$PORT wsgi:app``, so that the process the
+kubelet signals is gunicorn's master.
 
 **One worker, many threads.** The tasks live in the memory of the process
 that started them, so with several workers a stream request could reach a
@@ -37,8 +37,12 @@ if __name__ == "__main__":
     host = f"[{SETTINGS.host}]" if ":" in SETTINGS.host else SETTINGS.host
     baseline = os.environ.get("LAST_CALL_DISABLED") == "1"
     config = ["-c", "python:gunicorn_baseline" if baseline else "python:last_call.gunicorn"]
-    argv = [sys.executable, "-m", "gunicorn", *config, "-k", "gthread", "-w", "1", "--threads", str(SETTINGS.threads)]
+    argv = ["gunicorn", *config, "-k", "gthread", "-w", "1", "--threads", str(SETTINGS.threads)]
     here = os.path.dirname(os.path.abspath(__file__))
     argv += ["--chdir", here, "--bind", f"{host}:{SETTINGS.port}", "wsgi:app"]
-    sys.stdout.flush()
-    os.execv(sys.executable, argv)
+    # In this process rather than exec'd: exec would reset the early SIGTERM
+    # handler to the default until gunicorn installs its own.
+    sys.argv = argv
+    from gunicorn.app.wsgiapp import run
+
+    run()
