@@ -5,6 +5,7 @@ awaitable waits in this process's own event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 import httpx
 import pytest
 from last_call import GracefulShutdownManager, Phase
-from last_call.asgi import wait_for_phase, wait_for_shutdown, wait_for_streams
+from last_call.asgi import CountStreams, EventStreamResponse, wait_for_phase, wait_for_shutdown, wait_for_streams
 from server_process import ServerProcess, eventually
 
 from .conftest import APPS, ROOT
@@ -254,3 +255,44 @@ def test_the_example_refuses_a_malformed_gs_variable_at_start_with_status_2():
     done = subprocess.run([sys.executable, "run.py"], cwd=example, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "GS_DRAIN_DELAY_SECONDS" in done.stderr
+
+
+def test_a_cancelled_stream_is_uncounted_once(graceful_shutdown: GracefulShutdownManager):
+    # As uvicorn cancels a response past its timeout_graceful_shutdown: the
+    # ASGI call itself is cancelled mid-stream (EventStreamResponse, and a
+    # StreamingResponse-like app counted by CountStreams).
+    async def ticks():
+        while True:
+            yield "data: tick\n\n"
+            await asyncio.sleep(0.01)
+
+    async def streaming_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        while True:
+            await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
+            await asyncio.sleep(0.01)
+
+    async def scenario(app) -> list[int]:
+        sent: list[dict] = []
+        never = asyncio.Event()
+
+        async def receive() -> dict:
+            await never.wait()  # the client stays
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        call = asyncio.ensure_future(app({"type": "http", "method": "GET"}, receive, send))
+        await asyncio.sleep(0.1)
+        during = graceful_shutdown.active_streams
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        assert len(sent) > 3
+        return [during, graceful_shutdown.active_streams]
+
+    for app in (EventStreamResponse(ticks()), CountStreams(streaming_app)):
+        before = graceful_shutdown.streams_finished_total
+        assert asyncio.run(scenario(app)) == [1, 0]
+        assert graceful_shutdown.streams_finished_total - before == 1
