@@ -246,6 +246,10 @@ def post_worker_init(worker: Any) -> None:
     # the handler runs at once. Reading handle_sigterm validates the GS_*
     # settings and arms the exit watchdog.
     signal.signal(signal.SIGTERM, manager.handle_sigterm)
+    # The master's worker-table check came through fork; in a worker it
+    # would always fail (its arbiter copy has no workers) and make the
+    # app's own /readyz answer 503.
+    manager.remove_readiness_check("gunicorn-workers")
 
     def stop_worker(_seconds_left: float) -> bool:
         # handle_exit wakes the gthread worker's loop; it stops accepting,
