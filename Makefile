@@ -58,10 +58,16 @@ demo-rust: setup python
 demo-c: c-host
 	@./scripts/demo_c_host.sh $(BUILD)/c_host
 
+# The Flask example under gunicorn: one gthread worker with THREADS threads
+# and the last_call.gunicorn config module (README, "gunicorn").
+.PHONY: flask-gunicorn
+flask-gunicorn: python
+	cd examples/flask_app && ../../$(PYTHON) serve_gunicorn.py
+
 # The Python package: mypy --strict and ruff (settings in its pyproject.toml),
 # and ruff on the example app and the Python tests.
 PY_LINT_CONFIG := bindings/python/pyproject.toml
-PY_LINT_PATHS := bindings/python examples/flask_app
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app
 
 lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
@@ -119,7 +125,7 @@ $(PYTHON):
 	$(PYTHON) -m pip install -q --upgrade pip
 
 python: $(PYTHON)
-	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r tests/requirements.txt
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the

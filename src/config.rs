@@ -287,6 +287,21 @@ impl Config {
 }
 
 #[cfg(test)]
+impl Config {
+    /// The sequence's durations in milliseconds, the rest by default: for
+    /// the crate's unit tests.
+    pub(crate) fn millis(drain: u64, timeout: u64, notice: u64, hooks: u64) -> Config {
+        Config {
+            drain_delay: Duration::from_millis(drain),
+            shutdown_timeout: Duration::from_millis(timeout),
+            close_notice: Duration::from_millis(notice),
+            hook_budget: Duration::from_millis(hooks),
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;

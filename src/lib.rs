@@ -68,6 +68,7 @@ pub mod metrics;
 mod phase;
 #[cfg(not(gs_loom))]
 pub mod probes;
+#[cfg(not(gs_loom))]
 mod reconnect_spread;
 #[cfg(not(gs_loom))]
 mod runtime;
@@ -96,6 +97,7 @@ pub use hub::HubOptions;
 pub use phase::{Phase, PhaseChange};
 #[cfg(not(gs_loom))]
 pub use probes::{ProbeOptions, ReadinessReport};
+#[cfg(not(gs_loom))]
 pub use reconnect_spread::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };

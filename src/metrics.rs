@@ -168,4 +168,33 @@ mod tests {
         assert!(json.contains("\"draining\":0"));
         assert!(json.ends_with('}'));
     }
+
+    #[test]
+    fn the_json_phase_name_always_matches_its_phase() {
+        // Both come from one snapshot; before, each read the phase anew and
+        // a flip between the two reads made them disagree.
+        let runtime = std::sync::Arc::new(Runtime::new());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flipper = {
+            let runtime = std::sync::Arc::clone(&runtime);
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    runtime.set_draining(true).unwrap();
+                    runtime.set_draining(false).unwrap();
+                }
+            })
+        };
+        for _ in 0..20_000 {
+            let json: serde_json::Value = serde_json::from_str(&render_json(&runtime)).unwrap();
+            let expected = if json["phase"] == 0.0 {
+                "serving"
+            } else {
+                "draining"
+            };
+            assert_eq!(json["phase_name"], expected, "{json}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flipper.join().unwrap();
+    }
 }

@@ -136,13 +136,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn config(drain: u64, timeout: u64, notice: u64, hooks: u64) -> Config {
-        Config {
-            drain_delay: Duration::from_millis(drain),
-            shutdown_timeout: Duration::from_millis(timeout),
-            close_notice: Duration::from_millis(notice),
-            hook_budget: Duration::from_millis(hooks),
-            ..Config::default()
-        }
+        Config::millis(drain, timeout, notice, hooks)
     }
 
     const LONG: Option<Duration> = Some(Duration::from_secs(30));

@@ -5,10 +5,15 @@ Scene 1: a task that fits inside the grace period finishes; its stream
 receives every event; readiness flips at once, liveness stays up, a new task
 is refused with 503 + Retry-After; the process exits 0.
 
-Scene 2: a task too long for the grace period; shortly before the deadline
-its stream is told to reconnect elsewhere (SSE `retry:` + `event: reconnect`)
-instead of being cut; the process exits 0 at the shutdown deadline, well
-inside the pod's grace period (SIGKILL never comes).
+Scene 2: a task too long for the grace period. Its stream is pod-bound (no
+other pod has the task), so at ClosingStreams the task is cancelled and its
+stream ends honestly with `task_failed` (reason `shutdown`), an event the
+frontend handles, instead of being cut or pointed at a pod that cannot serve
+it; the process exits 0 well inside the pod's grace period (SIGKILL never
+comes).
+
+Readiness and liveness are probed on the runtime's own probe port
+(GS_PROBE_ADDR), as the Kubernetes manifest does.
 
 Exits 0 when both scenes went as described.
 
@@ -65,7 +70,7 @@ def probe_until_exit(server: ServerProcess, timeline: Timeline, stop: threading.
     """Readiness and liveness, as the kubelet would probe them (every 0.25 s
     here), reporting only changes. Bounded by the process's life."""
     last = None
-    with httpx.Client(base_url=server.url, timeout=2) as client:
+    with httpx.Client(base_url=server.probe_url or server.url, timeout=2) as client:
         for _ in range(400):
             if stop.is_set() or server.process.poll() is not None:
                 return
@@ -89,7 +94,7 @@ def scene(host: str, title: str, env: dict, steps: int, step_seconds: float, sig
     print(f"\n== {title}")
     print("   " + ", ".join(f"{k}={v}" for k, v in env.items()))
     timeline = Timeline()
-    server = ServerProcess(command, {**env, "SSE_HEARTBEAT_SECONDS": "1"}, cwd=cwd)
+    server = ServerProcess(command, {**env, "SSE_HEARTBEAT_SECONDS": "1", "GS_PROBE_ADDR": "127.0.0.1:0"}, cwd=cwd)
     outcome = {}
     try:
         started = start_task(server.client, steps=steps, step_seconds=step_seconds)
@@ -119,7 +124,14 @@ def scene(host: str, title: str, env: dict, steps: int, step_seconds: float, sig
         reader.join(60)
         stream = results.get("stream")
         if stream is not None:
-            how = "ended naturally" if stream.completed else ("ended with a reconnect hint" if stream.reconnect else "was CUT")
+            if stream.completed:
+                how = "ended naturally"
+            elif "task_failed" in stream.event_types:
+                how = "ended honestly with task_failed (reason: shutdown)"
+            elif stream.reconnect:
+                how = "ended with a reconnect hint"
+            else:
+                how = "was CUT"
             timeline.say(f"the stream {how}", stream.ended_at)
         code = server.wait_exit(60)
         stop_probes.set()
@@ -147,7 +159,12 @@ def main() -> int:
     second = scene(
         args.host,
         "Scene 2: a task too long for the grace period",
-        {"GS_DRAIN_DELAY_SECONDS": "1", "GS_SHUTDOWN_TIMEOUT_SECONDS": "6", "GS_CLOSE_NOTICE_SECONDS": "2"},
+        {
+            "GS_DRAIN_DELAY_SECONDS": "1",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "6",
+            "GS_CLOSE_NOTICE_SECONDS": "2",
+            "GS_HOOK_BUDGET_SECONDS": "1",
+        },
         steps=60,
         step_seconds=0.5,
         signal_after=1.0,
@@ -156,7 +173,14 @@ def main() -> int:
         "scene 1: the stream received task_completed": bool(first.get("stream") and first["stream"].completed),
         "scene 1: a new task was refused with 503": first.get("refused") == 503,
         "scene 1: the process exited 0": first.get("exit") == 0,
-        "scene 2: the stream was told to reconnect, not cut": bool(second.get("stream") and second["stream"].reconnect),
+        "scene 2: the task's stream ended with task_failed (reason: shutdown), not cut, never sent elsewhere": bool(
+            second.get("stream")
+            and any(
+                e["event_type"] == "task_failed" and e["data"].get("reason") == "shutdown"
+                for e in second["stream"].task_events
+            )
+            and second["stream"].reconnect is None
+        ),
         "scene 2: the process exited 0 at the shutdown deadline, inside the grace period": second.get("exit") == 0,
     }
     print()

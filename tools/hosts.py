@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("flask", "rust", "flask-hub")
+NAMES = ("flask", "rust", "asgi", "flask-gunicorn", "flask-hub")
+#: Hosts whose baseline cuts the rolling harness's short (3 s) streams.
+#: Plain gunicorn does not: it finishes in-flight requests for up to its
+#: graceful_timeout (30 s) before a worker stops; it fails on streams
+#: longer than that, and on readiness (README, "gunicorn").
+BASELINE_CUTS_SHORT_STREAMS = ("flask", "rust", "asgi", "flask-hub")
 
 #: The Flask example in hub mode, as the e2e tests and the rolling harness
 #: run it: task streams held by the runtime's stream hub, 8 Waitress threads.
@@ -28,6 +33,14 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     if name == "flask-hub":
         # env(1) execs the interpreter: the same process, signals and all.
         return ["env", *FLASK_HUB_ENV, sys.executable, "run.py"], ROOT / "examples" / "flask_app"
+    if name == "flask-gunicorn":
+        # The Flask app under gunicorn (one gthread worker, last_call.gunicorn);
+        # LAST_CALL_DISABLED=1: plain gunicorn.
+        return [sys.executable, "serve_gunicorn.py"], ROOT / "examples" / "flask_app"
+    if name == "asgi":
+        # Starlette on uvicorn; LAST_CALL_DISABLED=1 is its baseline (plain
+        # uvicorn signal handling), as for the others.
+        return [sys.executable, "run.py"], ROOT / "examples" / "asgi_app"
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():

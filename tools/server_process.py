@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -64,7 +65,11 @@ class ServerProcess:
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         # Ours say "serving on", plain Waitress (the baseline) "Serving on".
-        line = self.wait_for_log(r"(?i)serving on http://127\.0\.0\.1:(\d+)", timeout=30)
+        try:
+            line = self.wait_for_log(r"(?i)serving on http://127\.0\.0\.1:(\d+)", timeout=30)
+        except AssertionError:
+            self._kill()  # nobody else holds it yet
+            raise
         self.port = int(re.search(r"(?i)serving on http://127\.0\.0\.1:(\d+)", line).group(1))
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
@@ -129,6 +134,25 @@ class ServerProcess:
 
     def close(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        self._kill()
+
+    def _kill(self) -> None:
+        if self.process.poll() is not None:
+            return
+        # A server's own children (gunicorn's workers) outlive a SIGKILLed
+        # parent: they are killed too, after it (it respawns none then).
+        children = _children(self.process.pid)
+        self.process.kill()
+        self.process.wait(timeout=10)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

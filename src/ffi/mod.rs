@@ -48,3 +48,33 @@ fn status_boundary(body: impl FnOnce() -> Result<(), crate::Error>) -> gs_status
 fn runtime() -> &'static Runtime {
     Runtime::global()
 }
+
+/// A host pointer handed back to its callback.
+#[derive(Clone, Copy)]
+struct UserData(*mut std::ffi::c_void);
+// SAFETY: the header tells hosts that callbacks, hooks and checks receive
+// `user_data` on the runtime's threads; making that sound is the host's
+// side of the contract.
+unsafe impl Send for UserData {}
+// SAFETY: as above; the runtime never dereferences it.
+unsafe impl Sync for UserData {}
+
+/// The status of a registration, writing its id to `*id` when not NULL.
+///
+/// # Safety
+/// `id` must be NULL or valid for one write.
+unsafe fn registered(
+    result: Result<crate::RegistrationId, crate::Error>,
+    id: *mut u64,
+) -> gs_status {
+    match result {
+        Ok(crate::RegistrationId(value)) => {
+            if !id.is_null() {
+                // SAFETY: non-NULL and writable per the contract.
+                unsafe { *id = value };
+            }
+            gs_status::GS_OK
+        }
+        Err(error) => status::report(&error),
+    }
+}

@@ -2,7 +2,7 @@
 //! the C ABI.
 
 use super::sequence::not_found;
-use super::{boundary, gs_status, runtime, status};
+use super::{boundary, gs_status, registered, runtime, status, UserData};
 use crate::error::timeout_from_secs;
 use crate::probes::{ProbeOptions, PROBE_ADDR};
 use crate::runtime::RegistrationId;
@@ -79,14 +79,6 @@ pub extern "C" fn gs_heartbeat() {
 /// the probe listener's threads, at most once at a time per check.
 pub type gs_readiness_check = Option<unsafe extern "C" fn(user_data: *mut c_void) -> bool>;
 
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-// SAFETY: the header tells hosts that checks receive `user_data` on the
-// runtime's threads; making that sound is the host's side of the contract.
-unsafe impl Send for UserData {}
-// SAFETY: as above; the runtime never dereferences it.
-unsafe impl Sync for UserData {}
-
 /// Adds a readiness check named `name` (copied) that the probe listener's
 /// `/readyz` consults while serving: one that returns false, or takes longer
 /// than `timeout_seconds`, makes `/readyz` answer 503 naming it. Writes its
@@ -130,16 +122,8 @@ pub unsafe extern "C" fn gs_add_readiness_check(
             // argument until it is removed.
             unsafe { check(user_data.0) }
         });
-        match added {
-            Ok(RegistrationId(value)) => {
-                if !id.is_null() {
-                    // SAFETY: non-NULL and writable per the contract.
-                    unsafe { *id = value };
-                }
-                gs_status::GS_OK
-            }
-            Err(error) => status::report(&error),
-        }
+        // SAFETY: `id` is NULL or writable per the contract.
+        unsafe { registered(added, id) }
     })
 }
 

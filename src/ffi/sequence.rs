@@ -2,7 +2,7 @@
 //! handlers, phase callbacks and shutdown hooks.
 
 use super::streams::gs_phase;
-use super::{boundary, gs_status, runtime, status, status_boundary};
+use super::{boundary, gs_status, registered, runtime, status, status_boundary, UserData};
 use crate::config::{self, duration_from_secs, exit_status, Config, SecondSignal};
 use crate::hooks::HookOrder;
 use crate::runtime::RegistrationId;
@@ -226,15 +226,6 @@ pub type gs_phase_callback =
 pub type gs_shutdown_hook =
     Option<unsafe extern "C" fn(remaining_seconds: f64, user_data: *mut c_void) -> bool>;
 
-/// A host pointer handed back to its callback.
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-// SAFETY: the header tells hosts that callbacks receive `user_data` on the
-// runtime's threads; making that sound is the host's side of the contract.
-unsafe impl Send for UserData {}
-// SAFETY: as above; the runtime never dereferences it.
-unsafe impl Sync for UserData {}
-
 /// Registers `callback` for every phase change from now on, and writes its
 /// id to `*id` (if not NULL) for `gs_remove_phase_callback`.
 /// `GS_ERR_INVALID_ARGUMENT` if `callback` is NULL.
@@ -253,22 +244,14 @@ pub unsafe extern "C" fn gs_on_phase(
             return status::invalid_argument("callback is NULL");
         };
         let user_data = UserData(user_data);
-        let registered = runtime().on_phase(move |change| {
+        let result = runtime().on_phase(move |change| {
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for these
             // arguments until it is removed.
             unsafe { callback(change.from.into(), change.to.into(), user_data.0) }
         });
-        match registered {
-            Ok(RegistrationId(value)) => {
-                if !id.is_null() {
-                    // SAFETY: non-NULL and writable per the contract.
-                    unsafe { *id = value };
-                }
-                gs_status::GS_OK
-            }
-            Err(error) => status::report(&error),
-        }
+        // SAFETY: `id` is NULL or writable per the contract.
+        unsafe { registered(result, id) }
     })
 }
 
@@ -355,22 +338,14 @@ pub unsafe extern "C" fn gs_register_shutdown_hook_ex(
             return status::invalid_argument("name is not UTF-8");
         };
         let user_data = UserData(user_data);
-        let registered = runtime().register_shutdown_hook_with(name, order, move |left| {
+        let result = runtime().register_shutdown_hook_with(name, order, move |left| {
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for these
             // arguments.
             unsafe { hook(config_to_secs(left), user_data.0) }
         });
-        match registered {
-            Ok(RegistrationId(value)) => {
-                if !id.is_null() {
-                    // SAFETY: non-NULL and writable per the contract.
-                    unsafe { *id = value };
-                }
-                gs_status::GS_OK
-            }
-            Err(error) => status::report(&error),
-        }
+        // SAFETY: `id` is NULL or writable per the contract.
+        unsafe { registered(result, id) }
     })
 }
 

@@ -40,6 +40,8 @@ def test_the_installed_package_and_its_library_are_imported() -> None:
     assert Path(sys.prefix).resolve() in package.parents, package
     library = package / "liblast_call.so"
     assert library.is_file()
+    # The library is loaded lazily, by the first real call.
+    last_call.native_version()
     loaded = {Path(path).resolve() for path in _mapped_files()}
     assert library.resolve() in loaded, (
         "the package's own library is not the one loaded"

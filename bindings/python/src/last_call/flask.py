@@ -20,6 +20,7 @@ import functools
 import hmac
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar, cast
@@ -119,6 +120,7 @@ class GracefulShutdown:
             drain_token=_drain_token(config),
         )
         app.extensions[EXTENSION_KEY] = state
+        app.before_request(_warn_once_on_the_development_server)
         if _flag(config, "LAST_CALL_HEALTH_BLUEPRINT", True):
             app.register_blueprint(
                 health_blueprint(
@@ -130,6 +132,29 @@ class GracefulShutdown:
                     readiness_checks=self.readiness_checks,
                 )
             )
+
+
+#: Logged once per process when Werkzeug's development server serves a request.
+DEVELOPMENT_SERVER_WARNING = (
+    "last_call: this app is served by the Werkzeug development server (flask run, app.run), "
+    "which stops at the first SIGTERM and cuts every open stream (exit 143); the runtime cannot "
+    "keep streams alive there. Serve it with last_call.waitress.serve(app) or "
+    "gunicorn -c python:last_call.gunicorn"
+)
+_development_server_warned = False
+
+
+def _warn_once_on_the_development_server() -> None:
+    # Werkzeug's server says who it is in SERVER_SOFTWARE; Waitress and
+    # gunicorn say otherwise. Checked per request (a string compare) because
+    # nothing tells an extension which server will run the app.
+    global _development_server_warned
+    if _development_server_warned:
+        return
+    if str(request.environ.get("SERVER_SOFTWARE", "")).startswith("Werkzeug/"):
+        _development_server_warned = True
+        warnings.warn(DEVELOPMENT_SERVER_WARNING, RuntimeWarning, stacklevel=1)
+        current_app.logger.warning(DEVELOPMENT_SERVER_WARNING)
 
 
 def _shutdown_options(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,276 @@
+"""Serve a WSGI app with gunicorn (gthread workers) through the whole
+shutdown sequence. A gunicorn config module::
+
+    gunicorn -c python:last_call.gunicorn -w 2 --threads 16 app:app
+
+or, in an existing config file::
+
+    from last_call.gunicorn import *  # the hooks and the derived settings
+
+**One probe listener per pod, in the master.** The kubelet signals the
+container's main process, gunicorn's master (the arbiter); the workers are
+its children. The master runs the pod's runtime: it installs the runtime's
+signal handling and starts the probe listener (``GS_PROBE_ADDR``) in
+``when_ready``, before it forks any worker, and every forked worker closes
+its copy of that socket (the runtime's fork handling), so exactly one
+listener answers for the pod, from a native thread of a process that never
+serves a request and never closes it before its own exit. Its state is the
+pod's:
+
+* **readiness**: 503 from the master's SIGTERM on (it is the master's phase),
+  and 503 while no worker is running (a readiness check on the arbiter's
+  worker table);
+* **liveness**: the heartbeat is sent from the arbiter's loop, so a wedged
+  master is restarted; a wedged worker is gunicorn's own business (its
+  ``--timeout``, on a heartbeat the gthread worker sends from its loop,
+  not from the threads that hold streams);
+* **the sequence**: at its SIGTERM the master counts one hold per running
+  worker and forwards SIGTERM to each; it reaches Stopping when the last
+  worker has exited (or at the hook budget), so the probe says Draining
+  until every worker is done. ``/metrics`` on the probe port shows those
+  holds as its active streams; each worker's own streams are in its own
+  figures (the app's ``/metrics``).
+
+**The workers.** In ``post_worker_init`` each worker replaces gunicorn's
+SIGTERM handling (which stops accepting at once) with the runtime's, so the
+forwarded SIGTERM starts the worker's own sequence with the same ``GS_*``
+durations: it keeps accepting, answers new tasks 503 + Retry-After, lets its
+streams run to their end, ends the ones still open at ClosingStreams with
+their kind's ending, runs the app's hooks, and only then (its last hook)
+tells the gthread worker to stop. No respawn happens after the signal.
+
+**Timeouts.** gunicorn's ``graceful_timeout`` only starts counting once a
+worker or the master has reached Stopping (nothing tells gunicorn to stop
+before), so it only has to cover the hooks: it defaults here to
+``GS_SHUTDOWN_TIMEOUT_SECONDS``, and a value below
+``GS_HOOK_BUDGET_SECONDS`` is refused at start. The worker class must be
+gthread (``-k gthread``, or ``--threads`` > 1): a sync worker holds its only
+thread for a stream's whole life and is killed by ``--timeout`` mid-stream;
+other classes are refused too.
+
+SIGINT (Ctrl-C) keeps gunicorn's quick shutdown. The master exits 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from . import _native
+from .errors import GracefulShutdownError
+from .manager import GracefulShutdownManager, default_manager
+from .phase import Phase
+
+__all__ = [
+    "child_exit",
+    "graceful_timeout",
+    "on_exit",
+    "on_starting",
+    "post_worker_init",
+    "when_ready",
+    "worker_class",
+    "worker_exit",
+]
+
+logger = logging.getLogger("last_call.gunicorn")
+
+PROBE_ADDR_ENV = "GS_PROBE_ADDR"
+
+#: How long a process that is exiting waits for its runtime to reach
+#: Stopped (its last hook returned): a hook thread still inside Python when
+#: the interpreter finalizes would be ended by CPython mid-call.
+EXIT_WAIT_SECONDS = 5.0
+
+#: The only worker class whose streams neither block the worker's loop nor
+#: starve its heartbeat.
+worker_class = "gthread"
+
+
+class GunicornConfigError(RuntimeError):
+    """gunicorn's settings cannot keep streams alive (gunicorn prints a
+    RuntimeError raised while starting and exits 1)."""
+
+
+def _runtime_config() -> _native.Config:
+    """The GS_* durations, parsed by the runtime (ConfigError names a
+    malformed variable)."""
+    config = _native.Config()
+    _native.check(_native.library().gs_config_from_env(ctypes.byref(config)))
+    return config
+
+
+def _derived_graceful_timeout() -> int:
+    # gunicorn wants whole seconds; an infinite timeout has no bound to give.
+    try:
+        seconds = float(_runtime_config().shutdown_timeout_seconds)
+    except GracefulShutdownError:  # reported by on_starting, by name
+        return 30
+    return math.ceil(seconds) if math.isfinite(seconds) else 30
+
+
+#: Counted by gunicorn from a worker's (or the master's) Stopping only.
+graceful_timeout = _derived_graceful_timeout()
+
+
+def on_starting(server: Any) -> None:
+    """The master, before anything: refuse settings that cut streams."""
+    from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+
+    try:
+        config = _runtime_config()
+    except GracefulShutdownError as error:
+        raise GunicornConfigError(f"last_call: {error}") from error
+    chosen = server.cfg.worker_class
+    if not (isinstance(chosen, type) and issubclass(chosen, ThreadWorker)):
+        raise GunicornConfigError(
+            f"last_call: worker class {server.cfg.worker_class_str!r} cannot keep SSE streams alive: "
+            "a stream holds a sync worker's only thread (and its --timeout kills it mid-stream); "
+            "use -k gthread (or --threads N > 1)"
+        )
+    if server.cfg.graceful_timeout < config.hook_budget_seconds:
+        raise GunicornConfigError(
+            f"last_call: graceful_timeout={server.cfg.graceful_timeout} is shorter than "
+            f"GS_HOOK_BUDGET_SECONDS={config.hook_budget_seconds}: gunicorn would kill workers "
+            "while their shutdown hooks run; leave graceful_timeout unset (it is derived from "
+            "GS_SHUTDOWN_TIMEOUT_SECONDS) or raise it"
+        )
+
+
+class _Master:
+    """The pod's side of the runtime, in the arbiter. ``term`` and
+    ``child_exit`` run on the arbiter's main thread (its signal queue);
+    ``stop_hook`` on a runtime hook thread, which hands the stop to the main
+    thread through the same queue."""
+
+    def __init__(self, server: Any, manager: GracefulShutdownManager) -> None:
+        self.server = server
+        self.manager = manager
+        self.held: set[int] = set()
+        self.forwarded = False
+        self.stop_requested = threading.Event()
+
+    def term(self) -> None:
+        server = self.server
+        if self.stop_requested.is_set():
+            raise StopIteration  # gunicorn's own handle_term: halt()
+        # Started already by the native handler; this covers a SIGTERM that
+        # gunicorn queued before when_ready installed it.
+        self.manager.begin_shutdown()
+        if self.forwarded:
+            server.log.info("last_call: SIGTERM again; the shutdown sequence is already running")
+            return
+        self.forwarded = True
+        # No respawn and no scaling while the pod drains.
+        server.manage_workers = lambda: None
+        for pid in list(server.WORKERS):
+            self.held.add(pid)
+            self.manager.increment_active_streams()
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self._release(pid)
+        server.log.info("last_call: draining; SIGTERM forwarded to workers %s", sorted(self.held))
+
+    def _release(self, pid: int) -> None:
+        if pid in self.held:
+            self.held.discard(pid)
+            self.manager.decrement_active_streams()
+
+    def child_exit(self, worker: Any) -> None:
+        self._release(worker.pid)
+
+    def stop_hook(self, seconds_left: float) -> bool:
+        self.stop_requested.set()
+        self.server.signal(signal.SIGTERM, None)  # queued for the main loop
+        deadline = time.monotonic() + max(seconds_left, 0.0)
+        while self.server.WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.server.WORKERS
+
+    def workers_running(self) -> bool:
+        return bool(self.server.WORKERS)
+
+
+_master: _Master | None = None
+
+
+def when_ready(server: Any) -> None:
+    """The master, before the first fork: the runtime's signal handling,
+    the pod's probe listener, the hold per worker and the stop hook."""
+    global _master
+    manager = default_manager()
+    master = _Master(server, manager)
+    _master = master
+    # gunicorn's Python handlers are installed: the runtime's chains them,
+    # so the arbiter still hears SIGTERM (handled by master.term).
+    manager.install_signal_handlers(handle_sigint=False)
+    server.handle_term = master.term
+    addr = os.environ.get(PROBE_ADDR_ENV) or None
+    if addr is not None:
+        manager.start_probe_listener(addr)
+    manager.add_readiness_check("gunicorn-workers", master.workers_running)
+    murder_workers = server.murder_workers
+
+    def murder_workers_and_beat() -> None:
+        # Called once per arbiter loop turn (at least once a second).
+        manager.heartbeat()
+        murder_workers()
+
+    server.murder_workers = murder_workers_and_beat
+    manager.register_shutdown_hook("gunicorn-master", master.stop_hook)
+    for listener in server.LISTENERS:
+        server.log.info("last_call: serving on %s", listener)
+
+
+def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+    """The master, when a worker has exited: its hold ends."""
+    if _master is not None:
+        _master.child_exit(worker)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Each worker, after its app is loaded: the runtime's SIGTERM handling
+    instead of gunicorn's, and the worker's stop as its last hook."""
+    manager = default_manager()
+    # A Python handler, not the runtime's native one: the worker inherited
+    # the master's native handler table through fork, and gunicorn's
+    # init_signals has since replaced the OS-level handler, which a second
+    # native install would not restore. The gthread worker's main thread
+    # sits in a poll that the signal wakes (gunicorn sets the wakeup fd), so
+    # the handler runs at once. Reading handle_sigterm validates the GS_*
+    # settings and arms the exit watchdog.
+    signal.signal(signal.SIGTERM, manager.handle_sigterm)
+    # The master's worker-table check came through fork; in a worker it
+    # would always fail (its arbiter copy has no workers) and make the
+    # app's own /readyz answer 503.
+    manager.remove_readiness_check("gunicorn-workers")
+
+    def stop_worker(_seconds_left: float) -> bool:
+        # handle_exit wakes the gthread worker's loop; it stops accepting,
+        # finishes its in-flight requests and exits 0.
+        worker.handle_exit(signal.SIGTERM, None)
+        return True
+
+    manager.register_shutdown_hook("gunicorn-worker", stop_worker)
+
+
+def _let_hooks_return(manager: GracefulShutdownManager) -> None:
+    if manager.phase is not Phase.SERVING:
+        manager.wait_for_phase(Phase.STOPPED, timeout=EXIT_WAIT_SECONDS)
+
+
+def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+    """Each worker, before its interpreter exits: its stop hook has
+    returned into the runtime (see EXIT_WAIT_SECONDS)."""
+    _let_hooks_return(default_manager())
+
+
+def on_exit(server: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+    """The master, before it exits 0: likewise for its stop hook."""
+    _let_hooks_return(default_manager())

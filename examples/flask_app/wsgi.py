@@ -1,0 +1,36 @@
+"""The example app as a WSGI module for gunicorn (``serve_gunicorn.py``
+starts it): one app per worker process, built when the worker loads it.
+
+A body refused with 413 is read and discarded (up to ``DISCARD_LIMIT``)
+before the answer goes out: gunicorn closes a connection whose body was
+not read, and a client still sending then gets a reset instead of the 413.
+(Waitress reads every body before the app runs, so run.py needs none of
+this.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from app import create_app
+
+#: The most of a refused body read to let the client see its 413.
+DISCARD_LIMIT = 1024 * 1024
+_CHUNK = 64 * 1024
+
+flask_app = create_app()
+
+
+def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    statuses: list[str] = []
+
+    def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+        statuses.append(status)
+        return start_response(status, headers, exc_info)
+
+    body = flask_app(environ, recording_start_response)
+    if statuses and statuses[-1].startswith("413"):
+        stream, left = environ["wsgi.input"], DISCARD_LIMIT
+        while left > 0 and stream.read(min(_CHUNK, left)):
+            left -= _CHUNK
+    return body
