@@ -38,6 +38,7 @@ except SettingsError as _error:
     print(f"run.py: {_error}", file=sys.stderr)
     sys.exit(2)
 
+import test_switches  # noqa: E402
 from app import create_app  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
@@ -49,6 +50,11 @@ if __name__ == "__main__":
     app = create_app()
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
+    try:
+        test_switches.install(manager, settings.host)  # test-only, off by default
+    except SettingsError as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)
     threads = settings.threads
     if os.environ.get("LAST_CALL_DISABLED") == "1":
         import waitress
