@@ -51,6 +51,7 @@ import httpx_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import browser_clients  # noqa: E402
 import hosts  # noqa: E402
 import kubelet  # noqa: E402
 
@@ -114,6 +115,8 @@ defaults
 frontend clients
     bind 127.0.0.1:{self.port}
     maxconn 8000
+    # The browser clients' page, on the load balancer's own origin.
+    http-request return status 200 content-type "text/html" file {browser_clients.PAGE} if {{ path {browser_clients.PAGE_PATH} }}
     default_backend {BACKEND}
 
 backend {BACKEND}
@@ -231,6 +234,7 @@ class ClientMix:
     long_clients: int = 0  # tasks longer than the grace period
     feed_clients: int = 0
     slow_clients: int = 0
+    browser_pages: int = 0  # headless Chromium pages, 2 feeds and 3 task streams each
 
 
 async def _read_events(response: httpx.Response, delay: float = 0.0):
@@ -450,7 +454,7 @@ def _threads(spec: kubelet.PodSpec) -> int:
 SCENARIOS: Dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("sunny", "8 task clients, 3 s tasks", lambda host, spec: ClientMix(task_clients=8)),
+        Scenario("sunny", "8 task clients, 3 s tasks; browsers", lambda host, spec: ClientMix(task_clients=8, browser_pages=2)),
         Scenario(
             "saturated",
             "resumable streams: Waitress, as many as THREADS per pod; Rust, 2,000",
@@ -459,10 +463,10 @@ SCENARIOS: Dict[str, Scenario] = {
         Scenario(
             "long-tasks",
             "a third of the task clients' tasks last 1.5x the grace period",
-            lambda host, spec: ClientMix(task_clients=8, long_clients=4),
+            lambda host, spec: ClientMix(task_clients=8, long_clients=4, browser_pages=1),
         ),
         Scenario("resumable-feed", "clients on GET /api/events, beside task clients",
-                 lambda host, spec: ClientMix(task_clients=4, feed_clients=40 if host == "flask" else 400)),
+                 lambda host, spec: ClientMix(task_clients=4, feed_clients=40 if host == "flask" else 400, browser_pages=2)),
         Scenario("slow-readers", "4 KiB receive buffers, 0.6 s per event, beside normal clients",
                  lambda host, spec: ClientMix(task_clients=4, slow_clients=8)),
         Scenario("hung-hook", "a shutdown hook that never returns (test-only switch)",
@@ -470,6 +474,21 @@ SCENARIOS: Dict[str, Scenario] = {
     )
 }
 SHORT = ("sunny", "saturated")
+#: make test's short run keeps the manifest's proportions on a shorter clock
+#: (reported as overrides): the baselines' SIGKILL comes at 12 s, not 30 s.
+SHORT_GRACE_SECONDS = 12.0
+SHORT_ENV = {
+    "GS_DRAIN_DELAY_SECONDS": "2",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS": "9",
+    "GS_CLOSE_NOTICE_SECONDS": "3",
+    "GS_HOOK_BUDGET_SECONDS": "2",
+    "GS_EXIT_WATCHDOG_SECONDS": "2",
+}
+
+
+def short_spec(spec: kubelet.PodSpec) -> kubelet.PodSpec:
+    """The manifest's pod on make test's clock, two replicas (two cores)."""
+    return spec.override(replicas=2, grace_seconds=SHORT_GRACE_SECONDS, env=SHORT_ENV)
 
 
 @dataclass
@@ -478,7 +497,15 @@ class Pod:
     container: kubelet.Container
 
 
-def run(host: str, scenario: Scenario, rounds: int, baseline: bool, spec: kubelet.PodSpec, profile: str = "release") -> dict:
+def run(
+    host: str,
+    scenario: Scenario,
+    rounds: int,
+    baseline: bool,
+    spec: kubelet.PodSpec,
+    profile: str = "release",
+    browsers: bool = False,
+) -> dict:
     """One scenario on one host, with the runtime or as the baseline."""
     if shutil.which("haproxy") is None:
         raise RuntimeError("haproxy is not installed (make setup installs it)")
@@ -497,6 +524,10 @@ def run(host: str, scenario: Scenario, rounds: int, baseline: bool, spec: kubele
     everything: List[kubelet.Container] = []
     probes_note: List[str] = []
     clients: Optional[Clients] = None
+    pages: Optional[browser_clients.Browsers] = None
+    seen_by_browsers: Optional[browser_clients.BrowserReport] = None
+    if browsers and mix.browser_pages and not browser_clients.available():
+        raise RuntimeError("browser clients need chromium, chromedriver and selenium (make setup python)")
     sigterm_times: List[float] = []
 
     def check_port(container: kubelet.Container) -> int:
@@ -536,6 +567,8 @@ def run(host: str, scenario: Scenario, rounds: int, baseline: bool, spec: kubele
     try:
         pods = [start_pod() for _ in range(spec.replicas)]
         clients = Clients(proxy.url, mix, spec.grace_seconds)
+        if browsers and mix.browser_pages:
+            pages = browser_clients.Browsers(proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds)
         time.sleep(3.0)  # streams under way on every pod
         for _ in range(rounds):
             old, new = list(pods), []
@@ -549,11 +582,15 @@ def run(host: str, scenario: Scenario, rounds: int, baseline: bool, spec: kubele
             pods = new
         for worker in terminating:
             worker.join(timeout=spec.grace_seconds + 30)
+        if pages is not None:
+            seen_by_browsers = pages.stop()
         clients.stop(timeout=5)
         retried = proxy.retries()
     finally:
         if clients is not None and clients.thread.is_alive():
             clients.stop(timeout=10)
+        if pages is not None:
+            pages.close()
         for container in everything:
             container.close()
         proxy.close()
@@ -590,6 +627,8 @@ def run(host: str, scenario: Scenario, rounds: int, baseline: bool, spec: kubele
         "reconnect_peak_per_second": peak,
         "reconnect_spread_seconds": spread,
         "expected_exit": scenario.expected_exit,
+        "browsers": None if seen_by_browsers is None else {
+            **seen_by_browsers.__dict__, "task_finals": dict(seen_by_browsers.task_finals)},
         "output_tails": [e.output_tail for e in endings if e.exit_code != scenario.expected_exit][:2],
     }
 
@@ -621,7 +660,9 @@ ROWS = [
     ("ended honestly (pod-bound ending)", lambda r: r["ended_honestly"]),
     ("told to reconnect", lambda r: r["told_to_reconnect"]),
     ("**cut**", lambda r: r["cut"]),
-    ("browser error events / retry loops", lambda r: "not run"),
+    ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
+    ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
+    ("browser feeds: reopened / continued", lambda r: browser_row(r, "feeds")),
     ("client-visible errors", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"),
     ("task starts refused then retried (client / HAProxy)", lambda r: f"{r['starts_refused_then_retried']} / {r['retried_by_haproxy']}"),
     ("liveness restarts", lambda r: r["liveness_restarts"]),
@@ -632,6 +673,18 @@ ROWS = [
     ("reconnect peak (/s) / spread (s)", lambda r: f"{r['reconnect_peak_per_second']} / {r['reconnect_spread_seconds']}"),
     ("slow readers", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["slow_readers"].items())) or "-"),
 ]
+
+
+def browser_row(report: dict, which: str) -> str:
+    seen = report.get("browsers")
+    if not seen:
+        return "-"
+    if which == "errors":
+        return f"{seen['error_events']} / {seen['retry_loops']}"
+    if which == "tasks":
+        endings = ", ".join(f"{k}: {v}" for k, v in sorted(seen["task_finals"].items())) or "none"
+        return f"{endings} / {seen['task_error_before_final']}"
+    return f"{seen['feed_reopened']} / {seen['feed_continued']}"
 
 
 def table(reports: List[dict]) -> str:
@@ -653,6 +706,10 @@ def failures(report: dict) -> List[str]:
             found.append(f"{key}: {report[key]}")
     if report["errors"]:
         found.append(f"client-visible errors: {report['errors']} {report['error_samples'][:3]}")
+    seen = report.get("browsers")
+    if seen and (seen["retry_loops"] or seen["task_error_before_final"]):
+        found.append(f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
+                     f"with an error before their end {seen['samples']}")
     wrong = [c for c in report["exit_codes"] if c != report["expected_exit"]]
     if wrong:
         found.append(f"exit codes {wrong} (expected {report['expected_exit']}); output: {report['output_tails'][:1]}")
@@ -669,9 +726,12 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="make test's run: one round, sunny and saturated")
     parser.add_argument("--replicas", type=int, help="override the manifest's replicas (reported)")
     parser.add_argument("--profile", default="release")
+    parser.add_argument("--no-browsers", action="store_true", help="no headless Chromium clients")
     parser.add_argument("--json", type=Path, help="also write the reports here")
     args = parser.parse_args()
     spec = kubelet.load()
+    if args.short:
+        spec = short_spec(spec)
     if args.replicas is not None:
         spec = spec.override(replicas=args.replicas)
     names = args.scenario or (list(SHORT) if args.short else list(SCENARIOS))
@@ -685,7 +745,8 @@ def main() -> int:
             for baseline in (False, True):
                 label = "baseline" if baseline else "last-call"
                 print(f"rolling: {name}, {host}, {label}, {rounds} round(s)...", flush=True)
-                pair.append(run(host, scenario, rounds, baseline, spec, profile=args.profile))
+                pair.append(run(host, scenario, rounds, baseline, spec, profile=args.profile,
+                               browsers=not args.no_browsers and not args.short))
         print(f"\n### {name}: {scenario.what}\n\n{table(pair)}\n", flush=True)
         for report in pair:
             for reason in failures(report):

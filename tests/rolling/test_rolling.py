@@ -1,6 +1,7 @@
 """make test's short rolling run (tools/rolling.py --short): one round of
 the sunny and saturated scenarios per host, run by the kubelet stand-in
-with the manifest's numbers, each beside its baseline. `make rolling` runs
+from the manifest on a shorter clock (rolling.short_spec, reported as
+overrides), each beside its baseline. `make rolling` runs
 every scenario, three rounds."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root 
 @pytest.mark.parametrize("scenario", rolling.SHORT)
 @pytest.mark.parametrize("host", hosts.NAMES)
 def test_a_rolling_update_cuts_no_stream_and_the_baseline_does(host, scenario):
-    spec = kubelet.load().override(replicas=2)  # two cores: two pods, and the surge
+    spec = rolling.short_spec(kubelet.load())
     chosen = rolling.SCENARIOS[scenario]
     graceful = rolling.run(host, chosen, rounds=1, baseline=False, spec=spec, profile=PROFILE)
     baseline = rolling.run(host, chosen, rounds=1, baseline=True, spec=spec, profile=PROFILE)
