@@ -15,7 +15,11 @@ pub fn install(runtime: &Runtime, host: &str) -> Result<(), String> {
     match std::env::var(HANG_SHUTDOWN_HOOK).as_deref() {
         Err(_) | Ok("") | Ok("0") => return Ok(()),
         Ok("1") => {}
-        Ok(other) => return Err(format!("invalid {HANG_SHUTDOWN_HOOK}={other:?}: expected 1 or 0")),
+        Ok(other) => {
+            return Err(format!(
+                "invalid {HANG_SHUTDOWN_HOOK}={other:?}: expected 1 or 0"
+            ))
+        }
     }
     if !LOOPBACK.contains(&host) {
         return Err(format!(
