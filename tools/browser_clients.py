@@ -17,7 +17,6 @@ import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
 
 PAGE = Path(__file__).resolve().parent / "browser_page.html"
 PAGE_PATH = "/_browser_clients"
@@ -43,7 +42,7 @@ class BrowserReport:
     feed_continued: int = 0  # reopened and received events again
     task_finals: Counter = field(default_factory=Counter)
     task_error_before_final: int = 0
-    samples: List[str] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
 
 
 class Browsers:
@@ -87,8 +86,8 @@ class Browsers:
         self.drivers = []
 
 
-def summarise(seen: List[Dict], report: BrowserReport, page: str) -> None:
-    by_name: Dict[str, List[Dict]] = defaultdict(list)
+def summarise(seen: list[dict], report: BrowserReport, page: str) -> None:
+    by_name: dict[str, list[dict]] = defaultdict(list)
     for record in seen:
         by_name[record["name"]].append(record)
     for name, records in by_name.items():

@@ -49,11 +49,10 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 import httpx
 import yaml
-
 from server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,13 +82,13 @@ class Probe:
     failure_threshold: int = 3
     success_threshold: int = 1
     initial_delay: float = 0.0
-    grace_seconds: Optional[float] = None  # the probe's own terminationGracePeriodSeconds
+    grace_seconds: float | None = None  # the probe's own terminationGracePeriodSeconds
 
 
 @dataclass(frozen=True)
 class PreStop:
     kind: str  # "exec", "sleep" or "httpGet"
-    command: Tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
     seconds: float = 0.0
     path: str = "/"
     port: str = ""
@@ -98,21 +97,21 @@ class PreStop:
 @dataclass(frozen=True)
 class PodSpec:
     name: str
-    env: Dict[str, str]
-    ports: Dict[str, int]  # name -> containerPort
-    readiness: Optional[Probe]
-    liveness: Optional[Probe]
-    pre_stop: Optional[PreStop]
+    env: dict[str, str]
+    ports: dict[str, int]  # name -> containerPort
+    readiness: Probe | None
+    liveness: Probe | None
+    pre_stop: PreStop | None
     grace_seconds: float
-    memory_limit_bytes: Optional[int]
+    memory_limit_bytes: int | None
     replicas: int
     max_surge: int
     max_unavailable: int
     pids_max: int = DEFAULT_PIDS_MAX
     #: What a scenario changed, "name: manifest value -> value", for the report.
-    overrides: Tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
 
-    def override(self, **changes: Any) -> "PodSpec":
+    def override(self, **changes: Any) -> PodSpec:
         """A copy with `changes` applied and recorded; `env` changes merge."""
         notes = list(self.overrides)
         if "env" in changes:
@@ -135,8 +134,18 @@ class PodSpec:
 
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
-_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def memory_bytes(quantity: Any) -> int:
@@ -159,7 +168,7 @@ def _count(value: Any, replicas: int, round_up: bool, name: str) -> int:
     return int(text)
 
 
-def _probe(raw: Optional[dict]) -> Optional[Probe]:
+def _probe(raw: dict | None) -> Probe | None:
     if raw is None:
         return None
     if "httpGet" not in raw:
@@ -178,7 +187,7 @@ def _probe(raw: Optional[dict]) -> Optional[Probe]:
     )
 
 
-def _pre_stop(raw: Optional[dict]) -> Optional[PreStop]:
+def _pre_stop(raw: dict | None) -> PreStop | None:
     hook = (raw or {}).get("preStop")
     if hook is None:
         return None
@@ -198,7 +207,7 @@ def parse(document: dict) -> PodSpec:
     spec = document["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
-    env: Dict[str, str] = {}
+    env: dict[str, str] = {}
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
@@ -237,7 +246,7 @@ def load(path: Path = MANIFEST) -> PodSpec:
     raise ManifestError(f"no Deployment in {path}")
 
 
-def loopback_env(spec: PodSpec) -> Dict[str, str]:
+def loopback_env(spec: PodSpec) -> dict[str, str]:
     """The container's environment with the pod network mapped to loopback
     and every container port to a free one (0)."""
     env = {}
@@ -268,13 +277,13 @@ class Termination:
     """How one container ended."""
 
     reason: str  # "rollout", "liveness", "end of run"
-    exit_code: Optional[int]  # None when killed by a signal
-    killed_by: Optional[str]  # "SIGKILL (grace period)", "OOM", None
+    exit_code: int | None  # None when killed by a signal
+    killed_by: str | None  # "SIGKILL (grace period)", "OOM", None
     seconds_to_exit: float  # from the start of the termination (preStop or SIGTERM)
     pre_stop_seconds: float
     grace_seconds: float
     watchdog_line: bool  # the runtime's exit watchdog said it ended the process
-    output_tail: List[str] = field(default_factory=list)
+    output_tail: list[str] = field(default_factory=list)
 
 
 class Container:
@@ -287,10 +296,10 @@ class Container:
     def __init__(
         self,
         spec: PodSpec,
-        command: List[str],
-        cwd: Optional[Path] = None,
-        extra_env: Optional[Dict[str, str]] = None,
-        on_restart: Optional[Callable[["Container"], None]] = None,
+        command: list[str],
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        on_restart: Callable[[Container], None] | None = None,
         liveness: bool = True,
     ) -> None:
         if os.geteuid() != 0:
@@ -305,7 +314,7 @@ class Container:
         self.on_restart = on_restart
         self.restarts = 0
         self.oom_kills = 0
-        self.terminations: List[Termination] = []
+        self.terminations: list[Termination] = []
         self.liveness_failures = 0
         self._lock = threading.Lock()
         self._terminating = threading.Event()
@@ -316,7 +325,7 @@ class Container:
         (self._pids / "pids.max").write_text(str(spec.pids_max))
         self.process = self._start()
         self._liveness_stop = threading.Event()
-        self._liveness_thread: Optional[threading.Thread] = None
+        self._liveness_thread: threading.Thread | None = None
         if liveness and spec.liveness is not None:
             self._liveness_thread = threading.Thread(target=self._run_liveness, daemon=True)
             self._liveness_thread.start()
@@ -325,7 +334,7 @@ class Container:
     # unshare, whose child is PID 1 of the new namespace.
     def _start(self) -> ServerProcess:
         join = (
-            f'echo $$ > {self._memory}/cgroup.procs && echo $$ > {self._pids}/cgroup.procs && '
+            f"echo $$ > {self._memory}/cgroup.procs && echo $$ > {self._pids}/cgroup.procs && "
             'exec unshare --pid --fork --mount-proc --kill-child -- "$@"'
         )
         process = ServerProcess(["sh", "-c", join, "container", *self.command], self.env, cwd=self.cwd)
@@ -401,7 +410,10 @@ class Container:
             try:
                 subprocess.run(
                     ["nsenter", "-t", str(self.pid1), "-p", "-m", "--", *hook.command],
-                    timeout=left, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    timeout=left,
+                    cwd=self.cwd,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 pass
@@ -423,7 +435,7 @@ class Container:
             pass  # exited during preStop
         killed_by = None
         try:
-            code: Optional[int] = self.process.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            code: int | None = self.process.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             try:
                 os.kill(self.pid1, signal.SIGKILL)  # the whole namespace goes with its PID 1
@@ -451,7 +463,7 @@ class Container:
         self.terminations.append(ending)
         return ending
 
-    def terminate(self, reason: str = "rollout", grace: Optional[float] = None) -> Termination:
+    def terminate(self, reason: str = "rollout", grace: float | None = None) -> Termination:
         """The pod's deletion: preStop, SIGTERM, SIGKILL at the grace period."""
         self._terminating.set()
         self._liveness_stop.set()

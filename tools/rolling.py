@@ -44,16 +44,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 import httpx
 import httpx_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import browser_clients  # noqa: E402
-import hosts  # noqa: E402
-import kubelet  # noqa: E402
+import browser_clients
+import hosts
+import kubelet
 
 #: The time from a pod's deletion to the load balancer no longer sending it
 #: new requests. In a cluster the endpoints controller updates the
@@ -79,11 +79,13 @@ class HAProxy:
     """HAProxy in the foreground, its health checks from the readiness
     probe, driven through its admin socket to add and remove pods."""
 
-    def __init__(self, workdir: Path, readiness: Optional[kubelet.Probe]) -> None:
+    def __init__(self, workdir: Path, readiness: kubelet.Probe | None) -> None:
         self.port = free_port()
         self.socket_path = workdir / "admin.sock"
         config = workdir / "haproxy.cfg"
-        servers = "\n".join(f"    server slot{n} 127.0.0.1:1 cookie slot{n} check disabled" for n in range(1, SLOTS + 1))
+        servers = "\n".join(
+            f"    server slot{n} 127.0.0.1:1 cookie slot{n} check disabled" for n in range(1, SLOTS + 1)
+        )
         if readiness is None:  # no readiness probe: traffic once the port is open
             checks = "    default-server inter 1s fall 1 rise 1"
         else:
@@ -135,7 +137,9 @@ backend {BACKEND}
         deadline = time.monotonic() + 10
         while not self.socket_path.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"haproxy did not start: {self.process.stderr.read() if self.process.stderr else ''}")
+                raise RuntimeError(
+                    f"haproxy did not start: {self.process.stderr.read() if self.process.stderr else ''}"
+                )
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -213,8 +217,8 @@ class Tally:
     cut: int = 0
     starts_refused_then_retried: int = 0
     errors: Counter = field(default_factory=Counter)
-    error_samples: List[str] = field(default_factory=list)
-    reconnect_times: List[float] = field(default_factory=list)  # monotonic, feed reopenings
+    error_samples: list[str] = field(default_factory=list)
+    reconnect_times: list[float] = field(default_factory=list)  # monotonic, feed reopenings
     reopened_on: Counter = field(default_factory=Counter)
     slow_reader_outcomes: Counter = field(default_factory=Counter)
 
@@ -252,15 +256,23 @@ def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClie
     return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, read=120), transport=transport, trust_env=False)
 
 
-def new_transport(receive_buffer: Optional[int] = None) -> httpx.AsyncHTTPTransport:
+def new_transport(receive_buffer: int | None = None) -> httpx.AsyncHTTPTransport:
     options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else None
-    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-                                    socket_options=options, trust_env=False)
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        socket_options=options,
+        trust_env=False,
+    )
 
 
 async def task_client(
-    url: str, tally: Tally, stop: asyncio.Event, steps: int, step_seconds: float,
-    transport: httpx.AsyncHTTPTransport, slow: bool = False,
+    url: str,
+    tally: Tally,
+    stop: asyncio.Event,
+    steps: int,
+    step_seconds: float,
+    transport: httpx.AsyncHTTPTransport,
+    slow: bool = False,
 ) -> None:
     """Task after task until told to stop; each followed to its end. A
     reconnect hint is honoured once, as EventSource would, with Last-Event-ID."""
@@ -292,14 +304,18 @@ async def task_client(
 
 
 async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, stop: asyncio.Event, delay: float) -> str:
-    last_id: Optional[str] = None
+    last_id: str | None = None
     for attempt in range(2):
         headers = {"Last-Event-ID": last_id} if last_id else {}
         told = False
         try:
             async with http.stream("GET", stream_url, headers=headers) as response:
                 if response.status_code != 200:
-                    kind = "reconnect into a 404" if attempt and response.status_code == 404 else f"stream HTTP {response.status_code}"
+                    kind = (
+                        "reconnect into a 404"
+                        if attempt and response.status_code == 404
+                        else f"stream HTTP {response.status_code}"
+                    )
                     tally.error(kind, stream_url)
                     return kind
                 async for sse in _read_events(response, delay):
@@ -338,7 +354,7 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
 async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: httpx.AsyncHTTPTransport) -> None:
     """GET /api/events as EventSource does: after a reconnect hint (or an
     end) it reopens after ``retry:`` with its own Last-Event-ID."""
-    last_id: Optional[str] = None
+    last_id: str | None = None
     retry = 1.0
     http = client_for(url, transport)
     reopen = False
@@ -403,7 +419,9 @@ class Clients:
         jobs = [task_client(url, tally, stop, mix.steps, mix.step_seconds, shared) for _ in range(mix.task_clients)]
         jobs += [task_client(url, tally, stop, long_steps, 1.0, shared) for _ in range(mix.long_clients)]
         jobs += [feed_client(url, tally, stop, shared) for _ in range(mix.feed_clients)]
-        jobs += [task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True) for _ in range(mix.slow_clients)]
+        jobs += [
+            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True) for _ in range(mix.slow_clients)
+        ]
         await asyncio.gather(*jobs)
 
     def stop(self, timeout: float) -> None:
@@ -442,7 +460,7 @@ class Scenario:
     name: str
     what: str
     mix: Callable[[str, kubelet.PodSpec], ClientMix]
-    env: Dict[str, str] = field(default_factory=dict)  # the scenario's overrides
+    env: dict[str, str] = field(default_factory=dict)  # the scenario's overrides
     #: Exit codes this scenario expects with the runtime (the hung hook: 70).
     expected_exit: int = 0
 
@@ -451,10 +469,14 @@ def _threads(spec: kubelet.PodSpec) -> int:
     return int(spec.env.get("THREADS", "16"))
 
 
-SCENARIOS: Dict[str, Scenario] = {
+SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("sunny", "8 task clients, 3 s tasks; browsers", lambda host, spec: ClientMix(task_clients=8, browser_pages=2)),
+        Scenario(
+            "sunny",
+            "8 task clients, 3 s tasks; browsers",
+            lambda host, spec: ClientMix(task_clients=8, browser_pages=2),
+        ),
         Scenario(
             "saturated",
             "resumable streams: Waitress, as many as THREADS per pod; Rust, 2,000",
@@ -465,12 +487,23 @@ SCENARIOS: Dict[str, Scenario] = {
             "a third of the task clients' tasks last 1.5x the grace period",
             lambda host, spec: ClientMix(task_clients=8, long_clients=4, browser_pages=1),
         ),
-        Scenario("resumable-feed", "clients on GET /api/events, beside task clients",
-                 lambda host, spec: ClientMix(task_clients=4, feed_clients=40 if host == "flask" else 400, browser_pages=2)),
-        Scenario("slow-readers", "4 KiB receive buffers, 0.6 s per event, beside normal clients",
-                 lambda host, spec: ClientMix(task_clients=4, slow_clients=8)),
-        Scenario("hung-hook", "a shutdown hook that never returns (test-only switch)",
-                 lambda host, spec: ClientMix(task_clients=8), env={"SSE_TEST_HANG_SHUTDOWN_HOOK": "1"}, expected_exit=70),
+        Scenario(
+            "resumable-feed",
+            "clients on GET /api/events, beside task clients",
+            lambda host, spec: ClientMix(task_clients=4, feed_clients=40 if host == "flask" else 400, browser_pages=2),
+        ),
+        Scenario(
+            "slow-readers",
+            "4 KiB receive buffers, 0.6 s per event, beside normal clients",
+            lambda host, spec: ClientMix(task_clients=4, slow_clients=8),
+        ),
+        Scenario(
+            "hung-hook",
+            "a shutdown hook that never returns (test-only switch)",
+            lambda host, spec: ClientMix(task_clients=8),
+            env={"SSE_TEST_HANG_SHUTDOWN_HOOK": "1"},
+            expected_exit=70,
+        ),
     )
 }
 SHORT = ("sunny", "saturated")
@@ -518,17 +551,17 @@ def run(
     proxy = HAProxy(workdir, spec.readiness)
     free = list(range(1, SLOTS + 1))
     free_lock = threading.Lock()
-    terminating: List[threading.Thread] = []
-    endings: List[kubelet.Termination] = []
-    pods: List[Pod] = []
-    everything: List[kubelet.Container] = []
-    probes_note: List[str] = []
-    clients: Optional[Clients] = None
-    pages: Optional[browser_clients.Browsers] = None
-    seen_by_browsers: Optional[browser_clients.BrowserReport] = None
+    terminating: list[threading.Thread] = []
+    endings: list[kubelet.Termination] = []
+    pods: list[Pod] = []
+    everything: list[kubelet.Container] = []
+    probes_note: list[str] = []
+    clients: Clients | None = None
+    pages: browser_clients.Browsers | None = None
+    seen_by_browsers: browser_clients.BrowserReport | None = None
     if browsers and mix.browser_pages and not browser_clients.available():
         raise RuntimeError("browser clients need chromium, chromedriver and selenium (make setup python)")
-    sigterm_times: List[float] = []
+    sigterm_times: list[float] = []
 
     def check_port(container: kubelet.Container) -> int:
         port = spec.readiness.port if spec.readiness else "http"
@@ -568,7 +601,9 @@ def run(
         pods = [start_pod() for _ in range(spec.replicas)]
         clients = Clients(proxy.url, mix, spec.grace_seconds)
         if browsers and mix.browser_pages:
-            pages = browser_clients.Browsers(proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds)
+            pages = browser_clients.Browsers(
+                proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds
+            )
         time.sleep(3.0)  # streams under way on every pod
         for _ in range(rounds):
             old, new = list(pods), []
@@ -627,13 +662,14 @@ def run(
         "reconnect_peak_per_second": peak,
         "reconnect_spread_seconds": spread,
         "expected_exit": scenario.expected_exit,
-        "browsers": None if seen_by_browsers is None else {
-            **seen_by_browsers.__dict__, "task_finals": dict(seen_by_browsers.task_finals)},
+        "browsers": None
+        if seen_by_browsers is None
+        else {**seen_by_browsers.__dict__, "task_finals": dict(seen_by_browsers.task_finals)},
         "output_tails": [e.output_tail for e in endings if e.exit_code != scenario.expected_exit][:2],
     }
 
 
-def reconnect_peak(times: List[float], sigterms: List[float]) -> "tuple[int, float]":
+def reconnect_peak(times: list[float], sigterms: list[float]) -> tuple[int, float]:
     """The most reopenings in any one second, and the widest time span of
     the reopenings after one SIGTERM (before the next)."""
     if not times:
@@ -645,7 +681,7 @@ def reconnect_peak(times: List[float], sigterms: List[float]) -> "tuple[int, flo
             low += 1
         peak = max(peak, high - low + 1)
     spread = 0.0
-    marks = sorted(sigterms) + [float("inf")]
+    marks = [*sorted(sigterms), float("inf")]
     for begin, end in zip(marks, marks[1:]):
         window = [t for t in times if begin <= t < end]
         if window:
@@ -664,13 +700,19 @@ ROWS = [
     ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
     ("browser feeds: reopened / continued", lambda r: browser_row(r, "feeds")),
     ("client-visible errors", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"),
-    ("task starts refused then retried (client / HAProxy)", lambda r: f"{r['starts_refused_then_retried']} / {r['retried_by_haproxy']}"),
+    (
+        "task starts refused then retried (client / HAProxy)",
+        lambda r: f"{r['starts_refused_then_retried']} / {r['retried_by_haproxy']}",
+    ),
     ("liveness restarts", lambda r: r["liveness_restarts"]),
     ("OOM kills", lambda r: r["oom_kills"]),
     ("SIGKILLs", lambda r: r["sigkills"]),
     ("exit codes", lambda r: " ".join(str(c) for c in r["exit_codes"])),
     ("SIGTERM -> exit, slowest / grace (s)", lambda r: f"{r['max_seconds_to_exit']} / {r['grace_seconds']:g}"),
-    ("reconnect peak (/s) / spread (s)", lambda r: f"{r['reconnect_peak_per_second']} / {r['reconnect_spread_seconds']}"),
+    (
+        "reconnect peak (/s) / spread (s)",
+        lambda r: f"{r['reconnect_peak_per_second']} / {r['reconnect_spread_seconds']}",
+    ),
     ("slow readers", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["slow_readers"].items())) or "-"),
 ]
 
@@ -687,7 +729,7 @@ def browser_row(report: dict, which: str) -> str:
     return f"{seen['feed_reopened']} / {seen['feed_continued']}"
 
 
-def table(reports: List[dict]) -> str:
+def table(reports: list[dict]) -> str:
     header = "| | " + " | ".join(f"{r['host']}, {r['runtime']}" for r in reports) + " |"
     lines = [header, "|---" * (len(reports) + 1) + "|"]
     for name, value in ROWS:
@@ -696,7 +738,7 @@ def table(reports: List[dict]) -> str:
     return "\n".join(lines) + ("\n\nOverrides: " + "; ".join(notes) if notes else "")
 
 
-def failures(report: dict) -> List[str]:
+def failures(report: dict) -> list[str]:
     """Why a report with the runtime fails (empty: it passes)."""
     if report["runtime"] != "last-call":
         return [] if (report["cut"] or report["sigkills"]) else ["the baseline shows no damage: the run proves nothing"]
@@ -708,8 +750,10 @@ def failures(report: dict) -> List[str]:
         found.append(f"client-visible errors: {report['errors']} {report['error_samples'][:3]}")
     seen = report.get("browsers")
     if seen and (seen["retry_loops"] or seen["task_error_before_final"]):
-        found.append(f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
-                     f"with an error before their end {seen['samples']}")
+        found.append(
+            f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
+            f"with an error before their end {seen['samples']}"
+        )
     wrong = [c for c in report["exit_codes"] if c != report["expected_exit"]]
     if wrong:
         found.append(f"exit codes {wrong} (expected {report['expected_exit']}); output: {report['output_tails'][:1]}")
@@ -736,17 +780,26 @@ def main() -> int:
         spec = spec.override(replicas=args.replicas)
     names = args.scenario or (list(SHORT) if args.short else list(SCENARIOS))
     rounds = 1 if args.short else args.rounds
-    reports: List[dict] = []
+    reports: list[dict] = []
     ok = True
     for name in names:
         scenario = SCENARIOS[name]
-        pair: List[dict] = []
+        pair: list[dict] = []
         for host in args.host or list(hosts.NAMES):
             for baseline in (False, True):
                 label = "baseline" if baseline else "last-call"
                 print(f"rolling: {name}, {host}, {label}, {rounds} round(s)...", flush=True)
-                pair.append(run(host, scenario, rounds, baseline, spec, profile=args.profile,
-                               browsers=not args.no_browsers and not args.short))
+                pair.append(
+                    run(
+                        host,
+                        scenario,
+                        rounds,
+                        baseline,
+                        spec,
+                        profile=args.profile,
+                        browsers=not args.no_browsers and not args.short,
+                    )
+                )
         print(f"\n### {name}: {scenario.what}\n\n{table(pair)}\n", flush=True)
         for report in pair:
             for reason in failures(report):
@@ -755,7 +808,14 @@ def main() -> int:
         reports += pair
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2, default=str))
-    print("verdict: " + ("proven: no cut stream, no unexplained error, no restart, OOM kill or SIGKILL with the runtime" if ok else "NOT proven"))
+    print(
+        "verdict: "
+        + (
+            "proven: no cut stream, no unexplained error, no restart, OOM kill or SIGKILL with the runtime"
+            if ok
+            else "NOT proven"
+        )
+    )
     return 0 if ok else 1
 
 

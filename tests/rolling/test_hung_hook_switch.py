@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-import hosts  # noqa: E402
+import hosts
 
 SWITCH = "SSE_TEST_HANG_SHUTDOWN_HOOK"
 
@@ -21,7 +21,9 @@ SWITCH = "SSE_TEST_HANG_SHUTDOWN_HOOK"
 @pytest.mark.parametrize("host", hosts.NAMES)
 @pytest.mark.parametrize("address, value", [("0.0.0.0", "1"), ("127.0.0.1", "yes")])
 def test_the_switch_is_refused_by_name(host, address, value):
-    command, cwd = hosts.command(host, profile="release" if os.environ.get("GS_ROLLING_PROFILE") == "release" else "debug")
+    command, cwd = hosts.command(
+        host, profile="release" if os.environ.get("GS_ROLLING_PROFILE") == "release" else "debug"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GS_")}
     env.update({"HOST": address, "PORT": "0", SWITCH: value})
     finished = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)

@@ -16,8 +16,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-import kubelet  # noqa: E402
-from server_process import eventually  # noqa: E402
+import kubelet
+from server_process import eventually
 
 TARGET = [sys.executable, str(Path(__file__).resolve().parent / "pod_target.py")]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (unshare --pid, cgroups)")
@@ -81,7 +81,12 @@ def test_variants_missing_probes_presstop_sleep_and_exec():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda raw, doc: raw["livenessProbe"].update(exec={"command": ["true"]}) or raw["livenessProbe"].pop("httpGet"), "httpGet"),
+        (
+            lambda raw, doc: (
+                raw["livenessProbe"].update(exec={"command": ["true"]}) or raw["livenessProbe"].pop("httpGet")
+            ),
+            "httpGet",
+        ),
         (lambda raw, doc: raw["resources"]["limits"].update(memory="lots"), "memory"),
         (lambda raw, doc: doc["spec"]["strategy"].update(type="Recreate"), "RollingUpdate"),
         (lambda raw, doc: raw.update(lifecycle={"preStop": {"tcpSocket": {"port": 1}}}), "preStop"),

@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-import hosts  # noqa: E402
-import kubelet  # noqa: E402
-import rolling  # noqa: E402
+import hosts
+import kubelet
+import rolling
 
 PROFILE = os.environ.get("GS_ROLLING_PROFILE", "debug")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root (unshare --pid, cgroups)")
