@@ -221,6 +221,7 @@ class Tally:
     reconnect_times: list[float] = field(default_factory=list)  # monotonic, feed reopenings
     reopened_on: Counter = field(default_factory=Counter)
     slow_reader_outcomes: Counter = field(default_factory=Counter)
+    streams_opened: int = 0
 
     def error(self, kind: str, text: str) -> None:
         self.errors[kind] += 1
@@ -310,6 +311,7 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
         told = False
         try:
             async with http.stream("GET", stream_url, headers=headers) as response:
+                tally.streams_opened += 1
                 if response.status_code != 200:
                     kind = (
                         "reconnect into a 404"
@@ -412,15 +414,23 @@ class Clients:
         self.stop_event = asyncio.Event()
         mix, url, tally, stop = self.mix, self.url, self.tally, self.stop_event
         long_steps = int(self.grace * 1.5)  # 1 s steps, half as long again as the grace period
-        shared = new_transport()
+        # Transports shared by up to 250 clients each: a single pool stalls
+        # with thousands of streams waiting on it.
+        shards = [new_transport() for _ in range(1 + (mix.task_clients + mix.long_clients + mix.feed_clients) // 250)]
         # A small receive buffer and a reader slower than the stream.
         slow = new_transport(receive_buffer=4096)
-        self.transports = [shared, slow]
-        jobs = [task_client(url, tally, stop, mix.steps, mix.step_seconds, shared) for _ in range(mix.task_clients)]
-        jobs += [task_client(url, tally, stop, long_steps, 1.0, shared) for _ in range(mix.long_clients)]
-        jobs += [feed_client(url, tally, stop, shared) for _ in range(mix.feed_clients)]
+        self.transports = [*shards, slow]
+        counter = iter(range(1_000_000))
+
+        def shared() -> httpx.AsyncHTTPTransport:
+            return shards[next(counter) // 250]
+
+        jobs = [task_client(url, tally, stop, mix.steps, mix.step_seconds, shared()) for _ in range(mix.task_clients)]
+        jobs += [task_client(url, tally, stop, long_steps, 1.0, shared()) for _ in range(mix.long_clients)]
+        jobs += [feed_client(url, tally, stop, shared()) for _ in range(mix.feed_clients)]
         jobs += [
-            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True) for _ in range(mix.slow_clients)
+            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True)
+            for _ in range(mix.slow_clients)
         ]
         await asyncio.gather(*jobs)
 
@@ -604,7 +614,12 @@ def run(
             pages = browser_clients.Browsers(
                 proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds
             )
-        time.sleep(3.0)  # streams under way on every pod
+        # Streams under way on every pod (thousands take a few seconds).
+        time.sleep(3.0)
+        wanted = mix.feed_clients + mix.task_clients // 2
+        deadline = time.monotonic() + 60
+        while clients.tally.streams_opened < wanted and time.monotonic() < deadline:
+            time.sleep(0.2)
         for _ in range(rounds):
             old, new = list(pods), []
             while old:
