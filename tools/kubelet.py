@@ -283,6 +283,7 @@ class Termination:
     pre_stop_seconds: float
     grace_seconds: float
     watchdog_line: bool  # the runtime's exit watchdog said it ended the process
+    hook_left_running: bool  # the runtime said a shutdown hook overran and was left behind
     output_tail: list[str] = field(default_factory=list)
 
 
@@ -457,6 +458,7 @@ class Container:
             pre_stop_seconds=round(pre_stop_seconds, 3),
             grace_seconds=grace,
             watchdog_line=any("watchdog" in line.lower() for line in self.process.lines),
+            hook_left_running=any("left running" in line for line in self.process.lines),
             output_tail=self.process.lines[-15:],
         )
         self.process.close()
