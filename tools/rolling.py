@@ -128,7 +128,7 @@ backend {BACKEND}
     option persist
     # A resumable stream reconnects to any pod: never back to the draining
     # one its cookie names (a browser sends the cookie with its reconnect).
-    ignore-persist if { path /api/events }
+    ignore-persist if {{ path /api/events }}
     http-response set-header X-Pod %s
 {checks}
 {servers}
