@@ -338,9 +338,10 @@ class Container:
             f"echo $$ > {self._memory}/cgroup.procs && echo $$ > {self._pids}/cgroup.procs && "
             'exec unshare --pid --fork --mount-proc --kill-child -- "$@"'
         )
-        process = ServerProcess(["sh", "-c", join, "container", *self.command], self.env, cwd=self.cwd)
+        # Counted before the start: an OOM kill may come before the
+        # process announces itself.
         self._oom_before = self._oom_count()
-        return process
+        return ServerProcess(["sh", "-c", join, "container", *self.command], self.env, cwd=self.cwd)
 
     @property
     def pid1(self) -> int:
