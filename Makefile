@@ -136,8 +136,8 @@ test-python: python
 # stand-in from examples/kubernetes/deployment.yaml (as root: PID namespaces
 # and cgroups); the tables go to BENCHMARKS.md. `make test` runs the short
 # version (tests/rolling).
-# Two rounds keep the whole run near 15 minutes on two cores.
-ROLLING_ROUNDS ?= 2
+# One round keeps the whole run near 14 minutes on two cores (two: ~24).
+ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json
