@@ -26,7 +26,18 @@ def test_a_real_sigterm_drains_and_the_open_stream_ends_naturally(start_app, mod
             server.wait_for_log("shutdown requested")
             assert server.client.get("/readyz").status_code == 503
             assert server.client.get("/healthz").status_code == 200
-            received = [line for line in lines if line.startswith("data:")]
+            received = []
+            try:
+                received.extend(line for line in lines if line.startswith("data:"))
+            except httpx.RemoteProtocolError:
+                # The legacy shape exits as soon as the count is zero, and
+                # Waitress uncounts a stream (calls its close()) *before* it
+                # writes the terminating chunk: the process may end in
+                # between. Every event arrives; the chunked framing's end may
+                # not. serve() closes that gap (its stop hook waits for the
+                # channel to flush), so it is strict there.
+                if mode != "legacy":
+                    raise
     assert received == [f"data: {n}" for n in range(1, 10)], "the stream was cut"
     assert server.process.wait(timeout=30) == 0
     if mode == "legacy":
