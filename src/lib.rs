@@ -49,6 +49,8 @@ mod config;
 #[doc(hidden)]
 pub mod delivery;
 #[cfg(not(gs_loom))]
+mod env_text;
+#[cfg(not(gs_loom))]
 mod error;
 #[cfg(not(gs_loom))]
 pub mod ffi;

@@ -1,7 +1,8 @@
 //! What the stream hub needs, from code or from the environment.
 
 use crate::config::ConfigError;
-use std::net::{SocketAddr, ToSocketAddrs};
+use crate::env_text::text;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Where the hub listens (`host:port`, port 0: a free port).
@@ -181,32 +182,7 @@ impl HubOptions {
     }
 
     fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let error = |reason: String| ConfigError {
-            variable: STREAM_ADDR,
-            value: self.addr.clone(),
-            reason,
-        };
-        if !self.addr.contains(':') {
-            return Err(error(
-                "expected host:port, such as 0.0.0.0:8082 or 127.0.0.1:0".into(),
-            ));
-        }
-        self.addr
-            .to_socket_addrs()
-            .map_err(|e| error(format!("not an address: {e}")))?
-            .next()
-            .ok_or_else(|| error("the host resolves to no address".into()))
-    }
-}
-
-fn text(variable: &'static str) -> Result<Option<String>, ConfigError> {
-    match std::env::var_os(variable) {
-        None => Ok(None),
-        Some(raw) => raw.into_string().map(Some).map_err(|raw| ConfigError {
-            variable,
-            value: raw.to_string_lossy().into_owned(),
-            reason: "not valid UTF-8".into(),
-        }),
+        crate::env_text::listen_addr(STREAM_ADDR, &self.addr)
     }
 }
 

@@ -1,8 +1,9 @@
 //! What the probe listener needs, from code or from the environment.
 
 use crate::config::ConfigError;
+use crate::env_text::text;
 use crate::seconds;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The probe listener's address variable.
@@ -62,21 +63,7 @@ impl ProbeOptions {
 
     /// The address to bind, resolved; a malformed one names `GS_PROBE_ADDR`.
     pub(crate) fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let error = |reason: String| ConfigError {
-            variable: PROBE_ADDR,
-            value: self.addr.clone(),
-            reason,
-        };
-        if !self.addr.contains(':') {
-            return Err(error(
-                "expected host:port, such as 0.0.0.0:8081 or 127.0.0.1:0".into(),
-            ));
-        }
-        self.addr
-            .to_socket_addrs()
-            .map_err(|e| error(format!("not an address: {e}")))?
-            .next()
-            .ok_or_else(|| error("the host resolves to no address".into()))
+        crate::env_text::listen_addr(PROBE_ADDR, &self.addr)
     }
 }
 
@@ -95,17 +82,6 @@ pub(crate) fn stale_after(value: f64) -> Result<Duration, ConfigError> {
         });
     }
     Ok(duration)
-}
-
-fn text(variable: &'static str) -> Result<Option<String>, ConfigError> {
-    match std::env::var_os(variable) {
-        None => Ok(None),
-        Some(raw) => raw.into_string().map(Some).map_err(|raw| ConfigError {
-            variable,
-            value: raw.to_string_lossy().into_owned(),
-            reason: "not valid UTF-8".into(),
-        }),
-    }
 }
 
 #[cfg(test)]
