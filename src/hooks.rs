@@ -54,7 +54,8 @@ pub enum HookOutcome {
     Panicked,
     /// It was still running at the end of its share; it was left running.
     Overran,
-    /// Its thread could not be started.
+    /// Its thread could not be started, or the host was already exiting
+    /// ([`crate::Runtime::host_exiting`]): it was not called.
     NotStarted,
 }
 
@@ -84,6 +85,7 @@ const RUNNING: u8 = 0;
 const RETURNED_TRUE: u8 = 1;
 const RETURNED_FALSE: u8 = 2;
 const PANICKED: u8 = 3;
+const NOT_CALLED: u8 = 4;
 
 /// A hook started by [`run`], for the watchdog's report.
 #[derive(Debug, Clone)]
@@ -148,13 +150,16 @@ fn run_group(
             std::thread::Builder::new()
                 .name("last-call-hook".into())
                 .spawn(move || {
-                    let ended = {
+                    let ended = if let Some(_call) = inner.host_calls.enter() {
                         let _scope = callback_scope::enter(inner.address(), Kind::Hook);
                         match catch_unwind(AssertUnwindSafe(|| hook(given))) {
                             Ok(true) => RETURNED_TRUE,
                             Ok(false) => RETURNED_FALSE,
                             Err(_) => PANICKED,
                         }
+                    } else {
+                        // The host is exiting (`Runtime::host_exiting`).
+                        NOT_CALLED
                     };
                     state
                         .ended_ns
@@ -191,6 +196,7 @@ fn run_group(
             (true, RETURNED_TRUE) => HookOutcome::Finished,
             (true, RETURNED_FALSE) => HookOutcome::ReturnedFalse,
             (true, PANICKED) => HookOutcome::Panicked,
+            (true, NOT_CALLED) => HookOutcome::NotStarted,
             (true, _) => HookOutcome::Overran,
         };
         match outcome {

@@ -59,6 +59,8 @@ mod fork;
 #[cfg(not(gs_loom))]
 mod hooks;
 #[cfg(not(gs_loom))]
+mod host_calls;
+#[cfg(not(gs_loom))]
 pub mod hub;
 #[cfg(not(gs_loom))]
 mod listeners;

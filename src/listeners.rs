@@ -71,6 +71,11 @@ fn deliver(inner: &Inner, change: PhaseChange) {
         if !inner.delivery.begin(listener.id.0, &listener.removed) {
             continue;
         }
+        let Some(_call) = inner.host_calls.enter() else {
+            // The host is exiting: nothing more is delivered.
+            inner.delivery.finish();
+            return;
+        };
         let panicked = {
             let _scope = callback_scope::enter(inner.address(), Kind::Listener);
             catch_unwind(AssertUnwindSafe(|| (listener.call)(change))).is_err()

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::delivery::{DeliverySlot, RemovedFlag};
 use crate::error::Error;
 use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
+use crate::host_calls::HostCalls;
 use crate::listeners::{self, Listener};
 use crate::log::warn;
 use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) shared: Mutex<Shared>,
     pub(crate) delivery: DeliverySlot,
     pub(crate) heartbeat: Heartbeat,
+    /// Every call into host code passes it; shut by [`Runtime::host_exiting`].
+    pub(crate) host_calls: HostCalls,
     /// Rung when a hook returns and by the testing reset: the sequence's
     /// timed sleeps wake on it.
     bell: WaitWord,
@@ -125,6 +128,7 @@ impl Runtime {
                 shared: Mutex::new(Shared::default()),
                 delivery: DeliverySlot::new(),
                 heartbeat: Heartbeat::default(),
+                host_calls: HostCalls::new(),
                 bell: WaitWord::new(0),
                 generation: AtomicU64::new(0),
                 reset_word: AtomicU32::new(0),
@@ -429,6 +433,27 @@ impl Runtime {
         Ok(())
     }
 
+    /// The host is exiting: from now on the runtime calls none of its code
+    /// (phase listeners, shutdown hooks not started yet, readiness checks,
+    /// which then fail), for good. Then waits, at most `timeout` (`None`:
+    /// no limit), for the calls already in flight to return: `Ok(())` when
+    /// none is left (the caller's own call, if it is inside one, aside),
+    /// [`Error::TimedOut`] when one is, such as a hook left running past its
+    /// share. An interpreter calls it before it finalizes (see
+    /// `host_calls.rs`); on `TimedOut` it must end the process without
+    /// finalizing, since a thread is still inside it.
+    pub fn host_exiting(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self
+            .inner
+            .host_calls
+            .close_and_wait(Mono::deadline(timeout))
+        {
+            Ok(())
+        } else {
+            Err(Error::TimedOut(self.phase()))
+        }
+    }
+
     /// **For tests only.** Returns the runtime to a fresh state: Serving, no
     /// active streams (streams still held end later with
     /// [`Error::NoActiveStream`]), no sequence running (a running one is
@@ -459,6 +484,7 @@ impl Runtime {
             std::mem::take(&mut shared.listeners)
         };
         self.inner.heartbeat.clear();
+        self.inner.host_calls.reopen();
         for listener in &removed {
             listener.removed.set();
         }
@@ -614,6 +640,7 @@ impl Runtime {
         self.inner.streams.reset_after_fork();
         self.inner.phase.reset();
         self.inner.delivery.reset_after_fork();
+        self.inner.host_calls.reset_after_fork();
         self.inner
             .sequence_running
             .atomic()

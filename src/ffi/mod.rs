@@ -9,6 +9,7 @@
 
 #![allow(non_camel_case_types)]
 
+mod host_exit;
 mod hub;
 mod metrics;
 mod probes;
@@ -17,6 +18,7 @@ mod status;
 mod stream_endings;
 mod streams;
 
+pub use host_exit::*;
 pub use hub::*;
 pub use metrics::*;
 pub use probes::*;

@@ -6,7 +6,7 @@
 //! probe is not started again (a hung check cannot pile up threads); it
 //! counts as failing until it returns.
 
-use crate::runtime::RegistrationId;
+use crate::runtime::{Inner, RegistrationId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,8 +54,12 @@ impl ReadinessReport {
     }
 }
 
-/// Runs every check at once, each bounded by its timeout.
-pub(crate) async fn run_all(checks: Vec<Arc<ReadinessCheck>>) -> ReadinessReport {
+/// Runs every check at once, each bounded by its timeout. Once the host is
+/// exiting (`Runtime::host_exiting`) a check is not called and fails.
+pub(crate) async fn run_all(
+    inner: &Arc<Inner>,
+    checks: Vec<Arc<ReadinessCheck>>,
+) -> ReadinessReport {
     let mut pending = Vec::with_capacity(checks.len());
     let mut failures = Vec::new();
     for check in checks {
@@ -64,8 +68,12 @@ pub(crate) async fn run_all(checks: Vec<Arc<ReadinessCheck>>) -> ReadinessReport
             continue;
         }
         let worker = Arc::clone(&check);
+        let inner = Arc::clone(inner);
         let handle = tokio::task::spawn_blocking(move || {
-            let passed = catch_unwind(AssertUnwindSafe(|| (worker.call)()));
+            let passed = match inner.host_calls.enter() {
+                Some(_call) => catch_unwind(AssertUnwindSafe(|| (worker.call)())),
+                None => Ok(false),
+            };
             worker.running.store(false, Ordering::Release);
             passed
         });

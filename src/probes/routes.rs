@@ -63,7 +63,7 @@ async fn readyz(runtime: &Runtime) -> Answer {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
     let checks = lock(&runtime.inner.shared).readiness_checks.clone();
-    let report = readiness::run_all(checks).await;
+    let report = readiness::run_all(&runtime.inner, checks).await;
     // The phase may have moved while the checks ran.
     if runtime.phase() != Phase::Serving {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");

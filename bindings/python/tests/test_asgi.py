@@ -234,6 +234,32 @@ def test_cancelling_an_awaitable_wait_lets_asyncio_run_return():
     assert done.stdout.strip() == "returned"
 
 
+def test_an_app_callback_that_blocks_the_delivery_does_not_starve_wait_for_phase(
+    graceful_shutdown: GracefulShutdownManager,
+):
+    # Callbacks are delivered one at a time: while the app's blocks, the
+    # wait's own callback is not called. The wait still sees the phase.
+    release = threading.Event()
+
+    def blocks(_old: Phase, _new: Phase) -> None:
+        release.wait(30)
+
+    graceful_shutdown.on_phase(blocks)
+
+    async def scenario() -> bool:
+        waiting = asyncio.ensure_future(wait_for_phase(Phase.DRAINING, timeout=10))
+        await asyncio.sleep(0.1)
+        graceful_shutdown.set_draining(True)
+        return await waiting
+
+    try:
+        began = time.monotonic()
+        assert asyncio.run(scenario()) is True
+        assert time.monotonic() - began < 5
+    finally:
+        release.set()
+
+
 def test_the_waits_wake_on_the_phase_and_the_count(graceful_shutdown: GracefulShutdownManager):
     async def scenario() -> tuple[bool, bool, bool]:
         graceful_shutdown.increment_active_streams()

@@ -12,7 +12,6 @@ not hold up the rest of the interpreter.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import itertools
 import logging
@@ -21,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from . import _exit
 from ._version import __version__
 from .errors import LibraryLoadError, NativeError
 from .status import Status, error_for
@@ -144,6 +144,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
         c_status,
     ),
     "gs_hub_slow_clients_disconnected_total": ([], ctypes.c_uint64),
+    "gs_host_exiting": ([ctypes.c_double], c_status),
 }
 
 # --- loading -------------------------------------------------------------
@@ -205,6 +206,8 @@ def library() -> ctypes.CDLL:
         with _load_lock:
             if _lib is None:
                 _lib = _load()
+                # No runtime thread may enter Python once it finalizes.
+                _exit.arm(_lib)
             lib = _lib
     return lib
 
@@ -396,19 +399,6 @@ def start_probe_listener(addr: str | None) -> str:
     encoded = None if addr is None else addr.encode("utf-8")
     check(library().gs_start_probe_listener(encoded, buffer, len(buffer), None))
     return buffer.value.decode("utf-8")
-
-
-@atexit.register
-def _unregister_callbacks() -> None:
-    """No callback may reach into an interpreter that is finalizing."""
-    if not is_loaded():
-        return
-    for key in phase_callbacks.keys():
-        remove_phase_callback(key)
-    for key in shutdown_hooks.keys():
-        remove_shutdown_hook(key)
-    for key in readiness_checks.keys():
-        remove_readiness_check(key)
 
 
 def render_metrics(format_code: int) -> str:

@@ -73,6 +73,11 @@ HEARTBEAT_INTERVAL = 1.0
 #: thread (WSGI threads, the native hub), and the runtime calls back on
 #: phase changes only, so the count itself is polled, on the loop.
 STREAMS_POLL_SECONDS = 0.02
+#: ``wait_for_phase`` is woken by a phase callback at once, and also
+#: re-reads the phase this often: callbacks are delivered one at a time, so
+#: an app's callback that blocks would otherwise starve the wait (and the
+#: lifespan's end, which waits for Stopped, until the exit watchdog).
+PHASE_RECHECK_SECONDS = 0.25
 #: How long the lifespan's end waits for the hooks registered after it.
 _STOPPED_WAIT_SECONDS = 10.0
 
@@ -121,12 +126,13 @@ async def wait_for_phase(
     # Registered before the phase is read, so no change falls in between.
     runtime.on_phase(on_phase)
     try:
-        if runtime.phase >= target:
-            return True
-        try:
-            await asyncio.wait_for(reached.wait(), None if limit == float("inf") else limit)
-        except asyncio.TimeoutError:
-            return runtime.phase >= target
+        deadline = loop.time() + limit
+        while runtime.phase < target:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(reached.wait(), min(left, PHASE_RECHECK_SECONDS))
         return True
     finally:
         runtime.remove_phase_callback(on_phase)

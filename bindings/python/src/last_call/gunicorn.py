@@ -58,11 +58,12 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
 
-from . import _native
+from . import _exit, _native
 from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
 from .phase import Phase
@@ -223,6 +224,15 @@ def when_ready(server: Any) -> None:
         murder_workers()
 
     server.murder_workers = murder_workers_and_beat
+    halt = server.halt
+
+    def halt_noting_status(reason: Any = None, exit_status: int = 0) -> None:
+        # The status the master exits with, should it have to end the
+        # process itself at exit (last_call._exit).
+        _exit.note_exit_status(exit_status)
+        halt(reason, exit_status)
+
+    server.halt = halt_noting_status
     manager.register_shutdown_hook("gunicorn-master", master.stop_hook)
     for listener in server.LISTENERS:
         server.log.info("last_call: serving on %s", listener)
@@ -250,6 +260,11 @@ def post_worker_init(worker: Any) -> None:
     # would always fail (its arbiter copy has no workers) and make the
     # app's own /readyz answer 503.
     manager.remove_readiness_check("gunicorn-workers")
+    # Likewise the master's stop hook: in a worker it would wait on the
+    # arbiter copy's workers for its whole share, and leave less to the
+    # worker's own hooks.
+    if _master is not None:
+        manager.remove_shutdown_hook(_master.stop_hook)
 
     def stop_worker(_seconds_left: float) -> bool:
         # handle_exit wakes the gthread worker's loop; it stops accepting,
@@ -258,6 +273,7 @@ def post_worker_init(worker: Any) -> None:
         return True
 
     manager.register_shutdown_hook("gunicorn-worker", stop_worker)
+    worker.log.info("last_call: worker %s ready; SIGTERM starts its shutdown sequence", os.getpid())
 
 
 def _let_hooks_return(manager: GracefulShutdownManager) -> None:
@@ -267,7 +283,14 @@ def _let_hooks_return(manager: GracefulShutdownManager) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
     """Each worker, before its interpreter exits: its stop hook has
-    returned into the runtime (see EXIT_WAIT_SECONDS)."""
+    returned into the runtime (see EXIT_WAIT_SECONDS), and the status it
+    exits with is noted. gunicorn calls this from the ``finally`` of the
+    worker's life, while its ``sys.exit(status)`` is on its way out."""
+    leaving = sys.exc_info()[1]
+    if isinstance(leaving, SystemExit):
+        _exit.note_exit_status(leaving.code)
+    elif leaving is not None:
+        _exit.note_exit_status(1)
     _let_hooks_return(default_manager())
 
 

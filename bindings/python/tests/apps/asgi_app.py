@@ -30,6 +30,7 @@ import anyio  # noqa: E402
 import uvicorn  # noqa: E402
 from last_call import GracefulShutdownManager, StreamKind  # noqa: E402
 from last_call.asgi import CountStreams, EventStreamResponse, lifespan  # noqa: E402
+from left_behind import install as leave_behind  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response, StreamingResponse  # noqa: E402
@@ -42,6 +43,7 @@ else:
     from sse_starlette.sse import EventSourceResponse
 
 manager = GracefulShutdownManager()
+leave_behind(manager)  # LEFT_BEHIND: test_host_exit.py
 
 
 def _arguments(request: Request) -> tuple[int, float]:

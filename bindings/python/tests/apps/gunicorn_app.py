@@ -10,8 +10,10 @@ import time
 from flask import Flask, jsonify, request
 from last_call import GracefulShutdownManager, StreamKind
 from last_call.flask import GracefulShutdown, sse_stream
+from left_behind import install as leave_behind
 
 manager = GracefulShutdownManager()
+leave_behind(manager)  # LEFT_BEHIND: test_host_exit.py
 app = Flask(__name__)
 GracefulShutdown(app, manager=manager)
 

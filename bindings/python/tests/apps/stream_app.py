@@ -15,12 +15,14 @@ from flask import Flask, Response, request
 from last_call import GracefulShutdownManager
 from last_call.flask import health_blueprint, sse_stream
 from last_call.waitress import serve
+from left_behind import install as leave_behind
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s: %(message)s")
 # Line-buffered, so the test reads each log line as it is written.
 sys.stdout.reconfigure(line_buffering=True)
 
 manager = GracefulShutdownManager()
+leave_behind(manager)  # LEFT_BEHIND: test_host_exit.py
 app = Flask(__name__)
 app.register_blueprint(health_blueprint(manager))
 
