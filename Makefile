@@ -146,7 +146,7 @@ test-python: python
 ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --example sse_server
-	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json
+	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md
 
 test: setup lint test-rust loom test-portable check-macos test-packaging test-python
 

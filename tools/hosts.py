@@ -63,6 +63,9 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():
-            raise FileNotFoundError(f"{binary} is missing: cargo build --example sse_server" + (" --release" if profile == "release" else ""))
+            raise FileNotFoundError(
+                f"{binary} is missing: cargo build --example sse_server"
+                + (" --release" if profile == "release" else "")
+            )
         return [str(binary)], ROOT
     raise ValueError(f"unknown host {name!r}; one of {NAMES}")

@@ -107,7 +107,11 @@ defaults
     timeout connect 2s
     timeout client 300s
     timeout server 300s
-    timeout http-request 10s
+    # Ingress-like client timeouts (ingress-nginx keeps idle client
+    # connections 75 s); a request head may take a while to arrive from
+    # thousands of clients that share this process's cores.
+    timeout http-request 30s
+    timeout http-keep-alive 75s
     # A refused task start (503 while draining) or a pod that is gone is
     # retried on another pod; the POST body is buffered to allow it.
     option http-buffer-request
@@ -434,8 +438,7 @@ class Clients:
         jobs += [task_client(url, tally, stop, long_steps, 1.0, shared()) for _ in range(mix.long_clients)]
         jobs += [feed_client(url, tally, stop, shared()) for _ in range(mix.feed_clients)]
         jobs += [
-            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True)
-            for _ in range(mix.slow_clients)
+            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True) for _ in range(mix.slow_clients)
         ]
         await asyncio.gather(*jobs)
 
@@ -487,6 +490,14 @@ def _threads(spec: kubelet.PodSpec) -> int:
     return int(spec.env.get("THREADS", "16"))
 
 
+def _feeds(host: str, spec: kubelet.PodSpec, threaded: int, other: int) -> int:
+    """Feed clients beside 4 task clients: on a host with a thread per
+    stream, at most what the pods' threads hold with 4 left for the tasks."""
+    if host in hosts.THREAD_PER_STREAM:
+        return min(threaded, _threads(spec) * spec.replicas - 4)
+    return other
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -510,9 +521,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "resumable-feed",
             "clients on GET /api/events, beside task clients",
-            lambda host, spec: ClientMix(
-                task_clients=4, feed_clients=40 if host in hosts.THREAD_PER_STREAM else 400, browser_pages=2
-            ),
+            lambda host, spec: ClientMix(task_clients=4, feed_clients=_feeds(host, spec, 40, 400), browser_pages=2),
         ),
         Scenario(
             "slow-readers",
@@ -574,6 +583,10 @@ def run(
     mix = scenario.mix(host, spec)
     workdir = Path(tempfile.mkdtemp(prefix="last-call-rolling-"))
     proxy = HAProxy(workdir, spec.readiness)
+    if "GS_STREAM_CORS_ORIGINS" in spec.env:
+        # The browser page is served on the load balancer's origin; the hub,
+        # on each pod's own port, is another origin that must allow it.
+        extra["GS_STREAM_CORS_ORIGINS"] = proxy.url
     free = list(range(1, SLOTS + 1))
     free_lock = threading.Lock()
     terminating: list[threading.Thread] = []
@@ -651,7 +664,7 @@ def run(
             pods = new
         for worker in terminating:
             worker.join(timeout=spec.grace_seconds + 30)
-        time.sleep(1.0)  # the clients see the last pod's connections end
+        time.sleep(2.0)  # the clients see the last pod's connections end
         if pages is not None:
             seen_by_browsers = pages.stop()
         clients.stop(timeout=5)
@@ -675,7 +688,10 @@ def run(
         "runtime": "baseline" if baseline else "last-call",
         "rounds": rounds,
         "clients": mix.__dict__,
-        "overrides": list(spec.overrides) + probes_note + [f"endpoint removal lag: {ENDPOINT_LAG_SECONDS} s"],
+        "overrides": list(spec.overrides)
+        + probes_note
+        + [f"endpoint removal lag: {ENDPOINT_LAG_SECONDS} s"]
+        + (["GS_STREAM_CORS_ORIGINS: the load balancer's origin"] if "GS_STREAM_CORS_ORIGINS" in extra else []),
         "streams_before_rollout": f"{opened_before_rollout} of {wanted}",
         "warm_up_seconds": round(warm_up_seconds, 1),
         "tasks_started": tally.tasks_started,
@@ -764,7 +780,7 @@ def run_scenario(
 
 #: The most client streams the harness runs at once (all of them in this
 #: process, on one core's worth of Python): above it, runs wait their turn.
-CLIENT_BUDGET = 2500
+CLIENT_BUDGET = 1000
 
 
 class _ClientBudget:
@@ -862,6 +878,15 @@ def shows_damage(report: dict) -> bool:
     return bool(report["cut"] or report["sigkills"] or report["errors"])
 
 
+def markdown(reports: list[dict]) -> str:
+    """One table per scenario, in the order run, as BENCHMARKS.md has them."""
+    names = list(dict.fromkeys(r["scenario"] for r in reports))
+    return "\n".join(
+        f"### {name}: {SCENARIOS[name].what}\n\n{table([r for r in reports if r['scenario'] == name])}\n"
+        for name in names
+    )
+
+
 def failures(report: dict) -> list[str]:
     """Why a report with the runtime fails (empty: it passes). A baseline
     never fails: it shows what happens without the runtime, damage or not
@@ -905,6 +930,7 @@ def main() -> int:
     parser.add_argument("--profile", default="release")
     parser.add_argument("--no-browsers", action="store_true", help="no headless Chromium clients")
     parser.add_argument("--json", type=Path, help="also write the reports here")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here (BENCHMARKS.md's)")
     parser.add_argument(
         "--jobs", type=int, default=2, help="hosts run at once, each with its baseline beside it (default 2)"
     )
@@ -936,6 +962,8 @@ def main() -> int:
         reports += pair
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2, default=str))
+    if args.markdown:
+        args.markdown.write_text(markdown(reports))
     print(
         "verdict: "
         + (
