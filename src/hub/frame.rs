@@ -6,11 +6,36 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One serialized event and its id, as queued to each subscriber.
+/// One serialized event and its id, as queued to each subscriber and kept
+/// in its channel's history. One pointer wide: a subscriber's queue holds
+/// many of them (a slot per queued event), and a clone is one reference
+/// count.
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
-    pub(crate) id: Arc<str>,
-    pub(crate) bytes: Bytes,
+pub(crate) struct Frame(Arc<Serialized>);
+
+#[derive(Debug)]
+struct Serialized {
+    id: Box<str>,
+    bytes: Bytes,
+}
+
+impl Frame {
+    pub(crate) fn new(id: &str, bytes: Bytes) -> Frame {
+        Frame(Arc::new(Serialized {
+            id: id.into(),
+            bytes,
+        }))
+    }
+
+    /// The event's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The event as written on the wire.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
 }
 
 /// How long a browser waits before reconnecting, sent as `retry:` at the

@@ -144,7 +144,7 @@ impl Runtime {
                 .hub_slow_clients
                 .fetch_add(published.too_slow, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(published.id.to_string())
+        Ok(published.frame.id().to_owned())
     }
 
     /// Closes `channel`: every subscriber gets the final event (`final_event`
