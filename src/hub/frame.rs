@@ -15,21 +15,29 @@ pub(crate) struct Frame(Arc<Serialized>);
 
 #[derive(Debug)]
 struct Serialized {
-    id: Box<str>,
+    /// The event's bytes, beginning with `id: <id>\n` when it has an id.
     bytes: Bytes,
+    /// Where the id is in `bytes`.
+    id: std::ops::Range<usize>,
 }
 
 impl Frame {
-    pub(crate) fn new(id: &str, bytes: Bytes) -> Frame {
-        Frame(Arc::new(Serialized {
-            id: id.into(),
-            bytes,
-        }))
+    /// A frame whose id is `bytes[id]`, which must be UTF-8 (it is the text
+    /// of an id the frame was serialized from).
+    fn with_id_at(bytes: Bytes, id: std::ops::Range<usize>) -> Frame {
+        Frame(Arc::new(Serialized { bytes, id }))
+    }
+
+    /// The event `event` with `data`, its id `id`: serialized once, here.
+    pub(crate) fn event(id: &str, event: &str, data: &str) -> Frame {
+        let (bytes, at) = serialize(id, event, data);
+        Frame::with_id_at(bytes, at)
     }
 
     /// The event's id.
     pub(crate) fn id(&self) -> &str {
-        &self.0.id
+        // Never fails: the range holds the UTF-8 text of the id, copied in.
+        std::str::from_utf8(&self.0.bytes[self.0.id.clone()]).unwrap_or_default()
     }
 
     /// The event as written on the wire.
@@ -48,22 +56,31 @@ pub(crate) fn is_field_safe(text: &str) -> bool {
 }
 
 /// `id:`, `event:` and one `data:` line per line of `data` (a line break
-/// in the data is any of CRLF, CR or LF, as in the SSE specification).
-pub(crate) fn event(id: &str, event: &str, data: &str) -> Bytes {
-    let mut out = String::with_capacity(id.len() + event.len() + data.len() + 32);
-    out.push_str("id: ");
-    out.push_str(id);
-    out.push_str("\nevent: ");
-    out.push_str(event);
-    out.push('\n');
-    let data = data.replace("\r\n", "\n").replace('\r', "\n");
-    for line in data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
+/// in the data is any of CRLF, CR or LF, as in the SSE specification), in
+/// one allocation; and where the id is in it.
+fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize>) {
+    let lines = data.bytes().filter(|b| *b == b'\n' || *b == b'\r').count() + 1;
+    let mut out = Vec::with_capacity(id.len() + event.len() + data.len() + 16 + 7 * lines);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.as_bytes());
+    let at = 4..4 + id.len();
+    out.extend_from_slice(b"\nevent: ");
+    out.extend_from_slice(event.as_bytes());
+    out.push(b'\n');
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&rest.as_bytes()[..end]);
+        out.push(b'\n');
+        if end == rest.len() {
+            break;
+        }
+        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[end + skip..];
     }
-    out.push('\n');
-    Bytes::from(out)
+    out.push(b'\n');
+    (Bytes::from(out), at)
 }
 
 /// The first bytes of every stream: how long to wait before reconnecting.
@@ -125,10 +142,18 @@ mod tests {
     #[test]
     fn multi_line_data_becomes_one_data_line_each() {
         assert_eq!(
-            &event("7", "step", "a\r\nb\rc\nd")[..],
+            &Frame::event("7", "step", "a\r\nb\rc\nd").bytes()[..],
             b"id: 7\nevent: step\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
         );
-        assert_eq!(&event("1", "m", "")[..], b"id: 1\nevent: m\ndata: \n\n");
+        assert_eq!(
+            &Frame::event("1", "m", "").bytes()[..],
+            b"id: 1\nevent: m\ndata: \n\n"
+        );
+        assert_eq!(
+            &Frame::event("2", "m", "a\n\nb\r\n").bytes()[..],
+            b"id: 2\nevent: m\ndata: a\ndata: \ndata: b\ndata: \n\n"
+        );
+        assert_eq!(Frame::event("abc-9", "m", "x").id(), "abc-9");
     }
 
     #[test]

@@ -126,6 +126,21 @@ impl Runtime {
         id: Option<&str>,
         kind: StreamKind,
     ) -> Result<String, Error> {
+        self.hub_publish_event(channel, event, data, id, kind)
+            .map(|published| published.frame.id().to_owned())
+    }
+
+    /// [`Runtime::hub_publish`], giving what the store said: the event and
+    /// the number the hub gave it (for the C ABI, which returns the number
+    /// without copying the id out).
+    pub(crate) fn hub_publish_event(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &str,
+        id: Option<&str>,
+        kind: StreamKind,
+    ) -> Result<store::Published, Error> {
         check_channel(channel)?;
         check_field(event, "an event name is not empty and has no line break")?;
         if let Some(id) = id {
@@ -144,7 +159,7 @@ impl Runtime {
                 .hub_slow_clients
                 .fetch_add(published.too_slow, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(published.frame.id().to_owned())
+        Ok(published)
     }
 
     /// Closes `channel`: every subscriber gets the final event (`final_event`

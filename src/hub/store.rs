@@ -9,7 +9,7 @@
 //! slow: it is dropped from the channel with [`Ending::TooSlow`], so memory
 //! never grows with a client that does not read.
 
-use super::frame::{self, Frame};
+use super::frame::Frame;
 use crate::reconnect_spread::StreamKind;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -82,6 +82,8 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Published {
     pub(crate) frame: Frame,
+    /// The number the hub gave it, when the host gave no id.
+    pub(crate) number: Option<u64>,
     /// Subscribers disconnected by this publish for being too slow.
     pub(crate) too_slow: u64,
 }
@@ -177,10 +179,14 @@ impl Channel {
         }
     }
 
+    fn next_number(&mut self) -> u64 {
+        let number = self.next_id;
+        self.next_id = self.next_id.saturating_add(1);
+        number
+    }
+
     fn next_id(&mut self) -> String {
-        let id = self.next_id;
-        self.next_id += 1;
-        id.to_string()
+        self.next_number().to_string()
     }
 
     fn trim(&mut self, limits: &Limits, now: Instant) {
@@ -216,7 +222,7 @@ impl Channel {
                 .unwrap_or_else(|| ("close".to_owned(), "{}".to_owned())),
         };
         let id = self.next_id();
-        let final_frame = Frame::new(&id, frame::event(&id, &event, &data));
+        let final_frame = Frame::event(&id, &event, &data);
         for (_, subscriber) in self.subscribers.drain(..) {
             subscriber.end(Ending::Final(final_frame.clone()));
         }
@@ -286,22 +292,28 @@ impl ChannelStore for MemoryStore {
         }
         channel.kind = kind;
         let assigned;
+        let mut number = None;
         let id = match id {
             Some(id) => {
                 // The numbers the hub assigns stay above a host's numeric
-                // ids, so that mixing the two never repeats an id.
+                // ids, so that mixing the two never repeats an id. They
+                // stay below 2^63, which the C ABI returns them as.
                 if let Ok(number) = id.parse::<u64>() {
-                    channel.next_id = channel.next_id.max(number.saturating_add(1));
+                    if number < i64::MAX as u64 {
+                        channel.next_id = channel.next_id.max(number + 1);
+                    }
                 }
                 id
             }
             None => {
-                assigned = channel.next_id();
+                let next = channel.next_number();
+                number = Some(next);
+                assigned = next.to_string();
                 &assigned
             }
         };
         let now = Instant::now();
-        let published = Frame::new(id, frame::event(id, event, data));
+        let published = Frame::event(id, event, data);
         let mut too_slow = 0;
         // Offer it to each subscriber; one whose queue is full, or gone,
         // leaves the channel.
@@ -339,6 +351,7 @@ impl ChannelStore for MemoryStore {
         channel.last_active = now;
         Ok(Published {
             frame: published,
+            number,
             too_slow,
         })
     }
@@ -534,10 +547,21 @@ mod tests {
             .publish("c", StreamKind::Resumable, "m", "x", None)
             .unwrap();
         assert_eq!(next.frame.id(), "42");
+        assert_eq!(next.number, Some(42));
+        // One too big to be a number of the hub's leaves the numbering as
+        // it is.
+        let huge = store
+            .publish("c", StreamKind::Resumable, "m", "x", Some("18446744073709551615"))
+            .unwrap();
+        assert_eq!((huge.frame.id(), huge.number), ("18446744073709551615", None));
+        let after = store
+            .publish("c", StreamKind::Resumable, "m", "x", None)
+            .unwrap();
+        assert_eq!(after.number, Some(43));
         let (sub, _rx, _) = subscriber(4);
         let s = store.subscribe("c", Some("1"), sub).unwrap();
         assert!(!s.complete, "1 fell out of a history of 3");
-        assert_eq!(ids(&s.replay), ["5", "41", "42"]);
+        assert_eq!(ids(&s.replay), ["42", "18446744073709551615", "43"]);
     }
 
     #[test]
