@@ -59,24 +59,27 @@ pub(crate) fn is_field_safe(text: &str) -> bool {
 /// in the data is any of CRLF, CR or LF, as in the SSE specification), in
 /// one allocation; and where the id is in it.
 fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize>) {
-    let lines = data.bytes().filter(|b| *b == b'\n' || *b == b'\r').count() + 1;
-    let mut out = Vec::with_capacity(id.len() + event.len() + data.len() + 16 + 7 * lines);
+    // Room for one data line; more lines grow it.
+    let mut out = Vec::with_capacity(id.len() + event.len() + data.len() + 24);
     out.extend_from_slice(b"id: ");
     out.extend_from_slice(id.as_bytes());
     let at = 4..4 + id.len();
     out.extend_from_slice(b"\nevent: ");
     out.extend_from_slice(event.as_bytes());
     out.push(b'\n');
-    let mut rest = data;
+    let mut rest = data.as_bytes();
     loop {
-        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+            .unwrap_or(rest.len());
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&rest.as_bytes()[..end]);
+        out.extend_from_slice(&rest[..end]);
         out.push(b'\n');
         if end == rest.len() {
             break;
         }
-        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
         rest = &rest[end + skip..];
     }
     out.push(b'\n');

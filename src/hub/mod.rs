@@ -37,7 +37,8 @@ pub(crate) struct Hub {
     options: HubOptions,
     store: Box<dyn ChannelStore>,
     addr: SocketAddr,
-    pid: i32,
+    /// The fork generation it runs in: a forked child does not have it.
+    generation: u64,
     /// The hub's event loop, for timers started from other threads.
     handle: tokio::runtime::Handle,
     /// The accept loop, aborted at Stopping.
@@ -78,10 +79,10 @@ fn store_error(error: StoreError) -> Error {
 
 impl Runtime {
     fn hub(&self) -> Result<Arc<Hub>, Error> {
-        let pid = std::process::id() as i32;
+        let generation = crate::fork::generation();
         lock(&self.inner.hub)
             .as_ref()
-            .filter(|hub| hub.pid == pid)
+            .filter(|hub| hub.generation == generation)
             .cloned()
             .ok_or(Error::HubNotStarted)
     }

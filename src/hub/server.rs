@@ -74,9 +74,11 @@ fn cannot_listen(options: &HubOptions, reason: String) -> Error {
 }
 
 pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr, Error> {
-    let pid = std::process::id() as i32;
+    // A fork from now on changes the generation in the child.
+    crate::fork::register_fork_handlers();
+    let generation = crate::fork::generation();
     let mut slot = lock(&runtime.inner.hub);
-    if let Some(running) = slot.as_ref().filter(|hub| hub.pid == pid) {
+    if let Some(running) = slot.as_ref().filter(|hub| hub.generation == generation) {
         return Err(Error::AlreadyStarted(running.addr));
     }
     let addr = options.validate()?;
@@ -105,7 +107,7 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         options,
         store: Box::new(store),
         addr: bound,
-        pid,
+        generation,
         handle: tokio.handle().clone(),
         accepting: std::sync::Mutex::new(None),
     });
