@@ -762,3 +762,61 @@ fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
     drop(socket);
     wait_for_streams(0);
 }
+
+/// A forked child does not have its parent's hub (the parent's thread
+/// serves it, and that thread is not in the child): publishing there says
+/// so, and the child may start a hub of its own.
+#[test]
+fn a_forked_child_has_no_hub_until_it_starts_its_own() {
+    let addr = start(|_| {});
+    assert_eq!(Runtime::global().hub_addr(), Some(addr));
+    // SAFETY: the child only calls into the runtime (whose fork handlers
+    // leave it usable) and ends with `_exit`, running no test harness code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let runtime = Runtime::global();
+        let code = if runtime.hub_addr().is_some() {
+            10
+        } else if !matches!(
+            runtime.hub_publish("c", "m", "x", None, StreamKind::Resumable),
+            Err(last_call::Error::HubNotStarted)
+        ) {
+            11
+        } else if runtime
+            .start_hub(HubOptions::new("127.0.0.1:0", SECRET))
+            .is_err()
+        {
+            12
+        } else if runtime
+            .hub_publish("c", "m", "x", None, StreamKind::Resumable)
+            .ok()
+            .as_deref()
+            != Some("1")
+        {
+            13
+        } else {
+            0
+        };
+        // SAFETY: ends the child at once, as a forked child should.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut status = 0;
+    // SAFETY: waits for the child this test forked, without blocking.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if Instant::now() > deadline {
+            // SAFETY: the child is this test's own.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status), "status {status}");
+    assert_eq!(libc::WEXITSTATUS(status), 0);
+    // The parent's hub is untouched.
+    assert_eq!(publish("c", "parent"), "1");
+}
