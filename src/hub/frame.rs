@@ -59,15 +59,33 @@ pub(crate) fn is_field_safe(text: &str) -> bool {
 /// in the data is any of CRLF, CR or LF, as in the SSE specification), in
 /// one allocation; and where the id is in it.
 fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize>) {
-    // Room for one data line; more lines grow it.
-    let mut out = Vec::with_capacity(id.len() + event.len() + data.len() + 24);
+    let data = data.as_bytes();
+    // Exactly the length, so that `Bytes` takes the vector as it is, with
+    // no second allocation: per line of data, `data: `, the line and a line
+    // feed, in place of its line break (CR, LF, or CRLF: two bytes, one
+    // break).
+    let (mut breaks, mut break_bytes) = (0, 0);
+    for (at, byte) in data.iter().enumerate() {
+        if *byte == b'\r' || *byte == b'\n' {
+            break_bytes += 1;
+            if !(*byte == b'\n' && at > 0 && data[at - 1] == b'\r') {
+                breaks += 1;
+            }
+        }
+    }
+    let length = "id: \nevent: \n\n".len()
+        + id.len()
+        + event.len()
+        + (data.len() - break_bytes)
+        + "data: \n".len() * (breaks + 1);
+    let mut out = Vec::with_capacity(length);
     out.extend_from_slice(b"id: ");
     out.extend_from_slice(id.as_bytes());
     let at = 4..4 + id.len();
     out.extend_from_slice(b"\nevent: ");
     out.extend_from_slice(event.as_bytes());
     out.push(b'\n');
-    let mut rest = data.as_bytes();
+    let mut rest = data;
     loop {
         let end = rest
             .iter()
@@ -83,6 +101,7 @@ fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize
         rest = &rest[end + skip..];
     }
     out.push(b'\n');
+    debug_assert_eq!(out.len(), out.capacity());
     (Bytes::from(out), at)
 }
 
@@ -155,6 +174,10 @@ mod tests {
         assert_eq!(
             &Frame::event("2", "m", "a\n\nb\r\n").bytes()[..],
             b"id: 2\nevent: m\ndata: a\ndata: \ndata: b\ndata: \n\n"
+        );
+        assert_eq!(
+            &Frame::event("3", "m", "\n\r\r\nx").bytes()[..],
+            b"id: 3\nevent: m\ndata: \ndata: \ndata: \ndata: x\n\n"
         );
         assert_eq!(Frame::event("abc-9", "m", "x").id(), "abc-9");
     }
