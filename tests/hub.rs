@@ -656,7 +656,13 @@ fn gs_hub_send_returns_the_number_or_a_negated_status() {
     // string.
     unsafe {
         assert_eq!(
-            gs_hub_send(c"c".as_ptr(), GS_STREAM_RESUMABLE, null(), c"x".as_ptr(), null()),
+            gs_hub_send(
+                c"c".as_ptr(),
+                GS_STREAM_RESUMABLE,
+                null(),
+                c"x".as_ptr(),
+                null()
+            ),
             failed(gs_status::GS_ERR_HUB_NOT_STARTED)
         );
         let addr = start(|_| {});

@@ -97,7 +97,11 @@ fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize
         if end == rest.len() {
             break;
         }
-        let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
     }
     out.push(b'\n');

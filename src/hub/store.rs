@@ -551,9 +551,18 @@ mod tests {
         // One too big to be a number of the hub's leaves the numbering as
         // it is.
         let huge = store
-            .publish("c", StreamKind::Resumable, "m", "x", Some("18446744073709551615"))
+            .publish(
+                "c",
+                StreamKind::Resumable,
+                "m",
+                "x",
+                Some("18446744073709551615"),
+            )
             .unwrap();
-        assert_eq!((huge.frame.id(), huge.number), ("18446744073709551615", None));
+        assert_eq!(
+            (huge.frame.id(), huge.number),
+            ("18446744073709551615", None)
+        );
         let after = store
             .publish("c", StreamKind::Resumable, "m", "x", None)
             .unwrap();

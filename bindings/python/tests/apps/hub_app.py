@@ -33,10 +33,10 @@ def publish():
             body["channel"],
             data.encode() if body.get("as_bytes") else data,
             event=body.get("event", "message"),
-            id=id,
+            id=given_id,
             kind=StreamKind(body.get("kind", "resumable")),
         )
-        for data, id in zip(body["data"], given)
+        for data, given_id in zip(body["data"], given)
     ]
     return jsonify(ids=ids)
 
