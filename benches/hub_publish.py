@@ -85,7 +85,9 @@ def main() -> int:
     reader.start()
     while GracefulShutdownManager().active_streams < 1:
         time.sleep(0.01)
-    rows.append(("hub.publish, 1 subscriber (reading)", per_call_ns(lambda: hub.publish("one", DATA, event="task_event"))))
+    rows.append(
+        ("hub.publish, 1 subscriber (reading)", per_call_ns(lambda: hub.publish("one", DATA, event="task_event")))
+    )
     stop.set()
     tracked = track_stream_per_event_ns()
     p = lambda s, q: s[min(len(s) - 1, int(len(s) * q))]  # noqa: E731
