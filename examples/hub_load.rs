@@ -12,7 +12,7 @@
 //! * `hub_load --fanout N`: starts a hub in this process, opens N streams to
 //!   one channel, publishes `--events` events (`--interval-ms` apart) and
 //!   prints, as JSON, publish-to-last-receipt and publish-to-each-receipt
-//!   percentiles; then the disconnect detection latency: one client at a
+//!   percentiles and the publish call's own time; then the disconnect detection latency: one client at a
 //!   time goes away, timed until the hub's stream count drops. Clients and
 //!   hub share this process, so N streams take 2N descriptors.
 //!
@@ -302,11 +302,14 @@ fn fanout(options: &Options, streams: usize) {
     }
     let open_seconds = started.elapsed().as_secs_f64();
     let mut published_at = Vec::with_capacity(events);
+    let mut publish_ms = Vec::with_capacity(events);
     for n in 0..events {
         published_at.push(monotonic_ns());
         runtime
             .hub_publish("fan", "tick", &n.to_string(), None, StreamKind::Resumable)
             .expect("publish");
+        // The publish call itself: a queue push per subscriber.
+        publish_ms.push(monotonic_ns().saturating_sub(published_at[n]) as f64 / 1e6);
         std::thread::sleep(Duration::from_millis(options.interval_ms));
     }
     // Every receipt, or a generous bound.
@@ -348,12 +351,14 @@ fn fanout(options: &Options, streams: usize) {
         detect.push(gone.elapsed().as_secs_f64() * 1e3);
     }
     detect.sort_by(f64::total_cmp);
+    publish_ms.sort_by(f64::total_cmp);
     println!(
         "{}",
         json!({
             "streams": streams, "opened": runtime.active_streams() as usize + detect.len(), "open_seconds": open_seconds, "events": events, "every_receipt": complete,
             "publish_to_last_receipt_ms": {"p50": percentile(&to_last, 0.5), "p99": percentile(&to_last, 0.99), "max": percentile(&to_last, 1.0)},
             "publish_to_each_receipt_ms": {"p50": percentile(&to_each, 0.5), "p99": percentile(&to_each, 0.99)},
+            "publish_call_ms": {"p50": percentile(&publish_ms, 0.5), "p99": percentile(&publish_ms, 0.99)},
             "disconnect_detection_ms": {"n": detect.len(), "p50": percentile(&detect, 0.5), "p99": percentile(&detect, 0.99), "max": percentile(&detect, 1.0)},
         })
     );
