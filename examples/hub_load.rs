@@ -5,7 +5,9 @@
 //!   `--connect-parallel` being set up at once; prints
 //!   `{"opened": N, "open_seconds": S}` once each has its first bytes, then,
 //!   when every stream has ended, `{"ended": N, "with_ending": E, "cut": C,
-//!   "events_min": A, "events_max": B}`: a stream ends *with an ending* when
+//!   "events_min": A, "events_max": B, "last_receipt_ns": [...]}` (when
+//!   the last stream received the event of each id below 256, on the
+//!   machine's monotonic clock): a stream ends *with an ending* when
 //!   its last event is `task_completed`, `task_failed` or `reconnect`; any
 //!   other end is a cut. `benches/hub_capacity.py` drives it against the
 //!   Flask example.
@@ -154,6 +156,10 @@ async fn follow(
     Ok(seen)
 }
 
+/// Event ids 0 to this (exclusive) have their last receipt recorded by
+/// `--url`.
+const RECEIPT_IDS: usize = 256;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -171,10 +177,16 @@ fn external(options: &Options, url: &str) {
         .expect("a tokio runtime");
     let opened = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(tokio::sync::Semaphore::new(options.connect_parallel));
+    // When the last stream received the event of each numeric id (the
+    // monotonic clock is the machine's, so a publisher in another process
+    // can compare).
+    let last_receipt: Arc<Vec<AtomicU64>> =
+        Arc::new((0..RECEIPT_IDS).map(|_| AtomicU64::new(0)).collect());
     let started = Instant::now();
     let mut handles = Vec::with_capacity(options.streams);
     for _ in 0..options.streams {
         let url = url.clone();
+        let last_receipt = Arc::clone(&last_receipt);
         let opened = Arc::clone(&opened);
         let permits = Arc::clone(&permits);
         handles.push(tokio.spawn(async move {
@@ -186,7 +198,16 @@ fn external(options: &Options, url: &str) {
                     opened.fetch_add(1, Ordering::Relaxed);
                     drop(permit.take());
                 },
-                |_| {},
+                move |event| {
+                    if let Some(id) = event
+                        .lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .and_then(|id| id.parse::<usize>().ok())
+                        .filter(|id| *id < RECEIPT_IDS)
+                    {
+                        last_receipt[id].fetch_max(monotonic_ns(), Ordering::Relaxed);
+                    }
+                },
             )
             .await
         }));
@@ -228,7 +249,8 @@ fn external(options: &Options, url: &str) {
     println!(
         "{}",
         json!({"ended": results.len(), "with_ending": with_ending, "cut": results.len() - with_ending,
-               "errors": errors, "events_min": least, "events_max": most})
+               "errors": errors, "events_min": least, "events_max": most,
+               "last_receipt_ns": last_receipt.iter().map(|t| t.load(Ordering::Relaxed)).collect::<Vec<_>>()})
     );
 }
 

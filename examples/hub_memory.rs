@@ -9,9 +9,10 @@
 //! target/release/examples/hub_memory --streams 10000
 //! ```
 //!
-//! Prints one JSON line: the RSS and live heap per stream, and the live
+//! Prints one JSON line: the RSS and live heap per stream, the live
 //! allocation sizes that grew the most (size, allocations per stream, bytes
-//! per stream). Every stream must receive every event and end with the
+//! per stream), and for each of the 5 events published, the time from its
+//! publish to its receipt by the last of the N clients. Every stream must receive every event and end with the
 //! channel's final event, or it exits 1.
 
 use last_call::{HubOptions, Runtime, StreamKind};
@@ -161,7 +162,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let events = 5;
+    let mut published_at = Vec::with_capacity(events);
     for n in 0..events {
+        published_at.push(last_call::monotonic_ns());
         runtime
             .hub_publish(
                 "mem",
@@ -200,7 +203,20 @@ fn main() {
                    "bytes_per_stream": (*size as i64 * delta) as f64 / per})
         })
         .collect();
-    let ended_json: serde_json::Value = serde_json::from_str(&ended).unwrap_or_default();
+    let mut ended_json: serde_json::Value = serde_json::from_str(&ended).unwrap_or_default();
+    // Publish to the last of the N receipts, per event (ids 1 to 5), with
+    // the clients in their own process.
+    let to_last_ms: Vec<f64> = published_at
+        .iter()
+        .enumerate()
+        .map(|(n, at)| {
+            let last = ended_json["last_receipt_ns"][n + 1].as_u64().unwrap_or(0);
+            last.saturating_sub(*at) as f64 / 1e6
+        })
+        .collect();
+    if let Some(ended) = ended_json.as_object_mut() {
+        ended.remove("last_receipt_ns");
+    }
     println!(
         "{}",
         json!({
@@ -209,6 +225,7 @@ fn main() {
             "rss_kib_per_stream": (rss_open - rss_before) as f64 / per,
             "heap_bytes_per_stream": (heap_open - heap_before) as f64 / per,
             "rss_mib": [rss_before as f64 / 1024.0, rss_open as f64 / 1024.0],
+            "publish_to_last_receipt_ms": to_last_ms,
             "top_sizes": top,
             "ended": ended_json,
         })
