@@ -206,7 +206,7 @@ async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>) {
     }
 }
 
-type HubResponse = Response<Either<Full<Bytes>, HeadOnly>>;
+type HubResponse = Response<Either<Full<Bytes>, FirstBytes>>;
 
 fn json_error(status: u16, code: &str, message: &str) -> HubResponse {
     let body = format!(
@@ -317,7 +317,7 @@ fn answer(hub: &Arc<Hub>, request: Request<Incoming>, accepted: &AcceptedSlot) -
     match subscribe(hub, channel, last_event_id.as_deref()) {
         Ok(stream) => {
             *lock(accepted) = Some(stream);
-            let mut response = Response::new(Either::Right(HeadOnly));
+            let mut response = Response::new(Either::Right(FirstBytes(Some(frame::retry()))));
             // An HTTP/1.0 answer has a close-delimited body: after the head,
             // the stream's bytes as they stand until the connection closes
             // (RFC 9112, 6.3), which is how hyper hands the socket back with
@@ -380,12 +380,13 @@ impl Drop for Counted {
 /// serve once hyper has written the head.
 type AcceptedSlot = Arc<std::sync::Mutex<Option<Stream>>>;
 
-/// A subscription's response body as hyper sees it: none of hyper's own
-/// (it ends at once; with an HTTP/1.0 head that writes nothing). The
-/// stream's bytes follow on the socket, written by [`Stream::serve`].
-pub(crate) struct HeadOnly;
+/// A subscription's response body as hyper sees it: the stream's first
+/// bytes (`retry:`), written by hyper with the head, then its end (with an
+/// HTTP/1.0 head, an end writes nothing). The rest of the stream follows on
+/// the socket, written by [`Stream::serve`].
+pub(crate) struct FirstBytes(Option<Bytes>);
 
-impl Body for HeadOnly {
+impl Body for FirstBytes {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -393,7 +394,7 @@ impl Body for HeadOnly {
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(None)
+        Poll::Ready(self.get_mut().0.take().map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 
@@ -416,8 +417,8 @@ fn subscribe(
         Ok(subscription) => subscription,
         Err(_) => return Err((503, "too_many_channels", "too many channels")),
     };
-    let mut pending = VecDeque::with_capacity(subscription.replay.len() + 3);
-    pending.push_back(frame::retry());
+    // `retry:` goes with the head (see `FirstBytes`).
+    let mut pending = VecDeque::with_capacity(subscription.replay.len() + 2);
     if let (false, Some(id)) = (subscription.complete, last_event_id) {
         pending.push_back(frame::gap(id));
     }
@@ -543,29 +544,37 @@ impl Stream {
     /// seen at once: the socket is watched for reading all along, and the
     /// end of its input is the client gone.
     async fn serve(mut self, mut socket: tokio::net::TcpStream) {
-        let mut writing: Option<Bytes> = None;
+        let mut batch = Batch::default();
         let ended = std::future::poll_fn(|cx| loop {
             if client_gone(&socket, cx) {
                 return Poll::Ready(false);
             }
-            if let Some(bytes) = writing.as_mut() {
-                match Pin::new(&mut socket).poll_write(cx, bytes) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
-                    Poll::Ready(Ok(written)) => {
-                        bytes.advance(written);
-                        if bytes.is_empty() {
-                            writing = None;
-                        }
-                        continue;
+            let mut finished = false;
+            while !batch.is_full() {
+                match self.poll_next(cx) {
+                    Poll::Ready(Some(bytes)) => batch.push(bytes),
+                    Poll::Ready(None) => {
+                        finished = true;
+                        break;
                     }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => break,
                 }
             }
-            match self.poll_next(cx) {
-                Poll::Ready(Some(bytes)) => writing = Some(bytes),
-                Poll::Ready(None) => return Poll::Ready(true),
-                Poll::Pending => return Poll::Pending,
+            if batch.is_empty() {
+                return if finished {
+                    Poll::Ready(true)
+                } else {
+                    Poll::Pending
+                };
             }
+            let slices = batch.slices();
+            let written = match Pin::new(&mut socket).poll_write_vectored(cx, batch.ready(&slices))
+            {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(written)) => written,
+                Poll::Pending => return Poll::Pending,
+            };
+            batch.advance(written);
         })
         .await;
         if ended {
@@ -573,6 +582,66 @@ impl Stream {
             let _ = std::future::poll_fn(|cx| Pin::new(&mut socket).poll_shutdown(cx)).await;
         }
         // Dropping `self` unsubscribes (if still subscribed) and uncounts.
+    }
+}
+
+/// Frames to write at most at once.
+const BATCH: usize = 8;
+
+/// The frames a stream has ready, written together (one `writev`): a
+/// stream that has fallen behind catches up in fewer, larger writes, as
+/// hyper's write buffer did. Held in the stream's task, not on the heap.
+#[derive(Default)]
+struct Batch {
+    frames: [Bytes; BATCH],
+    start: usize,
+    end: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn is_full(&self) -> bool {
+        self.end == BATCH
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        // An empty frame would make a write of 0 bytes look like a closed
+        // connection; none is ever made, and none is kept.
+        if !bytes.is_empty() {
+            self.frames[self.end] = bytes;
+            self.end += 1;
+        }
+    }
+
+    /// Every slot as a slice (the empty ones empty); see [`Batch::ready`].
+    fn slices(&self) -> [std::io::IoSlice<'_>; BATCH] {
+        std::array::from_fn(|at| std::io::IoSlice::new(&self.frames[at]))
+    }
+
+    /// The slices of the frames still to write.
+    fn ready<'a>(&self, slices: &'a [std::io::IoSlice<'a>; BATCH]) -> &'a [std::io::IoSlice<'a>] {
+        &slices[self.start..self.end]
+    }
+
+    /// Drops what the socket took: `written` bytes from the front.
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 && !self.is_empty() {
+            let first = &mut self.frames[self.start];
+            if written >= first.len() {
+                written -= first.len();
+                *first = Bytes::new();
+                self.start += 1;
+            } else {
+                first.advance(written);
+                written = 0;
+            }
+        }
+        if self.is_empty() {
+            (self.start, self.end) = (0, 0);
+        }
     }
 }
 
@@ -604,5 +673,41 @@ impl Drop for Stream {
         if !self.done {
             self.hub.store.unsubscribe(&self.channel, self.subscriber);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remaining(batch: &Batch) -> Vec<u8> {
+        let slices = batch.slices();
+        batch
+            .ready(&slices)
+            .iter()
+            .flat_map(|s| s.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_drops_what_the_socket_took_across_frames() {
+        let mut batch = Batch::default();
+        for frame in ["abc", "", "de", "fghi"] {
+            batch.push(Bytes::from(frame));
+        }
+        assert_eq!(remaining(&batch), b"abcdefghi");
+        batch.advance(4);
+        assert_eq!(remaining(&batch), b"efghi");
+        batch.advance(1);
+        assert_eq!(remaining(&batch), b"fghi");
+        batch.advance(4);
+        assert!(batch.is_empty());
+        for n in 0..BATCH {
+            assert!(!batch.is_full());
+            batch.push(Bytes::from(n.to_string()));
+        }
+        assert!(batch.is_full());
+        batch.advance(BATCH);
+        assert!(batch.is_empty() && !batch.is_full());
     }
 }
