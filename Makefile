@@ -166,6 +166,8 @@ bench: setup python
 	$(PYTHON) benches/hub_capacity.py --streams 10000
 	$(PYTHON) benches/hub_publish.py
 	target/release/examples/hub_load --fanout 9000 --events 50 --disconnects 50
+	# Where a hub stream's memory goes, by allocation size.
+	target/release/examples/hub_memory --streams 10000
 
 header:
 	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

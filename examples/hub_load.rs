@@ -5,14 +5,16 @@
 //!   `--connect-parallel` being set up at once; prints
 //!   `{"opened": N, "open_seconds": S}` once each has its first bytes, then,
 //!   when every stream has ended, `{"ended": N, "with_ending": E, "cut": C,
-//!   "events_min": A, "events_max": B}`: a stream ends *with an ending* when
+//!   "events_min": A, "events_max": B, "last_receipt_ns": [...]}` (when
+//!   the last stream received the event of each id below 256, on the
+//!   machine's monotonic clock): a stream ends *with an ending* when
 //!   its last event is `task_completed`, `task_failed` or `reconnect`; any
 //!   other end is a cut. `benches/hub_capacity.py` drives it against the
 //!   Flask example.
 //! * `hub_load --fanout N`: starts a hub in this process, opens N streams to
 //!   one channel, publishes `--events` events (`--interval-ms` apart) and
 //!   prints, as JSON, publish-to-last-receipt and publish-to-each-receipt
-//!   percentiles; then the disconnect detection latency: one client at a
+//!   percentiles and the publish call's own time; then the disconnect detection latency: one client at a
 //!   time goes away, timed until the hub's stream count drops. Clients and
 //!   hub share this process, so N streams take 2N descriptors.
 //!
@@ -154,6 +156,10 @@ async fn follow(
     Ok(seen)
 }
 
+/// Event ids 0 to this (exclusive) have their last receipt recorded by
+/// `--url`.
+const RECEIPT_IDS: usize = 256;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -171,10 +177,16 @@ fn external(options: &Options, url: &str) {
         .expect("a tokio runtime");
     let opened = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(tokio::sync::Semaphore::new(options.connect_parallel));
+    // When the last stream received the event of each numeric id (the
+    // monotonic clock is the machine's, so a publisher in another process
+    // can compare).
+    let last_receipt: Arc<Vec<AtomicU64>> =
+        Arc::new((0..RECEIPT_IDS).map(|_| AtomicU64::new(0)).collect());
     let started = Instant::now();
     let mut handles = Vec::with_capacity(options.streams);
     for _ in 0..options.streams {
         let url = url.clone();
+        let last_receipt = Arc::clone(&last_receipt);
         let opened = Arc::clone(&opened);
         let permits = Arc::clone(&permits);
         handles.push(tokio.spawn(async move {
@@ -186,7 +198,16 @@ fn external(options: &Options, url: &str) {
                     opened.fetch_add(1, Ordering::Relaxed);
                     drop(permit.take());
                 },
-                |_| {},
+                move |event| {
+                    if let Some(id) = event
+                        .lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .and_then(|id| id.parse::<usize>().ok())
+                        .filter(|id| *id < RECEIPT_IDS)
+                    {
+                        last_receipt[id].fetch_max(monotonic_ns(), Ordering::Relaxed);
+                    }
+                },
             )
             .await
         }));
@@ -228,7 +249,8 @@ fn external(options: &Options, url: &str) {
     println!(
         "{}",
         json!({"ended": results.len(), "with_ending": with_ending, "cut": results.len() - with_ending,
-               "errors": errors, "events_min": least, "events_max": most})
+               "errors": errors, "events_min": least, "events_max": most,
+               "last_receipt_ns": last_receipt.iter().map(|t| t.load(Ordering::Relaxed)).collect::<Vec<_>>()})
     );
 }
 
@@ -302,11 +324,14 @@ fn fanout(options: &Options, streams: usize) {
     }
     let open_seconds = started.elapsed().as_secs_f64();
     let mut published_at = Vec::with_capacity(events);
+    let mut publish_ms = Vec::with_capacity(events);
     for n in 0..events {
         published_at.push(monotonic_ns());
         runtime
             .hub_publish("fan", "tick", &n.to_string(), None, StreamKind::Resumable)
             .expect("publish");
+        // The publish call itself: a queue push per subscriber.
+        publish_ms.push(monotonic_ns().saturating_sub(published_at[n]) as f64 / 1e6);
         std::thread::sleep(Duration::from_millis(options.interval_ms));
     }
     // Every receipt, or a generous bound.
@@ -348,12 +373,14 @@ fn fanout(options: &Options, streams: usize) {
         detect.push(gone.elapsed().as_secs_f64() * 1e3);
     }
     detect.sort_by(f64::total_cmp);
+    publish_ms.sort_by(f64::total_cmp);
     println!(
         "{}",
         json!({
             "streams": streams, "opened": runtime.active_streams() as usize + detect.len(), "open_seconds": open_seconds, "events": events, "every_receipt": complete,
             "publish_to_last_receipt_ms": {"p50": percentile(&to_last, 0.5), "p99": percentile(&to_last, 0.99), "max": percentile(&to_last, 1.0)},
             "publish_to_each_receipt_ms": {"p50": percentile(&to_each, 0.5), "p99": percentile(&to_each, 0.99)},
+            "publish_call_ms": {"p50": percentile(&publish_ms, 0.5), "p99": percentile(&publish_ms, 0.99)},
             "disconnect_detection_ms": {"n": detect.len(), "p50": percentile(&detect, 0.5), "p99": percentile(&detect, 0.99), "max": percentile(&detect, 1.0)},
         })
     );

@@ -357,6 +357,26 @@ enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, 
 enum gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
 
 /**
+ * Publishes like `gs_hub_publish`, in the fewest arguments: for hosts
+ * that publish per event through a foreign-function interface whose cost
+ * grows with each argument (Python's ctypes). `data` is NUL-terminated
+ * UTF-8 (so it cannot hold a NUL, which `gs_hub_publish` refuses anyway);
+ * `event` NULL is `message`; `id` NULL lets the hub number the event.
+ *
+ * Returns the number the hub gave the event (1 or more; its id is that
+ * number in decimal) when `id` is NULL, 0 when `id` was given (the
+ * event's id is `id`), or a failure as a negative `gs_status`: `-result`
+ * is `GS_ERR_INVALID_ARGUMENT`, `GS_ERR_HUB_FULL`,
+ * `GS_ERR_HUB_NOT_STARTED` or `GS_ERR_PANIC`, as for `gs_hub_publish`
+ * (the last error says more).
+ *
+ * # Safety
+ * `channel` and `data` NUL-terminated; `event` and `id` NULL or
+ * NUL-terminated.
+ */
+int64_t gs_hub_send(const char *channel, uint32_t kind, const char *event, const char *data, const char *id);
+
+/**
  * Closes `channel`: its subscribers get the final event and their streams
  * end. `event` and `data` give the final event (both NULL: the one set
  * with `gs_hub_set_final_event`, else `event: close`). Writes whether the

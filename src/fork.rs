@@ -29,12 +29,24 @@
 use crate::log::warn;
 use crate::runtime::{lock, Runtime, Shared};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{MutexGuard, Once};
 
 thread_local! {
     /// The global runtime's lock, held across `fork()` by the forking
     /// thread (the prepare handler and the parent/child handlers run on it).
     static HELD: RefCell<Option<MutexGuard<'static, Shared>>> = const { RefCell::new(None) };
+}
+
+/// Forks this process image has gone through as a child: a value read in
+/// the parent differs in the child, without a `getpid` system call (which
+/// costs more than a hub publish on a virtual machine).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// This process's fork generation. Meaningful once
+/// [`register_fork_handlers`] has run.
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
 }
 
 /// Registers the fork handlers once per process image.
@@ -73,6 +85,7 @@ extern "C" fn after_fork_in_parent() {
 }
 
 extern "C" fn after_fork_in_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
     HELD.with(|held| {
         let mut held = held.borrow_mut();
         if let (Some(runtime), Some(shared)) = (Runtime::global_if_created(), held.as_mut()) {

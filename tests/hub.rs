@@ -645,3 +645,184 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
         assert_eq!(gs_hub_slow_clients_disconnected_total(), 0);
     }
 }
+
+#[test]
+fn gs_hub_send_returns_the_number_or_a_negated_status() {
+    use last_call::ffi::*;
+    use std::ptr::null;
+    common::require_process_per_test();
+    let failed = |status: gs_status| -(status as i64);
+    // SAFETY: every pointer passed below is NULL or a live, NUL-terminated
+    // string.
+    unsafe {
+        assert_eq!(
+            gs_hub_send(
+                c"c".as_ptr(),
+                GS_STREAM_RESUMABLE,
+                null(),
+                c"x".as_ptr(),
+                null()
+            ),
+            failed(gs_status::GS_ERR_HUB_NOT_STARTED)
+        );
+        let addr = start(|_| {});
+        let client = client();
+        let stream = subscribe(&client, addr, "c", &[]);
+        assert_eq!(event(&stream), "retry: 1000");
+        wait_for_streams(1);
+        let send = |event: *const std::ffi::c_char, data: &std::ffi::CStr, id| {
+            gs_hub_send(c"c".as_ptr(), GS_STREAM_RESUMABLE, event, data.as_ptr(), id)
+        };
+        assert_eq!(send(null(), c"{\"n\":1}", null()), 1);
+        assert_eq!(send(c"step".as_ptr(), c"a\r\nb", null()), 2);
+        // A host's id: 0, the id being the host's; a numeric one moves the
+        // numbering past it.
+        assert_eq!(send(null(), c"x", c"note".as_ptr()), 0);
+        assert_eq!(send(null(), c"y", c"41".as_ptr()), 0);
+        assert_eq!(send(null(), c"z", null()), 42);
+        for expected in [
+            "id: 1\nevent: message\ndata: {\"n\":1}",
+            "id: 2\nevent: step\ndata: a\ndata: b",
+            "id: note\nevent: message\ndata: x",
+            "id: 41\nevent: message\ndata: y",
+            "id: 42\nevent: message\ndata: z",
+        ] {
+            assert_eq!(event(&stream), expected);
+        }
+        // Hostile input: NULLs, a bad kind, bad UTF-8, a bad name, a line
+        // break in a field; each refused with nothing published.
+        let bad_utf8 = [0xffu8, 0xfe, 0];
+        for result in [
+            gs_hub_send(null(), 0, null(), c"x".as_ptr(), null()),
+            gs_hub_send(c"c".as_ptr(), 0, null(), null(), null()),
+            gs_hub_send(c"c".as_ptr(), 7, null(), c"x".as_ptr(), null()),
+            gs_hub_send(c"c".as_ptr(), 0, null(), bad_utf8.as_ptr().cast(), null()),
+            gs_hub_send(c"a/b".as_ptr(), 0, null(), c"x".as_ptr(), null()),
+            gs_hub_send(c"c".as_ptr(), 0, c"x\ny".as_ptr(), c"x".as_ptr(), null()),
+            gs_hub_send(c"c".as_ptr(), 0, null(), c"x".as_ptr(), c"1\r".as_ptr()),
+        ] {
+            assert_eq!(result, failed(gs_status::GS_ERR_INVALID_ARGUMENT));
+        }
+        // A closed channel takes no more events.
+        Runtime::global().hub_close_channel("c", None).unwrap();
+        assert_eq!(
+            gs_hub_send(c"c".as_ptr(), 0, null(), c"x".as_ptr(), null()),
+            failed(gs_status::GS_ERR_INVALID_ARGUMENT)
+        );
+        assert_eq!(stream.until_end(WAIT), ["id: 43\nevent: close\ndata: {}"]);
+    }
+}
+
+/// The stream's bytes on a plain socket: the head as hyper wrote it (an
+/// HTTP/1.0 answer: its body lasts until the connection closes), then the
+/// events as they are, with no chunk framing; a client that keeps sending
+/// after its request is still served, and uncounted once it leaves.
+#[test]
+fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
+    use std::io::{Read, Write};
+    let addr = start(|_| {});
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        socket,
+        "GET /streams/chatty?token={} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n",
+        token("chatty")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    // 4 MiB of noise after the request, written while the hub streams.
+    // The hub must read it (and drop it) for the writes to go through.
+    socket.set_write_timeout(Some(WAIT)).unwrap();
+    let mut noisy = socket.try_clone().unwrap();
+    let noise = std::thread::spawn(move || {
+        let chunk = [b'x'; 64 * 1024];
+        (0..64)
+            .take_while(|_| noisy.write_all(&chunk).is_ok())
+            .count()
+    });
+    for n in 1..=20 {
+        publish("chatty", &format!("n={n}"));
+    }
+    let mut received = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let last = b"id: 20\nevent: step\ndata: n=20\n\n";
+    while !received.windows(last.len()).any(|w| w == last) {
+        assert!(Instant::now() < deadline, "events missing: {received:?}");
+        let mut buffer = [0u8; 4096];
+        let read = socket.read(&mut buffer).unwrap();
+        assert!(read > 0, "the hub closed the stream");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert_eq!(noise.join().unwrap(), 64, "the hub stopped reading");
+    let text = String::from_utf8(received).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    let expected: String = std::iter::once("retry: 1000\n\n".to_owned())
+        .chain((1..=20).map(|n| format!("id: {n}\nevent: step\ndata: n={n}\n\n")))
+        .collect();
+    assert_eq!(body, expected);
+    drop(socket);
+    wait_for_streams(0);
+}
+
+/// A forked child does not have its parent's hub (the parent's thread
+/// serves it, and that thread is not in the child): publishing there says
+/// so, and the child may start a hub of its own.
+#[test]
+fn a_forked_child_has_no_hub_until_it_starts_its_own() {
+    let addr = start(|_| {});
+    assert_eq!(Runtime::global().hub_addr(), Some(addr));
+    // SAFETY: the child only calls into the runtime (whose fork handlers
+    // leave it usable) and ends with `_exit`, running no test harness code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let runtime = Runtime::global();
+        let code = if runtime.hub_addr().is_some() {
+            10
+        } else if !matches!(
+            runtime.hub_publish("c", "m", "x", None, StreamKind::Resumable),
+            Err(last_call::Error::HubNotStarted)
+        ) {
+            11
+        } else if runtime
+            .start_hub(HubOptions::new("127.0.0.1:0", SECRET))
+            .is_err()
+        {
+            12
+        } else if runtime
+            .hub_publish("c", "m", "x", None, StreamKind::Resumable)
+            .ok()
+            .as_deref()
+            != Some("1")
+        {
+            13
+        } else {
+            0
+        };
+        // SAFETY: ends the child at once, as a forked child should.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut status = 0;
+    // SAFETY: waits for the child this test forked, without blocking.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if Instant::now() > deadline {
+            // SAFETY: the child is this test's own.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status), "status {status}");
+    assert_eq!(libc::WEXITSTATUS(status), 0);
+    // The parent's hub is untouched.
+    assert_eq!(publish("c", "parent"), "1");
+}

@@ -180,6 +180,61 @@ pub unsafe extern "C" fn gs_hub_publish(
     })
 }
 
+/// Publishes like `gs_hub_publish`, in the fewest arguments: for hosts
+/// that publish per event through a foreign-function interface whose cost
+/// grows with each argument (Python's ctypes). `data` is NUL-terminated
+/// UTF-8 (so it cannot hold a NUL, which `gs_hub_publish` refuses anyway);
+/// `event` NULL is `message`; `id` NULL lets the hub number the event.
+///
+/// Returns the number the hub gave the event (1 or more; its id is that
+/// number in decimal) when `id` is NULL, 0 when `id` was given (the
+/// event's id is `id`), or a failure as a negative `gs_status`: `-result`
+/// is `GS_ERR_INVALID_ARGUMENT`, `GS_ERR_HUB_FULL`,
+/// `GS_ERR_HUB_NOT_STARTED` or `GS_ERR_PANIC`, as for `gs_hub_publish`
+/// (the last error says more).
+///
+/// # Safety
+/// `channel` and `data` NUL-terminated; `event` and `id` NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn gs_hub_send(
+    channel: *const c_char,
+    kind: u32,
+    event: *const c_char,
+    data: *const c_char,
+    id: *const c_char,
+) -> i64 {
+    let failed = |code: gs_status| -(code as i64);
+    boundary(failed(gs_status::GS_ERR_PANIC), || {
+        // SAFETY: per the contract, for each.
+        let (channel, event, data, id) = match unsafe {
+            (
+                text(channel, "channel"),
+                optional_text(event, "event"),
+                text(data, "data"),
+                optional_text(id, "id"),
+            )
+        } {
+            (Ok(channel), Ok(event), Ok(data), Ok(id)) => {
+                (channel, event.unwrap_or("message"), data, id)
+            }
+            (Err(code), ..) | (_, Err(code), ..) | (.., Err(code), _) | (.., Err(code)) => {
+                return failed(code)
+            }
+        };
+        let kind = match kind_of(kind) {
+            Ok(kind) => kind,
+            Err(code) => return failed(code),
+        };
+        match runtime().hub_publish_event(channel, event, data, id, kind) {
+            Ok(published) => published
+                .number
+                .map_or(0, |number| i64::try_from(number).unwrap_or(i64::MAX)),
+            Err(error) => failed(status::report(&error)),
+        }
+    })
+}
+
 /// Closes `channel`: its subscribers get the final event and their streams
 /// end. `event` and `data` give the final event (both NULL: the one set
 /// with `gs_hub_set_final_event`, else `event: close`). Writes whether the

@@ -6,11 +6,44 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One serialized event and its id, as queued to each subscriber.
+/// One serialized event and its id, as queued to each subscriber and kept
+/// in its channel's history. One pointer wide: a subscriber's queue holds
+/// many of them (a slot per queued event), and a clone is one reference
+/// count.
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
-    pub(crate) id: Arc<str>,
-    pub(crate) bytes: Bytes,
+pub(crate) struct Frame(Arc<Serialized>);
+
+#[derive(Debug)]
+struct Serialized {
+    /// The event's bytes, beginning with `id: <id>\n` when it has an id.
+    bytes: Bytes,
+    /// Where the id is in `bytes`.
+    id: std::ops::Range<usize>,
+}
+
+impl Frame {
+    /// A frame whose id is `bytes[id]`, which must be UTF-8 (it is the text
+    /// of an id the frame was serialized from).
+    fn with_id_at(bytes: Bytes, id: std::ops::Range<usize>) -> Frame {
+        Frame(Arc::new(Serialized { bytes, id }))
+    }
+
+    /// The event `event` with `data`, its id `id`: serialized once, here.
+    pub(crate) fn event(id: &str, event: &str, data: &str) -> Frame {
+        let (bytes, at) = serialize(id, event, data);
+        Frame::with_id_at(bytes, at)
+    }
+
+    /// The event's id.
+    pub(crate) fn id(&self) -> &str {
+        // Never fails: the range holds the UTF-8 text of the id, copied in.
+        std::str::from_utf8(&self.0.bytes[self.0.id.clone()]).unwrap_or_default()
+    }
+
+    /// The event as written on the wire.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.0.bytes
+    }
 }
 
 /// How long a browser waits before reconnecting, sent as `retry:` at the
@@ -23,22 +56,57 @@ pub(crate) fn is_field_safe(text: &str) -> bool {
 }
 
 /// `id:`, `event:` and one `data:` line per line of `data` (a line break
-/// in the data is any of CRLF, CR or LF, as in the SSE specification).
-pub(crate) fn event(id: &str, event: &str, data: &str) -> Bytes {
-    let mut out = String::with_capacity(id.len() + event.len() + data.len() + 32);
-    out.push_str("id: ");
-    out.push_str(id);
-    out.push_str("\nevent: ");
-    out.push_str(event);
-    out.push('\n');
-    let data = data.replace("\r\n", "\n").replace('\r', "\n");
-    for line in data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
+/// in the data is any of CRLF, CR or LF, as in the SSE specification), in
+/// one allocation; and where the id is in it.
+fn serialize(id: &str, event: &str, data: &str) -> (Bytes, std::ops::Range<usize>) {
+    let data = data.as_bytes();
+    // Exactly the length, so that `Bytes` takes the vector as it is, with
+    // no second allocation: per line of data, `data: `, the line and a line
+    // feed, in place of its line break (CR, LF, or CRLF: two bytes, one
+    // break).
+    let (mut breaks, mut break_bytes) = (0, 0);
+    for (at, byte) in data.iter().enumerate() {
+        if *byte == b'\r' || *byte == b'\n' {
+            break_bytes += 1;
+            if !(*byte == b'\n' && at > 0 && data[at - 1] == b'\r') {
+                breaks += 1;
+            }
+        }
     }
-    out.push('\n');
-    Bytes::from(out)
+    let length = "id: \nevent: \n\n".len()
+        + id.len()
+        + event.len()
+        + (data.len() - break_bytes)
+        + "data: \n".len() * (breaks + 1);
+    let mut out = Vec::with_capacity(length);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.as_bytes());
+    let at = 4..4 + id.len();
+    out.extend_from_slice(b"\nevent: ");
+    out.extend_from_slice(event.as_bytes());
+    out.push(b'\n');
+    let mut rest = data;
+    loop {
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+            .unwrap_or(rest.len());
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&rest[..end]);
+        out.push(b'\n');
+        if end == rest.len() {
+            break;
+        }
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
+    }
+    out.push(b'\n');
+    debug_assert_eq!(out.len(), out.capacity());
+    (Bytes::from(out), at)
 }
 
 /// The first bytes of every stream: how long to wait before reconnecting.
@@ -100,10 +168,22 @@ mod tests {
     #[test]
     fn multi_line_data_becomes_one_data_line_each() {
         assert_eq!(
-            &event("7", "step", "a\r\nb\rc\nd")[..],
+            &Frame::event("7", "step", "a\r\nb\rc\nd").bytes()[..],
             b"id: 7\nevent: step\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
         );
-        assert_eq!(&event("1", "m", "")[..], b"id: 1\nevent: m\ndata: \n\n");
+        assert_eq!(
+            &Frame::event("1", "m", "").bytes()[..],
+            b"id: 1\nevent: m\ndata: \n\n"
+        );
+        assert_eq!(
+            &Frame::event("2", "m", "a\n\nb\r\n").bytes()[..],
+            b"id: 2\nevent: m\ndata: a\ndata: \ndata: b\ndata: \n\n"
+        );
+        assert_eq!(
+            &Frame::event("3", "m", "\n\r\r\nx").bytes()[..],
+            b"id: 3\nevent: m\ndata: \ndata: \ndata: \ndata: x\n\n"
+        );
+        assert_eq!(Frame::event("abc-9", "m", "x").id(), "abc-9");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub(crate) struct Hub {
     options: HubOptions,
     store: Box<dyn ChannelStore>,
     addr: SocketAddr,
-    pid: i32,
+    /// The fork generation it runs in: a forked child does not have it.
+    generation: u64,
     /// The hub's event loop, for timers started from other threads.
     handle: tokio::runtime::Handle,
     /// The accept loop, aborted at Stopping.
@@ -78,10 +79,10 @@ fn store_error(error: StoreError) -> Error {
 
 impl Runtime {
     fn hub(&self) -> Result<Arc<Hub>, Error> {
-        let pid = std::process::id() as i32;
+        let generation = crate::fork::generation();
         lock(&self.inner.hub)
             .as_ref()
-            .filter(|hub| hub.pid == pid)
+            .filter(|hub| hub.generation == generation)
             .cloned()
             .ok_or(Error::HubNotStarted)
     }
@@ -126,6 +127,21 @@ impl Runtime {
         id: Option<&str>,
         kind: StreamKind,
     ) -> Result<String, Error> {
+        self.hub_publish_event(channel, event, data, id, kind)
+            .map(|published| published.frame.id().to_owned())
+    }
+
+    /// [`Runtime::hub_publish`], giving what the store said: the event and
+    /// the number the hub gave it (for the C ABI, which returns the number
+    /// without copying the id out).
+    pub(crate) fn hub_publish_event(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &str,
+        id: Option<&str>,
+        kind: StreamKind,
+    ) -> Result<store::Published, Error> {
         check_channel(channel)?;
         check_field(event, "an event name is not empty and has no line break")?;
         if let Some(id) = id {
@@ -144,7 +160,7 @@ impl Runtime {
                 .hub_slow_clients
                 .fetch_add(published.too_slow, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(published.id.to_string())
+        Ok(published)
     }
 
     /// Closes `channel`: every subscriber gets the final event (`final_event`

@@ -9,7 +9,7 @@
 //! slow: it is dropped from the channel with [`Ending::TooSlow`], so memory
 //! never grows with a client that does not read.
 
-use super::frame::{self, Frame};
+use super::frame::Frame;
 use crate::reconnect_spread::StreamKind;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -81,7 +81,9 @@ pub(crate) struct Limits {
 /// The result of a publish.
 #[derive(Debug)]
 pub(crate) struct Published {
-    pub(crate) id: Arc<str>,
+    pub(crate) frame: Frame,
+    /// The number the hub gave it, when the host gave no id.
+    pub(crate) number: Option<u64>,
     /// Subscribers disconnected by this publish for being too slow.
     pub(crate) too_slow: u64,
 }
@@ -177,10 +179,14 @@ impl Channel {
         }
     }
 
-    fn next_id(&mut self) -> Arc<str> {
-        let id = self.next_id;
-        self.next_id += 1;
-        Arc::from(id.to_string())
+    fn next_number(&mut self) -> u64 {
+        let number = self.next_id;
+        self.next_id = self.next_id.saturating_add(1);
+        number
+    }
+
+    fn next_id(&mut self) -> String {
+        self.next_number().to_string()
     }
 
     fn trim(&mut self, limits: &Limits, now: Instant) {
@@ -192,7 +198,7 @@ impl Channel {
                 break;
             }
             if let Some(gone) = self.history.pop_front() {
-                self.bytes -= gone.frame.bytes.len();
+                self.bytes -= gone.frame.bytes().len();
                 self.trimmed = true;
             }
         }
@@ -216,10 +222,7 @@ impl Channel {
                 .unwrap_or_else(|| ("close".to_owned(), "{}".to_owned())),
         };
         let id = self.next_id();
-        let final_frame = Frame {
-            bytes: frame::event(&id, &event, &data),
-            id,
-        };
+        let final_frame = Frame::event(&id, &event, &data);
         for (_, subscriber) in self.subscribers.drain(..) {
             subscriber.end(Ending::Final(final_frame.clone()));
         }
@@ -288,22 +291,29 @@ impl ChannelStore for MemoryStore {
             return Err(StoreError::Closed);
         }
         channel.kind = kind;
-        let id: Arc<str> = match id {
+        let assigned;
+        let mut number = None;
+        let id = match id {
             Some(id) => {
                 // The numbers the hub assigns stay above a host's numeric
-                // ids, so that mixing the two never repeats an id.
+                // ids, so that mixing the two never repeats an id. They
+                // stay below 2^63, which the C ABI returns them as.
                 if let Ok(number) = id.parse::<u64>() {
-                    channel.next_id = channel.next_id.max(number.saturating_add(1));
+                    if number < i64::MAX as u64 {
+                        channel.next_id = channel.next_id.max(number + 1);
+                    }
                 }
-                Arc::from(id)
+                id
             }
-            None => channel.next_id(),
+            None => {
+                let next = channel.next_number();
+                number = Some(next);
+                assigned = next.to_string();
+                &assigned
+            }
         };
         let now = Instant::now();
-        let published = Frame {
-            bytes: frame::event(&id, event, data),
-            id: Arc::clone(&id),
-        };
+        let published = Frame::event(id, event, data);
         let mut too_slow = 0;
         // Offer it to each subscriber; one whose queue is full, or gone,
         // leaves the channel.
@@ -329,9 +339,9 @@ impl ChannelStore for MemoryStore {
             }
         }
         if self.limits.history_len > 0 {
-            channel.bytes += published.bytes.len();
+            channel.bytes += published.bytes().len();
             channel.history.push_back(Stored {
-                frame: published,
+                frame: published.clone(),
                 at: now,
             });
         } else {
@@ -339,7 +349,11 @@ impl ChannelStore for MemoryStore {
         }
         channel.trim(&self.limits, now);
         channel.last_active = now;
-        Ok(Published { id, too_slow })
+        Ok(Published {
+            frame: published,
+            number,
+            too_slow,
+        })
     }
 
     fn subscribe(
@@ -359,7 +373,7 @@ impl ChannelStore for MemoryStore {
                 true,
             ),
             Some(after) => {
-                match channel.history.iter().rposition(|s| &*s.frame.id == after) {
+                match channel.history.iter().rposition(|s| s.frame.id() == after) {
                     Some(at) => (
                         channel
                             .history
@@ -370,7 +384,7 @@ impl ChannelStore for MemoryStore {
                         true,
                     ),
                     // The final event's id: nothing was missed.
-                    None if channel.closed.as_ref().is_some_and(|f| &*f.id == after) => {
+                    None if channel.closed.as_ref().is_some_and(|f| f.id() == after) => {
                         (Vec::new(), true)
                     }
                     None => (
@@ -509,7 +523,7 @@ mod tests {
     }
 
     fn ids(frames: &[Frame]) -> Vec<&str> {
-        frames.iter().map(|f| &*f.id).collect()
+        frames.iter().map(Frame::id).collect()
     }
 
     #[test]
@@ -519,7 +533,7 @@ mod tests {
             let published = store
                 .publish("c", StreamKind::Resumable, "m", "x", None)
                 .unwrap();
-            assert_eq!(&*published.id, expected.to_string());
+            assert_eq!(published.frame.id(), expected.to_string());
         }
         let (sub, _rx, _) = subscriber(4);
         let s = store.subscribe("c", Some("3"), sub).unwrap();
@@ -532,11 +546,31 @@ mod tests {
         let next = store
             .publish("c", StreamKind::Resumable, "m", "x", None)
             .unwrap();
-        assert_eq!(&*next.id, "42");
+        assert_eq!(next.frame.id(), "42");
+        assert_eq!(next.number, Some(42));
+        // One too big to be a number of the hub's leaves the numbering as
+        // it is.
+        let huge = store
+            .publish(
+                "c",
+                StreamKind::Resumable,
+                "m",
+                "x",
+                Some("18446744073709551615"),
+            )
+            .unwrap();
+        assert_eq!(
+            (huge.frame.id(), huge.number),
+            ("18446744073709551615", None)
+        );
+        let after = store
+            .publish("c", StreamKind::Resumable, "m", "x", None)
+            .unwrap();
+        assert_eq!(after.number, Some(43));
         let (sub, _rx, _) = subscriber(4);
         let s = store.subscribe("c", Some("1"), sub).unwrap();
         assert!(!s.complete, "1 fell out of a history of 3");
-        assert_eq!(ids(&s.replay), ["5", "41", "42"]);
+        assert_eq!(ids(&s.replay), ["42", "18446744073709551615", "43"]);
     }
 
     #[test]
@@ -603,7 +637,7 @@ mod tests {
         let Some(Ending::Final(frame)) = ending.get() else {
             panic!("no final event");
         };
-        assert!(std::str::from_utf8(&frame.bytes)
+        assert!(std::str::from_utf8(frame.bytes())
             .unwrap()
             .contains("event: task_failed"));
         assert_eq!(

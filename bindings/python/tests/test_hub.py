@@ -56,6 +56,11 @@ def test_publish_needs_a_started_hub_and_checks_its_arguments():
         hub.publish("c", "x", event="a\nb")
     with pytest.raises(InvalidStateError):
         hub.subscribe_url("c")
+    # Data is passed to the runtime NUL-terminated: a NUL is refused, never
+    # cut short.
+    for data in ("a\0b", b"a\0b", "\0"):
+        with pytest.raises(InvalidArgumentError, match="NUL"):
+            hub.publish("c", data)
 
 
 def test_events_published_from_python_arrive_in_order_with_their_ids(start_app):
@@ -74,6 +79,36 @@ def test_events_published_from_python_arrive_in_order_with_their_ids(start_app):
         assert published["ids"] == [str(n) for n in range(1, 21)]
         for n in range(20):
             assert next(stream) == {"id": str(n + 1), "event": "step", "data": f"n={n}"}
+
+
+def test_publish_returns_the_hosts_id_or_the_hubs_next_number(start_app):
+    server, _ = start_hub_app(start_app)
+    with httpx.stream("GET", url_for(server, "mixed"), timeout=10) as response:
+        stream = events(response)
+        next(stream)
+        eventually(lambda: server.counts()["active"] == 1)
+        published = server.client.post(
+            "/publish",
+            json={
+                "channel": "mixed",
+                "data": ["a", "b", "c", "d", "e\nf"],
+                "ids": [None, "note-1", "41", None, None],
+                "as_bytes": True,
+            },
+        ).json()
+        # A host's id is its own; a numeric one moves the hub's numbering
+        # past it.
+        assert published["ids"] == ["1", "note-1", "41", "42", "43"]
+        got = [next(stream) for _ in range(5)]
+    assert [(e["id"], e["data"]) for e in got] == [
+        ("1", "a"),
+        ("note-1", "b"),
+        ("41", "c"),
+        ("42", "d"),
+        ("43", "e\nf"),
+    ]
+    bad = server.client.post("/publish", json={"channel": "mixed", "data": ["x"], "ids": ["a\nb"]})
+    assert bad.status_code == 500
 
 
 def test_publishing_from_many_threads_loses_nothing(start_app):

@@ -134,6 +134,10 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
         ],
         c_status,
     ),
+    "gs_hub_send": (
+        [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p],
+        ctypes.c_int64,
+    ),
     "gs_hub_close_channel": (
         [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_bool)],
         c_status,

@@ -14,16 +14,17 @@ ends each stream by its kind at shutdown::
     hub.publish(f"task-{id}", '{"step": 1}', event="step", kind=StreamKind.POD_BOUND)
     hub.close(f"task-{id}", ("task_completed", "{}"))
 
-``publish`` is one ctypes call, which releases the GIL while the runtime
-queues the event to every subscriber; it never blocks on a client.
+``publish`` is one ctypes call (``gs_hub_send``), which releases the GIL
+while the runtime queues the event to every subscriber; it never blocks on
+a client.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import threading
 import urllib.parse
+from typing import Callable
 
 from . import _native
 from .sse import StreamKind
@@ -47,8 +48,11 @@ __all__ = [
 PUBLIC_URL_ENV = "GS_STREAM_PUBLIC_URL"
 
 _KIND_CODES = {StreamKind.RESUMABLE: 0, StreamKind.POD_BOUND: 1}
+_RESUMABLE = StreamKind.RESUMABLE
+_POD_BOUND = StreamKind.POD_BOUND
+#: gs_hub_send, once the library is loaded.
+_send: Callable[..., int] | None = None
 _address: tuple[str, int] | None = None
-_ids = threading.local()
 
 
 def start(addr: str | None = None) -> tuple[str, int]:
@@ -70,14 +74,6 @@ def address() -> tuple[str, int] | None:
     return _address
 
 
-def _id_buffer() -> ctypes.Array[ctypes.c_char]:
-    buffer: ctypes.Array[ctypes.c_char] | None = getattr(_ids, "buffer", None)
-    if buffer is None:
-        buffer = ctypes.create_string_buffer(256)
-        _ids.buffer = buffer
-    return buffer
-
-
 def publish(
     channel: str,
     data: str | bytes,
@@ -91,23 +87,32 @@ def publish(
     event's id (``id``, or the channel's next number). ``kind`` is the
     channel's from now on. ``InvalidArgumentError`` for a bad channel name (1
     to 200 of ``A-Z a-z 0-9 - _ . ~ :``), a line break in ``event`` or
-    ``id``, or a closed channel; ``InvalidStateError`` before :func:`start`."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    buffer = _id_buffer()
-    status = _native.library().gs_hub_publish(
-        channel.encode("utf-8"),
-        event.encode("utf-8"),
-        payload,
-        len(payload),
-        None if id is None else id.encode("utf-8"),
-        _KIND_CODES[StreamKind(kind)],
-        buffer,
-        256,
-        None,
+    ``id``, data holding a NUL, or a closed channel; ``InvalidStateError``
+    before :func:`start`."""
+    # A host's hot path, measured in benches/hub_publish.py: one ctypes call
+    # of five arguments (each costs ctypes a conversion), no buffer to copy
+    # the id out of, no enum call for the two kinds, the function looked up
+    # once.
+    payload = data.encode() if isinstance(data, str) else data
+    if 0 in payload:
+        # The data is passed NUL-terminated: refuse it rather than cut it.
+        raise error_for(Status.INVALID_ARGUMENT, "event data must not contain NUL")
+    code = 0 if kind is _RESUMABLE else 1 if kind is _POD_BOUND else _KIND_CODES[StreamKind(kind)]
+    result: int = (_send or _bind_send())(
+        channel.encode(), code, event.encode(), payload, None if id is None else id.encode()
     )
-    if status:
-        _native.check(status)
-    return buffer.value.decode("utf-8")
+    if result > 0:
+        return str(result)
+    if result == 0 and id is not None:
+        return id
+    _native.check(-result)
+    raise error_for(Status.PANIC, f"gs_hub_send returned {result}")
+
+
+def _bind_send() -> Callable[..., int]:
+    global _send
+    _send = _native.library().gs_hub_send
+    return _send
 
 
 def close(channel: str, final_event: tuple[str, str] | None = None) -> bool:

@@ -27,14 +27,16 @@ app = Flask(__name__)
 @app.post("/publish")
 def publish():
     body = request.get_json()
+    given = body.get("ids") or [None] * len(body["data"])
     ids = [
         hub.publish(
             body["channel"],
-            data,
+            data.encode() if body.get("as_bytes") else data,
             event=body.get("event", "message"),
+            id=given_id,
             kind=StreamKind(body.get("kind", "resumable")),
         )
-        for data in body["data"]
+        for data, given_id in zip(body["data"], given)
     ]
     return jsonify(ids=ids)
 
