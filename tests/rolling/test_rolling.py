@@ -27,7 +27,14 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root 
 @pytest.mark.parametrize("scenario", rolling.SHORT)
 def test_a_rolling_update_cuts_nothing_and_the_baseline_shows_the_damage(scenario):
     spec = rolling.short_spec(kubelet.load())
-    reports = rolling.run_scenario(rolling.SCENARIOS[scenario], list(hosts.NAMES), 1, spec, PROFILE, jobs=2)
+    reports = rolling.run_scenario(
+        rolling.SHORT_SCENARIOS[scenario],
+        list(hosts.NAMES),
+        1,
+        spec,
+        PROFILE,
+        client_budget=rolling.SHORT_CLIENT_BUDGET,
+    )
     print(rolling.table(reports))
     graceful = [r for r in reports if r["runtime"] == "last-call"]
     baselines = [r for r in reports if r["runtime"] == "baseline"]
