@@ -189,7 +189,9 @@ class _Master:
     def stop_hook(self, seconds_left: float) -> bool:
         self.stop_requested.set()
         self.server.signal(signal.SIGTERM, None)  # queued for the main loop
-        deadline = time.monotonic() + max(seconds_left, 0.0)
+        # Not the whole share: a hook still waiting at its end is reported
+        # as left running.
+        deadline = time.monotonic() + max(seconds_left, 0.0) * 0.9
         while self.server.WORKERS and time.monotonic() < deadline:
             time.sleep(0.05)
         return not self.server.WORKERS
@@ -244,6 +246,59 @@ def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's s
         _master.child_exit(worker)
 
 
+#: How long a stopping worker keeps a kept-alive connection open for a
+#: request already on its way (gunicorn's own ``STOP_KEEPALIVE_LINGER`` is
+#: 2 s); at most a quarter of the stop hook's share.
+STOP_LINGER_SECONDS = 0.1
+
+
+class _WorkerStop:
+    """The worker's last shutdown hook: gunicorn's own stop of the gthread
+    worker, run inside the hook and finished within its share, so that the
+    runtime reaches Stopped only when the worker's loop has returned and the
+    process exits at once after it (the exit watchdog counts from Stopped).
+
+    Left to itself, gunicorn (27) keeps each kept-alive connection open for
+    ``STOP_KEEPALIVE_LINGER`` (2 s) after the stop, to answer a request
+    already on its way with ``Connection: close``; a load balancer keeps
+    its connections to the pod alive, so the worker outlived Stopped by 2 s
+    and the exit watchdog ended it with status 70. Here the linger is cut
+    to ``STOP_LINGER_SECONDS``: by this point the pod has answered /readyz
+    503 for the whole sequence, so no balancer should still be sending, and
+    a request already in a socket still gets its answer."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.loop_returned = threading.Event()
+        run = worker.run
+
+        def run_then_note() -> None:
+            # gunicorn calls self.run() right after post_worker_init; an
+            # instance attribute shadows the class's method.
+            try:
+                run()
+            finally:
+                self.loop_returned.set()
+
+        worker.run = run_then_note
+
+    def stop(self, seconds_left: float) -> bool:
+        from gunicorn.workers import gthread  # type: ignore[import-untyped]
+
+        # gunicorn 27 has it; a gthread worker without it has no stop linger.
+        linger = getattr(gthread, "STOP_KEEPALIVE_LINGER", None)
+        if isinstance(linger, (int, float)):
+            # A module global read when the loop stops; this process is
+            # this worker alone.
+            gthread.STOP_KEEPALIVE_LINGER = min(float(linger), STOP_LINGER_SECONDS, max(seconds_left, 0.0) / 4)
+        # handle_exit wakes the gthread worker's loop (its method queue): it
+        # stops accepting, finishes its in-flight requests and returns.
+        self.worker.handle_exit(signal.SIGTERM, None)
+        # Not the whole share: a hook still waiting at its end is reported
+        # as left running.
+        return self.loop_returned.wait(max(seconds_left, 0.0) * 0.9)
+
+
 def post_worker_init(worker: Any) -> None:
     """Each worker, after its app is loaded: the runtime's SIGTERM handling
     instead of gunicorn's, and the worker's stop as its last hook."""
@@ -266,13 +321,8 @@ def post_worker_init(worker: Any) -> None:
     if _master is not None:
         manager.remove_shutdown_hook(_master.stop_hook)
 
-    def stop_worker(_seconds_left: float) -> bool:
-        # handle_exit wakes the gthread worker's loop; it stops accepting,
-        # finishes its in-flight requests and exits 0.
-        worker.handle_exit(signal.SIGTERM, None)
-        return True
-
-    manager.register_shutdown_hook("gunicorn-worker", stop_worker)
+    stopper = _WorkerStop(worker)
+    manager.register_shutdown_hook("gunicorn-worker", stopper.stop)
     worker.log.info("last_call: worker %s ready; SIGTERM starts its shutdown sequence", os.getpid())
 
 
