@@ -264,3 +264,38 @@ def _read_so_far(server: ServerProcess) -> list[str]:
     except AssertionError:
         pass  # only to read what has been written so far
     return server.lines
+
+
+NO_DRAIN_DELAY = {
+    "GS_DRAIN_DELAY_SECONDS": "0",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS": "4",
+    "GS_CLOSE_NOTICE_SECONDS": "1",
+    "GS_HOOK_BUDGET_SECONDS": "1",
+    "GS_EXIT_WATCHDOG_SECONDS": "2",
+}
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_with_no_drain_delay_the_master_counts_its_workers_before_its_sequence_can_stop(gunicorn_server, run):
+    # The native handler starts the master's sequence at the signal; its
+    # arbiter loop counts and signals the workers a moment later. Were the
+    # sequence to reach Stopping first, the master would halt, and
+    # gunicorn's graceful_timeout (1 s here) kill workers still streaming.
+    server = gunicorn_server("-w", "2", "--threads", "4", "--graceful-timeout", "1", env=NO_DRAIN_DELAY)
+    eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
+    workers = _worker_pids(server.process.pid)
+    followers = [_in_background(f"{server.url}/stream?events=8&interval=0.2") for _ in range(4)]
+    eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
+    server.signal(signal.SIGTERM)
+    status = server.wait_exit(20)
+    log = "\n".join(server.lines)
+    assert status == 0, log
+    forwarded = re.search(r"SIGTERM forwarded to workers \[([\d, ]*)\]", log)
+    assert forwarded is not None, log
+    assert {int(pid) for pid in forwarded.group(1).split(", ")} == workers, log
+    for bad in NOT_PROMPT:
+        assert bad not in log, log
+    assert log.count("Worker exiting") == 2, log
+    for thread, box in followers:
+        thread.join(5)
+        assert "event: done" in box["lines"], box["lines"]

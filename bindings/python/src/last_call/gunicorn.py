@@ -155,6 +155,14 @@ class _Master:
         self.held: set[int] = set()
         self.forwarded = False
         self.stop_requested = threading.Event()
+        # One count held from when_ready until the workers have been counted
+        # and signalled (term, on the arbiter's loop): the native handler
+        # starts the sequence at the signal itself, and with no drain delay
+        # it would otherwise reach Stopping (and halt the arbiter, whose
+        # graceful_timeout then kills workers still stopping) before the
+        # arbiter's loop has counted a single worker.
+        manager.increment_active_streams()
+        self.holding_start = True
 
     def term(self) -> None:
         server = self.server
@@ -169,14 +177,22 @@ class _Master:
         self.forwarded = True
         # No respawn and no scaling while the pod drains.
         server.manage_workers = lambda: None
-        for pid in list(server.WORKERS):
-            self.held.add(pid)
-            self.manager.increment_active_streams()
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                self._release(pid)
+        try:
+            for pid in list(server.WORKERS):
+                self.held.add(pid)
+                self.manager.increment_active_streams()
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    self._release(pid)
+        finally:
+            self._release_start_hold()
         server.log.info("last_call: draining; SIGTERM forwarded to workers %s", sorted(self.held))
+
+    def _release_start_hold(self) -> None:
+        if self.holding_start:
+            self.holding_start = False
+            self.manager.decrement_active_streams()
 
     def _release(self, pid: int) -> None:
         if pid in self.held:
