@@ -299,3 +299,31 @@ def test_with_no_drain_delay_the_master_counts_its_workers_before_its_sequence_c
     for thread, box in followers:
         thread.join(5)
         assert "event: done" in box["lines"], box["lines"]
+
+
+def test_a_sigterm_while_a_worker_boots_reaches_it(gunicorn_server):
+    # Between its fork and gunicorn's signal handling, a worker still has
+    # the master's handler, which queues the signal for an arbiter loop
+    # that never runs in the worker: the forwarded SIGTERM would be lost,
+    # the worker would serve on, and the master, once its sequence gave up
+    # on it, halt and let graceful_timeout kill it.
+    env = {**NO_DRAIN_DELAY, "GS_DRAIN_DELAY_SECONDS": "0.2", "POST_FORK_SECONDS": "1"}
+    server = ServerProcess(
+        [*GUNICORN[:3], "-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "gunicorn_app:app"],
+        env,
+        cwd=APPS,
+    )
+    try:
+        server.wait_for_log(r"Booting worker", timeout=10)
+        sent = server.signal(signal.SIGTERM)
+        status = server.wait_exit(20)
+        took = time.monotonic() - sent
+    finally:
+        server.close()
+    log = "\n".join(server.lines)
+    assert status == 0, log
+    for bad in NOT_PROMPT:
+        assert bad not in log, log
+    assert "last_call: worker" in log and "Worker exiting" in log, log
+    # Well before the master's own sequence would have given up on it.
+    assert took < float(NO_DRAIN_DELAY["GS_SHUTDOWN_TIMEOUT_SECONDS"]) - 1, (took, log)

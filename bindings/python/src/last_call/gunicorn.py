@@ -57,6 +57,7 @@ import ctypes
 import logging
 import math
 import os
+import queue
 import signal
 import sys
 import threading
@@ -315,6 +316,28 @@ class _WorkerStop:
         return self.loop_returned.wait(max(seconds_left, 0.0) * 0.9)
 
 
+def _sigterm_queued_for_the_arbiter() -> bool:
+    """Whether a SIGTERM reached this worker between its fork and gunicorn's
+    signal handling (``init_signals``). Until then the worker has the
+    master's handler, which only queues the signal for the arbiter's loop,
+    and that loop never runs in a worker: the worker's copy of the queue is
+    the one trace of it. A SIGTERM already queued in the master at the fork
+    is there too; the master forwards that one to this worker anyway."""
+    if _master is None:
+        return False
+    queued = getattr(_master.server, "SIG_QUEUE", None)
+    if isinstance(queued, list):  # older gunicorn
+        return signal.SIGTERM in queued
+    seen: list[object] = []
+    # A SimpleQueue (gunicorn 27): this copy is read by nobody else.
+    while queued is not None and len(seen) < 1000:
+        try:
+            seen.append(queued.get_nowait())
+        except queue.Empty:
+            break
+    return signal.SIGTERM in seen
+
+
 def post_worker_init(worker: Any) -> None:
     """Each worker, after its app is loaded: the runtime's SIGTERM handling
     instead of gunicorn's, and the worker's stop as its last hook."""
@@ -339,6 +362,9 @@ def post_worker_init(worker: Any) -> None:
 
     stopper = _WorkerStop(worker)
     manager.register_shutdown_hook("gunicorn-worker", stopper.stop)
+    if _sigterm_queued_for_the_arbiter():
+        # The master's SIGTERM came while this worker booted: start now.
+        manager.handle_sigterm(signal.SIGTERM, None)
     worker.log.info("last_call: worker %s ready; SIGTERM starts its shutdown sequence", os.getpid())
 
 
