@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -211,8 +212,10 @@ def _kept_alive_on_every_worker(server: ServerProcess, workers: int) -> list[htt
     return clients
 
 
-@pytest.mark.parametrize("streams", [0, 4])
-def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gunicorn_server, streams):
+@pytest.mark.parametrize(("streams", "silent"), [(0, 0), (4, 0), (4, 4)])
+def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gunicorn_server, streams, silent):
+    """``silent``: connections that send nothing, opened at ClosingStreams
+    (a client that never sends holds a gunicorn thread for 5 s)."""
     server = gunicorn_server("-w", "2", "--threads", "16", env=PROMPT_EXIT)
     eventually(lambda: len(_worker_pids(server.process.pid)) == 2, timeout=10)
     eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
@@ -227,14 +230,20 @@ def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gu
     followers = [_in_background(f"{server.url}/stream?events=200&interval=0.2") for _ in range(streams)]
     followers += [_in_background(f"{server.url}/pod-bound?events=200&interval=0.2") for _ in range(streams)]
     eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
+    quiet: list[socket.socket] = []
     try:
         if not followers:
             stop_pinging.set()
         server.signal(signal.SIGTERM)
+        if silent:
+            eventually(lambda: any("event: task_failed" in box.get("lines", []) for _, box in followers), timeout=15)
+            quiet += [socket.create_connection(("127.0.0.1", server.port)) for _ in range(silent)]
         eventually(lambda: all(not thread.is_alive() for thread, _ in followers), timeout=15)
         stop_pinging.set()
         status = server.wait_exit(20)
     finally:
+        for connection in quiet:
+            connection.close()
         stop_pinging.set()
         for pinger in pingers:
             pinger.join(5)

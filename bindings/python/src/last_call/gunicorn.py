@@ -59,9 +59,11 @@ import math
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 from . import _exit, _native
@@ -282,11 +284,33 @@ class _WorkerStop:
     and the exit watchdog ended it with status 70. Here the linger is cut
     to ``STOP_LINGER_SECONDS``: by this point the pod has answered /readyz
     503 for the whole sequence, so no balancer should still be sending, and
-    a request already in a socket still gets its answer."""
+    a request already in a socket still gets its answer.
+
+    A connection on which the client has sent nothing holds a worker thread
+    for gunicorn's data timeout (5 s), then waits in the loop for up to its
+    keep-alive timeout, and the stopping loop waits for it: one silent
+    client opened just before the hooks kept the worker (and so the pod)
+    past the exit watchdog. After the linger, the stop shuts such
+    connections down (no request can be lost on them), which wakes their
+    thread or the loop, and gunicorn closes them as it closes any
+    connection its client ended."""
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
         self.loop_returned = threading.Event()
+        self.lock = threading.Lock()
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        enqueue = getattr(worker, "enqueue_req", None)
+        if enqueue is not None:
+
+            def enqueue_noting(conn: Any) -> None:
+                # Every connection the worker serves passes here (accepted,
+                # or back from the loop), on the worker's main thread.
+                with self.lock:
+                    self.connections.add(conn)
+                enqueue(conn)
+
+            worker.enqueue_req = enqueue_noting
         run = worker.run
 
         def run_then_note() -> None:
@@ -313,7 +337,22 @@ class _WorkerStop:
         self.worker.handle_exit(signal.SIGTERM, None)
         # Not the whole share: a hook still waiting at its end is reported
         # as left running.
-        return self.loop_returned.wait(max(seconds_left, 0.0) * 0.9)
+        deadline = time.monotonic() + max(seconds_left, 0.0) * 0.9
+        if self.loop_returned.wait(min(STOP_LINGER_SECONDS, max(seconds_left, 0.0) / 4)):
+            return True
+        self._shut_silent_connections()
+        return self.loop_returned.wait(max(deadline - time.monotonic(), 0.0))
+
+    def _shut_silent_connections(self) -> None:
+        with self.lock:
+            connections = list(self.connections)
+        for conn in connections:
+            if getattr(conn, "initialized", True) or getattr(conn, "data_ready", True):
+                continue  # a request has begun on it: it is answered
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
 
 
 def _sigterm_queued_for_the_arbiter() -> bool:
