@@ -217,25 +217,52 @@ def catches_sigterm(pid: int) -> bool:
     return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
 
 
-# The uvicorn and gunicorn hosts do not yet hand an early SIGTERM to the
-# runtime: their servers take it with their own shutdown (uvicorn re-raises,
-# 143; gunicorn's master exits 1). Open in issue 16.
-@pytest.mark.parametrize("host", ["flask", "rust"])
-def test_sigterm_50_ms_after_start_exits_0(host):
-    """50 ms into start-up, in the slow imports. "Start" is the moment the
-    process can handle a signal at all: a Python interpreter runs no line of
-    run.py for its first few tens of milliseconds (more on a loaded machine),
-    and nothing in the program can cover that window (README)."""
+#: Moments of start-up, after the process can handle a signal at all: in
+#: the slow imports (50 ms), loading the app, building the server, (under
+#: gunicorn) forking and booting its worker, and once the server has said
+#: it serves.
+EARLY_MOMENTS = (0.05, 0.2, 0.5, 1.0, "serving on")
+
+
+@pytest.mark.parametrize("moment", EARLY_MOMENTS, ids=str)
+@pytest.mark.parametrize("host", hosts.NAMES)
+def test_sigterm_early_in_start_up_exits_0(host, moment):
+    """"Start" is the moment the process can handle a signal at all: a
+    Python interpreter runs no line of run.py for its first few tens of
+    milliseconds (more on a loaded machine), and nothing in the program can
+    cover that window (README)."""
     command, cwd = hosts.command(host)
     env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
-    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0.2"})
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"})
+    # A session of its own: gunicorn's worker is killed with its master
+    # should the test fail.
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    output: list[str] = []
+    announced = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            output.append(line)
+            if "serving on" in line.lower():
+                announced.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         eventually(lambda: catches_sigterm(process.pid), timeout=20, interval=0.002)
-        time.sleep(0.05)
+        if moment == "serving on":
+            assert announced.wait(30), "".join(output)
+        else:
+            time.sleep(moment)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        status = process.wait(timeout=30)
+        reader.join(10)
+        assert status == 0, "".join(output)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,3 +184,155 @@ def test_a_malformed_gs_variable_is_refused_by_name():
     )
     assert done.returncode != 0
     assert "GS_DRAIN_DELAY_SECONDS" in done.stderr, done.stderr
+
+
+#: The rolling harness's settings, with the exit watchdog at 1 s after
+#: Stopped: a worker that outlives its Stopped by that much is ended with
+#: status 70 and says so.
+PROMPT_EXIT = {
+    "GS_DRAIN_DELAY_SECONDS": "1",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS": "6",
+    "GS_CLOSE_NOTICE_SECONDS": "1.5",
+    "GS_HOOK_BUDGET_SECONDS": "1",
+    "GS_EXIT_WATCHDOG_SECONDS": "1",
+}
+NOT_PROMPT = ("exit watchdog", "left running", "overran", "exited with code", "WORKER TIMEOUT", "SIGKILL")
+
+
+def _kept_alive_on_every_worker(server: ServerProcess, workers: int) -> list[httpx.Client]:
+    """Clients that each hold one kept-alive connection, as a load
+    balancer's connections to the pod, until every worker holds one."""
+    clients: list[httpx.Client] = []
+    seen: set[int] = set()
+    while len(seen) < workers and len(clients) < 32:
+        client = httpx.Client(base_url=server.url, timeout=5)
+        clients.append(client)
+        seen.add(client.get("/pid").json()["worker"])
+    assert len(seen) == workers, f"kept-alive connections reach only workers {seen}"
+    return clients
+
+
+@pytest.mark.parametrize(("streams", "silent"), [(0, 0), (4, 0), (4, 4)])
+def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gunicorn_server, streams, silent):
+    """``silent``: connections that send nothing, opened at ClosingStreams
+    (a client that never sends holds a gunicorn thread for 5 s)."""
+    server = gunicorn_server("-w", "2", "--threads", "16", env=PROMPT_EXIT)
+    eventually(lambda: len(_worker_pids(server.process.pid)) == 2, timeout=10)
+    eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
+    kept_alive = _kept_alive_on_every_worker(server, 2)
+    # As a balancer's, the connections carry requests until the streams
+    # have their endings, and are idle (but not yet past gunicorn's
+    # keep-alive timeout, 2 s) when the workers stop.
+    stop_pinging = threading.Event()
+    pingers = [threading.Thread(target=_ping, args=(client, stop_pinging), daemon=True) for client in kept_alive]
+    for pinger in pingers:
+        pinger.start()
+    followers = [_in_background(f"{server.url}/stream?events=200&interval=0.2") for _ in range(streams)]
+    followers += [_in_background(f"{server.url}/pod-bound?events=200&interval=0.2") for _ in range(streams)]
+    eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
+    quiet: list[socket.socket] = []
+    try:
+        if not followers:
+            stop_pinging.set()
+        server.signal(signal.SIGTERM)
+        if silent:
+            eventually(lambda: any("event: task_failed" in box.get("lines", []) for _, box in followers), timeout=15)
+            quiet += [socket.create_connection(("127.0.0.1", server.port)) for _ in range(silent)]
+        eventually(lambda: all(not thread.is_alive() for thread, _ in followers), timeout=15)
+        stop_pinging.set()
+        status = server.wait_exit(20)
+    finally:
+        for connection in quiet:
+            connection.close()
+        stop_pinging.set()
+        for pinger in pingers:
+            pinger.join(5)
+        for client in kept_alive:
+            client.close()
+    log = "\n".join(server.lines)
+    assert status == 0, log
+    for bad in NOT_PROMPT:
+        assert bad not in log, log
+    assert log.count("Worker exiting") == 2, log
+    for thread, box in followers:
+        thread.join(5)
+        assert {"event: reconnect", "event: task_failed"} & set(box["lines"]), box["lines"]
+
+
+def _ping(client: httpx.Client, stop: threading.Event) -> None:
+    while not stop.wait(0.3):
+        try:
+            client.get("/pid", timeout=1)
+        except httpx.TransportError:
+            pass  # the worker has stopped; a new connection waits in the backlog
+
+
+def _read_so_far(server: ServerProcess) -> list[str]:
+    try:
+        server.wait_for_log(r"^NEVER MATCHES$", timeout=0.05)
+    except AssertionError:
+        pass  # only to read what has been written so far
+    return server.lines
+
+
+NO_DRAIN_DELAY = {
+    "GS_DRAIN_DELAY_SECONDS": "0",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS": "4",
+    "GS_CLOSE_NOTICE_SECONDS": "1",
+    "GS_HOOK_BUDGET_SECONDS": "1",
+    "GS_EXIT_WATCHDOG_SECONDS": "2",
+}
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_with_no_drain_delay_the_master_counts_its_workers_before_its_sequence_can_stop(gunicorn_server, run):
+    # The native handler starts the master's sequence at the signal; its
+    # arbiter loop counts and signals the workers a moment later. Were the
+    # sequence to reach Stopping first, the master would halt, and
+    # gunicorn's graceful_timeout (1 s here) kill workers still streaming.
+    server = gunicorn_server("-w", "2", "--threads", "4", "--graceful-timeout", "1", env=NO_DRAIN_DELAY)
+    eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
+    workers = _worker_pids(server.process.pid)
+    followers = [_in_background(f"{server.url}/stream?events=8&interval=0.2") for _ in range(4)]
+    eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
+    server.signal(signal.SIGTERM)
+    status = server.wait_exit(20)
+    log = "\n".join(server.lines)
+    assert status == 0, log
+    forwarded = re.search(r"SIGTERM forwarded to workers \[([\d, ]*)\]", log)
+    assert forwarded is not None, log
+    assert {int(pid) for pid in forwarded.group(1).split(", ")} == workers, log
+    for bad in NOT_PROMPT:
+        assert bad not in log, log
+    assert log.count("Worker exiting") == 2, log
+    for thread, box in followers:
+        thread.join(5)
+        assert "event: done" in box["lines"], box["lines"]
+
+
+def test_a_sigterm_while_a_worker_boots_reaches_it(gunicorn_server):
+    # Between its fork and gunicorn's signal handling, a worker still has
+    # the master's handler, which queues the signal for an arbiter loop
+    # that never runs in the worker: the forwarded SIGTERM would be lost,
+    # the worker would serve on, and the master, once its sequence gave up
+    # on it, halt and let graceful_timeout kill it.
+    env = {**NO_DRAIN_DELAY, "GS_DRAIN_DELAY_SECONDS": "0.2", "POST_FORK_SECONDS": "1"}
+    server = ServerProcess(
+        [*GUNICORN[:3], "-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "gunicorn_app:app"],
+        env,
+        cwd=APPS,
+    )
+    try:
+        server.wait_for_log(r"Booting worker", timeout=10)
+        sent = server.signal(signal.SIGTERM)
+        status = server.wait_exit(20)
+        took = time.monotonic() - sent
+    finally:
+        server.close()
+    log = "\n".join(server.lines)
+    assert status == 0, log
+    for bad in NOT_PROMPT:
+        assert bad not in log, log
+    assert "last_call: worker" in log and "Worker exiting" in log, log
+    # Well before the master's own sequence would have given up on it.
+    assert took < float(NO_DRAIN_DELAY["GS_SHUTDOWN_TIMEOUT_SECONDS"]) - 1, (took, log)

@@ -57,10 +57,13 @@ import ctypes
 import logging
 import math
 import os
+import queue
 import signal
+import socket
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 from . import _exit, _native
@@ -155,6 +158,14 @@ class _Master:
         self.held: set[int] = set()
         self.forwarded = False
         self.stop_requested = threading.Event()
+        # One count held from when_ready until the workers have been counted
+        # and signalled (term, on the arbiter's loop): the native handler
+        # starts the sequence at the signal itself, and with no drain delay
+        # it would otherwise reach Stopping (and halt the arbiter, whose
+        # graceful_timeout then kills workers still stopping) before the
+        # arbiter's loop has counted a single worker.
+        manager.increment_active_streams()
+        self.holding_start = True
 
     def term(self) -> None:
         server = self.server
@@ -169,14 +180,22 @@ class _Master:
         self.forwarded = True
         # No respawn and no scaling while the pod drains.
         server.manage_workers = lambda: None
-        for pid in list(server.WORKERS):
-            self.held.add(pid)
-            self.manager.increment_active_streams()
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                self._release(pid)
+        try:
+            for pid in list(server.WORKERS):
+                self.held.add(pid)
+                self.manager.increment_active_streams()
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    self._release(pid)
+        finally:
+            self._release_start_hold()
         server.log.info("last_call: draining; SIGTERM forwarded to workers %s", sorted(self.held))
+
+    def _release_start_hold(self) -> None:
+        if self.holding_start:
+            self.holding_start = False
+            self.manager.decrement_active_streams()
 
     def _release(self, pid: int) -> None:
         if pid in self.held:
@@ -189,7 +208,9 @@ class _Master:
     def stop_hook(self, seconds_left: float) -> bool:
         self.stop_requested.set()
         self.server.signal(signal.SIGTERM, None)  # queued for the main loop
-        deadline = time.monotonic() + max(seconds_left, 0.0)
+        # Not the whole share: a hook still waiting at its end is reported
+        # as left running.
+        deadline = time.monotonic() + max(seconds_left, 0.0) * 0.9
         while self.server.WORKERS and time.monotonic() < deadline:
             time.sleep(0.05)
         return not self.server.WORKERS
@@ -244,6 +265,118 @@ def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's s
         _master.child_exit(worker)
 
 
+#: How long a stopping worker keeps a kept-alive connection open for a
+#: request already on its way (gunicorn's own ``STOP_KEEPALIVE_LINGER`` is
+#: 2 s); at most a quarter of the stop hook's share.
+STOP_LINGER_SECONDS = 0.1
+
+
+class _WorkerStop:
+    """The worker's last shutdown hook: gunicorn's own stop of the gthread
+    worker, run inside the hook and finished within its share, so that the
+    runtime reaches Stopped only when the worker's loop has returned and the
+    process exits at once after it (the exit watchdog counts from Stopped).
+
+    Left to itself, gunicorn (27) keeps each kept-alive connection open for
+    ``STOP_KEEPALIVE_LINGER`` (2 s) after the stop, to answer a request
+    already on its way with ``Connection: close``; a load balancer keeps
+    its connections to the pod alive, so the worker outlived Stopped by 2 s
+    and the exit watchdog ended it with status 70. Here the linger is cut
+    to ``STOP_LINGER_SECONDS``: by this point the pod has answered /readyz
+    503 for the whole sequence, so no balancer should still be sending, and
+    a request already in a socket still gets its answer.
+
+    A connection on which the client has sent nothing holds a worker thread
+    for gunicorn's data timeout (5 s), then waits in the loop for up to its
+    keep-alive timeout, and the stopping loop waits for it: one silent
+    client opened just before the hooks kept the worker (and so the pod)
+    past the exit watchdog. After the linger, the stop shuts such
+    connections down (no request can be lost on them), which wakes their
+    thread or the loop, and gunicorn closes them as it closes any
+    connection its client ended."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.loop_returned = threading.Event()
+        self.lock = threading.Lock()
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        enqueue = getattr(worker, "enqueue_req", None)
+        if enqueue is not None:
+
+            def enqueue_noting(conn: Any) -> None:
+                # Every connection the worker serves passes here (accepted,
+                # or back from the loop), on the worker's main thread.
+                with self.lock:
+                    self.connections.add(conn)
+                enqueue(conn)
+
+            worker.enqueue_req = enqueue_noting
+        run = worker.run
+
+        def run_then_note() -> None:
+            # gunicorn calls self.run() right after post_worker_init; an
+            # instance attribute shadows the class's method.
+            try:
+                run()
+            finally:
+                self.loop_returned.set()
+
+        worker.run = run_then_note
+
+    def stop(self, seconds_left: float) -> bool:
+        from gunicorn.workers import gthread  # type: ignore[import-untyped]
+
+        # gunicorn 27 has it; a gthread worker without it has no stop linger.
+        linger = getattr(gthread, "STOP_KEEPALIVE_LINGER", None)
+        if isinstance(linger, (int, float)):
+            # A module global read when the loop stops; this process is
+            # this worker alone.
+            gthread.STOP_KEEPALIVE_LINGER = min(float(linger), STOP_LINGER_SECONDS, max(seconds_left, 0.0) / 4)
+        # handle_exit wakes the gthread worker's loop (its method queue): it
+        # stops accepting, finishes its in-flight requests and returns.
+        self.worker.handle_exit(signal.SIGTERM, None)
+        # Not the whole share: a hook still waiting at its end is reported
+        # as left running.
+        deadline = time.monotonic() + max(seconds_left, 0.0) * 0.9
+        if self.loop_returned.wait(min(STOP_LINGER_SECONDS, max(seconds_left, 0.0) / 4)):
+            return True
+        self._shut_silent_connections()
+        return self.loop_returned.wait(max(deadline - time.monotonic(), 0.0))
+
+    def _shut_silent_connections(self) -> None:
+        with self.lock:
+            connections = list(self.connections)
+        for conn in connections:
+            if getattr(conn, "initialized", True) or getattr(conn, "data_ready", True):
+                continue  # a request has begun on it: it is answered
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
+
+
+def _sigterm_queued_for_the_arbiter() -> bool:
+    """Whether a SIGTERM reached this worker between its fork and gunicorn's
+    signal handling (``init_signals``). Until then the worker has the
+    master's handler, which only queues the signal for the arbiter's loop,
+    and that loop never runs in a worker: the worker's copy of the queue is
+    the one trace of it. A SIGTERM already queued in the master at the fork
+    is there too; the master forwards that one to this worker anyway."""
+    if _master is None:
+        return False
+    queued = getattr(_master.server, "SIG_QUEUE", None)
+    if isinstance(queued, list):  # older gunicorn
+        return signal.SIGTERM in queued
+    seen: list[object] = []
+    # A SimpleQueue (gunicorn 27): this copy is read by nobody else.
+    while queued is not None and len(seen) < 1000:
+        try:
+            seen.append(queued.get_nowait())
+        except queue.Empty:
+            break
+    return signal.SIGTERM in seen
+
+
 def post_worker_init(worker: Any) -> None:
     """Each worker, after its app is loaded: the runtime's SIGTERM handling
     instead of gunicorn's, and the worker's stop as its last hook."""
@@ -266,13 +399,11 @@ def post_worker_init(worker: Any) -> None:
     if _master is not None:
         manager.remove_shutdown_hook(_master.stop_hook)
 
-    def stop_worker(_seconds_left: float) -> bool:
-        # handle_exit wakes the gthread worker's loop; it stops accepting,
-        # finishes its in-flight requests and exits 0.
-        worker.handle_exit(signal.SIGTERM, None)
-        return True
-
-    manager.register_shutdown_hook("gunicorn-worker", stop_worker)
+    stopper = _WorkerStop(worker)
+    manager.register_shutdown_hook("gunicorn-worker", stopper.stop)
+    if _sigterm_queued_for_the_arbiter():
+        # The master's SIGTERM came while this worker booted: start now.
+        manager.handle_sigterm(signal.SIGTERM, None)
     worker.log.info("last_call: worker %s ready; SIGTERM starts its shutdown sequence", os.getpid())
 
 
