@@ -9,6 +9,10 @@ command -v c++ >/dev/null || apt_packages+=(g++)
 command -v valgrind >/dev/null || apt_packages+=(valgrind)
 # The rolling-update harness puts the example servers behind HAProxy.
 command -v haproxy >/dev/null || apt_packages+=(haproxy)
+# The rolling harness's browser clients: headless Chromium, driven by
+# selenium (tests/requirements-browser.txt) through chromedriver.
+command -v chromium >/dev/null || apt_packages+=(chromium)
+command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 # make install's test builds the C host from the prefix with pkg-config.
 command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if ((${#apt_packages[@]})); then

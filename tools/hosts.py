@@ -24,6 +24,25 @@ FLASK_HUB_ENV = (
 )
 
 
+#: Hosts that hold a thread for each stream (Waitress, gunicorn gthread;
+#: in hub mode the task streams are the hub's, the event feed still a
+#: thread's): the saturated scenario opens as many streams as threads.
+THREAD_PER_STREAM = ("flask", "flask-gunicorn", "flask-hub")
+
+#: What each host sets over the manifest's container environment
+#: (``examples/kubernetes/deployment.yaml`` describes the Flask app in hub
+#: mode). The rolling harness reports them with its overrides.
+MANIFEST_OVERRIDES = {
+    # Thread per stream: threads for the streams a pod carries, plus the API's.
+    "flask": {"STREAMS": "thread", "THREADS": "64"},
+    "flask-gunicorn": {"STREAMS": "thread", "THREADS": "64"},
+    # No ingress here: stream_url is absolute, on the pod's own hub port.
+    "flask-hub": {"PUBLIC_STREAM_BASE_URL": ""},
+    "rust": {},
+    "asgi": {},
+}
+
+
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     """(argv, working directory) of an example server. The Rust one is the
     binary cargo built for `profile` (`cargo build [--release] --example
@@ -44,6 +63,9 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():
-            raise FileNotFoundError(f"{binary} is missing: cargo build --example sse_server" + (" --release" if profile == "release" else ""))
+            raise FileNotFoundError(
+                f"{binary} is missing: cargo build --example sse_server"
+                + (" --release" if profile == "release" else "")
+            )
         return [str(binary)], ROOT
     raise ValueError(f"unknown host {name!r}; one of {NAMES}")

@@ -1,98 +1,119 @@
-"""The rolling-update harness: prove that a rolling update cuts zero streams
-and fails zero requests, behind a real load balancer, against a baseline.
+"""The rolling-update harness: rolling updates where things go wrong, run
+the way ``examples/kubernetes/deployment.yaml`` says, by the kubelet
+stand-in (``kubelet.py``), behind HAProxy, against a baseline.
 
-For a host kind (the Flask/Waitress or the Rust example server) it:
+For every host in ``hosts.NAMES`` and every scenario (``SCENARIOS``), with
+the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
 
-* starts HAProxy on 127.0.0.1 in front of two backends, with active health
-  checks on /readyz every 250 ms (the part an ingress plays), L7 retries of
-  refused task starts (503) on another backend, and cookie stickiness so a
-  task's SSE stream reaches the backend that runs it, even while that
-  backend drains (``option persist``);
-* runs clients continuously through HAProxy: each starts a task, follows its
-  SSE stream to ``task_completed``, and starts the next; a 503 with
-  Retry-After is retried after that delay, a ``reconnect`` event is honoured
-  as EventSource does (the stream is not counted as cut);
-* rolls the backends the way a Deployment with ``maxSurge: 1,
-  maxUnavailable: 0`` does: start a new backend, wait until HAProxy sees it
-  ready, SIGTERM an old one, wait for it to exit (SIGKILL at the grace
-  period, as the kubelet would), repeat; a round replaces every backend;
-* counts streams completed, streams cut (ended without ``task_completed``,
-  ``task_failed`` or ``reconnect``), task starts refused then retried,
-  client-visible HTTP errors, the old backends' exit codes and their time
-  from SIGTERM to exit;
-* runs the same rounds with the runtime disabled in the backends
-  (``LAST_CALL_DISABLED=1``: default SIGTERM behaviour).
+* starts HAProxy on 127.0.0.1, its health checks configured from the
+  manifest's readiness probe (path, port, period, timeout, thresholds), L7
+  retries of refused task starts (503) on another backend, and cookie
+  stickiness so a task's stream reaches the pod that runs it, even while
+  that pod drains (``option persist``);
+* runs the pods as containers (``kubelet.Container``: PID 1 of a PID
+  namespace, memory and pids cgroups, the liveness probe, preStop, SIGKILL at
+  the grace period) with the manifest's ``GS_*`` environment;
+* runs the scenario's clients through HAProxy (asyncio, httpx);
+* rolls the pods the way the Deployment's strategy says (maxSurge,
+  maxUnavailable): a new pod, ready in HAProxy's eyes, then an old one
+  deleted; the deletion reaches the load balancer ``ENDPOINT_LAG_SECONDS``
+  later (HAProxy puts the pod in drain), while the pod terminates;
+* reports streams completed, ended honestly (pod-bound ending), told to
+  reconnect and cut, client-visible errors by kind, liveness restarts, OOM
+  kills, SIGKILLs, exit codes, SIGTERM-to-exit against the grace period and
+  the reconnects' spread and peak rate.
 
-    python tools/rolling.py --host flask --rounds 3
+    python tools/rolling.py --rounds 3                   # everything
+    python tools/rolling.py --short                      # make test's run
+    python tools/rolling.py --host rust --scenario sunny
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
+import contextlib
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable
 
 import httpx
+import httpx_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hosts  # noqa: E402
-from contract_client import follow_stream, start_task  # noqa: E402
-from server_process import ServerProcess  # noqa: E402
+import browser_clients
+import hosts
+import kubelet
 
-SLOTS = 6
-#: The backends' shutdown timings and the pod's grace period (SIGKILL).
-BACKEND_ENV = {
-    "GS_DRAIN_DELAY_SECONDS": "1",
-    "GS_SHUTDOWN_TIMEOUT_SECONDS": "10",
-    "GS_CLOSE_NOTICE_SECONDS": "3",
-    "GS_EXIT_WATCHDOG_SECONDS": "1",
-    "SSE_HEARTBEAT_SECONDS": "1",
-    "THREADS": "24",
-}
-GRACE_PERIOD_SECONDS = 12.0
+#: The time from a pod's deletion to the load balancer no longer sending it
+#: new requests. In a cluster the endpoints controller updates the
+#: EndpointSlice at once and kube-proxy (``--iptables-min-sync-period``,
+#: 1 s by default) and ingress controllers follow within about a second;
+#: 1 s is the common case, GS_DRAIN_DELAY_SECONDS (5 s) covers the slow one.
+ENDPOINT_LAG_SECONDS = 1.0
+SLOTS = 12
+BACKEND = "pods"
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+def ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
 
 
 class HAProxy:
-    """HAProxy in the foreground with our config, driven through its admin
-    socket (the runtime API) to add and remove backends."""
+    """HAProxy in the foreground, its health checks from the readiness
+    probe, driven through its admin socket to add and remove pods."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, readiness: kubelet.Probe | None) -> None:
         self.port = free_port()
         self.socket_path = workdir / "admin.sock"
         config = workdir / "haproxy.cfg"
         servers = "\n".join(
             f"    server slot{n} 127.0.0.1:1 cookie slot{n} check disabled" for n in range(1, SLOTS + 1)
         )
+        if readiness is None:  # no readiness probe: traffic once the port is open
+            checks = "    default-server inter 1s fall 1 rise 1"
+        else:
+            checks = (
+                f"    option httpchk GET {readiness.path}\n"
+                "    http-check expect status 200-399\n"
+                f"    timeout check {ms(readiness.timeout)}\n"
+                f"    default-server inter {ms(readiness.period)} fastinter {ms(readiness.period)} "
+                f"downinter {ms(readiness.period)} fall {readiness.failure_threshold} rise {readiness.success_threshold}"
+            )
         config.write_text(
             f"""global
     stats socket {self.socket_path} mode 600 level admin
-    maxconn 4096
+    maxconn 8000
 
 defaults
     mode http
     timeout connect 2s
-    timeout client 120s
-    timeout server 120s
-    timeout http-request 10s
-    # A refused task start (503 while draining) or a backend that is gone is
-    # retried on another backend; the POST body is buffered to allow it.
+    timeout client 300s
+    timeout server 300s
+    # Ingress-like client timeouts (ingress-nginx keeps idle client
+    # connections 75 s); a request head may take a while to arrive from
+    # thousands of clients that share this process's cores.
+    timeout http-request 30s
+    timeout http-keep-alive 75s
+    # A refused task start (503 while draining) or a pod that is gone is
+    # retried on another pod; the POST body is buffered to allow it.
     option http-buffer-request
     retries 3
     retry-on conn-failure empty-response 503
@@ -100,17 +121,21 @@ defaults
 
 frontend clients
     bind 127.0.0.1:{self.port}
-    default_backend example_servers
+    maxconn 8000
+    # The browser clients' page, on the load balancer's own origin.
+    http-request return status 200 content-type "text/html" file {browser_clients.PAGE} if {{ path {browser_clients.PAGE_PATH} }}
+    default_backend {BACKEND}
 
-backend example_servers
-    balance roundrobin
-    # A task's stream must reach the backend that runs the task, also while
-    # that backend drains (it is DOWN for new work but still serving).
+backend {BACKEND}
+    # Streams are long-lived: new ones go to the pod holding the fewest.
+    balance leastconn
     cookie GSBACKEND insert indirect nocache
     option persist
-    option httpchk GET /readyz
-    http-check expect status 200
-    default-server inter 250ms fastinter 250ms downinter 250ms fall 1 rise 1
+    # A resumable stream reconnects to any pod: never back to the draining
+    # one its cookie names (a browser sends the cookie with its reconnect).
+    ignore-persist if {{ path /api/events }}
+    http-response set-header X-Pod %s
+{checks}
 {servers}
 """
         )
@@ -120,7 +145,9 @@ backend example_servers
         deadline = time.monotonic() + 10
         while not self.socket_path.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"haproxy did not start: {self.process.stderr.read()}")
+                raise RuntimeError(
+                    f"haproxy did not start: {self.process.stderr.read() if self.process.stderr else ''}"
+                )
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -137,35 +164,42 @@ backend example_servers
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def status(self, slot: int) -> str:
-        """The slot's status as HAProxy's stats report it (UP, DOWN, MAINT…)."""
+    def _stat(self, name: str, column: int) -> str:
         for line in self.command("show stat").splitlines():
-            fields = line.split(",")
-            if len(fields) > 17 and fields[0] == "example_servers" and fields[1] == f"slot{slot}":
-                return fields[17]
-        return "?"
+            cells = line.split(",")
+            if len(cells) > column and cells[0] == BACKEND and cells[1] == name:
+                return cells[column]
+        return ""
+
+    def status(self, slot: int) -> str:
+        return self._stat(f"slot{slot}", 17) or "?"
 
     def retries(self) -> int:
-        """Requests HAProxy retried on another backend (its `wretr` count):
-        mostly task starts refused by a backend that was already draining
-        but not yet seen DOWN by the health check."""
-        for line in self.command("show stat").splitlines():
-            fields = line.split(",")
-            if len(fields) > 16 and fields[0] == "example_servers" and fields[1] == "BACKEND":
-                return int(fields[15] or 0)
-        return 0
+        """Requests HAProxy retried on another pod (``wretr``)."""
+        return int(self._stat("BACKEND", 15) or 0)
 
-    def enable(self, slot: int, port: int, timeout: float = 15.0) -> None:
-        self.command(f"set server example_servers/slot{slot} addr 127.0.0.1 port {port}")
-        self.command(f"set server example_servers/slot{slot} state ready")
+    def enable(self, slot: int, port: int, check_port: int, timeout: float = 60.0) -> None:
+        self.command(f"set server {BACKEND}/slot{slot} addr 127.0.0.1 port {port}")
+        self.command(f"set server {BACKEND}/slot{slot} check-port {check_port}")
+        self.command(f"set server {BACKEND}/slot{slot} state ready")
         deadline = time.monotonic() + timeout
         while self.status(slot) != "UP":
             if time.monotonic() > deadline:
                 raise RuntimeError(f"slot{slot} never became UP (status {self.status(slot)})")
             time.sleep(0.05)
 
+    def repoint(self, slot: int, port: int, check_port: int) -> None:
+        """A restarted container's new ports."""
+        self.command(f"set server {BACKEND}/slot{slot} addr 127.0.0.1 port {port}")
+        self.command(f"set server {BACKEND}/slot{slot} check-port {check_port}")
+
+    def drain(self, slot: int) -> None:
+        """The pod left the endpoints: no new requests (a task's stream,
+        sticky by its cookie, still reaches it)."""
+        self.command(f"set server {BACKEND}/slot{slot} state drain")
+
     def disable(self, slot: int) -> None:
-        self.command(f"set server example_servers/slot{slot} state maint")
+        self.command(f"set server {BACKEND}/slot{slot} state maint")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -174,209 +208,792 @@ backend example_servers
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(5)
+
+
+# --- the clients -------------------------------------------------------------
 
 
 @dataclass
-class Counts:
+class Tally:
+    """What the clients saw. One event loop updates it: no lock."""
+
     tasks_started: int = 0
-    streams_completed: int = 0
-    streams_failed: int = 0
-    streams_reconnected: int = 0
-    streams_cut: int = 0
+    completed: int = 0
+    ended_honestly: int = 0  # a pod-bound ending: task_failed, reason shutdown
+    told_to_reconnect: int = 0
+    cut: int = 0
     starts_refused_then_retried: int = 0
-    http_errors: int = 0
-    error_samples: List[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    errors: Counter = field(default_factory=Counter)
+    error_samples: list[str] = field(default_factory=list)
+    reconnect_times: list[float] = field(default_factory=list)  # monotonic, feed reopenings
+    reopened_on: Counter = field(default_factory=Counter)
+    slow_reader_outcomes: Counter = field(default_factory=Counter)
+    streams_opened: int = 0
 
-    def add(self, **changes: int) -> None:
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def error(self, text: str) -> None:
-        with self.lock:
-            self.http_errors += 1
-            if len(self.error_samples) < 10:
-                self.error_samples.append(text)
+    def error(self, kind: str, text: str) -> None:
+        self.errors[kind] += 1
+        if len(self.error_samples) < 10:
+            self.error_samples.append(f"{kind}: {text}")
 
 
-def client(url: str, counts: Counts, stop: threading.Event, steps: int, step_seconds: float) -> None:
-    """Task after task until told to stop; finishes the task it is on."""
+@dataclass(frozen=True)
+class ClientMix:
+    """One scenario's client population."""
+
+    task_clients: int = 0
+    steps: int = 6
+    step_seconds: float = 0.5
+    long_clients: int = 0  # tasks longer than the grace period
+    feed_clients: int = 0
+    slow_clients: int = 0
+    browser_pages: int = 0  # headless Chromium pages, 2 feeds and 3 task streams each
+
+
+async def _read_events(response: httpx.Response, delay: float = 0.0):
+    async for sse in httpx_sse.EventSource(response).aiter_sse():
+        yield sse
+        if delay:
+            await asyncio.sleep(delay)
+
+
+def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClient:
+    """A client with a cookie jar of its own over a shared transport
+    (building a transport loads TLS certificates: ~30 ms of CPU each, too
+    much for thousands of clients). Never closed: that would close the
+    shared transport; ``Clients`` closes it."""
+    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, read=120), transport=transport, trust_env=False)
+
+
+def new_transport(receive_buffer: int | None = None) -> httpx.AsyncHTTPTransport:
+    options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else None
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        socket_options=options,
+        trust_env=False,
+    )
+
+
+async def task_client(
+    url: str,
+    tally: Tally,
+    stop: asyncio.Event,
+    steps: int,
+    step_seconds: float,
+    transport: httpx.AsyncHTTPTransport,
+    slow: bool = False,
+) -> None:
+    """Task after task until told to stop; each followed to its end. A
+    reconnect hint is honoured once, as EventSource would, with Last-Event-ID."""
     while not stop.is_set():
-        # A fresh client per task: no cookie on the start (any backend),
-        # then the cookie HAProxy set routes the stream to the task's backend.
-        with httpx.Client(base_url=url, timeout=60) as http:
-            response = None
-            for _ in range(20):
-                try:
-                    response = start_task(http, steps, step_seconds)
-                except httpx.HTTPError as error:
-                    counts.error(f"start: {type(error).__name__}: {error}")
-                    response = None
-                    break
-                if response.status_code != 503:
-                    break
-                counts.add(starts_refused_then_retried=1)
-                time.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
-            if response is None:
-                continue
-            if response.status_code != 202:
-                counts.error(f"start: HTTP {response.status_code} {response.text[:100]}")
-                continue
-            counts.add(tasks_started=1)
-            result = follow_stream(http, response.json()["stream_url"])
-            if result.completed:
-                counts.add(streams_completed=1)
-            elif "task_failed" in result.event_types:
-                counts.add(streams_failed=1)
-            elif result.reconnect is not None:
-                counts.add(streams_reconnected=1)
-            else:
-                counts.add(streams_cut=1)
-                if result.error:
-                    counts.error(f"stream: {result.error}")
+        http = client_for(url, transport)
+        response = None
+        for _ in range(30):
+            try:
+                response = await http.post("/api/tasks", json={"steps": steps, "step_seconds": step_seconds})
+            except httpx.HTTPError as error:
+                tally.error(f"start {type(error).__name__}", str(error))
+                response = None
+                break
+            if response.status_code != 503:
+                break
+            tally.starts_refused_then_retried += 1
+            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
+        if response is None:
+            await asyncio.sleep(0.2)
+            continue
+        if response.status_code != 202:
+            tally.error(f"start HTTP {response.status_code}", response.text[:100])
+            await asyncio.sleep(0.2)
+            continue
+        tally.tasks_started += 1
+        outcome = await follow_task(http, response.json()["stream_url"], tally, stop, 0.6 if slow else 0.0)
+        if slow:
+            tally.slow_reader_outcomes[outcome] += 1
+
+
+async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, stop: asyncio.Event, delay: float) -> str:
+    last_id: str | None = None
+    for attempt in range(2):
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        told = False
+        try:
+            async with http.stream("GET", stream_url, headers=headers) as response:
+                tally.streams_opened += 1
+                if response.status_code != 200:
+                    kind = (
+                        "reconnect into a 404"
+                        if attempt and response.status_code == 404
+                        else f"stream HTTP {response.status_code}"
+                    )
+                    tally.error(kind, stream_url)
+                    return kind
+                async for sse in _read_events(response, delay):
+                    if stop.is_set():
+                        return "dropped at the end of the run"  # on a surviving pod
+                    if sse.id:
+                        last_id = sse.id
+                    if sse.event == "reconnect":
+                        told = True
+                        continue
+                    if sse.event != "task_event":
+                        continue
+                    event = json.loads(sse.data)
+                    if event.get("event_type") == "task_completed":
+                        tally.completed += 1
+                        return "completed"
+                    if event.get("event_type") == "task_failed":
+                        if event.get("data", {}).get("reason") == "shutdown":
+                            tally.ended_honestly += 1
+                            return "ended honestly"
+                        tally.error("task_failed", sse.data[:100])
+                        return "failed"
+        except httpx.HTTPError as error:
+            if not told:
+                tally.cut += 1
+                tally.error(f"stream {type(error).__name__}", str(error)[:100])
+                return "cut"
+        if not told:
+            tally.cut += 1
+            return "cut"
+        tally.told_to_reconnect += 1
+    tally.cut += 1
+    return "cut"
+
+
+async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: httpx.AsyncHTTPTransport) -> None:
+    """GET /api/events as EventSource does: after a reconnect hint (or an
+    end) it reopens after ``retry:`` with its own Last-Event-ID."""
+    last_id: str | None = None
+    retry = 1.0
+    http = client_for(url, transport)
+    reopen = False
+    while not stop.is_set():
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        told = False
+        try:
+            async with http.stream("GET", "/api/events", headers=headers) as response:
+                tally.streams_opened += 1
+                if reopen:
+                    tally.reconnect_times.append(time.monotonic())
+                    tally.reopened_on[response.headers.get("X-Pod", "?")] += 1
+                if response.status_code != 200:
+                    tally.error(f"feed HTTP {response.status_code}", response.headers.get("X-Pod", "?"))
+                    await asyncio.sleep(retry)
+                    continue
+                async for sse in _read_events(response):
+                    if sse.id:
+                        last_id = sse.id
+                    if sse.retry:
+                        retry = sse.retry / 1000
+                    if sse.event == "reconnect":
+                        told = True
+                    if stop.is_set() and not told:
+                        return  # on a surviving pod: dropped at the end of the run
+        except httpx.HTTPError as error:
+            if not told:
+                tally.error(f"feed {type(error).__name__}", str(error)[:100])
+        # Counted even once the run is stopping: the clients stop after every
+        # old pod has exited, so a stream that ended was one of theirs.
+        if told:
+            tally.told_to_reconnect += 1
+        else:
+            tally.cut += 1
+        if stop.is_set():
+            return
+        reopen = True
+        await asyncio.sleep(retry)
+
+
+class Clients:
+    """The scenario's clients on an event loop of their own (a thread)."""
+
+    def __init__(self, url: str, mix: ClientMix, grace_seconds: float) -> None:
+        self.tally = Tally()
+        self.mix = mix
+        self.url = url
+        self.grace = grace_seconds
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stop_event = asyncio.Event()
+        self.future = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
+
+    async def _run(self) -> None:
+        self.stop_event = asyncio.Event()
+        mix, url, tally, stop = self.mix, self.url, self.tally, self.stop_event
+        long_steps = int(self.grace * 1.5)  # 1 s steps, half as long again as the grace period
+        # Transports shared by up to 250 clients each: a single pool stalls
+        # with thousands of streams waiting on it.
+        shards = [new_transport() for _ in range(1 + (mix.task_clients + mix.long_clients + mix.feed_clients) // 250)]
+        # A small receive buffer and a reader slower than the stream.
+        slow = new_transport(receive_buffer=4096)
+        self.transports = [*shards, slow]
+        counter = iter(range(1_000_000))
+
+        def shared() -> httpx.AsyncHTTPTransport:
+            return shards[next(counter) // 250]
+
+        jobs = [task_client(url, tally, stop, mix.steps, mix.step_seconds, shared()) for _ in range(mix.task_clients)]
+        jobs += [task_client(url, tally, stop, long_steps, 1.0, shared()) for _ in range(mix.long_clients)]
+        jobs += [feed_client(url, tally, stop, shared()) for _ in range(mix.feed_clients)]
+        jobs += [
+            task_client(url, tally, stop, mix.steps, mix.step_seconds, slow, slow=True) for _ in range(mix.slow_clients)
+        ]
+        await asyncio.gather(*jobs)
+
+    def stop(self, timeout: float) -> None:
+        """Ends the clients. Called once every old pod has exited: the
+        streams still open are on the surviving pods, unaffected by the
+        update, and are dropped uncounted."""
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        try:
+            self.future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            # Streams with nothing to say for a while: dropped. Closing their
+            # generators then is noise, not a finding (the loop's handler).
+            self.loop.set_exception_handler(lambda _loop, _context: None)
+            self.loop.call_soon_threadsafe(self.future.cancel)
+            try:
+                self.future.result(timeout=10)
+            except (asyncio.CancelledError, concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
+                pass
+        except Exception as error:  # noqa: BLE001 - reported, never hidden
+            self.tally.error("harness", f"{type(error).__name__}: {error}")
+        try:
+            for transport in getattr(self, "transports", []):
+                asyncio.run_coroutine_threadsafe(transport.aclose(), self.loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop).result(timeout=10)
+        except Exception:  # noqa: BLE001 - best effort at the end
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+# --- the scenarios -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    mix: Callable[[str, kubelet.PodSpec], ClientMix]
+    env: dict[str, str] = field(default_factory=dict)  # the scenario's overrides
+    #: Exit codes this scenario expects with the runtime.
+    expected_exit: int = 0
+    #: The hung hook: the runtime must say so (the hook left running, or
+    #: the watchdog's exit with status 70).
+    hung_hook: bool = False
+    #: How this version differs from the full scenario, for the report.
+    note: str = ""
+
+
+def _threads(spec: kubelet.PodSpec) -> int:
+    return int(spec.env.get("THREADS", "16"))
+
+
+def _saturating(host: str, spec: kubelet.PodSpec, many: int) -> int:
+    """As many streams as the pods' threads on a host with a thread per
+    stream; `many` on the others."""
+    return _threads(spec) * spec.replicas if host in hosts.THREAD_PER_STREAM else many
+
+
+def _feeds(host: str, spec: kubelet.PodSpec, threaded: int, other: int) -> int:
+    """Feed clients beside 4 task clients: on a host with a thread per
+    stream, at most what the pods' threads hold with 4 left for the tasks."""
+    if host in hosts.THREAD_PER_STREAM:
+        return min(threaded, _threads(spec) * spec.replicas - 4)
+    return other
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "sunny",
+            "8 task clients, 3 s tasks; browsers",
+            lambda host, spec: ClientMix(task_clients=8, browser_pages=2),
+        ),
+        Scenario(
+            "saturated",
+            "resumable streams: as many as THREADS per pod on Waitress and gunicorn; 2,000 on Rust and uvicorn",
+            lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 2000)),
+        ),
+        Scenario(
+            "long-tasks",
+            "a third of the task clients' tasks last 1.5x the grace period",
+            lambda host, spec: ClientMix(task_clients=8, long_clients=4, browser_pages=1),
+        ),
+        Scenario(
+            "resumable-feed",
+            "clients on GET /api/events, beside task clients",
+            lambda host, spec: ClientMix(task_clients=4, feed_clients=_feeds(host, spec, 40, 400), browser_pages=2),
+        ),
+        Scenario(
+            "slow-readers",
+            "4 KiB receive buffers, 0.6 s per event, beside normal clients",
+            lambda host, spec: ClientMix(task_clients=4, slow_clients=8),
+        ),
+        Scenario(
+            "hung-hook",
+            "a shutdown hook that never returns (test-only switch)",
+            lambda host, spec: ClientMix(task_clients=8),
+            env={"SSE_TEST_HANG_SHUTDOWN_HOOK": "1"},
+            hung_hook=True,
+        ),
+    )
+}
+SHORT = ("sunny", "saturated")
+#: make test's versions of them: 1,000 streams instead of 2,000 on the
+#: hosts without a thread per stream (a pair of runs then fits the client
+#: budget at once, within make test's time).
+SHORT_SCENARIOS: dict[str, Scenario] = {
+    "sunny": SCENARIOS["sunny"],
+    "saturated": replace(
+        SCENARIOS["saturated"],
+        mix=lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 1000)),
+        note="short run: 1,000 streams instead of 2,000 on the Rust and uvicorn hosts",
+    ),
+}
+#: make test's budget: one short saturated pair at once.
+SHORT_CLIENT_BUDGET = 2000
+#: make test's short run keeps the manifest's proportions on a shorter clock
+#: (reported as overrides): the baselines' SIGKILL comes at 8 s, not 30 s.
+#: The short tasks (3 s) still fit between SIGTERM and the close notice.
+SHORT_GRACE_SECONDS = 8.0
+SHORT_ENV = {
+    "GS_DRAIN_DELAY_SECONDS": "1",
+    "GS_SHUTDOWN_TIMEOUT_SECONDS": "6",
+    "GS_CLOSE_NOTICE_SECONDS": "1.5",
+    "GS_HOOK_BUDGET_SECONDS": "1",
+    "GS_EXIT_WATCHDOG_SECONDS": "1",
+}
+
+
+def short_spec(spec: kubelet.PodSpec) -> kubelet.PodSpec:
+    """The manifest's pod on make test's clock, two replicas (two cores)."""
+    return spec.override(replicas=2, grace_seconds=SHORT_GRACE_SECONDS, env=SHORT_ENV)
 
 
 @dataclass
-class Replacement:
-    round: int
-    exit_code: Optional[int]
-    seconds_to_exit: float
-    killed: bool
+class Pod:
+    slot: int
+    container: kubelet.Container
 
 
 def run(
     host: str,
+    scenario: Scenario,
     rounds: int,
-    clients: int = 8,
-    baseline: bool = False,
-    steps: int = 6,
-    step_seconds: float = 0.5,
+    baseline: bool,
+    spec: kubelet.PodSpec,
     profile: str = "release",
+    browsers: bool = False,
 ) -> dict:
-    """One run of the harness; returns its report."""
+    """One scenario on one host, with the runtime or as the baseline."""
     if shutil.which("haproxy") is None:
         raise RuntimeError("haproxy is not installed (make setup installs it)")
     command, cwd = hosts.command(host, profile=profile)
-    env = dict(BACKEND_ENV)
-    if baseline:
-        env["LAST_CALL_DISABLED"] = "1"
-    workdir = Path(tempfile.mkdtemp(prefix="gs-rolling-"))
-    proxy = HAProxy(workdir)
-    backends: Dict[int, ServerProcess] = {}
-    free_slots = list(range(1, SLOTS + 1))
-    counts = Counts()
-    replacements: List[Replacement] = []
-    stop = threading.Event()
-    workers: List[threading.Thread] = []
+    if hosts.MANIFEST_OVERRIDES[host]:
+        spec = spec.override(label=host, env=hosts.MANIFEST_OVERRIDES[host])
+    if scenario.env:
+        spec = spec.override(env=scenario.env)
+    extra = {"LAST_CALL_DISABLED": "1"} if baseline else {}
+    mix = scenario.mix(host, spec)
+    workdir = Path(tempfile.mkdtemp(prefix="last-call-rolling-"))
+    proxy = HAProxy(workdir, spec.readiness)
+    if "GS_STREAM_CORS_ORIGINS" in spec.env:
+        # The browser page is served on the load balancer's origin; the hub,
+        # on each pod's own port, is another origin that must allow it.
+        extra["GS_STREAM_CORS_ORIGINS"] = proxy.url
+    free = list(range(1, SLOTS + 1))
+    free_lock = threading.Lock()
+    terminating: list[threading.Thread] = []
+    endings: list[kubelet.Termination] = []
+    pods: list[Pod] = []
+    everything: list[kubelet.Container] = []
+    probes_note: list[str] = []
+    clients: Clients | None = None
+    pages: browser_clients.Browsers | None = None
+    seen_by_browsers: browser_clients.BrowserReport | None = None
+    if browsers and mix.browser_pages and not browser_clients.available():
+        raise RuntimeError("browser clients need chromium, chromedriver and selenium (make setup python)")
+    sigterm_times: list[float] = []
 
-    def start_backend() -> int:
-        slot = free_slots.pop(0)
-        backend = ServerProcess(command, env, cwd=cwd)
-        backends[slot] = backend
-        proxy.enable(slot, backend.port)
-        return slot
+    def check_port(container: kubelet.Container) -> int:
+        port = spec.readiness.port if spec.readiness else "http"
+        try:
+            return container.port(port)
+        except kubelet.ManifestError:
+            # The baseline has no probe listener: its probes go to the app.
+            if not probes_note:
+                probes_note.append("probes on the http port (no probe listener without the runtime)")
+            return container.process.port
 
+    def start_pod() -> Pod:
+        with free_lock:
+            slot = free.pop(0)
+
+        def restarted(container: kubelet.Container) -> None:
+            proxy.repoint(slot, container.process.port, check_port(container))
+
+        container = kubelet.Container(spec, command, cwd=cwd, extra_env=extra, on_restart=restarted)
+        everything.append(container)
+        proxy.enable(slot, container.process.port, check_port(container))
+        return Pod(slot, container)
+
+    def delete_pod(pod: Pod) -> None:
+        # The endpoints update reaches the balancer after the lag, while the
+        # kubelet already runs preStop / SIGTERM.
+        timer = threading.Timer(ENDPOINT_LAG_SECONDS, proxy.drain, args=(pod.slot,))
+        timer.start()
+        sigterm_times.append(time.monotonic())
+        endings.append(pod.container.terminate())
+        timer.cancel()
+        proxy.disable(pod.slot)
+        with free_lock:
+            free.append(pod.slot)
+
+    started = time.monotonic()
     try:
-        for _ in range(2):
-            start_backend()
-        workers = [
-            threading.Thread(target=client, args=(proxy.url, counts, stop, steps, step_seconds), daemon=True)
-            for _ in range(clients)
-        ]
-        for worker in workers:
-            worker.start()
-        time.sleep(steps * step_seconds / 2)  # streams under way on both backends
-
-        for round_number in range(1, rounds + 1):
-            for old_slot in list(backends):
-                start_backend()  # maxSurge 1: the new one first, ready
-                old = backends.pop(old_slot)
-                signalled = old.signal(signal.SIGTERM)
-                killed = False
-                try:
-                    code = old.process.wait(timeout=GRACE_PERIOD_SECONDS)
-                except subprocess.TimeoutExpired:
-                    old.process.kill()  # the kubelet's SIGKILL
-                    code = old.process.wait(timeout=10)
-                    killed = True
-                replacements.append(
-                    Replacement(round_number, code, round(time.monotonic() - signalled, 3), killed)
-                )
-                proxy.disable(old_slot)
-                free_slots.append(old_slot)
-                old.close()
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=steps * step_seconds + 30)
-        proxy_retries = proxy.retries()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=spec.replicas) as starting:
+            pods = list(starting.map(lambda _: start_pod(), range(spec.replicas)))
+        clients = Clients(proxy.url, mix, spec.grace_seconds)
+        if browsers and mix.browser_pages:
+            pages = browser_clients.Browsers(
+                proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds
+            )
+        # Streams under way on every pod (thousands take a few seconds).
+        time.sleep(1.0)
+        wanted = mix.feed_clients + mix.task_clients // 2
+        deadline = time.monotonic() + 60
+        while clients.tally.streams_opened < wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        opened_before_rollout = clients.tally.streams_opened
+        warm_up_seconds = time.monotonic() - started
+        for _ in range(rounds):
+            old, new = list(pods), []
+            while old:
+                while len(new) + len(old) < spec.replicas + spec.max_surge and len(new) < spec.replicas:
+                    new.append(start_pod())
+                while old and len(new) + len(old) - 1 >= spec.replicas - spec.max_unavailable:
+                    worker = threading.Thread(target=delete_pod, args=(old.pop(0),), daemon=True)
+                    worker.start()
+                    terminating.append(worker)
+            pods = new
+        for worker in terminating:
+            worker.join(timeout=spec.grace_seconds + 30)
+        time.sleep(2.0)  # the clients see the last pod's connections end
+        if pages is not None:
+            seen_by_browsers = pages.stop()
+        clients.stop(timeout=5)
+        retried = proxy.retries()
     finally:
-        stop.set()
-        for backend in backends.values():
-            backend.close()
+        if clients is not None and clients.thread.is_alive():
+            clients.stop(timeout=10)
+        if pages is not None:
+            pages.close()
+        for container in everything:
+            container.close()
         proxy.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report = {
+    tally = clients.tally
+    sigkills = [e for e in endings if e.killed_by == "SIGKILL (grace period)"]
+    peak, spread = reconnect_peak(tally.reconnect_times, sigterm_times)
+    return {
         "host": host,
-        "runtime": "disabled (baseline)" if baseline else "last-call",
+        "scenario": scenario.name,
+        "runtime": "baseline" if baseline else "last-call",
         "rounds": rounds,
-        "clients": clients,
-        "task_seconds": steps * step_seconds,
-        **{f.name: getattr(counts, f.name) for f in fields(counts) if f.name != "lock"},
-        "retried_by_haproxy": proxy_retries,
-        "old_backends": [asdict(r) for r in replacements],
-        "exit_codes": [r.exit_code for r in replacements],
-        "max_seconds_to_exit": max((r.seconds_to_exit for r in replacements), default=0.0),
+        "clients": mix.__dict__,
+        "overrides": list(spec.overrides)
+        + probes_note
+        + [f"endpoint removal lag: {ENDPOINT_LAG_SECONDS} s"]
+        + (["GS_STREAM_CORS_ORIGINS: the load balancer's origin"] if "GS_STREAM_CORS_ORIGINS" in extra else [])
+        + ([scenario.note] if scenario.note else []),
+        "streams_before_rollout": f"{opened_before_rollout} of {wanted}",
+        "warm_up_seconds": round(warm_up_seconds, 1),
+        "tasks_started": tally.tasks_started,
+        "completed": tally.completed,
+        "ended_honestly": tally.ended_honestly,
+        "told_to_reconnect": tally.told_to_reconnect,
+        "cut": tally.cut,
+        "starts_refused_then_retried": tally.starts_refused_then_retried,
+        "retried_by_haproxy": retried,
+        "errors": dict(tally.errors),
+        "error_samples": tally.error_samples,
+        "slow_readers": dict(tally.slow_reader_outcomes),
+        "reopened_on": dict(tally.reopened_on),
+        "liveness_restarts": sum(c.restarts for c in everything),
+        "oom_kills": sum(c.oom_kills for c in everything),
+        "sigkills": len(sigkills),
+        "exit_codes": [e.exit_code if e.killed_by is None else e.killed_by for e in endings],
+        "watchdog_lines": sum(e.watchdog_line for e in endings),
+        "hooks_left_running": sum(e.hook_left_running for e in endings),
+        "hung_hook": scenario.hung_hook,
+        "max_seconds_to_exit": max((e.seconds_to_exit for e in endings), default=0.0),
+        "grace_seconds": spec.grace_seconds,
+        "reconnect_peak_per_second": peak,
+        "reconnect_spread_seconds": spread,
+        "expected_exit": scenario.expected_exit,
+        "browsers": None
+        if seen_by_browsers is None
+        else {**seen_by_browsers.__dict__, "task_finals": dict(seen_by_browsers.task_finals)},
+        "output_tails": [
+            e.output_tail
+            for e in endings
+            if e.exit_code != scenario.expected_exit or e.watchdog_line or e.hook_left_running
+        ][:2],
     }
-    return report
 
 
-def table(reports: List[dict]) -> str:
-    rows = [
-        ("streams completed", "streams_completed"),
-        ("streams cut", "streams_cut"),
-        ("streams told to reconnect", "streams_reconnected"),
-        ("tasks failed", "streams_failed"),
-        ("task starts refused, retried by the client", "starts_refused_then_retried"),
-        ("requests retried by HAProxy", "retried_by_haproxy"),
-        ("client-visible HTTP errors", "http_errors"),
-        ("old backends' exit codes", "exit_codes"),
-        ("SIGTERM -> exit, slowest (s)", "max_seconds_to_exit"),
-    ]
+def run_pair(
+    host: str,
+    scenario: Scenario,
+    rounds: int,
+    spec: kubelet.PodSpec,
+    profile: str = "release",
+    browsers: bool = False,
+    baseline: bool = True,
+    budget: _ClientBudget | None = None,
+) -> list[dict]:
+    """The scenario with the runtime and, at the same time, its baseline:
+    two independent runs (HAProxy, pods and clients of their own) that
+    spend most of their time waiting on the pods' clocks; one after the
+    other when their clients do not fit in the budget together."""
+    budget = budget or _ClientBudget(CLIENT_BUDGET)
+    mix = scenario.mix(host, spec)
+    weight = mix.task_clients + mix.long_clients + mix.feed_clients + mix.slow_clients
+
+    def one(disabled: bool) -> dict:
+        with budget.hold(weight):
+            return run(host, scenario, rounds, disabled, spec, profile, browsers)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(one, disabled) for disabled in ((False, True) if baseline else (False,))]
+        return [future.result() for future in runs]
+
+
+def run_scenario(
+    scenario: Scenario,
+    chosen: list[str],
+    rounds: int,
+    spec: kubelet.PodSpec,
+    profile: str = "release",
+    browsers: bool = False,
+    jobs: int = 2,
+    client_budget: int = 0,
+) -> list[dict]:
+    """The scenario on each chosen host beside its baseline, up to `jobs`
+    hosts at once while their clients fit in ``CLIENT_BUDGET`` (a heavier
+    one runs alone); the reports in host order, each baseline after its
+    host."""
+    budget = _ClientBudget(client_budget or CLIENT_BUDGET)
+
+    def pair(host: str) -> list[dict]:
+        return run_pair(host, scenario, rounds, spec, profile, browsers, budget=budget)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = [pool.submit(pair, host) for host in chosen]
+        return [report for future in runs for report in future.result()]
+
+
+#: The most client streams the harness runs at once (all of them in this
+#: process, on one core's worth of Python): above it, runs wait their turn.
+CLIENT_BUDGET = 1000
+
+
+class _ClientBudget:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self.changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, weight: int):
+        with self.changed:
+            self.changed.wait_for(lambda: self.in_use == 0 or self.in_use + weight <= self.capacity)
+            self.in_use += weight
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.in_use -= weight
+                self.changed.notify_all()
+
+
+def reconnect_peak(times: list[float], sigterms: list[float]) -> tuple[int, float]:
+    """The most reopenings in any one second, and the widest time span of
+    the reopenings after one SIGTERM (before the next)."""
+    if not times:
+        return 0, 0.0
+    times = sorted(times)
+    peak, low = 0, 0
+    for high, moment in enumerate(times):
+        while moment - times[low] >= 1.0:
+            low += 1
+        peak = max(peak, high - low + 1)
+    spread = 0.0
+    marks = [*sorted(sigterms), float("inf")]
+    for begin, end in zip(marks, marks[1:]):
+        window = [t for t in times if begin <= t < end]
+        if window:
+            spread = max(spread, window[-1] - window[0])
+    return peak, round(spread, 2)
+
+
+# --- the report --------------------------------------------------------------
+
+ROWS = [
+    ("streams open before the rollout / wanted", lambda r: r["streams_before_rollout"]),
+    ("streams completed", lambda r: r["completed"]),
+    ("ended honestly (pod-bound ending)", lambda r: r["ended_honestly"]),
+    ("told to reconnect", lambda r: r["told_to_reconnect"]),
+    ("**cut**", lambda r: r["cut"]),
+    ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
+    ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
+    ("browser feeds: reopened / continued", lambda r: browser_row(r, "feeds")),
+    ("client-visible errors", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"),
+    (
+        "task starts refused then retried (client / HAProxy)",
+        lambda r: f"{r['starts_refused_then_retried']} / {r['retried_by_haproxy']}",
+    ),
+    ("liveness restarts", lambda r: r["liveness_restarts"]),
+    ("OOM kills", lambda r: r["oom_kills"]),
+    ("SIGKILLs", lambda r: r["sigkills"]),
+    ("exit codes", lambda r: " ".join(str(c) for c in r["exit_codes"])),
+    ("hung hook left running / watchdog exits", lambda r: f"{r['hooks_left_running']} / {r['watchdog_lines']}"),
+    ("SIGTERM -> exit, slowest / grace (s)", lambda r: f"{r['max_seconds_to_exit']} / {r['grace_seconds']:g}"),
+    (
+        "reconnect peak (/s) / spread (s)",
+        lambda r: f"{r['reconnect_peak_per_second']} / {r['reconnect_spread_seconds']}",
+    ),
+    ("slow readers", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["slow_readers"].items())) or "-"),
+]
+
+
+def browser_row(report: dict, which: str) -> str:
+    seen = report.get("browsers")
+    if not seen:
+        return "-"
+    if which == "errors":
+        return f"{seen['error_events']} / {seen['retry_loops']}"
+    if which == "tasks":
+        endings = ", ".join(f"{k}: {v}" for k, v in sorted(seen["task_finals"].items())) or "none"
+        return f"{endings} / {seen['task_error_before_final']}"
+    return f"{seen['feed_reopened']} / {seen['feed_continued']}"
+
+
+def table(reports: list[dict]) -> str:
     header = "| | " + " | ".join(f"{r['host']}, {r['runtime']}" for r in reports) + " |"
     lines = [header, "|---" * (len(reports) + 1) + "|"]
-    for name, key in rows:
-        lines.append(f"| {name} | " + " | ".join(str(r[key]) for r in reports) + " |")
-    return "\n".join(lines)
+    for name, value in ROWS:
+        lines.append(f"| {name} | " + " | ".join(str(value(r)) for r in reports) + " |")
+    notes = sorted({note for r in reports for note in r["overrides"]})
+    return "\n".join(lines) + ("\n\nOverrides: " + "; ".join(notes) if notes else "")
+
+
+def shows_damage(report: dict) -> bool:
+    """A baseline's damage: streams cut, or pods that ran to SIGKILL."""
+    return bool(report["cut"] or report["sigkills"] or report["errors"])
+
+
+def markdown(reports: list[dict]) -> str:
+    """One table per scenario, in the order run, as BENCHMARKS.md has them."""
+    names = list(dict.fromkeys(r["scenario"] for r in reports))
+    return "\n".join(
+        f"### {name}: {SCENARIOS[name].what}\n\n{table([r for r in reports if r['scenario'] == name])}\n"
+        for name in names
+    )
+
+
+def failures(report: dict) -> list[str]:
+    """Why a report with the runtime fails (empty: it passes). A baseline
+    never fails: it shows what happens without the runtime, damage or not
+    (plain gunicorn and uvicorn finish short requests by themselves)."""
+    if report["runtime"] != "last-call":
+        return []
+    found = []
+    for key in ("cut", "liveness_restarts", "oom_kills", "sigkills"):
+        if report[key]:
+            found.append(f"{key}: {report[key]}")
+    if report["errors"]:
+        found.append(f"client-visible errors: {report['errors']} {report['error_samples'][:3]}")
+    seen = report.get("browsers")
+    if seen and (seen["retry_loops"] or seen["task_error_before_final"]):
+        found.append(
+            f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
+            f"with an error before their end {seen['samples']}"
+        )
+    allowed = (report["expected_exit"], 70) if report["hung_hook"] else (report["expected_exit"],)
+    wrong = [c for c in report["exit_codes"] if c not in allowed]
+    if wrong:
+        found.append(f"exit codes {wrong} (expected {allowed}); output: {report['output_tails'][:1]}")
+    if not report["hung_hook"] and (report["watchdog_lines"] or report["hooks_left_running"]):
+        found.append(
+            f"{report['watchdog_lines']} exit watchdog lines, {report['hooks_left_running']} hooks left running "
+            f"with no hung hook: {report['output_tails'][:1]}"
+        )
+    said = report["watchdog_lines"] + report["hooks_left_running"]
+    if report["hung_hook"] and said < len(report["exit_codes"]):
+        found.append("a hung hook the runtime said nothing about (no 'left running', no watchdog line)")
+    return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", choices=hosts.NAMES, action="append", help="repeatable; default: both")
+    parser.add_argument("--host", choices=hosts.NAMES, action="append", help="repeatable; default: every host")
+    parser.add_argument("--scenario", choices=list(SCENARIOS), action="append", help="repeatable; default: all")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--short", action="store_true", help="make test's run: one round, sunny and saturated")
+    parser.add_argument("--replicas", type=int, help="override the manifest's replicas (reported)")
+    parser.add_argument("--profile", default="release")
+    parser.add_argument("--no-browsers", action="store_true", help="no headless Chromium clients")
     parser.add_argument("--json", type=Path, help="also write the reports here")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here (BENCHMARKS.md's)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="hosts run at once, each with its baseline beside it (default 2)"
+    )
     args = parser.parse_args()
-    reports = []
-    for host in args.host or list(hosts.NAMES):
-        for baseline in (False, True):
-            print(f"rolling: {host}, {'baseline' if baseline else 'last-call'}, {args.rounds} round(s)...", flush=True)
-            reports.append(run(host, args.rounds, args.clients, baseline))
-    print()
-    print(table(reports))
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=2))
+    spec = kubelet.load()
+    if args.short:
+        spec = short_spec(spec)
+    if args.replicas is not None:
+        spec = spec.override(replicas=args.replicas)
+    names = args.scenario or (list(SHORT) if args.short else list(SCENARIOS))
+    rounds = 1 if args.short else args.rounds
+    reports: list[dict] = []
     ok = True
-    for report in reports:
-        graceful = report["runtime"] == "last-call"
-        if graceful and (report["streams_cut"] or report["http_errors"] or any(report["exit_codes"])):
-            print(f"FAILED: {report['host']} with the runtime cut streams or failed requests: {report['error_samples']}")
-            ok = False
-        if not graceful and report["streams_cut"] == 0:
-            print(f"FAILED: the {report['host']} baseline cut nothing, so this run proves nothing")
-            ok = False
-    print("\nverdict: " + ("zero streams cut and zero client-visible errors with the runtime" if ok else "NOT proven"))
+    for name in names:
+        scenario = SHORT_SCENARIOS[name] if args.short else SCENARIOS[name]
+        chosen = args.host or list(hosts.NAMES)
+        began = time.monotonic()
+        print(f"rolling: {name}, {', '.join(chosen)}, each beside its baseline, {rounds} round(s)...", flush=True)
+        browsers = not args.no_browsers and not args.short
+        budget = SHORT_CLIENT_BUDGET if args.short else CLIENT_BUDGET
+        pair = run_scenario(scenario, chosen, rounds, spec, args.profile, browsers, args.jobs, budget)
+        print(f"\n### {name}: {scenario.what}\n\n{table(pair)}\n", flush=True)
+        print(f"({name}: {time.monotonic() - began:.0f} s)", flush=True)
+        for report in pair:
+            if report["runtime"] == "baseline" and not shows_damage(report):
+                print(f"note: {name}, {report['host']}: the baseline shows no damage in this scenario", flush=True)
+            for reason in failures(report):
+                ok = False
+                print(f"FAILED: {name}, {report['host']}, {report['runtime']}: {reason}", flush=True)
+        reports += pair
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2, default=str))
+    if args.markdown:
+        args.markdown.write_text(markdown(reports))
+    print(
+        "verdict: "
+        + (
+            "proven: no cut stream, no unexplained error, no restart, OOM kill or SIGKILL with the runtime"
+            if ok
+            else "NOT proven"
+        )
+    )
     return 0 if ok else 1
 
 

@@ -30,11 +30,13 @@ signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
 import logging  # noqa: E402 - after the early signal handling, on purpose
 import socket  # noqa: E402
 
+from last_call.testing import check_test_switches, install_test_switches  # noqa: E402
 from settings import SettingsError, from_env  # noqa: E402
 
 try:
     SETTINGS = from_env()
-except SettingsError as _error:
+    check_test_switches(SETTINGS.host)  # test-only, off by default
+except (SettingsError, ValueError) as _error:
     print(f"run.py: {_error}", file=sys.stderr)
     sys.exit(2)
 
@@ -76,6 +78,7 @@ if __name__ == "__main__":
     # Registered before the lifespan's uvicorn hook: the tasks are stopped
     # first, then uvicorn.
     manager.register_shutdown_hook("task-service", service.shutdown)
+    install_test_switches(manager, settings.host)  # test-only, off by default
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -45,6 +45,7 @@ except SettingsError as _error:
 
 from app import create_app  # noqa: E402
 from last_call import hub  # noqa: E402
+from last_call.testing import install_test_switches  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -55,6 +56,11 @@ if __name__ == "__main__":
     app = create_app()
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
+    try:
+        install_test_switches(manager, settings.host)  # test-only, off by default
+    except ValueError as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)
     threads = settings.threads
     if settings.streams == "hub":
         # The hub's heartbeat follows the app's unless set on its own. (The

@@ -25,11 +25,13 @@ import sys
 # A SIGTERM before gunicorn is running: nothing is served yet, exit 0.
 signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
 
+from last_call.testing import check_test_switches  # noqa: E402
 from settings import SettingsError, from_env  # noqa: E402
 
 try:
     SETTINGS = from_env()
-except SettingsError as _error:
+    check_test_switches(SETTINGS.host)  # test-only, off by default; wsgi.py applies them
+except (SettingsError, ValueError) as _error:
     print(f"serve_gunicorn.py: {_error}", file=sys.stderr)
     sys.exit(2)
 

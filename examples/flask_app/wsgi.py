@@ -13,12 +13,16 @@ from collections.abc import Iterable
 from typing import Any, Callable
 
 from app import create_app
+from last_call.testing import install_test_switches
+from settings import from_env
 
 #: The most of a refused body read to let the client see its 413.
 DISCARD_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
 
 flask_app = create_app()
+# Test-only, off by default (serve_gunicorn.py refused a bad value already).
+install_test_switches(flask_app.extensions["container"].shutdown_manager(), from_env().host)
 
 
 def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -19,6 +19,7 @@
 mod routes;
 mod settings;
 mod tasks;
+mod test_switches;
 
 use last_call::{install_signal_handlers, Config, Phase, Runtime};
 use routes::{router, AppState};
@@ -92,6 +93,8 @@ async fn serve(settings: Settings) -> i32 {
         server_done.recv_timeout(left).is_ok()
     })
     .unwrap_or_else(|e| fail(e.to_string()));
+    // Test-only, off by default: a hook that never returns.
+    test_switches::install(gs, &settings.host).unwrap_or_else(|e| fail(e));
 
     let state = AppState {
         runtime: gs,
