@@ -51,7 +51,7 @@ from .manager import default_manager
 from .phase import Phase
 from .protocol import ShutdownManager
 from .sse import StreamKind
-from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, _last_id_in, reconnect_event
+from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, _last_id_in, stream_ending
 
 __all__ = [
     "CountStreams",
@@ -274,12 +274,7 @@ class Stream:
 
     def ending(self) -> bytes:
         """What ClosingStreams ends this stream with, by its kind."""
-        if self.kind is StreamKind.RESUMABLE:
-            return reconnect_event(self._retry_ms, last_event_id=self.last_event_id)
-        final = self._final_event() if callable(self._final_event) else self._final_event
-        if final is None:
-            return b""
-        return final.encode() if isinstance(final, str) else final
+        return stream_ending(self.kind, self._retry_ms, self.last_event_id, self._final_event)
 
     async def events(self, source: AsyncIterable[Any]) -> AsyncIterator[Any]:
         """The items of ``source``, each raced against ``closing``; when

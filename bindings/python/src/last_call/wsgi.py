@@ -55,6 +55,18 @@ FinalEvent = Union[str, bytes, Callable[[], Union[str, bytes]]]
 _ID_LINE = re.compile(rb"(?:^|\n)id:[ ]?([^\r\n]*)")
 
 
+def stream_ending(kind: StreamKind, retry_ms: int, last_event_id: str | None, final_event: FinalEvent | None) -> bytes:
+    """What ClosingStreams ends a stream with, by its kind: a resumable one
+    is told to reconnect (with its last id), a pod-bound one gets its final
+    event (nothing if it has none). One rule for the WSGI and ASGI streams."""
+    if kind is StreamKind.RESUMABLE:
+        return reconnect_event(retry_ms, last_event_id=last_event_id)
+    final = final_event() if callable(final_event) else final_event
+    if final is None:
+        return b""
+    return final.encode() if isinstance(final, str) else final
+
+
 def reconnect_event(
     retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
     reason: str = "server shutting down",
@@ -143,14 +155,9 @@ class TrackedStream:
             self.last_event_id = last_id
         return chunk
 
-    def _last_words(self) -> Any:
+    def _last_words(self) -> bytes:
         """What ClosingStreams ends this stream with, by its kind."""
-        if self.kind is StreamKind.RESUMABLE:
-            return reconnect_event(self._retry_ms, last_event_id=self.last_event_id)
-        final = self._final_event() if callable(self._final_event) else self._final_event
-        if final is None:
-            return b""
-        return final.encode() if isinstance(final, str) else final
+        return stream_ending(self.kind, self._retry_ms, self.last_event_id, self._final_event)
 
     def close(self) -> None:
         """Ends the stream: closes the wrapped iterable and uncounts it,
