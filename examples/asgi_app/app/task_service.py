@@ -155,15 +155,8 @@ class TaskService:
             subscriber.put_nowait((index, event))
         task.subscribers.append(subscriber)
         try:
-            while True:
-                try:
-                    event_id, event = await asyncio.wait_for(subscriber.get(), self.heartbeat_seconds)
-                except asyncio.TimeoutError:
-                    yield ": heartbeat\n\n"
-                    continue
-                yield sse_text(event, event_id)
-                if event["event_type"] in FINAL_EVENTS:
-                    return
+            async for text in self._relay(subscriber, until_final=True):
+                yield text
         finally:
             task.subscribers.remove(subscriber)
 
@@ -173,15 +166,23 @@ class TaskService:
         subscriber: asyncio.Queue = asyncio.Queue()
         self._feed.append(subscriber)
         try:
-            while True:
-                try:
-                    event_id, event = await asyncio.wait_for(subscriber.get(), self.heartbeat_seconds)
-                except asyncio.TimeoutError:
-                    yield ": heartbeat\n\n"
-                    continue
-                yield sse_text(event, event_id)
+            async for text in self._relay(subscriber, until_final=False):
+                yield text
         finally:
             self._feed.remove(subscriber)
+
+    async def _relay(self, subscriber: asyncio.Queue, until_final: bool) -> AsyncIterator[str]:
+        """A subscriber's queued (id, event) pairs as SSE text, a heartbeat
+        comment when idle; with ``until_final``, ends after a final event."""
+        while True:
+            try:
+                event_id, event = await asyncio.wait_for(subscriber.get(), self.heartbeat_seconds)
+            except asyncio.TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            yield sse_text(event, event_id)
+            if until_final and event["event_type"] in FINAL_EVENTS:
+                return
 
     # ----- housekeeping -----
 
