@@ -293,3 +293,16 @@ fn the_version_is_the_crate_version() {
     let version = unsafe { CStr::from_ptr(gs_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn host_exiting_refuses_a_nan_or_negative_timeout_and_may_be_called_again() {
+    common::require_process_per_test();
+    for bad in [f64::NAN, -1.0, f64::NEG_INFINITY] {
+        assert_eq!(gs_host_exiting(bad), gs_status::GS_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("timeout"), "{}", last_error());
+    }
+    // Nothing in flight: the gate shuts at once, and shutting it again (an
+    // atexit handler run twice, say) is no error.
+    assert_eq!(gs_host_exiting(0.0), gs_status::GS_OK);
+    assert_eq!(gs_host_exiting(f64::INFINITY), gs_status::GS_OK);
+}
