@@ -59,7 +59,9 @@ impl Target {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(CONNECT_TIMEOUT)
                     .set_response_timeout(response);
-                Ok(Conn::Cluster(client.get_async_connection_with_config(config).await?))
+                Ok(Conn::Cluster(
+                    client.get_async_connection_with_config(config).await?,
+                ))
             }
         }
     }

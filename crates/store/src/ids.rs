@@ -31,8 +31,13 @@ impl EventId {
         if parts.next().is_some() {
             return None;
         }
-        let hex = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        let hex = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 16
+                && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
         if !hex(epoch) || !digits(ms) || !digits(seq) {
             return None;
         }

@@ -80,6 +80,9 @@ mod tests {
         for n in 0..16_000 {
             seen[bucket(&format!("task:{n}")) as usize] += 1;
         }
-        assert!(seen.iter().all(|&count| (700..1300).contains(&count)), "{seen:?}");
+        assert!(
+            seen.iter().all(|&count| (700..1300).contains(&count)),
+            "{seen:?}"
+        );
     }
 }

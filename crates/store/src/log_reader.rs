@@ -66,7 +66,12 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    pub(crate) fn new(target: Target, buckets: Vec<u32>, block: Duration, count: usize) -> LogReader {
+    pub(crate) fn new(
+        target: Target,
+        buckets: Vec<u32>,
+        block: Duration,
+        count: usize,
+    ) -> LogReader {
         LogReader {
             target,
             places: buckets
@@ -118,7 +123,8 @@ impl LogReader {
                 self.places[at].check = false;
                 if !still_there(&mut conn, &self.places[at]).await? {
                     items.push(LogItem::Lost(self.places[at].bucket));
-                    self.places[at].position = Some(log_end(&mut conn, &self.places[at].key).await?);
+                    self.places[at].position =
+                        Some(log_end(&mut conn, &self.places[at].key).await?);
                 }
             }
         }
@@ -139,6 +145,20 @@ impl LogReader {
             command.arg(place.position.as_deref().unwrap_or("$"));
         }
         let reply: Value = command.query_async(&mut conn).await?;
+        if self.target.is_cluster() {
+            // A cluster connection follows a failover by itself, without an
+            // error: ask each node's generation after every read, and
+            // report a change before the entries read from the new node.
+            for place in &mut self.places {
+                let mut invocation = generation_script().prepare_invoke();
+                invocation.key(&place.key);
+                let generation: String = invocation.invoke_async(&mut conn).await?;
+                if place.generation.as_deref() != Some(generation.as_str()) {
+                    items.push(LogItem::Lost(place.bucket));
+                    place.generation = Some(generation);
+                }
+            }
+        }
         for (key, entries) in streams(&reply) {
             let Some(at) = self.places.iter().position(|p| p.key == key) else {
                 continue;
@@ -148,11 +168,16 @@ impl LogReader {
                 self.places[at].check = true;
             }
             for raw in read {
-                let Some(parts) = values::array(raw) else { continue };
+                let Some(parts) = values::array(raw) else {
+                    continue;
+                };
                 if let Some(id) = parts.first().and_then(values::text) {
                     self.places[at].position = Some(id);
                 }
-                if let Some(entry) = parts.get(1).and_then(|f| log_entry(self.places[at].bucket, f)) {
+                if let Some(entry) = parts
+                    .get(1)
+                    .and_then(|f| log_entry(self.places[at].bucket, f))
+                {
                     items.push(LogItem::Entry(entry));
                 }
             }
@@ -174,7 +199,9 @@ impl LogReader {
             invocation.key(&place.key);
             let generation: String = invocation.invoke_async(&mut conn).await?;
             let continuous = match (&place.position, &place.generation) {
-                (Some(_), Some(before)) if *before == generation => still_there(&mut conn, place).await?,
+                (Some(_), Some(before)) if *before == generation => {
+                    still_there(&mut conn, place).await?
+                }
                 (None, _) => true,
                 _ => false,
             };

@@ -137,7 +137,9 @@ pub(crate) fn generation_script() -> &'static Script {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn protocol(what: &str) -> RedisError {
@@ -336,7 +338,8 @@ fn parse_appended(reply: &Value, count: usize) -> RedisResult<Vec<Appended>> {
         .chunks(2)
         .map(|pair| {
             let entry = values::text(&pair[0]).unwrap_or_default();
-            let id = EventId::from_entry(&epoch, &entry).ok_or_else(|| protocol("append: bad id"))?;
+            let id =
+                EventId::from_entry(&epoch, &entry).ok_or_else(|| protocol("append: bad id"))?;
             match values::text(&pair[1]).as_deref() {
                 Some("ok") => Ok(Appended::Added(id)),
                 Some("closed") => Ok(Appended::Closed(id)),

@@ -40,7 +40,11 @@ pub struct StoreUrlError {
 
 impl fmt::Display for StoreUrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {STREAM_STORE}={:?}: {}", self.value, self.reason)
+        write!(
+            f,
+            "invalid {STREAM_STORE}={:?}: {}",
+            self.value, self.reason
+        )
     }
 }
 
@@ -162,17 +166,23 @@ impl StoreUrl {
 /// `host:port`, with a port; `[v6]:port` for IPv6.
 fn check_host(host: &str) -> Result<(), String> {
     let Some((name, port)) = host.rsplit_once(':') else {
-        return Err(format!("{host:?} has no port: write host:port (Redis listens on 6379 by default)"));
+        return Err(format!(
+            "{host:?} has no port: write host:port (Redis listens on 6379 by default)"
+        ));
     };
     if name.is_empty() || name == "[]" {
         return Err(format!("{host:?} has no host name"));
     }
     if name.contains(':') && !(name.starts_with('[') && name.ends_with(']')) {
-        return Err(format!("{host:?}: write an IPv6 address in brackets, [::1]:6379"));
+        return Err(format!(
+            "{host:?}: write an IPv6 address in brackets, [::1]:6379"
+        ));
     }
     match port.parse::<u16>() {
         Ok(port) if port != 0 => Ok(()),
-        _ => Err(format!("{host:?}: the port must be a number from 1 to 65535")),
+        _ => Err(format!(
+            "{host:?}: the port must be a number from 1 to 65535"
+        )),
     }
 }
 
@@ -187,12 +197,10 @@ fn redact(text: &str) -> String {
         let end = tail.find(['/', ',']).unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rsplit_once('@') {
-            Some((credentials, host)) => {
-                match credentials.split_once(':') {
-                    Some((user, _)) => out.push_str(&format!("{user}:***@{host}")),
-                    None => out.push_str(&format!("***@{host}")),
-                }
-            }
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***@{host}")),
+                None => out.push_str(&format!("***@{host}")),
+            },
             None => out.push_str(authority),
         }
         rest = &tail[end..];

@@ -37,12 +37,23 @@ fn added(appended: &[Appended]) -> Vec<String> {
 #[tokio::test]
 async fn a_resume_gets_exactly_the_events_after_its_id_on_another_store_handle() {
     let server = RedisServer::start();
-    let (a, b) = (store(&server, Limits::default()), store(&server, Limits::default()));
+    let (a, b) = (
+        store(&server, Limits::default()),
+        store(&server, Limits::default()),
+    );
     let batch: Vec<Append> = (0..10).map(|n| event("task:1", n)).collect();
     let ids = added(&a.append(&batch).await.unwrap());
     // Increasing, one epoch.
-    let parsed: Vec<_> = ids.iter().map(|id| last_call_store::ids::EventId::parse(id).unwrap()).collect();
-    assert!(parsed.windows(2).all(|w| w[0] < w[1] && w[0].epoch == w[1].epoch), "{ids:?}");
+    let parsed: Vec<_> = ids
+        .iter()
+        .map(|id| last_call_store::ids::EventId::parse(id).unwrap())
+        .collect();
+    assert!(
+        parsed
+            .windows(2)
+            .all(|w| w[0] < w[1] && w[0].epoch == w[1].epoch),
+        "{ids:?}"
+    );
     // Part read on A, the rest on B.
     let resume = b.resume("task:1", Some(&ids[3])).await.unwrap();
     assert_eq!(resume.status, ResumeStatus::After);
@@ -51,10 +62,16 @@ async fn a_resume_gets_exactly_the_events_after_its_id_on_another_store_handle()
     assert_eq!(resume.entries[0].data, "{\"n\":4}");
     // From the last id: nothing more, nothing missed.
     let resume = b.resume("task:1", Some(&ids[9])).await.unwrap();
-    assert_eq!((resume.status, resume.entries.len()), (ResumeStatus::After, 0));
+    assert_eq!(
+        (resume.status, resume.entries.len()),
+        (ResumeStatus::After, 0)
+    );
     // No id: everything.
     let resume = b.resume("task:1", None).await.unwrap();
-    assert_eq!((resume.status, resume.entries.len()), (ResumeStatus::All, 10));
+    assert_eq!(
+        (resume.status, resume.entries.len()),
+        (ResumeStatus::All, 10)
+    );
 }
 
 #[tokio::test]
@@ -79,7 +96,10 @@ async fn ids_of_another_epoch_malformed_or_huge_get_gap_then_the_history() {
     }
     // An unknown channel: gap, nothing to replay.
     let resume = store.resume("nobody", Some(&ids[0])).await.unwrap();
-    assert_eq!((resume.status, resume.entries.len(), resume.epoch), (ResumeStatus::Gap, 0, None));
+    assert_eq!(
+        (resume.status, resume.entries.len(), resume.epoch),
+        (ResumeStatus::Gap, 0, None)
+    );
 }
 
 #[tokio::test]
@@ -92,12 +112,20 @@ async fn histories_are_bounded_by_count_bytes_and_age() {
         ..Limits::default()
     };
     let store = store(&server, limits);
-    let ids = added(&store.append(&(0..20).map(|n| event("count", n)).collect::<Vec<_>>()).await.unwrap());
+    let ids = added(
+        &store
+            .append(&(0..20).map(|n| event("count", n)).collect::<Vec<_>>())
+            .await
+            .unwrap(),
+    );
     let resume = store.resume("count", None).await.unwrap();
     let kept: Vec<String> = resume.entries.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(kept, ids[15..].to_vec());
     // A trimmed id is a gap.
-    assert_eq!(store.resume("count", Some(&ids[3])).await.unwrap().status, ResumeStatus::Gap);
+    assert_eq!(
+        store.resume("count", Some(&ids[3])).await.unwrap().status,
+        ResumeStatus::Gap
+    );
     // Bytes: 1,000-byte events (plus 32 each) under a 10,000-byte bound.
     let big: Vec<Append> = (0..5)
         .map(|_| Append {
@@ -133,7 +161,13 @@ async fn histories_are_bounded_by_count_bytes_and_age() {
 #[tokio::test]
 async fn a_closed_channel_takes_no_more_and_gives_its_final_event_to_late_subscribers() {
     let server = RedisServer::start();
-    let store = store(&server, Limits { history_len: 2, ..Limits::default() });
+    let store = store(
+        &server,
+        Limits {
+            history_len: 2,
+            ..Limits::default()
+        },
+    );
     let mut batch: Vec<Append> = (0..3).map(|n| event("task:2", n)).collect();
     batch.push(Append {
         event: "task_failed".into(),
@@ -143,28 +177,43 @@ async fn a_closed_channel_takes_no_more_and_gives_its_final_event_to_late_subscr
     });
     batch.push(event("task:2", 9));
     let appended = store.append(&batch).await.unwrap();
-    let Appended::Added(final_id) = appended[3].clone() else { panic!("{appended:?}") };
+    let Appended::Added(final_id) = appended[3].clone() else {
+        panic!("{appended:?}")
+    };
     assert_eq!(appended[4], Appended::Closed(final_id.clone()));
     // Trimmed out of the 2-event history, and still told.
     store.append(&[]).await.unwrap();
     let resume = store.resume("task:2", None).await.unwrap();
     let closed = resume.closed.expect("closed");
-    assert_eq!((closed.id.clone(), closed.event.as_str()), (final_id.clone(), "task_failed"));
+    assert_eq!(
+        (closed.id.clone(), closed.event.as_str()),
+        (final_id.clone(), "task_failed")
+    );
     // Resuming from the final event's id: nothing missed.
-    let resume = store.resume("task:2", Some(&final_id.to_string())).await.unwrap();
+    let resume = store
+        .resume("task:2", Some(&final_id.to_string()))
+        .await
+        .unwrap();
     assert_eq!(resume.status, ResumeStatus::After);
 }
 
 #[tokio::test]
 async fn a_reader_sees_every_pods_events_in_order_once() {
     let server = RedisServer::start();
-    let (a, b) = (store(&server, Limits::default()), store(&server, Limits::default()));
+    let (a, b) = (
+        store(&server, Limits::default()),
+        store(&server, Limits::default()),
+    );
     let mut reader = a.log_readers(Duration::from_millis(200), 100).remove(0);
     reader.start().await.unwrap();
     // Two "pods" publishing to two channels.
     let mut expected: Vec<(String, String)> = Vec::new();
     for round in 0..5 {
-        let from_a = added(&a.append(&[event("x", round), event("y", round)]).await.unwrap());
+        let from_a = added(
+            &a.append(&[event("x", round), event("y", round)])
+                .await
+                .unwrap(),
+        );
         let from_b = added(&b.append(&[event("x", 100 + round)]).await.unwrap());
         expected.push(("x".into(), from_a[0].clone()));
         expected.push(("y".into(), from_a[1].clone()));
@@ -233,7 +282,11 @@ async fn after_redis_restarts_empty_old_ids_get_gap_and_the_reader_reports_the_l
 
 #[tokio::test]
 async fn an_unreachable_server_is_no_error_until_used_and_then_a_prompt_one() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let store = RedisStore::new(
         &StoreUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
         Limits::default(),
