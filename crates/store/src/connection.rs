@@ -19,21 +19,23 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where to connect: built once from the URL, without connecting.
 #[derive(Clone)]
 pub(crate) enum Target {
-    Single(redis::Client),
-    Cluster(ClusterClient),
+    Single(Box<redis::Client>),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Target {
     pub(crate) fn new(url: &StoreUrl) -> RedisResult<Option<Target>> {
         Ok(match url {
             StoreUrl::Memory => None,
-            StoreUrl::Redis(url) => Some(Target::Single(redis::Client::open(url.as_str())?)),
-            StoreUrl::Cluster(urls) => Some(Target::Cluster(
+            StoreUrl::Redis(url) => {
+                Some(Target::Single(Box::new(redis::Client::open(url.as_str())?)))
+            }
+            StoreUrl::Cluster(urls) => Some(Target::Cluster(Box::new(
                 ClusterClient::builder(urls.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .build()?,
-            )),
+            ))),
         })
     }
 

@@ -143,7 +143,7 @@ impl StoreUrl {
             };
             // redis-rs's own reading of it, so that what we accept it takes.
             redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                .map_err(|e| error(&format!("{}", redact(&e.to_string()))))?;
+                .map_err(|e| error(&redact(&e.to_string())))?;
             urls.push(url);
         }
         Ok(if cluster {
