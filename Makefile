@@ -73,17 +73,19 @@ lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
 	$(PYTHON) -m ruff check --config $(PY_LINT_CONFIG) $(PY_LINT_PATHS)
 	$(PYTHON) -m ruff format --check --config $(PY_LINT_CONFIG) bindings/python/src
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 test-rust:
-	$(CARGO) build --all-targets
-	$(CARGO) nextest run --lib --tests --examples
-	$(CARGO) test --doc
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) nextest run --workspace --lib --tests --examples
+	$(CARGO) test --workspace --doc
 
-LOOM_CARGO := RUSTFLAGS="--cfg gs_loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
-  $(CARGO) test --release --manifest-path tests/loom/Cargo.toml --test loom_stream_counter --test loom_delivery
+# The loom models build the core crate alone (crates/core: no tokio, no
+# hyper), with the one switch `--cfg loom`, in a target of their own.
+LOOM_CARGO := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
+  $(CARGO) test --release -p last-call-core --test loom_stream_counter --test loom_delivery
 
 loom:
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO)
@@ -95,9 +97,9 @@ loom-full:
 # forced on Linux by the `portable-wait` feature: the full Rust suite and
 # the loom model run over it.
 test-portable:
-	$(CARGO) clippy --all-targets --features portable-wait -- -D warnings
-	$(CARGO) build --all-targets --features portable-wait
-	$(CARGO) nextest run --features portable-wait --lib --tests --examples
+	$(CARGO) clippy --workspace --all-targets --features portable-wait -- -D warnings
+	$(CARGO) build --workspace --all-targets --features portable-wait
+	$(CARGO) nextest run --workspace --features portable-wait --lib --tests --examples
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
 
 # The core type-checked for macOS, where the portable wait is the one built

@@ -21,9 +21,9 @@
 //! waits for it.
 
 use crate::clock::Mono;
-use crate::wait_word::{Ordering, WaitWord};
+use crate::wait_word::WaitWord;
 use std::cell::Cell;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     /// Host calls this thread is inside (a hook may exit the process, and

@@ -40,31 +40,31 @@ pub fn monotonic_ns() -> u64 {
 /// A point on `CLOCK_MONOTONIC`. [`Mono::NEVER`] is the deadline of a wait
 /// with no limit; arithmetic saturates, so a huge timeout is simply never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Mono(u64);
+pub struct Mono(u64);
 
 impl Mono {
     /// A deadline that never comes.
-    pub(crate) const NEVER: Mono = Mono(u64::MAX);
+    pub const NEVER: Mono = Mono(u64::MAX);
 
     /// Now. Async-signal-safe.
-    pub(crate) fn now() -> Mono {
+    pub fn now() -> Mono {
         Mono(monotonic_ns())
     }
 
-    pub(crate) fn from_ns(ns: u64) -> Mono {
+    pub fn from_ns(ns: u64) -> Mono {
         Mono(ns)
     }
 
     /// The deadline of a wait that starts now (`None`: no limit).
-    pub(crate) fn deadline(timeout: Option<Duration>) -> Mono {
+    pub fn deadline(timeout: Option<Duration>) -> Mono {
         timeout.map_or(Mono::NEVER, |t| Mono::now().after(t))
     }
 
-    pub(crate) fn after(self, delay: Duration) -> Mono {
+    pub fn after(self, delay: Duration) -> Mono {
         Mono(self.0.saturating_add(nanos(delay)))
     }
 
-    pub(crate) fn before(self, delay: Duration) -> Mono {
+    pub fn before(self, delay: Duration) -> Mono {
         if self == Mono::NEVER {
             return self;
         }
@@ -72,39 +72,39 @@ impl Mono {
     }
 
     /// Time from `self` to `later` (zero if `later` is earlier).
-    pub(crate) fn until(self, later: Mono) -> Duration {
+    pub fn until(self, later: Mono) -> Duration {
         Duration::from_nanos(later.0.saturating_sub(self.0))
     }
 
     /// Time from now until `self`: `Some(zero)` once passed, `None` for
     /// [`Mono::NEVER`].
-    pub(crate) fn left(self) -> Option<Duration> {
+    pub fn left(self) -> Option<Duration> {
         (self != Mono::NEVER).then(|| Mono::now().until(self))
     }
 
-    pub(crate) fn has_passed(self) -> bool {
+    pub fn has_passed(self) -> bool {
         self != Mono::NEVER && Mono::now() >= self
     }
 }
 
 /// A point in time taken by [`Stamp::now`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) mono: Mono,
+pub struct Stamp {
+    pub mono: Mono,
     /// Nanoseconds since the Unix epoch.
-    pub(crate) unix_ns: u64,
+    pub unix_ns: u64,
 }
 
 impl Stamp {
     /// The current time on both clocks. Async-signal-safe.
-    pub(crate) fn now() -> Stamp {
+    pub fn now() -> Stamp {
         Stamp {
             mono: Mono::now(),
             unix_ns: read(libc::CLOCK_REALTIME),
         }
     }
 
-    pub(crate) fn system_time(self) -> SystemTime {
+    pub fn system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.unix_ns)
     }
 }
@@ -113,20 +113,20 @@ impl Stamp {
 /// writer may see the new monotonic part with the old wall-clock part; the
 /// wall clock is only ever used for reporting.
 #[derive(Debug)]
-pub(crate) struct AtomicStamp {
+pub struct AtomicStamp {
     monotonic_ns: AtomicU64,
     unix_ns: AtomicU64,
 }
 
 impl AtomicStamp {
-    pub(crate) const fn unset() -> Self {
+    pub const fn unset() -> Self {
         Self {
             monotonic_ns: AtomicU64::new(0),
             unix_ns: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn set(&self, stamp: Stamp) {
+    pub fn set(&self, stamp: Stamp) {
         self.unix_ns.store(stamp.unix_ns, Ordering::Relaxed);
         // Release: a reader that sees this monotonic part sees the unix part.
         self.monotonic_ns
@@ -135,7 +135,7 @@ impl AtomicStamp {
 
     /// Sets the stamp unless it is set already (the first writer wins).
     /// Async-signal-safe.
-    pub(crate) fn set_if_unset(&self, stamp: Stamp) {
+    pub fn set_if_unset(&self, stamp: Stamp) {
         if self
             .monotonic_ns
             .compare_exchange(0, stamp.mono.0.max(1), Ordering::AcqRel, Ordering::Acquire)
@@ -145,7 +145,7 @@ impl AtomicStamp {
         }
     }
 
-    pub(crate) fn get(&self) -> Option<Stamp> {
+    pub fn get(&self) -> Option<Stamp> {
         let monotonic_ns = self.monotonic_ns.load(Ordering::Acquire);
         (monotonic_ns != 0).then(|| Stamp {
             mono: Mono(monotonic_ns),
@@ -153,7 +153,7 @@ impl AtomicStamp {
         })
     }
 
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.monotonic_ns.store(0, Ordering::Relaxed);
         self.unix_ns.store(0, Ordering::Relaxed);
     }

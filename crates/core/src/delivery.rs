@@ -21,10 +21,7 @@
 
 use crate::wait_word::{Ordering, WaitWord};
 
-#[cfg(gs_loom)]
-use loom::sync::atomic::{fence, AtomicBool, AtomicU64};
-#[cfg(not(gs_loom))]
-use std::sync::atomic::{fence, AtomicBool, AtomicU64};
+use crate::sync::{fence, AtomicBool, AtomicU64};
 
 /// One listener's "removed" flag.
 #[derive(Debug)]
@@ -118,8 +115,7 @@ impl DeliverySlot {
 
     /// No call in flight: for a forked child, whose delivery thread does not
     /// exist (a call the parent had in flight never ends there).
-    #[cfg(not(gs_loom))]
-    pub(crate) fn reset_after_fork(&self) {
+    pub fn reset_after_fork(&self) {
         self.in_flight.store(0, Ordering::Relaxed);
     }
 }

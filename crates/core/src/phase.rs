@@ -104,24 +104,24 @@ const TRANSITION_ONE: u32 = 1 << TRANSITION_SHIFT;
 
 /// A snapshot of the phase word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PhaseWord(u32);
+pub struct PhaseWord(u32);
 
 impl PhaseWord {
-    pub(crate) fn bits(self) -> u32 {
+    pub fn bits(self) -> u32 {
         self.0
     }
 
-    pub(crate) fn from_bits(bits: u32) -> PhaseWord {
+    pub fn from_bits(bits: u32) -> PhaseWord {
         PhaseWord(bits)
     }
 }
 
 impl PhaseWord {
-    pub(crate) fn phase(self) -> Phase {
+    pub fn phase(self) -> Phase {
         Phase::from_bits(self.0)
     }
 
-    pub(crate) fn sequence_started(self) -> bool {
+    pub fn sequence_started(self) -> bool {
         self.0 & SEQUENCE_STARTED != 0
     }
 
@@ -148,7 +148,7 @@ impl PhaseWord {
     /// phases after Draining up to `later`'s, ClosingStreams only if it was
     /// visited. Every other transition in between is a Serving <-> Draining
     /// flip, and those come first.
-    pub(crate) fn changes_until(self, later: PhaseWord) -> Vec<PhaseChange> {
+    pub fn changes_until(self, later: PhaseWord) -> Vec<PhaseChange> {
         let count = later
             .transition_number()
             .wrapping_sub(self.transition_number())
@@ -180,7 +180,7 @@ impl PhaseWord {
 
 /// Why a phase change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// The shutdown sequence has started; the phase can no longer go back.
     SequenceStarted,
 }
@@ -188,16 +188,22 @@ pub(crate) enum Refused {
 /// The phase word, the time each phase was last entered, and the time the
 /// shutdown sequence started.
 #[derive(Debug)]
-pub(crate) struct PhaseCell {
+pub struct PhaseCell {
     word: WaitWord,
     entered: [AtomicStamp; 5],
     sequence_started_at: AtomicStamp,
     /// Streams that were still open when ClosingStreams began.
-    pub(crate) streams_asked_to_close: AtomicU64,
+    pub streams_asked_to_close: AtomicU64,
+}
+
+impl Default for PhaseCell {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PhaseCell {
-    pub(crate) const fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             word: WaitWord::new(0),
             entered: [
@@ -212,21 +218,21 @@ impl PhaseCell {
         }
     }
 
-    pub(crate) fn load(&self) -> PhaseWord {
+    pub fn load(&self) -> PhaseWord {
         PhaseWord(self.word.atomic().load(Ordering::Acquire))
     }
 
-    pub(crate) fn phase(&self) -> Phase {
+    pub fn phase(&self) -> Phase {
         self.load().phase()
     }
 
     /// When `phase` was last entered, if ever.
-    pub(crate) fn entered_at(&self, phase: Phase) -> Option<Stamp> {
+    pub fn entered_at(&self, phase: Phase) -> Option<Stamp> {
         self.entered[phase as usize].get()
     }
 
     /// When the shutdown sequence started, if it has.
-    pub(crate) fn sequence_started_at(&self) -> Option<Stamp> {
+    pub fn sequence_started_at(&self) -> Option<Stamp> {
         self.sequence_started_at.get()
     }
 
@@ -278,13 +284,13 @@ impl PhaseCell {
 
     /// Serving -> Draining, outside the sequence. Already draining (or
     /// further): nothing to do.
-    pub(crate) fn enter_draining(&self) {
+    pub fn enter_draining(&self) {
         let _ =
             self.update(|w| Ok((w.phase() == Phase::Serving).then_some((Phase::Draining, false))));
     }
 
     /// Draining -> Serving; refused once the sequence has started.
-    pub(crate) fn leave_draining(&self) -> Result<(), Refused> {
+    pub fn leave_draining(&self) -> Result<(), Refused> {
         self.update(|w| {
             if w.sequence_started() {
                 Err(Refused::SequenceStarted)
@@ -298,7 +304,7 @@ impl PhaseCell {
     /// Starts the shutdown sequence: Draining at once, with the sequence bit
     /// set. Returns `true` for the call that started it, `false` when it had
     /// already started. Async-signal-safe.
-    pub(crate) fn begin_sequence(&self) -> bool {
+    pub fn begin_sequence(&self) -> bool {
         match self.update(|w| {
             if w.sequence_started() {
                 Ok(None)
@@ -313,25 +319,25 @@ impl PhaseCell {
 
     /// A forward move made by the sequence itself; nothing happens unless
     /// the sequence has started (a reset for tests may have ended it).
-    pub(crate) fn advance(&self, to: Phase) {
+    pub fn advance(&self, to: Phase) {
         let _ =
             self.update(|w| Ok((w.sequence_started() && w.phase() < to).then_some((to, false))));
     }
 
     /// Wakes every sleeper on the word without changing it (they re-check
     /// what they wait for).
-    pub(crate) fn wake_sleepers(&self) {
+    pub fn wake_sleepers(&self) {
         self.word.wake_all();
     }
 
     /// Sleeps until the word differs from `seen` or `timeout` passes.
-    pub(crate) fn wait_for_change(&self, seen: PhaseWord, timeout: Option<Duration>) {
+    pub fn wait_for_change(&self, seen: PhaseWord, timeout: Option<Duration>) {
         self.word.wait(seen.0, timeout);
     }
 
     /// Blocks until the phase is at least `target` or `deadline` passes.
     /// Returns the phase reached, or the phase at the deadline.
-    pub(crate) fn wait_for(&self, target: Phase, deadline: Mono) -> Result<Phase, Phase> {
+    pub fn wait_for(&self, target: Phase, deadline: Mono) -> Result<Phase, Phase> {
         loop {
             let word = self.load();
             if word.phase() >= target {
@@ -349,7 +355,7 @@ impl PhaseCell {
     /// child (plain stores, nobody else runs) and for the testing reset
     /// (which then wakes every sleeper). The transition number moves on, so
     /// a reader of the old word sees a change.
-    pub(crate) fn reset(&self) -> PhaseWord {
+    pub fn reset(&self) -> PhaseWord {
         for stamp in &self.entered {
             stamp.clear();
         }

@@ -37,10 +37,7 @@ use crate::wait_word::{Ordering, WaitWord};
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 
-#[cfg(gs_loom)]
-use loom::sync::atomic::AtomicU64;
-#[cfg(not(gs_loom))]
-use std::sync::atomic::AtomicU64;
+use crate::sync::AtomicU64;
 
 const WAITERS: u32 = 1;
 const ONE_STREAM: u32 = 2;
@@ -113,7 +110,7 @@ impl Default for StreamCounter {
 
 impl StreamCounter {
     /// A counter at zero.
-    #[cfg(not(gs_loom))]
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
@@ -125,7 +122,7 @@ impl StreamCounter {
     }
 
     /// A counter at zero.
-    #[cfg(gs_loom)]
+    #[cfg(loom)]
     pub fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
@@ -209,7 +206,7 @@ impl StreamCounter {
         self.wait_for_zero_until(Mono::deadline(timeout))
     }
 
-    pub(crate) fn wait_for_zero_until(&self, deadline: Mono) -> bool {
+    pub fn wait_for_zero_until(&self, deadline: Mono) -> bool {
         let state = self.line.state.atomic();
         let mut current = state.load(Ordering::Acquire);
         let first_epoch = epoch(current);
@@ -243,24 +240,22 @@ impl StreamCounter {
     /// Back to zero active streams with the totals kept, waking every
     /// waiter: the testing reset. Streams still held by the caller's
     /// threads end later with [`CountError::NoActiveStream`].
-    #[cfg(not(gs_loom))]
-    pub(crate) fn reset_active(&self) {
+    pub fn reset_active(&self) {
         let state = self.line.state.atomic();
         let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(after_zero(w)));
         self.line.state.wake_all();
     }
 
     /// Returns the counter to zero, as at creation. For a forked child, whose
-    /// parent's streams are not its own; see [`crate::Runtime`].
-    #[cfg(not(gs_loom))]
-    pub(crate) fn reset_after_fork(&self) {
+    /// parent's streams are not its own; see the runtime crate's `fork.rs`.
+    pub fn reset_after_fork(&self) {
         self.line.state.atomic().store(0, Ordering::Relaxed);
         self.line.started.store(0, Ordering::Relaxed);
         self.line.finished.store(0, Ordering::Relaxed);
     }
 }
 
-#[cfg(all(test, not(gs_loom)))]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

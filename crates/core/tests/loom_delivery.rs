@@ -9,9 +9,9 @@
 //!   deadlock).
 //!
 //! Run with `make loom` (part of `make test`).
-#![cfg(gs_loom)]
+#![cfg(loom)]
 
-use last_call::delivery::{DeliverySlot, RemovedFlag};
+use last_call_core::delivery::{DeliverySlot, RemovedFlag};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;

@@ -8,13 +8,13 @@
 //! deadlock and fails the test.
 //!
 //! Run with `make loom` (and over the portable wait, `make test-portable`;
-//! both part of `make test`): it builds this file in the small crate
-//! tests/loom with `RUSTFLAGS="--cfg gs_loom"`. loom's condvar has no
+//! both part of `make test`): it builds the core crate alone with
+//! `RUSTFLAGS="--cfg loom"`. loom's condvar has no
 //! timeouts, so the models wait without one; the timeout path is covered by
 //! the ordinary tests.
-#![cfg(gs_loom)]
+#![cfg(loom)]
 
-use last_call::StreamCounter;
+use last_call_core::StreamCounter;
 use loom::sync::Arc;
 use loom::thread;
 

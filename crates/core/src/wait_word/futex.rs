@@ -11,12 +11,12 @@ use std::time::Duration;
 
 /// An atomic `u32` with futex-style wait and wake.
 #[derive(Debug)]
-pub(crate) struct WaitWord {
+pub struct WaitWord {
     word: AtomicU32,
 }
 
 impl WaitWord {
-    pub(crate) const fn new(value: u32) -> Self {
+    pub const fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
         }
@@ -24,13 +24,13 @@ impl WaitWord {
 
     /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
-    pub(crate) fn atomic(&self) -> &AtomicU32 {
+    pub fn atomic(&self) -> &AtomicU32 {
         &self.word
     }
 
     /// Sleeps while the word equals `expected`, for at most `timeout`
     /// (`None`: no limit). May return spuriously; callers re-check the word.
-    pub(crate) fn wait(&self, expected: u32, timeout: Option<Duration>) {
+    pub fn wait(&self, expected: u32, timeout: Option<Duration>) {
         let timespec = timeout.map(|t| libc::timespec {
             // Durations beyond time_t are "no limit" in practice; saturate.
             tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
@@ -62,7 +62,7 @@ impl WaitWord {
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.
-    pub(crate) fn wake_all(&self) {
+    pub fn wake_all(&self) {
         // SAFETY: `self.word` is a live, aligned 32-bit atomic; FUTEX_WAKE
         // does not dereference anything else. It cannot fail for a valid
         // address.

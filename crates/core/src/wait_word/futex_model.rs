@@ -1,4 +1,4 @@
-//! The loom model of the futex (`cfg(gs_loom)` on Linux, without the
+//! The loom model of the futex (`cfg(loom)` on Linux, without the
 //! `portable-wait` feature).
 //!
 //! The "check the word, then sleep" step runs under a loom `Mutex`, and
@@ -9,17 +9,17 @@
 //! timeouts, so the model ignores them.
 
 use super::{AtomicU32, Ordering};
-use loom::sync::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 #[derive(Debug)]
-pub(crate) struct WaitWord {
+pub struct WaitWord {
     word: AtomicU32,
     model: (Mutex<()>, Condvar),
 }
 
 impl WaitWord {
-    pub(crate) fn new(value: u32) -> Self {
+    pub fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
             model: (Mutex::new(()), Condvar::new()),
@@ -27,18 +27,18 @@ impl WaitWord {
     }
 
     #[inline(always)]
-    pub(crate) fn atomic(&self) -> &AtomicU32 {
+    pub fn atomic(&self) -> &AtomicU32 {
         &self.word
     }
 
-    pub(crate) fn wait(&self, expected: u32, _timeout: Option<Duration>) {
+    pub fn wait(&self, expected: u32, _timeout: Option<Duration>) {
         let guard = self.model.0.lock().unwrap();
         if self.word.load(Ordering::SeqCst) == expected {
             drop(self.model.1.wait(guard).unwrap());
         }
     }
 
-    pub(crate) fn wake_all(&self) {
+    pub fn wake_all(&self) {
         let _guard = self.model.0.lock().unwrap();
         self.model.1.notify_all();
     }

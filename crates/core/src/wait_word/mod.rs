@@ -15,57 +15,54 @@
 //!   feature, which is how its tests, the full suite and the loom model run
 //!   it here.
 //!
-//! Under `cfg(gs_loom)` the futex is replaced by a loom model of it
+//! Under `cfg(loom)` the futex is replaced by a loom model of it
 //! (`futex_model`), and the portable implementation runs over loom's own
 //! `Mutex` and `Condvar`.
 
-#[cfg(gs_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
-#[cfg(not(gs_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use crate::sync::{AtomicU32, Ordering};
 
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-wait"),
-    not(gs_loom)
+    not(loom)
 ))]
 mod futex;
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-wait"),
-    not(gs_loom)
+    not(loom)
 ))]
-pub(crate) use futex::WaitWord;
+pub use futex::WaitWord;
 
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-wait"),
-    gs_loom
+    loom
 ))]
 mod futex_model;
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(feature = "portable-wait"),
-    gs_loom
+    loom
 ))]
-pub(crate) use futex_model::WaitWord;
+pub use futex_model::WaitWord;
 
 // Compiled for the tests on Linux too, so the default `cargo test` checks
 // the portable implementation beside the futex.
 #[cfg(any(
     not(any(target_os = "linux", target_os = "android")),
     feature = "portable-wait",
-    all(test, not(gs_loom))
+    all(test, not(loom))
 ))]
 mod portable;
 #[cfg(any(
     not(any(target_os = "linux", target_os = "android")),
     feature = "portable-wait"
 ))]
-pub(crate) use portable::WaitWord;
+pub use portable::WaitWord;
 
 /// The same behaviour, asserted of whichever implementation `$word` names.
-#[cfg(all(test, not(gs_loom)))]
+#[cfg(all(test, not(loom)))]
 macro_rules! wait_word_tests {
     ($module:ident, $word:ty) => {
         mod $module {
@@ -181,15 +178,15 @@ macro_rules! wait_word_tests {
     };
 }
 
-#[cfg(all(test, not(gs_loom)))]
+#[cfg(all(test, not(loom)))]
 wait_word_tests!(selected, crate::wait_word::WaitWord);
-#[cfg(all(test, not(gs_loom)))]
+#[cfg(all(test, not(loom)))]
 wait_word_tests!(portable_tests, crate::wait_word::portable::WaitWord);
 
 /// The futex implementation is the bare word; the portable one carries a
 /// mutex and a condvar beside it. This tells a forced-portable build from a
 /// futex one, so `make test-portable` cannot silently test the futex.
-#[cfg(all(test, not(gs_loom)))]
+#[cfg(all(test, not(loom)))]
 #[test]
 fn the_build_selects_the_implementation_its_cfg_names() {
     let is_bare_word = std::mem::size_of::<WaitWord>() == std::mem::size_of::<AtomicU32>();

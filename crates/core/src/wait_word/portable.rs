@@ -18,7 +18,7 @@
 //!   from blocking at once on a mutex the waker still holds.
 //!
 //! The loom model runs this very code over loom's `Mutex` and `Condvar`
-//! (`RUSTFLAGS="--cfg gs_loom"` with the `portable-wait` feature, part of
+//! (`RUSTFLAGS="--cfg loom"` with the `portable-wait` feature, part of
 //! `make test-portable`).
 //!
 //! One difference from the futex: the mutex is held for a few instructions
@@ -29,22 +29,19 @@
 use super::{AtomicU32, Ordering};
 use std::time::Duration;
 
-#[cfg(gs_loom)]
-use loom::sync::{Condvar, Mutex};
-#[cfg(not(gs_loom))]
-use std::sync::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 /// An atomic `u32` with futex-style wait and wake.
 #[derive(Debug)]
-pub(crate) struct WaitWord {
+pub struct WaitWord {
     word: AtomicU32,
     sleepers: Mutex<()>,
     wakeup: Condvar,
 }
 
 impl WaitWord {
-    #[cfg(not(gs_loom))]
-    pub(crate) const fn new(value: u32) -> Self {
+    #[cfg(not(loom))]
+    pub const fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
             sleepers: Mutex::new(()),
@@ -52,8 +49,8 @@ impl WaitWord {
         }
     }
 
-    #[cfg(gs_loom)]
-    pub(crate) fn new(value: u32) -> Self {
+    #[cfg(loom)]
+    pub fn new(value: u32) -> Self {
         Self {
             word: AtomicU32::new(value),
             sleepers: Mutex::new(()),
@@ -63,13 +60,13 @@ impl WaitWord {
 
     /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
-    pub(crate) fn atomic(&self) -> &AtomicU32 {
+    pub fn atomic(&self) -> &AtomicU32 {
         &self.word
     }
 
     /// Sleeps while the word equals `expected`, for at most `timeout`
     /// (`None`: no limit). May return spuriously; callers re-check the word.
-    pub(crate) fn wait(&self, expected: u32, timeout: Option<Duration>) {
+    pub fn wait(&self, expected: u32, timeout: Option<Duration>) {
         // The mutex guards `()`: a panic elsewhere while it was held cannot
         // leave anything inconsistent, so a poisoned lock is used as is.
         let guard = self
@@ -97,7 +94,7 @@ impl WaitWord {
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.
-    pub(crate) fn wake_all(&self) {
+    pub fn wake_all(&self) {
         // Taking the mutex orders this wake after any sleeper's check of the
         // word (see the module comment); it need not be held to notify.
         drop(
