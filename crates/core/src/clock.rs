@@ -44,6 +44,7 @@ pub struct Mono(u64);
 
 impl Mono {
     /// A deadline that never comes.
+    /// cbindgen:ignore
     pub const NEVER: Mono = Mono(u64::MAX);
 
     /// Now. Async-signal-safe.
