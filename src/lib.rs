@@ -48,6 +48,7 @@ mod fork;
 mod hooks;
 mod host_calls;
 pub mod hub;
+mod listener;
 mod listeners;
 mod log;
 pub mod metrics;

@@ -11,10 +11,11 @@ use crate::delivery::{DeliverySlot, RemovedFlag};
 use crate::error::Error;
 use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
 use crate::host_calls::HostCalls;
+use crate::listener::Started;
 use crate::listeners::{self, Listener};
 use crate::log::warn;
 use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
-use crate::probes::{Heartbeat, ProbeListener, ProbeOptions, ReadinessCheck};
+use crate::probes::{Heartbeat, ProbeOptions, ReadinessCheck};
 use crate::reconnect_spread::StreamKind;
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
@@ -41,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) running_hooks: Vec<RunningHook>,
     pub(crate) watchdog: Option<Arming>,
     pub(crate) readiness_checks: Vec<Arc<ReadinessCheck>>,
-    pub(crate) probe_listener: Option<ProbeListener>,
+    pub(crate) probe_listener: Option<Started>,
 }
 
 pub(crate) struct Inner {
@@ -650,8 +651,7 @@ impl Runtime {
         shared.watchdog = None;
         shared.probe_listener = None;
         self.inner.heartbeat.clear();
-        crate::probes::close_listener_after_fork();
-        crate::hub::close_listener_after_fork();
+        crate::listener::close_after_fork();
     }
 }
 

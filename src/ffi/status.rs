@@ -139,7 +139,7 @@ pub unsafe extern "C" fn gs_last_error_message(
             let bytes = slot.as_ref().map_or(&b""[..], |m| m.as_bytes());
             // SAFETY: the caller guarantees `buffer` is writable for `length`
             // bytes and `message_length` is NULL or writable.
-            unsafe { super::metrics::copy_out(bytes, buffer, length, message_length) }
+            unsafe { super::buffer::copy_out(bytes, buffer, length, message_length) }
         })
     })
 }

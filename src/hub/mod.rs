@@ -21,9 +21,9 @@ pub use options::{
     STREAM_ADDR, STREAM_CORS_ORIGINS, STREAM_HEARTBEAT, STREAM_HISTORY, STREAM_HISTORY_AGE,
     STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_QUEUE, STREAM_SECRET,
 };
-pub(crate) use server::close_listener_after_fork;
 
 use crate::error::Error;
+use crate::listener::Started;
 use crate::reconnect_spread::StreamKind;
 use crate::runtime::{lock, Runtime};
 use std::net::SocketAddr;
@@ -36,9 +36,9 @@ pub(crate) struct Hub {
     runtime: Runtime,
     options: HubOptions,
     store: Box<dyn ChannelStore>,
-    addr: SocketAddr,
-    /// The fork generation it runs in: a forked child does not have it.
-    generation: u64,
+    /// Where it listens, and in which process image: a forked child does
+    /// not have it.
+    started: Started,
     /// The hub's event loop, for timers started from other threads.
     handle: tokio::runtime::Handle,
     /// The accept loop, aborted at Stopping.
@@ -79,10 +79,9 @@ fn store_error(error: StoreError) -> Error {
 
 impl Runtime {
     fn hub(&self) -> Result<Arc<Hub>, Error> {
-        let generation = crate::fork::generation();
         lock(&self.inner.hub)
             .as_ref()
-            .filter(|hub| hub.generation == generation)
+            .filter(|hub| hub.started.in_this_process())
             .cloned()
             .ok_or(Error::HubNotStarted)
     }
@@ -108,7 +107,7 @@ impl Runtime {
 
     /// The hub's address, once started.
     pub fn hub_addr(&self) -> Option<SocketAddr> {
-        self.hub().ok().map(|hub| hub.addr)
+        self.hub().ok().map(|hub| hub.started.addr)
     }
 
     /// Publishes an event to `channel` from any thread, without blocking:

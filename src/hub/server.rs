@@ -1,6 +1,5 @@
-//! The hub's listener: bound on the caller's thread (a bad address or a
-//! port in use is an error the caller sees at once), then served by one
-//! thread of its own running a single-threaded tokio runtime and hyper's
+//! The hub's listener on the listeners' one skeleton (`listener.rs`: bound
+//! on the caller's thread, served by a thread of its own), with hyper's
 //! HTTP/1 server. No host code ever runs there.
 //!
 //! `GET /streams/<channel>?token=...` (or `Authorization: Bearer ...`)
@@ -27,9 +26,8 @@ use super::options::{HubOptions, STREAM_ADDR};
 use super::store::{Ending, Limits, MemoryStore, Subscriber};
 use super::token::{self, TokenError};
 use super::Hub;
-use crate::config::ConfigError;
 use crate::error::Error;
-use crate::log::warn;
+use crate::listener::{self, Spec};
 use crate::phase::Phase;
 use crate::reconnect_spread::StreamKind;
 use crate::runtime::{lock, Runtime};
@@ -44,11 +42,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -60,50 +55,17 @@ const MAX_BUFFER: usize = 16 * 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_EVICTION_EVERY: Duration = Duration::from_secs(10);
 
-/// The process-wide runtime's hub socket, closed in a forked child.
-static GLOBAL_LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// In a forked child: the parent's hub is not the child's to serve.
-/// `close` is async-signal-safe.
-pub(crate) fn close_listener_after_fork() {
-    let fd = GLOBAL_LISTENER_FD.swap(-1, Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: the fd was the hub's listener in the parent, inherited by
-        // the child, where no thread serves it.
-        unsafe { libc::close(fd) };
-    }
-}
-
-fn cannot_listen(options: &HubOptions, reason: String) -> Error {
-    Error::Config(ConfigError {
-        variable: STREAM_ADDR,
-        value: options.addr.clone(),
-        reason,
-    })
-}
-
 pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr, Error> {
-    // A fork from now on changes the generation in the child.
-    crate::fork::register_fork_handlers();
-    let generation = crate::fork::generation();
     let mut slot = lock(&runtime.inner.hub);
-    if let Some(running) = slot.as_ref().filter(|hub| hub.generation == generation) {
-        return Err(Error::AlreadyStarted(running.addr));
-    }
+    listener::refuse_if_started(slot.as_ref().map(|hub| &hub.started))?;
     let addr = options.validate()?;
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| cannot_listen(&options, format!("cannot listen: {e}")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| cannot_listen(&options, format!("cannot listen: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| cannot_listen(&options, e.to_string()))?;
-    let fd = listener.as_raw_fd();
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Os)?;
+    let spec = Spec {
+        thread: "last-call-hub",
+        what: "the stream hub",
+        variable: STREAM_ADDR,
+        blocking: None,
+    };
+    let mut bound = listener::bind(spec, &options.addr, addr)?;
     let store = MemoryStore::new(Limits {
         history_len: options.history_len,
         history_age: options.history_age,
@@ -115,41 +77,23 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         runtime: runtime.clone(),
         options,
         store: Box::new(store),
-        addr: bound,
-        generation,
-        handle: tokio.handle().clone(),
+        started: bound.started(),
+        handle: bound.handle().clone(),
         accepting: std::sync::Mutex::new(None),
     });
-    let listening = {
-        let _entered = tokio.enter();
-        tokio::net::TcpListener::from_std(listener).map_err(Error::Os)?
-    };
-    let accepting = tokio.spawn(accept(listening, Arc::clone(&hub)));
-    *lock(&hub.accepting) = Some(accepting.abort_handle());
-    tokio.spawn(evict_idle_channels(Arc::clone(&hub)));
-    std::thread::Builder::new()
-        .name("last-call-hub".into())
-        .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                // Runs the hub for the life of the process.
-                tokio.block_on(std::future::pending::<()>());
-            }));
-            if result.is_err() {
-                warn!("the stream hub failed; please report this");
-            }
-        })
-        .map_err(Error::Os)?;
+    let accepted = Arc::clone(&hub);
+    let accepting = bound.accept(move |stream| {
+        tokio::spawn(connection(stream, Arc::clone(&accepted)));
+    });
+    *lock(&hub.accepting) = Some(accepting);
+    bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
+    let started = bound.run(runtime)?;
     *slot = Some(Arc::clone(&hub));
     drop(slot);
     let listening_hub = Arc::clone(&hub);
     runtime.on_phase(move |change| listening_hub.on_phase(change))?;
-    if runtime.is_global() {
-        GLOBAL_LISTENER_FD.store(fd, Ordering::Relaxed);
-    }
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "streams on http://{bound}");
-    let _ = stdout.flush();
-    Ok(bound)
+    listener::announce("streams", started.addr);
+    Ok(started.addr)
 }
 
 async fn evict_idle_channels(hub: Arc<Hub>) {
@@ -158,22 +102,6 @@ async fn evict_idle_channels(hub: Arc<Hub>) {
     loop {
         tokio::time::sleep(every).await;
         hub.store.evict_idle();
-    }
-}
-
-async fn accept(listener: tokio::net::TcpListener, hub: Arc<Hub>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                // Out of file descriptors, or the like: back off briefly
-                // instead of spinning.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, Arc::clone(&hub)));
     }
 }
 

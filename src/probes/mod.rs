@@ -27,4 +27,4 @@ pub use options::ProbeOptions;
 pub use options::{DRAIN_TOKEN, HEARTBEAT_STALE, PROBE_ADDR};
 pub(crate) use readiness::ReadinessCheck;
 pub use readiness::ReadinessReport;
-pub(crate) use server::{close_listener_after_fork, start, ProbeListener};
+pub(crate) use server::start;
