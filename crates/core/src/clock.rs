@@ -52,7 +52,7 @@ impl Mono {
         Mono(monotonic_ns())
     }
 
-    pub fn from_ns(ns: u64) -> Mono {
+    pub const fn from_ns(ns: u64) -> Mono {
         Mono(ns)
     }
 
