@@ -39,43 +39,36 @@
 //! The same runtime is exposed to C (`include/last_call.h`, all
 //! symbols `gs_*`) and to Python (`bindings/python`).
 
-mod callback_scope;
-mod config;
-mod env_text;
-mod error;
-pub mod ffi;
-mod fork;
-mod hooks;
-mod host_calls;
-pub mod hub;
-mod listener;
-mod listeners;
-mod log;
-pub mod metrics;
-pub mod probes;
-mod reconnect_spread;
-mod runtime;
-mod seconds;
-mod sequence;
-mod signals;
-mod watchdog;
+//!
+//! This crate is the public face of a workspace whose dependencies run one
+//! way (docs/architecture.md): `last-call-core` (the counter, the wait
+//! word, the phase word), `last-call-runtime` (the [`Runtime`] and its
+//! shutdown sequence), `last-call-http` (the probe listener and the stream
+//! hub; the `http` feature, on by default). It holds the C ABI ([`ffi`])
+//! and re-exports the rest.
 
-// The core crate's modules under their old paths.
+pub mod ffi;
+
+#[cfg(feature = "http")]
+pub use last_call_http::{hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime};
+#[cfg(not(feature = "http"))]
+pub use last_call_runtime::Runtime;
+
 #[doc(hidden)]
 pub use last_call_core::delivery;
 pub use last_call_core::stream_counter;
-use last_call_core::{clock, phase, wait_word};
-
-pub use clock::monotonic_ns;
-pub use config::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
-pub use error::{timeout_from_secs, Error};
-pub use hooks::{HookOrder, HookOutcome, HookReport};
-pub use hub::HubOptions;
-pub use phase::{Phase, PhaseChange};
-pub use probes::{ProbeOptions, ReadinessReport};
-pub use reconnect_spread::{
+pub use last_call_core::{monotonic_ns, Phase, PhaseChange};
+pub use last_call_core::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use last_call_runtime::metrics;
+pub use last_call_runtime::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
+pub use last_call_runtime::{install_signal_handlers, signal_handlers_installed};
+pub use last_call_runtime::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };
-pub use runtime::{RegistrationId, Runtime, StreamGuard};
-pub use signals::{install_signal_handlers, signal_handlers_installed};
-pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use last_call_runtime::{timeout_from_secs, Error};
+pub use last_call_runtime::{HookOrder, HookOutcome, HookReport};
+pub use last_call_runtime::{RegistrationId, StreamGuard};
+
+// The lower crates' modules under their paths before the split, for ffi/.
+use last_call_core::phase;
+use last_call_runtime::{config, error, hooks, reconnect_spread, seconds};

@@ -6,7 +6,7 @@ use super::{boundary, gs_status, runtime, start_listener, status, ListenerStart}
 use crate::error::timeout_from_secs;
 use crate::hub::{HubOptions, STREAM_ADDR};
 use crate::reconnect_spread::StreamKind;
-use crate::runtime::Runtime;
+use crate::Runtime;
 use std::ffi::{c_char, CStr};
 
 /// A NUL-terminated UTF-8 argument; `None` (with the last error set) if it

@@ -11,8 +11,10 @@
 
 mod buffer;
 mod host_exit;
+#[cfg(feature = "http")]
 mod hub;
 mod metrics;
+#[cfg(feature = "http")]
 mod probes;
 mod sequence;
 mod status;
@@ -20,15 +22,17 @@ mod stream_endings;
 mod streams;
 
 pub use host_exit::*;
+#[cfg(feature = "http")]
 pub use hub::*;
 pub use metrics::*;
+#[cfg(feature = "http")]
 pub use probes::*;
 pub use sequence::*;
 pub use status::*;
 pub use stream_endings::*;
 pub use streams::*;
 
-use crate::runtime::Runtime;
+use crate::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `body`, turning a panic into `on_panic` (and a last-error message):
@@ -48,6 +52,7 @@ fn status_boundary(body: impl FnOnce() -> Result<(), crate::Error>) -> gs_status
     })
 }
 
+#[cfg(feature = "http")]
 /// How a listener is configured and started: the options read from the
 /// environment (`None`: its address variable is unset), or with an address
 /// given, and the start itself.
@@ -58,6 +63,7 @@ struct ListenerStart<O> {
     start: fn(&Runtime, O) -> Result<std::net::SocketAddr, crate::Error>,
 }
 
+#[cfg(feature = "http")]
 /// The one body of the listeners' start functions (`gs_start_probe_listener`,
 /// `gs_hub_start`): `addr` (NULL: the environment), the start, and the
 /// address bound copied out.

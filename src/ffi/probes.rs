@@ -6,7 +6,7 @@ use super::UserData;
 use super::{boundary, gs_status, registered, runtime, start_listener, status, ListenerStart};
 use crate::error::timeout_from_secs;
 use crate::probes::{ProbeOptions, PROBE_ADDR};
-use crate::runtime::{RegistrationId, Runtime};
+use crate::{RegistrationId, Runtime};
 use std::ffi::{c_char, c_void, CStr};
 
 /// Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,

@@ -4,10 +4,14 @@
 use super::streams::gs_phase;
 use super::{boundary, gs_status, registered, runtime, status, status_boundary, UserData};
 use crate::config::{self, duration_from_secs, exit_status, Config, SecondSignal};
+use crate::env::{
+    CLOSE_NOTICE, DRAIN_DELAY, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, HOOK_BUDGET, SECOND_SIGNAL,
+    SHUTDOWN_TIMEOUT,
+};
 use crate::hooks::HookOrder;
-use crate::runtime::RegistrationId;
 use crate::seconds::config_to_secs;
 use crate::Error;
+use crate::RegistrationId;
 use std::ffi::{c_char, c_void, CStr};
 
 /// What a second SIGTERM/SIGINT does once the sequence has started.
@@ -22,6 +26,29 @@ pub enum gs_second_signal {
     /// Both exit at once, with status 128 + the signal number.
     GS_SECOND_SIGNAL_EXIT = 2,
 }
+
+/// The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
+/// ("internal software error"), distinct from 0 and from 128 + a signal.
+// The runtime crate's constant, spelled out here for cbindgen (which reads
+// this crate's items only); `the_c_constants_are_the_runtimes`
+// checks that they agree.
+pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
+
+/// Every variable the sequence's configuration reads.
+// cbindgen has always put the runtime's `env::ALL` into the header, as
+// `#define ALL { DRAIN_DELAY, ... }`, which no C program can use (it names
+// Rust constants). This issue keeps the header byte-identical, so it is
+// spelled out here; dropping it is a header change for an issue of its own.
+#[doc(hidden)]
+pub const ALL: [&str; 7] = [
+    DRAIN_DELAY,
+    SHUTDOWN_TIMEOUT,
+    CLOSE_NOTICE,
+    HOOK_BUDGET,
+    SECOND_SIGNAL,
+    EXIT_WATCHDOG,
+    EXIT_WATCHDOG_STATUS,
+];
 
 /// "Not set": the drain delay, the close notice and the hooks' budget take
 /// their default, scaled to the shutdown timeout (see `gs_config`).
@@ -421,4 +448,14 @@ pub extern "C" fn gs_remove_shutdown_hook(id: u64) -> gs_status {
             not_found(id)
         }
     })
+}
+
+#[cfg(test)]
+#[test]
+fn the_c_constants_are_the_runtimes() {
+    assert_eq!(
+        DEFAULT_EXIT_WATCHDOG_STATUS,
+        crate::DEFAULT_EXIT_WATCHDOG_STATUS
+    );
+    assert_eq!(ALL, crate::env::ALL);
 }

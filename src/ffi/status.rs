@@ -78,6 +78,9 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::AlreadyStarted(_) => gs_status::GS_ERR_ALREADY_STARTED,
         Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
         Error::HubFull => gs_status::GS_ERR_HUB_FULL,
+        // `Error` is non-exhaustive, and defined in the runtime crate: a
+        // variant added there without a code here is an internal error.
+        _ => gs_status::GS_ERR_PANIC,
     }
 }
 

@@ -170,10 +170,7 @@ fn seconds(variable: &'static str, text: &str) -> Result<Duration, ConfigError> 
 /// Checks one configuration duration given in seconds, by the crate's one
 /// rule (`seconds.rs`): NaN and negative values are errors, infinity means
 /// no limit.
-pub(crate) fn duration_from_secs(
-    variable: &'static str,
-    value: f64,
-) -> Result<Duration, ConfigError> {
+pub fn duration_from_secs(variable: &'static str, value: f64) -> Result<Duration, ConfigError> {
     seconds::config_from_secs(value).map_err(|bad| ConfigError {
         variable,
         value: value.to_string(),
@@ -182,7 +179,7 @@ pub(crate) fn duration_from_secs(
 }
 
 /// Checks the watchdog's exit status: 1 to 255.
-pub(crate) fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError> {
+pub fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError> {
     u8::try_from(value)
         .ok()
         .filter(|status| *status != 0)

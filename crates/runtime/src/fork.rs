@@ -25,12 +25,15 @@
 //!   and `pthread_atfork` handlers take it just before the fork and release
 //!   it on both sides after, so the child never inherits it held, nor the
 //!   registries half-updated.
+//! * Layers above the runtime (the listeners) keep state of their own and
+//!   [`join`] these handlers: theirs run after the runtime's lock is taken,
+//!   and in the child after the runtime's own reset.
 
 use crate::log::warn;
 use crate::runtime::{lock, Runtime, Shared};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{MutexGuard, Once};
+use std::sync::{MutexGuard, Once, OnceLock};
 
 thread_local! {
     /// The global runtime's lock, held across `fork()` by the forking
@@ -43,14 +46,42 @@ thread_local! {
 /// costs more than a hub publish on a virtual machine).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// What a layer above the runtime does around `fork()`: `before` on the
+/// forking thread just before it (take its lock), `parent` and `child`
+/// after it on each side (release it; in the child, forget what belongs to
+/// the parent's threads). Plain functions: what may run in a child right
+/// after `fork()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ForkHandlers {
+    pub before: fn(),
+    pub parent: fn(),
+    pub child: fn(),
+}
+
+/// The layers' handlers (two listeners' crate needs one).
+static JOINED: [OnceLock<ForkHandlers>; 4] = [const { OnceLock::new() }; 4];
+
+/// Adds `handlers` to the fork handlers, for the life of the process.
+/// Call it once per layer.
+pub fn join(handlers: ForkHandlers) {
+    register_fork_handlers();
+    if !JOINED.iter().any(|slot| slot.set(handlers).is_ok()) {
+        warn!("too many fork handlers; a forked child inherits a layer's state");
+    }
+}
+
+fn joined() -> impl Iterator<Item = &'static ForkHandlers> {
+    JOINED.iter().filter_map(OnceLock::get)
+}
+
 /// This process's fork generation. Meaningful once
 /// [`register_fork_handlers`] has run.
-pub(crate) fn generation() -> u64 {
+pub fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
 /// Registers the fork handlers once per process image.
-pub(crate) fn register_fork_handlers() {
+pub fn register_fork_handlers() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // SAFETY: the three handlers are `extern "C" fn()` that live for the
@@ -78,9 +109,15 @@ extern "C" fn before_fork() {
         let guard = lock(&runtime.inner.shared);
         HELD.with(|held| *held.borrow_mut() = Some(guard));
     }
+    for handlers in joined() {
+        (handlers.before)();
+    }
 }
 
 extern "C" fn after_fork_in_parent() {
+    for handlers in joined() {
+        (handlers.parent)();
+    }
     HELD.with(|held| drop(held.borrow_mut().take()));
 }
 
@@ -90,6 +127,9 @@ extern "C" fn after_fork_in_child() {
         let mut held = held.borrow_mut();
         if let (Some(runtime), Some(shared)) = (Runtime::global_if_created(), held.as_mut()) {
             runtime.reset_after_fork(shared);
+        }
+        for handlers in joined() {
+            (handlers.child)();
         }
         drop(held.take());
     });

@@ -97,7 +97,7 @@ impl HostCalls {
 }
 
 /// One call into host code, counted until dropped.
-pub(crate) struct HostCall<'a> {
+pub struct HostCall<'a> {
     calls: &'a HostCalls,
 }
 

@@ -1,18 +1,28 @@
 //! The runtime's figures, with the same names in every host: Prometheus
-//! text exposition (format 0.0.4) and JSON.
+//! text exposition (format 0.0.4) and JSON. Layers above the runtime add
+//! figures of their own after these ([`crate::Runtime::add_metrics_source`]).
 
 use crate::phase::Phase;
 use crate::runtime::Runtime;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// One figure: name, Prometheus type, help text, value.
-struct Figure {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
-    value: f64,
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    /// `gs_...`: the Prometheus name (the JSON key drops the `gs_`).
+    pub name: &'static str,
+    /// `gauge` or `counter`.
+    pub kind: &'static str,
+    /// The Prometheus help text.
+    pub help: &'static str,
+    /// The value now.
+    pub value: f64,
 }
+
+/// Figures a layer above adds (see [`Runtime::add_metrics_source`]).
+pub(crate) type Source = Arc<dyn Fn(&mut Vec<Figure>) + Send + Sync>;
 
 /// The figures at one moment. The phase is read first: entry times are
 /// written before a phase is published, so every time that goes with the
@@ -26,7 +36,8 @@ struct Snapshot {
     shutdown_started: f64,
     shutdown_duration: f64,
     closed_by_deadline: u64,
-    hub_slow_clients: u64,
+    /// The layers' figures, read after the runtime's.
+    added: Vec<Figure>,
 }
 
 impl Snapshot {
@@ -43,11 +54,18 @@ impl Snapshot {
                 .map_or(0.0, |d| d.as_secs_f64()),
             shutdown_duration: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
             closed_by_deadline: runtime.streams_closed_by_deadline(),
-            hub_slow_clients: runtime.hub_slow_clients_disconnected(),
+            added: {
+                let sources = crate::runtime::lock(&runtime.inner.metrics_sources).clone();
+                let mut added = Vec::new();
+                for source in &sources {
+                    source(&mut added);
+                }
+                added
+            },
         }
     }
 
-    fn figures(&self) -> [Figure; 9] {
+    fn figures(&self) -> impl Iterator<Item = Figure> + '_ {
         [
             Figure {
                 name: "gs_active_streams",
@@ -97,13 +115,9 @@ impl Snapshot {
                 help: "Streams still open when ClosingStreams began, asked to finish.",
                 value: self.closed_by_deadline as f64,
             },
-            Figure {
-                name: "gs_hub_slow_clients_disconnected_total",
-                kind: "counter",
-                help: "Stream hub clients disconnected for falling too far behind.",
-                value: self.hub_slow_clients as f64,
-            },
         ]
+        .into_iter()
+        .chain(self.added.iter().copied())
     }
 }
 

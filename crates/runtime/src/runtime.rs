@@ -3,6 +3,12 @@
 //! share. The threads live elsewhere: `sequence.rs` (the shutdown
 //! sequence), `listeners.rs` (delivery of phase changes), `watchdog.rs` and
 //! `hooks.rs`.
+//!
+//! The listeners above this crate (the probe listener, the stream hub) keep
+//! their own state; the runtime offers them generic hooks only: figures of
+//! their own in the metrics ([`Runtime::add_metrics_source`]), a place in
+//! the fork handlers (`fork.rs`), the host-call gate
+//! ([`Runtime::enter_host_call`]) and registration ids.
 
 use crate::callback_scope;
 use crate::clock::{Mono, Stamp};
@@ -10,17 +16,15 @@ use crate::config::Config;
 use crate::delivery::{DeliverySlot, RemovedFlag};
 use crate::error::Error;
 use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
-use crate::host_calls::HostCalls;
-use crate::listener::Started;
+use crate::host_calls::{HostCall, HostCalls};
 use crate::listeners::{self, Listener};
 use crate::log::warn;
+use crate::metrics::Figure;
 use crate::phase::{Phase, PhaseCell, PhaseChange, PhaseWord};
-use crate::probes::{Heartbeat, ProbeOptions, ReadinessCheck};
 use crate::reconnect_spread::StreamKind;
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -41,8 +45,6 @@ pub(crate) struct Shared {
     pub(crate) hook_reports: Vec<HookReport>,
     pub(crate) running_hooks: Vec<RunningHook>,
     pub(crate) watchdog: Option<Arming>,
-    pub(crate) readiness_checks: Vec<Arc<ReadinessCheck>>,
-    pub(crate) probe_listener: Option<Started>,
     /// The running sequence's timeline, fixed by the first to ask once it
     /// started (see [`Inner::timeline`]).
     pub(crate) timeline: Option<crate::sequence::Timeline>,
@@ -53,7 +55,8 @@ pub(crate) struct Inner {
     pub(crate) phase: PhaseCell,
     pub(crate) shared: Mutex<Shared>,
     pub(crate) delivery: DeliverySlot,
-    pub(crate) heartbeat: Heartbeat,
+    /// Figures that layers above add to the metrics (see `metrics.rs`).
+    pub(crate) metrics_sources: Mutex<Vec<crate::metrics::Source>>,
     /// Every call into host code passes it; shut by [`Runtime::host_exiting`].
     pub(crate) host_calls: HostCalls,
     /// Rung when a hook returns and by the testing reset: the sequence's
@@ -75,11 +78,6 @@ pub(crate) struct Inner {
     watchdog_pid: AtomicI32,
     /// The [`crate::ReconnectSpread`] in force (see `reconnect_spread.rs`).
     pub(crate) reconnect_spread: AtomicU8,
-    /// The stream hub, once started (see `hub/`); a forked child's copy
-    /// names the parent's process and is not used.
-    pub(crate) hub: Mutex<Option<Arc<crate::hub::Hub>>>,
-    /// Hub clients disconnected for being too slow.
-    pub(crate) hub_slow_clients: AtomicU64,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -131,7 +129,7 @@ impl Runtime {
                 phase: PhaseCell::new(),
                 shared: Mutex::new(Shared::default()),
                 delivery: DeliverySlot::new(),
-                heartbeat: Heartbeat::default(),
+                metrics_sources: Mutex::new(Vec::new()),
                 host_calls: HostCalls::new(),
                 bell: WaitWord::new(0),
                 generation: AtomicU64::new(0),
@@ -142,8 +140,6 @@ impl Runtime {
                 delivery_pid: AtomicI32::new(0),
                 watchdog_pid: AtomicI32::new(0),
                 reconnect_spread: AtomicU8::new(0),
-                hub: Mutex::new(None),
-                hub_slow_clients: AtomicU64::new(0),
             }),
         }
     }
@@ -158,11 +154,12 @@ impl Runtime {
     }
 
     /// The process-wide runtime if it exists yet. Async-signal-safe.
-    pub(crate) fn global_if_created() -> Option<&'static Runtime> {
+    pub fn global_if_created() -> Option<&'static Runtime> {
         GLOBAL.get()
     }
 
-    pub(crate) fn is_global(&self) -> bool {
+    /// Whether this is the process-wide runtime.
+    pub fn is_global(&self) -> bool {
         GLOBAL
             .get()
             .is_some_and(|global| Arc::ptr_eq(&global.inner, &self.inner))
@@ -494,11 +491,9 @@ impl Runtime {
             shared.hook_reports.clear();
             shared.running_hooks.clear();
             shared.watchdog = None;
-            shared.readiness_checks.clear();
             self.set_reconnect_spread(crate::ReconnectSpread::Spread);
             std::mem::take(&mut shared.listeners)
         };
-        self.inner.heartbeat.clear();
         self.inner.host_calls.reopen();
         for listener in &removed {
             listener.removed.set();
@@ -525,78 +520,27 @@ impl Runtime {
         Ok(())
     }
 
-    // ----- the probe listener (src/probes) -----
+    // ----- hooks for the layers above (the http crate) -----
 
-    /// Starts the probe listener: `/readyz`, `/healthz`, `/metrics` and
-    /// `/drain` answered from a thread of the runtime's own, so that probes
-    /// never wait for the host's threads, its GIL or its listener. Prints
-    /// `probes on http://ADDR` on stdout and returns the address (port 0
-    /// picks a free one). Once per process: again gives
-    /// [`Error::AlreadyStarted`]. A malformed address or a port in use is
-    /// [`Error::Config`] naming `GS_PROBE_ADDR`. The listener lives as long
-    /// as the process.
-    pub fn start_probe_listener(&self, options: ProbeOptions) -> Result<SocketAddr, Error> {
-        crate::probes::start(self, options)
+    /// Adds figures to this runtime's metrics: `source` appends its own
+    /// after the runtime's, each time the metrics are rendered. The layers
+    /// above plug in here (the stream hub's slow clients) without the
+    /// runtime knowing them.
+    pub fn add_metrics_source(&self, source: impl Fn(&mut Vec<Figure>) + Send + Sync + 'static) {
+        lock(&self.inner.metrics_sources).push(Arc::new(source));
     }
 
-    /// Starts the probe listener as [`ProbeOptions::from_env`] says, if
-    /// `GS_PROBE_ADDR` is set (`Ok(None)` otherwise).
-    pub fn start_probe_listener_from_env(&self) -> Result<Option<SocketAddr>, Error> {
-        match ProbeOptions::from_env()? {
-            Some(options) => self.start_probe_listener(options).map(Some),
-            None => Ok(None),
-        }
+    /// Enters a call into host code (a readiness check): `None` once the
+    /// host is exiting ([`Runtime::host_exiting`]), when it must not be
+    /// called. The call counts as in flight until the guard drops.
+    pub fn enter_host_call(&self) -> Option<HostCall<'_>> {
+        self.inner.host_calls.enter()
     }
 
-    /// The host's liveness heartbeat: call it from the loop that matters
-    /// (one atomic store). Once a host has sent one, the probe listener's
-    /// `/healthz` answers 503 when the last is older than the staleness.
-    #[inline]
-    pub fn heartbeat(&self) {
-        self.inner.heartbeat.beat();
-    }
-
-    /// How old the last heartbeat is (`None`: never sent).
-    pub fn heartbeat_age(&self) -> Option<Duration> {
-        self.inner.heartbeat.age()
-    }
-
-    /// Adds a readiness check that the probe listener's `/readyz` consults
-    /// while serving: `check` returns whether the host is ready; one that
-    /// returns false, panics, or takes longer than `timeout` makes `/readyz`
-    /// answer 503 naming it. [`Error::InvalidArgument`] for a name with a
-    /// NUL or a zero timeout.
-    pub fn add_readiness_check(
-        &self,
-        name: impl Into<String>,
-        timeout: Duration,
-        check: impl Fn() -> bool + Send + Sync + 'static,
-    ) -> Result<RegistrationId, Error> {
-        let name = name.into();
-        if name.contains('\0') {
-            return Err(Error::InvalidArgument("a check name must not contain NUL"));
-        }
-        if timeout.is_zero() {
-            return Err(Error::InvalidArgument("a check needs a timeout above 0"));
-        }
-        let id = self.next_id();
-        lock(&self.inner.shared)
-            .readiness_checks
-            .push(Arc::new(ReadinessCheck::new(
-                id,
-                name,
-                timeout,
-                Box::new(check),
-            )));
-        Ok(id)
-    }
-
-    /// Removes a readiness check; `false` if none had that id.
-    pub fn remove_readiness_check(&self, id: RegistrationId) -> bool {
-        let mut shared = lock(&self.inner.shared);
-        let before = shared.readiness_checks.len();
-        shared.readiness_checks.retain(|check| check.id != id);
-        shared.readiness_checks.len() != before
+    /// A fresh id, from the one sequence phase listeners, shutdown hooks
+    /// and the layers' registrations (readiness checks) share.
+    pub fn next_registration_id(&self) -> RegistrationId {
+        self.next_id()
     }
 
     fn next_id(&self) -> RegistrationId {
@@ -663,9 +607,6 @@ impl Runtime {
         shared.running_hooks.clear();
         shared.hook_reports.clear();
         shared.watchdog = None;
-        shared.probe_listener = None;
-        self.inner.heartbeat.clear();
-        crate::listener::close_after_fork();
     }
 }
 

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 /// Why a number of seconds was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BadSeconds {
+pub enum BadSeconds {
     NotANumber,
     Negative,
 }
 
 impl BadSeconds {
-    pub(crate) fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             BadSeconds::NotANumber => "not a number",
             BadSeconds::Negative => "must not be negative",
@@ -29,7 +29,7 @@ impl BadSeconds {
 }
 
 /// Seconds to a duration; `Ok(None)` means no limit.
-pub(crate) fn from_secs(seconds: f64) -> Result<Option<Duration>, BadSeconds> {
+pub fn from_secs(seconds: f64) -> Result<Option<Duration>, BadSeconds> {
     if seconds.is_nan() {
         return Err(BadSeconds::NotANumber);
     }
@@ -40,12 +40,12 @@ pub(crate) fn from_secs(seconds: f64) -> Result<Option<Duration>, BadSeconds> {
 }
 
 /// Seconds to a configuration duration: no limit is [`Duration::MAX`].
-pub(crate) fn config_from_secs(seconds: f64) -> Result<Duration, BadSeconds> {
+pub fn config_from_secs(seconds: f64) -> Result<Duration, BadSeconds> {
     from_secs(seconds).map(|d| d.unwrap_or(Duration::MAX))
 }
 
 /// A configuration duration back to seconds: [`Duration::MAX`] is infinity.
-pub(crate) fn config_to_secs(duration: Duration) -> f64 {
+pub fn config_to_secs(duration: Duration) -> f64 {
     if duration == Duration::MAX {
         f64::INFINITY
     } else {

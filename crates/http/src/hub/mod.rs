@@ -21,6 +21,8 @@ pub use options::{
     STREAM_ADDR, STREAM_CORS_ORIGINS, STREAM_HEARTBEAT, STREAM_HISTORY, STREAM_HISTORY_AGE,
     STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_QUEUE, STREAM_SECRET,
 };
+#[doc(hidden)]
+pub use store::Published;
 
 use crate::error::Error;
 use crate::listener::Started;
@@ -79,7 +81,8 @@ fn store_error(error: StoreError) -> Error {
 
 impl Runtime {
     fn hub(&self) -> Result<Arc<Hub>, Error> {
-        lock(&self.inner.hub)
+        lock(&self.http.state)
+            .hub
             .as_ref()
             .filter(|hub| hub.started.in_this_process())
             .cloned()
@@ -133,7 +136,8 @@ impl Runtime {
     /// [`Runtime::hub_publish`], giving what the store said: the event and
     /// the number the hub gave it (for the C ABI, which returns the number
     /// without copying the id out).
-    pub(crate) fn hub_publish_event(
+    #[doc(hidden)]
+    pub fn hub_publish_event(
         &self,
         channel: &str,
         event: &str,
@@ -155,8 +159,8 @@ impl Runtime {
             .publish(channel, kind, event, data, id)
             .map_err(store_error)?;
         if published.too_slow > 0 {
-            self.inner
-                .hub_slow_clients
+            self.http
+                .slow_clients
                 .fetch_add(published.too_slow, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(published)
@@ -225,8 +229,8 @@ impl Runtime {
 
     /// Clients disconnected for falling `queue_capacity` events behind.
     pub fn hub_slow_clients_disconnected(&self) -> u64 {
-        self.inner
-            .hub_slow_clients
+        self.http
+            .slow_clients
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

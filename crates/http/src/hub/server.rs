@@ -56,8 +56,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_EVICTION_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr, Error> {
-    let mut slot = lock(&runtime.inner.hub);
-    listener::refuse_if_started(slot.as_ref().map(|hub| &hub.started))?;
+    let mut state = lock(&runtime.http.state);
+    listener::refuse_if_started(state.hub.as_ref().map(|hub| &hub.started))?;
     let addr = options.validate()?;
     let spec = Spec {
         thread: "last-call-hub",
@@ -88,8 +88,8 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
     *lock(&hub.accepting) = Some(accepting);
     bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
     let started = bound.run(runtime)?;
-    *slot = Some(Arc::clone(&hub));
-    drop(slot);
+    state.hub = Some(Arc::clone(&hub));
+    drop(state);
     let listening_hub = Arc::clone(&hub);
     runtime.on_phase(move |change| listening_hub.on_phase(change))?;
     listener::announce("streams", started.addr);

@@ -80,10 +80,10 @@ pub(crate) struct Limits {
 
 /// The result of a publish.
 #[derive(Debug)]
-pub(crate) struct Published {
+pub struct Published {
     pub(crate) frame: Frame,
     /// The number the hub gave it, when the host gave no id.
-    pub(crate) number: Option<u64>,
+    pub number: Option<u64>,
     /// Subscribers disconnected by this publish for being too slow.
     pub(crate) too_slow: u64,
 }

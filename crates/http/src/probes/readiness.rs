@@ -6,7 +6,8 @@
 //! probe is not started again (a hung check cannot pile up threads); it
 //! counts as failing until it returns.
 
-use crate::runtime::{Inner, RegistrationId};
+use crate::runtime::Runtime;
+use last_call_runtime::RegistrationId;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ impl ReadinessReport {
 /// Runs every check at once, each bounded by its timeout. Once the host is
 /// exiting (`Runtime::host_exiting`) a check is not called and fails.
 pub(crate) async fn run_all(
-    inner: &Arc<Inner>,
+    runtime: &Runtime,
     checks: Vec<Arc<ReadinessCheck>>,
 ) -> ReadinessReport {
     let mut pending = Vec::with_capacity(checks.len());
@@ -68,9 +69,9 @@ pub(crate) async fn run_all(
             continue;
         }
         let worker = Arc::clone(&check);
-        let inner = Arc::clone(inner);
+        let runtime = runtime.clone();
         let handle = tokio::task::spawn_blocking(move || {
-            let passed = match inner.host_calls.enter() {
+            let passed = match runtime.enter_host_call() {
                 Some(_call) => catch_unwind(AssertUnwindSafe(|| (worker.call)())),
                 None => Ok(false),
             };

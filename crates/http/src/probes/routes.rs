@@ -62,8 +62,8 @@ async fn readyz(runtime: &Runtime) -> Answer {
     if runtime.phase() != Phase::Serving {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
-    let checks = lock(&runtime.inner.shared).readiness_checks.clone();
-    let report = readiness::run_all(&runtime.inner, checks).await;
+    let checks = lock(&runtime.http.state).readiness_checks.clone();
+    let report = readiness::run_all(runtime, checks).await;
     // The phase may have moved while the checks ran.
     if runtime.phase() != Phase::Serving {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
@@ -80,7 +80,7 @@ async fn readyz(runtime: &Runtime) -> Answer {
 
 fn healthz(runtime: &Runtime, settings: &Settings) -> Answer {
     match runtime
-        .inner
+        .http
         .heartbeat
         .liveness(settings.heartbeat_stale_after)
     {

@@ -32,7 +32,7 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Starts the probe listener of `runtime`, once per process; returns the
 /// address it listens on and prints `probes on http://ADDR` on stdout.
 pub(crate) fn start(runtime: &Runtime, options: ProbeOptions) -> Result<SocketAddr, Error> {
-    let mut shared = lock(&runtime.inner.shared);
+    let mut shared = lock(&runtime.http.state);
     listener::refuse_if_started(shared.probe_listener.as_ref())?;
     let addr = options.socket_addr()?;
     let spec = Spec {
