@@ -55,7 +55,9 @@ impl Snapshot {
             shutdown_duration: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
             closed_by_deadline: runtime.streams_closed_by_deadline(),
             added: {
-                let sources = crate::runtime::lock(&runtime.inner.metrics_sources).clone();
+                let sources = crate::runtime::lock(&runtime.inner.shared)
+                    .metrics_sources
+                    .clone();
                 let mut added = Vec::new();
                 for source in &sources {
                     source(&mut added);

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) hook_reports: Vec<HookReport>,
     pub(crate) running_hooks: Vec<RunningHook>,
     pub(crate) watchdog: Option<Arming>,
+    /// Figures that layers above add to the metrics (see `metrics.rs`).
+    pub(crate) metrics_sources: Vec<crate::metrics::Source>,
     /// The running sequence's timeline, fixed by the first to ask once it
     /// started (see [`Inner::timeline`]).
     pub(crate) timeline: Option<crate::sequence::Timeline>,
@@ -55,8 +57,6 @@ pub(crate) struct Inner {
     pub(crate) phase: PhaseCell,
     pub(crate) shared: Mutex<Shared>,
     pub(crate) delivery: DeliverySlot,
-    /// Figures that layers above add to the metrics (see `metrics.rs`).
-    pub(crate) metrics_sources: Mutex<Vec<crate::metrics::Source>>,
     /// Every call into host code passes it; shut by [`Runtime::host_exiting`].
     pub(crate) host_calls: HostCalls,
     /// Rung when a hook returns and by the testing reset: the sequence's
@@ -129,7 +129,6 @@ impl Runtime {
                 phase: PhaseCell::new(),
                 shared: Mutex::new(Shared::default()),
                 delivery: DeliverySlot::new(),
-                metrics_sources: Mutex::new(Vec::new()),
                 host_calls: HostCalls::new(),
                 bell: WaitWord::new(0),
                 generation: AtomicU64::new(0),
@@ -527,7 +526,9 @@ impl Runtime {
     /// above plug in here (the stream hub's slow clients) without the
     /// runtime knowing them.
     pub fn add_metrics_source(&self, source: impl Fn(&mut Vec<Figure>) + Send + Sync + 'static) {
-        lock(&self.inner.metrics_sources).push(Arc::new(source));
+        lock(&self.inner.shared)
+            .metrics_sources
+            .push(Arc::new(source));
     }
 
     /// Enters a call into host code (a readiness check): `None` once the
