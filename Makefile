@@ -17,7 +17,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
-.PHONY: test-portable bench-portable check-macos wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
+.PHONY: test-no-http test-portable bench-portable check-macos wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
 
 help:
 	@echo "make demo   - set up and run the demonstration"
@@ -84,6 +84,15 @@ test-rust:
 
 # The loom models build the core crate alone (crates/core: no tokio, no
 # hyper), with the one switch `--cfg loom`, in a target of their own.
+# The library without its HTTP listeners (`default-features = false`: no
+# tokio, no hyper) builds, and its unit tests run. A target of its own, so
+# that its liblast_call.so does not replace the one the C tests link.
+NO_HTTP_CARGO := CARGO_TARGET_DIR=$(CURDIR)/target/no-http $(CARGO)
+test-no-http:
+	$(NO_HTTP_CARGO) test --no-default-features --lib
+	@if $(NO_HTTP_CARGO) tree --no-default-features -e normal --prefix none | grep -qE '^(tokio|hyper) '; then \
+	  echo "test-no-http: tokio or hyper is in the build without the http feature"; exit 1; fi
+
 LOOM_CARGO := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
   $(CARGO) test --release -p last-call-core --test loom_stream_counter --test loom_delivery
 
@@ -150,7 +159,7 @@ rolling: setup python
 	$(CARGO) build --release --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md
 
-test: setup lint test-rust loom test-portable check-macos test-packaging test-python
+test: setup lint test-rust test-no-http loom test-portable check-macos test-packaging test-python
 
 # Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
 bench: setup python
@@ -177,6 +186,15 @@ header:
 # ----- Packaging: the wheel, the sdist, make install -----------------------
 
 PACKAGING := target/packaging
+# One release target for the shipped library, however it is built: the
+# Python package (pip, `make python`), the sdist's smoke build and
+# `make install` use the same profile (no debug info, stripped, as
+# bindings/python/setup.py sets it), so the dependencies compile once for
+# the three. (The wheel is built for glibc 2.17 by zig: a target of its
+# own.)
+RELEASE_TARGET := $(CURDIR)/target/python
+RELEASE_PROFILE := --config profile.release.debug=false --config 'profile.release.strip="symbols"'
+
 PACKAGING_VENV := $(PACKAGING)/tools
 PACKAGING_PYTHON := $(PACKAGING_VENV)/bin/python
 # The venv's python is a link to an old file: make dates the venv by a stamp.
@@ -229,7 +247,7 @@ test-wheel: wheel
 # build reads Cargo.toml with tomli; the wheel's build covers tomllib).
 test-sdist: sdist
 	LAST_CALL_DIST=$(DIST) $(PACKAGING_PYTHON) -m pytest -q -p no:cacheprovider tests/packaging/test_sdist.py
-	CARGO_TARGET_DIR=$(CURDIR)/target/sdist ./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.tar.gz \
+	CARGO_TARGET_DIR=$(RELEASE_TARGET) ./scripts/package_smoke.sh $(PACKAGING_PYTHON) $(DIST)/last_call-*.tar.gz \
 	  $(PACKAGING)/smoke-sdist $(firstword $(SMOKE_PYTHONS))
 
 # make install into a temporary prefix; the C host built from it with
@@ -257,18 +275,16 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # The ABI version in the soname: the major, or 0.minor before 1.0 (where a
 # minor release may break the ABI), as Cargo's semver reads versions.
 SOVERSION := $(shell echo $(VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
-INSTALL_TARGET_DIR := target/install
 
 install:
-	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
-	  $(CARGO) rustc --locked --release --lib --crate-type cdylib,staticlib \
-	  --target-dir $(INSTALL_TARGET_DIR) -- -C link-arg=-Wl,-soname,liblast_call.so.$(SOVERSION)
+	$(CARGO) rustc --locked --release --lib --crate-type cdylib,staticlib $(RELEASE_PROFILE) \
+	  --target-dir $(RELEASE_TARGET) -- -C link-arg=-Wl,-soname,liblast_call.so.$(SOVERSION)
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 include/last_call.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 755 $(INSTALL_TARGET_DIR)/release/liblast_call.so $(DESTDIR)$(LIBDIR)/liblast_call.so.$(VERSION)
+	install -m 755 $(RELEASE_TARGET)/release/liblast_call.so $(DESTDIR)$(LIBDIR)/liblast_call.so.$(VERSION)
 	ln -sf liblast_call.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblast_call.so.$(SOVERSION)
 	ln -sf liblast_call.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/liblast_call.so
-	install -m 644 $(INSTALL_TARGET_DIR)/release/liblast_call.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(RELEASE_TARGET)/release/liblast_call.a $(DESTDIR)$(LIBDIR)/
 	# The archive carries the debug info of std and the crates (22 MB; 13.6 MB without).
 	strip --strip-debug $(DESTDIR)$(LIBDIR)/liblast_call.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \

@@ -9,6 +9,9 @@
 
 #![allow(non_camel_case_types)]
 
+// One file per C concept. The header lists them in this order (cbindgen
+// reads the modules as declared), so the groups below keep it: rustfmt
+// sorts only within a group.
 mod buffer;
 mod host_exit;
 #[cfg(feature = "http")]
@@ -16,21 +19,42 @@ mod hub;
 mod metrics;
 #[cfg(feature = "http")]
 mod probes;
-mod sequence;
+
+mod config;
+
+mod watchdog;
+
+mod testing;
+
+mod signals;
+
+mod phase_callbacks;
+
+mod hooks;
+
 mod status;
 mod stream_endings;
+
+mod version;
+
 mod streams;
 
+pub use config::*;
+pub use hooks::*;
 pub use host_exit::*;
 #[cfg(feature = "http")]
 pub use hub::*;
 pub use metrics::*;
+pub use phase_callbacks::*;
 #[cfg(feature = "http")]
 pub use probes::*;
-pub use sequence::*;
+pub use signals::*;
 pub use status::*;
 pub use stream_endings::*;
 pub use streams::*;
+pub use testing::*;
+pub use version::*;
+pub use watchdog::*;
 
 use crate::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,7 +1,7 @@
 //! The probe listener, the liveness heartbeat and readiness checks through
 //! the C ABI.
 
-use super::sequence::not_found;
+use super::status::not_found;
 use super::UserData;
 use super::{boundary, gs_status, registered, runtime, start_listener, status, ListenerStart};
 use crate::error::timeout_from_secs;

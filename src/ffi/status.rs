@@ -146,3 +146,9 @@ pub unsafe extern "C" fn gs_last_error_message(
         })
     })
 }
+
+/// `GS_ERR_NOT_FOUND` for a registration id nothing has.
+pub(super) fn not_found(id: u64) -> gs_status {
+    set_last_error(format!("no registration has id {id}"));
+    gs_status::GS_ERR_NOT_FOUND
+}
