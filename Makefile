@@ -61,7 +61,7 @@ demo-c: c-host
 	@./scripts/demo_c_host.sh $(BUILD)/c_host
 
 # The Flask example under gunicorn: one gthread worker with THREADS threads
-# and the last_call.gunicorn config module (README, "gunicorn").
+# and the last_call.gunicorn config module (docs/gunicorn.md).
 .PHONY: flask-gunicorn
 flask-gunicorn: python
 	cd examples/flask_app && ../../$(PYTHON) serve_gunicorn.py
