@@ -15,7 +15,8 @@ What is changed, and only this: the port 8080 becomes a free one;
 `"last-call[...]"` in a `pip install` line becomes the same requirement
 from a wheel built from this tree; the Rust `last-call = "0.1"` becomes a
 path dependency on this tree (with the `[package]` header `cargo new`
-writes); `$HOME` is a temporary directory. Then, as the README tells the
+writes); `$HOME`, where a section writes under it, is a temporary
+directory. Then, as the README tells the
 reader to check: a stream is opened, SIGTERM is sent while it runs, the
 stream must still get all five events and end cleanly, and the server
 must exit 0.
@@ -24,12 +25,14 @@ must exit 0.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import venv
 from dataclasses import dataclass, field
@@ -116,14 +119,22 @@ class Workspace:
     home: Path
     env: dict[str, str]
 
+    def env_for(self, section: Section) -> dict[str, str]:
+        """A section that writes under `$HOME` gets a temporary one (the
+        reader's own HOME otherwise: pip's cache and configuration, cargo)."""
+        if any("$HOME" in block for block in section.shell):
+            # The toolchain stays the reader's own: rustup finds it by HOME.
+            env = dict(self.env, HOME=str(self.home))
+            env.setdefault("RUSTUP_HOME", str(Path.home() / ".rustup"))
+            env.setdefault("CARGO_HOME", str(Path.home() / ".cargo"))
+            return env
+        return self.env
+
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory, fresh_venv: Path) -> Workspace:
     home = tmp_path_factory.mktemp("home")
-    env = dict(os.environ, HOME=str(home), **SHORT_DRAIN)
-    # The toolchain stays the reader's own: rustup and cargo find it by HOME.
-    env.setdefault("RUSTUP_HOME", str(Path.home() / ".rustup"))
-    env.setdefault("CARGO_HOME", str(Path.home() / ".cargo"))
+    env = dict(os.environ, **SHORT_DRAIN)
     env["PATH"] = f"{fresh_venv / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(fresh_venv)
     # The tree's own settings must not leak into the reader's shell.
@@ -200,6 +211,34 @@ def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
     pytest.fail(f"nothing listens on {port} after {START_TIMEOUT} s:\n{stop(process)}")
 
 
+def lines_until(process: subprocess.Popen[str], prefix: str) -> list[str]:
+    """The process's output up to the first line starting with `prefix`,
+    read on a thread so that the wait is bounded."""
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+            if line.startswith(prefix):
+                return
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT
+    while not seen or not seen[-1].startswith(prefix):
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no line {prefix!r} after {START_TIMEOUT} s:\n{''.join(seen)}")
+        if line is None:
+            pytest.fail(f"the program ended before {prefix!r}:\n{''.join(seen)}")
+        seen.append(line)
+    return seen
+
+
 def stream_through_sigterm(port: int, process: subprocess.Popen[str]) -> None:
     """Opens /events, sends SIGTERM after the first event, and reads to the
     end: httpx raises if the body is cut, and all five events must come."""
@@ -224,11 +263,11 @@ def prepare(section: Section, directory: Path, workspace: Workspace, wheel: Path
     if "Cargo.toml" in section.files:
         shutil.copyfile(ROOT / "Cargo.lock", directory / "Cargo.lock")
         # The build, bounded here, so that the server command starts at once.
-        run("cargo build --quiet", directory, workspace.env)
+        run("cargo build --quiet", directory, workspace.env_for(section))
     for block in section.shell[:-1]:
         for command in block.splitlines():
             if command.strip() and not command.startswith("#"):
-                run(adapt(command, port, wheel), directory, workspace.env)
+                run(adapt(command, port, wheel), directory, workspace.env_for(section))
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT + 300)
@@ -238,18 +277,11 @@ def test_the_quick_start_runs_as_written(section: Section, workspace: Workspace,
     port = free_port()
     directory = workspace.directory / re.sub(r"\W+", "-", section.title)
     prepare(section, directory, workspace, wheel, port)
-    process = start(adapt(section.shell[-1], port, wheel), directory, workspace.env)
+    process = start(adapt(section.shell[-1], port, wheel), directory, workspace.env_for(section))
     try:
         if "app.c" in section.files:
-            assert process.stdout is not None
-            lines: list[str] = []
-            for line in process.stdout:
-                lines.append(line)
-                if line.startswith("tick 0"):
-                    process.send_signal(signal.SIGTERM)
-                    break
-            else:
-                pytest.fail("the C program printed no tick:\n" + "".join(lines))
+            lines = lines_until(process, "tick 0")
+            process.send_signal(signal.SIGTERM)
             output = "".join(lines) + process.communicate(timeout=EXIT_TIMEOUT)[0]
             assert [line for line in output.splitlines() if line.startswith("tick")] == [f"tick {n}" for n in range(5)]
             assert output.index("stream ended") < output.index("stopped: exit 0"), output
