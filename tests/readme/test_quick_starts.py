@@ -24,6 +24,7 @@ must exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -97,11 +98,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package as a wheel, built once from this tree (its library comes
     from target/python, already built by `make python`)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "bindings/python")],
-        check=True,
-        timeout=BUILD_TIMEOUT,
-    )
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "bindings/python")]
+    run_to_end(build, ROOT)
     return next(out.glob("last_call-*.whl"))
 
 
@@ -163,18 +161,24 @@ def adapt_cargo_toml(text: str) -> str:
     return header + dependency.sub(f"last-call = {{ path = {str(ROOT)!r} }}", text) + "\n[workspace]\n"
 
 
-def run(command: str, cwd: Path, env: dict[str, str]) -> None:
-    where = ROOT if command.startswith("make ") else cwd
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", command],
-        cwd=where,
-        env=env,
-        timeout=BUILD_TIMEOUT,
-        capture_output=True,
-        text=True,
-        check=False,
+def run_to_end(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    """Runs `argv` in a process group of its own, bounded: on timeout the
+    whole group (make's cargo, pip's build) is killed, not only its leader."""
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
-    assert result.returncode == 0, f"{command!r} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    try:
+        output, _ = process.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        output = stop(process)
+        pytest.fail(f"{argv!r} still running after {BUILD_TIMEOUT} s:\n{output[-3000:]}")
+    finally:
+        stop(process)
+    assert process.returncode == 0, f"{argv!r} failed:\n{output[-6000:]}"
+
+
+def run(command: str, cwd: Path, env: dict[str, str]) -> None:
+    run_to_end(["bash", "-euo", "pipefail", "-c", command], ROOT if command.startswith("make ") else cwd, env)
 
 
 def start(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -193,8 +197,12 @@ def start(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
+    """Kills what is left of the process's group (a server's workers too)."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    if process.stdout is None or process.stdout.closed:
+        process.wait(timeout=EXIT_TIMEOUT)
+        return ""
     output, _ = process.communicate(timeout=EXIT_TIMEOUT)
     return output
 
