@@ -36,6 +36,55 @@ pub enum HookOrder {
     WithPrevious,
 }
 
+/// The hooks' state: registered, running and reported. It lives under the
+/// runtime's one lock (held across `fork()`), which the runtime takes
+/// around each of these.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    registered: Vec<HookEntry>,
+    /// Hooks running now (the watchdog names them).
+    pub(crate) running: Vec<RunningHook>,
+    reports: Vec<HookReport>,
+}
+
+impl Hooks {
+    pub(crate) fn register(&mut self, entry: HookEntry) {
+        self.registered.push(entry);
+    }
+
+    /// `false` if none had that id (or it already ran).
+    pub(crate) fn remove(&mut self, id: RegistrationId) -> bool {
+        let before = self.registered.len();
+        self.registered.retain(|entry| entry.id != id);
+        self.registered.len() != before
+    }
+
+    pub(crate) fn any_registered(&self) -> bool {
+        !self.registered.is_empty()
+    }
+
+    /// The registered hooks, for the sequence to run (once).
+    pub(crate) fn take(&mut self) -> Vec<HookEntry> {
+        std::mem::take(&mut self.registered)
+    }
+
+    pub(crate) fn reports(&self) -> Vec<HookReport> {
+        self.reports.clone()
+    }
+
+    /// The testing reset: no hook registered, running or reported.
+    pub(crate) fn clear(&mut self) {
+        *self = Hooks::default();
+    }
+
+    /// In a forked child: the parent's running hooks and reports are not
+    /// the child's; the registered ones are the application's and stay.
+    pub(crate) fn reset_after_fork(&mut self) {
+        self.running.clear();
+        self.reports.clear();
+    }
+}
+
 pub(crate) struct HookEntry {
     pub(crate) id: RegistrationId,
     pub(crate) name: String,
@@ -142,7 +191,7 @@ fn run_group(
             let state = Arc::clone(&state);
             let inner = Arc::clone(inner);
             let (id, hook) = (entry.id, entry.hook);
-            lock(&inner.shared).running_hooks.push(RunningHook {
+            lock(&inner.shared).hooks.running.push(RunningHook {
                 id,
                 name: entry.name.clone(),
                 since: start,
@@ -165,14 +214,15 @@ fn run_group(
                         .ended_ns
                         .store(crate::monotonic_ns(), Ordering::Relaxed);
                     state.outcome.store(ended, Ordering::Release);
-                    lock(&inner.shared).running_hooks.retain(|h| h.id != id);
+                    lock(&inner.shared).hooks.running.retain(|h| h.id != id);
                     inner.ring_bell();
                 })
         };
         if let Err(error) = &spawned {
             warn!("could not start shutdown hook {:?}: {error}", entry.name);
             lock(&inner.shared)
-                .running_hooks
+                .hooks
+                .running
                 .retain(|h| h.id != entry.id);
         }
         started.push((entry.name, state, spawned.is_ok()));
@@ -219,5 +269,5 @@ fn run_group(
             finished: outcome == HookOutcome::Finished,
         });
     }
-    lock(&inner.shared).hook_reports.extend(reports);
+    lock(&inner.shared).hooks.reports.extend(reports);
 }

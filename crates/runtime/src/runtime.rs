@@ -15,7 +15,7 @@ use crate::clock::{Mono, Stamp};
 use crate::config::Config;
 use crate::delivery::{DeliverySlot, RemovedFlag};
 use crate::error::Error;
-use crate::hooks::{HookEntry, HookOrder, HookReport, RunningHook};
+use crate::hooks::{HookEntry, HookOrder, HookReport, Hooks};
 use crate::host_calls::{HostCall, HostCalls};
 use crate::listeners::{self, Listener};
 use crate::log::warn;
@@ -41,9 +41,7 @@ pub struct RegistrationId(pub u64);
 pub(crate) struct Shared {
     pub(crate) config: Option<Config>,
     pub(crate) listeners: Vec<Arc<Listener>>,
-    pub(crate) hooks: Vec<HookEntry>,
-    pub(crate) hook_reports: Vec<HookReport>,
-    pub(crate) running_hooks: Vec<RunningHook>,
+    pub(crate) hooks: Hooks,
     pub(crate) watchdog: Option<Arming>,
     /// Figures that layers above add to the metrics (see `metrics.rs`).
     pub(crate) metrics_sources: Vec<crate::metrics::Source>,
@@ -405,7 +403,7 @@ impl Runtime {
             return Err(Error::InvalidArgument("a hook name must not contain NUL"));
         }
         let id = self.next_id();
-        lock(&self.inner.shared).hooks.push(HookEntry {
+        lock(&self.inner.shared).hooks.register(HookEntry {
             id,
             name,
             order,
@@ -417,15 +415,12 @@ impl Runtime {
     /// Removes a shutdown hook that has not run yet; `false` if none had
     /// that id (or it already ran).
     pub fn remove_shutdown_hook(&self, id: RegistrationId) -> bool {
-        let mut shared = lock(&self.inner.shared);
-        let before = shared.hooks.len();
-        shared.hooks.retain(|entry| entry.id != id);
-        shared.hooks.len() != before
+        lock(&self.inner.shared).hooks.remove(id)
     }
 
     /// What each shutdown hook did, once Stopping has run them.
     pub fn hook_reports(&self) -> Vec<HookReport> {
-        lock(&self.inner.shared).hook_reports.clone()
+        lock(&self.inner.shared).hooks.reports()
     }
 
     /// Arms the exit watchdog with the configuration in force (see
@@ -487,8 +482,6 @@ impl Runtime {
             let mut shared = lock(&self.inner.shared);
             shared.config = None;
             shared.hooks.clear();
-            shared.hook_reports.clear();
-            shared.running_hooks.clear();
             shared.watchdog = None;
             self.set_reconnect_spread(crate::ReconnectSpread::Spread);
             std::mem::take(&mut shared.listeners)
@@ -605,8 +598,7 @@ impl Runtime {
             .sequence_running
             .atomic()
             .store(0, Ordering::Relaxed);
-        shared.running_hooks.clear();
-        shared.hook_reports.clear();
+        shared.hooks.reset_after_fork();
         shared.watchdog = None;
     }
 }
@@ -631,7 +623,7 @@ impl Inner {
     }
 
     pub(crate) fn take_hooks(&self) -> Vec<HookEntry> {
-        std::mem::take(&mut lock(&self.shared).hooks)
+        lock(&self.shared).hooks.take()
     }
 
     pub(crate) fn sequence_config(&self) -> Config {
@@ -651,7 +643,7 @@ impl Inner {
             Some(timeline) if timeline.started == started => Some(timeline),
             _ => {
                 let config = shared.config.clone().unwrap_or_default();
-                let hooks = !shared.hooks.is_empty();
+                let hooks = shared.hooks.any_registered();
                 let timeline = crate::sequence::Timeline::new(started, &config, hooks);
                 shared.timeline = Some(timeline);
                 Some(timeline)

@@ -102,7 +102,7 @@ fn fire(inner: &Inner, arming: Arming, started: Mono) -> ! {
     // try_lock: the watchdog never waits for anything.
     match inner.shared.try_lock() {
         Ok(shared) => {
-            for hook in &shared.running_hooks {
+            for hook in &shared.hooks.running {
                 let _ = write!(
                     line,
                     ", hook {:?} running for {:.1} s",
