@@ -15,7 +15,7 @@
 //! 4. runs the host's shutdown hooks ([`Phase::Stopping`]) and lets it exit 0
 //!    ([`Phase::Stopped`]) before the SIGKILL.
 //!
-//! Stream accounting is the hot path: [`Runtime::begin_stream`] is two
+//! Stream accounting is the hot path: `Runtime::begin_stream` is two
 //! relaxed atomic adds (the count, then the started total) on one
 //! cache-padded line, its guard's drop one compare-and-swap and one add. See `stream_counter` for the layout and the no-lost-wake-up
 //! argument (checked with loom in the core crate).

@@ -6,7 +6,7 @@
 //! It starts no thread and knows no runtime: the runtime crate builds the
 //! shutdown sequence on it. It is the only crate the loom models
 //! (`tests/loom_*.rs`, `make loom`) compile, with `--cfg loom`, which
-//! [`sync`] turns into loom's atomics, `Mutex` and `Condvar`.
+//! `sync` turns into loom's atomics, `Mutex` and `Condvar`.
 //!
 //! An internal building block (`publish = false`): use the `last-call`
 //! crate, which re-exports what is public.
