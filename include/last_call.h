@@ -152,6 +152,11 @@ typedef enum gs_status {
    * The stream hub holds as many channels as it may, none of them idle.
    */
   GS_ERR_HUB_FULL = 15,
+  /**
+   * The stream hub's queue to its shared store is full: the store is
+   * slower than the publishers (retry later, or publish less).
+   */
+  GS_ERR_HUB_BUSY = 16,
 } gs_status;
 
 /**
