@@ -176,3 +176,99 @@ fn redis_killed_and_restarted_empty_subscribers_get_every_event_or_gap_and_pods_
         a.child.stderr()
     );
 }
+
+/// Resident memory of this process, in bytes.
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    pages * page
+}
+
+#[test]
+fn a_publisher_outpacing_a_stopped_redis_is_told_busy_memory_stays_bounded_and_it_recovers() {
+    use last_call::{Error, HubOptions, Runtime, StoreUrl, StreamKind};
+    common::require_process_per_test();
+    let redis = RedisServer::start();
+    let runtime = Runtime::global();
+    let mut options = HubOptions::new("127.0.0.1:0", "a secret every pod shares, 32 bytes");
+    options.store = StoreUrl::parse(&redis.url()).unwrap();
+    options.publish_queue = 100;
+    let addr = runtime.start_hub(options).unwrap();
+    let probes = runtime
+        .start_probe_listener(last_call::ProbeOptions::new("127.0.0.1:0"))
+        .unwrap();
+    let health = || common::request(probes, "GET", "/healthz", &[("accept", "application/json")]);
+    let (status, body, _) = health();
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""stream_store":{"state":"ok"}"#), "{body}");
+    let client = client();
+    let token = runtime
+        .hub_subscribe_token("flood", Duration::from_secs(60))
+        .unwrap();
+    let subscriber = sse::open(&client, addr, &format!("/streams/flood?token={token}"), &[]);
+    assert_eq!(subscriber.status, 200);
+    runtime
+        .hub_publish("flood", "step", "before", None, StreamKind::Resumable)
+        .unwrap();
+    assert!(next(&subscriber).ends_with("data: before"));
+    // Redis stops answering (longer than the client's timeouts).
+    ChildProcess::signal(redis.pid(), libc::SIGSTOP);
+    let data = "x".repeat(1024);
+    let before = resident();
+    let (mut queued, mut busy) = (0u64, 0u64);
+    for _ in 0..200_000 {
+        match runtime.hub_publish("flood", "step", &data, None, StreamKind::Resumable) {
+            Ok(_) => queued += 1,
+            Err(Error::HubBusy) => busy += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let grown = resident().saturating_sub(before);
+    assert!(
+        busy > 0,
+        "the queue never said it was full ({queued} queued)"
+    );
+    // 200 MB were offered; a bounded queue holds 100 events.
+    assert!(grown < 64 << 20, "grew by {grown} bytes");
+    let degraded =
+        || last_call::metrics::render_prometheus(runtime).contains("gs_hub_store_degraded 1\n");
+    let deadline = Instant::now() + WAIT;
+    while !degraded() {
+        assert!(Instant::now() < deadline, "never reported degraded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Liveness stays 200 and says the store is degraded, and since when.
+    let (status, body, _) = health();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#""state":"degraded","degraded_seconds":"#),
+        "{body}"
+    );
+    let (_, text, _) = common::request(probes, "GET", "/healthz", &[]);
+    assert!(
+        text.starts_with("alive (stream store degraded for "),
+        "{text}"
+    );
+    ChildProcess::signal(redis.pid(), libc::SIGCONT);
+    let deadline = Instant::now() + WAIT;
+    while degraded() {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Through the store again: a later event reaches the subscriber.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no event after the store came back"
+        );
+        let _ = runtime.hub_publish("flood", "step", "after", None, StreamKind::Resumable);
+        if let Some(Arrival::Event(text)) = subscriber.next_event(Duration::from_millis(200)) {
+            if text.ends_with("data: after") {
+                break;
+            }
+        }
+    }
+}

@@ -22,6 +22,8 @@ mod server;
 mod shared;
 mod token;
 
+pub(crate) use frame::json_string;
+
 pub use options::HubOptions;
 pub use options::{
     STREAM_ADDR, STREAM_CORS_ORIGINS, STREAM_HEARTBEAT, STREAM_HISTORY, STREAM_HISTORY_AGE,
@@ -285,6 +287,15 @@ impl Runtime {
         }
         let hub = self.hub()?;
         Ok(token::mint(&hub.options.secret, channel, ttl))
+    }
+
+    /// The hub's shared store: `None` without one (or before the hub
+    /// starts), `Some(None)` while it answers, `Some(Some(d))` while it has
+    /// been away for `d`.
+    pub fn hub_store_health(&self) -> Option<Option<Duration>> {
+        let hub = self.hub().ok()?;
+        let shared = hub.shared.as_ref()?;
+        Some(shared.health.degraded_for())
     }
 
     /// Channels the hub holds now (0 before it starts).
