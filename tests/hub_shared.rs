@@ -21,9 +21,14 @@ struct Pod {
     child: ChildProcess,
     addr: SocketAddr,
     feed_token: String,
+    task_token: String,
 }
 
 fn pod(store: &str) -> Pod {
+    pod_with(store, &[])
+}
+
+fn pod_with(store: &str, env: &[(&str, &str)]) -> Pod {
     let mut command = Command::new(example("hub_holder"));
     clear_gs_environment(&mut command);
     command
@@ -31,14 +36,15 @@ fn pod(store: &str) -> Pod {
         .env("GS_STREAM_SECRET", "a secret every pod shares, 32 bytes")
         .env("GS_STREAM_STORE", store)
         .env("GS_DRAIN_DELAY_SECONDS", "0")
-        .env("GS_SHUTDOWN_TIMEOUT_SECONDS", "4");
-
+        .env("GS_SHUTDOWN_TIMEOUT_SECONDS", "4")
+        .envs(env.iter().copied());
     let mut child = ChildProcess::spawn(command);
     let line = child.wait_for_line("\"feed\"", WAIT);
     let tokens = common::json(&line);
     Pod {
         addr: tokens["addr"].as_str().unwrap().parse().unwrap(),
         feed_token: tokens["feed"].as_str().unwrap().to_owned(),
+        task_token: tokens["task"].as_str().unwrap().to_owned(),
         child,
     }
 }
@@ -52,7 +58,17 @@ fn client() -> tokio::runtime::Runtime {
 }
 
 fn feed(client: &tokio::runtime::Runtime, pod: &Pod, last_event_id: Option<&str>) -> SseStream {
-    let path = format!("/streams/feed?token={}", pod.feed_token);
+    channel(client, pod, "feed", &pod.feed_token, last_event_id)
+}
+
+fn channel(
+    client: &tokio::runtime::Runtime,
+    pod: &Pod,
+    name: &str,
+    token: &str,
+    last_event_id: Option<&str>,
+) -> SseStream {
+    let path = format!("/streams/{name}?token={token}");
     let headers: Vec<(&str, &str)> = last_event_id
         .map(|id| ("last-event-id", id))
         .into_iter()
@@ -62,11 +78,13 @@ fn feed(client: &tokio::runtime::Runtime, pod: &Pod, last_event_id: Option<&str>
     stream
 }
 
-/// The next event's text (`retry:` and heartbeats skipped).
+/// The next event's text (the stream's first `retry:` alone skipped).
 fn next(stream: &SseStream) -> String {
     loop {
         match stream.next_event(WAIT) {
-            Some(Arrival::Event(text)) if text.starts_with("retry:") => continue,
+            Some(Arrival::Event(text)) if text.starts_with("retry:") && !text.contains('\n') => {
+                continue
+            }
             Some(Arrival::Event(text)) => return text,
             other => panic!("expected an event, got {other:?}"),
         }
@@ -271,4 +289,82 @@ fn a_publisher_outpacing_a_stopped_redis_is_told_busy_memory_stays_bounded_and_i
             }
         }
     }
+}
+
+#[test]
+fn at_drain_a_task_stream_is_handed_off_and_follows_its_task_on_the_other_pod_to_its_end() {
+    let redis = RedisServer::start();
+    // A: drain delay 0.5 s, close notice 2 s, timeout 6 s, no hook. The
+    // hand-off window is 0.5 to 2.5 s after SIGTERM; the streams' last
+    // moment 6 - 0.5 = 5.5 s, when A's task is cancelled (closed with
+    // task_failed through the store).
+    let timings = [
+        ("GS_DRAIN_DELAY_SECONDS", "0.5"),
+        ("GS_SHUTDOWN_TIMEOUT_SECONDS", "6"),
+        ("GS_CLOSE_NOTICE_SECONDS", "2"),
+    ];
+    let mut a = pod_with(&redis.url(), &timings);
+    let b = pod(&redis.url());
+    let client = client();
+    let on_a = channel(&client, &a, "task", &a.task_token, None);
+    let before = ids(&on_a, 3);
+    let signalled = Instant::now();
+    ChildProcess::signal(a.child.pid(), libc::SIGTERM);
+    // Handed off in the window: retry:, the last id, event: reconnect.
+    let mut last_id = before.last().cloned().unwrap();
+    let nudge = loop {
+        let text = next(&on_a);
+        if text.contains("event: reconnect") {
+            break text;
+        }
+        if let Some(id) = id_of(&text) {
+            last_id = id.to_owned();
+        }
+    };
+    let at = signalled.elapsed();
+    assert!(
+        at >= Duration::from_millis(400) && at < Duration::from_millis(3_500),
+        "nudged at {at:?}"
+    );
+    assert!(nudge.contains(&format!("id: {last_id}")), "{nudge}");
+    // The client reconnects to B with its last id: every later event of
+    // A's task, exactly once, to its true end (task_failed at A's streams'
+    // last moment), then the end of the stream.
+    let on_b = channel(&client, &b, "task", &b.task_token, Some(&last_id));
+    let mut previous = last_call_store::ids::EventId::parse(&last_id).unwrap();
+    let ending = loop {
+        let text = next(&on_b);
+        assert!(
+            !text.starts_with("event: gap"),
+            "a gap with a healthy store: {text}"
+        );
+        let id = last_call_store::ids::EventId::parse(id_of(&text).unwrap()).unwrap();
+        assert!(id > previous, "{id} after {previous}");
+        previous = id;
+        if text.contains("event: task_failed") {
+            break text;
+        }
+    };
+    assert!(ending.contains("shutdown"), "{ending}");
+    let ended_at = signalled.elapsed();
+    assert!(
+        ended_at >= Duration::from_secs(5),
+        "the task ended at {ended_at:?}"
+    );
+    assert_eq!(on_b.next(WAIT), Some(Arrival::End));
+    // A exits 0 once its work is done.
+    assert_eq!(
+        a.child.wait_exit(WAIT).code(),
+        Some(0),
+        "{}",
+        a.child.stderr()
+    );
+    let mut b = b;
+    ChildProcess::signal(b.child.pid(), libc::SIGTERM);
+    assert_eq!(
+        b.child.wait_exit(WAIT).code(),
+        Some(0),
+        "{}",
+        b.child.stderr()
+    );
 }

@@ -601,16 +601,21 @@ impl Stream {
                 self.end_with_reconnect();
                 continue;
             }
-            if phase >= Phase::ClosingStreams
-                && ends_as == StreamKind::Resumable
-                && self.end_at.is_none()
-            {
-                let delay = self
-                    .hub
-                    .runtime
-                    .reconnect_delay(StreamKind::Resumable)
-                    .unwrap_or_default();
-                self.end_at = Some(Box::pin(tokio::time::sleep(delay)));
+            if ends_as == StreamKind::Resumable && self.end_at.is_none() {
+                let runtime = &self.hub.runtime;
+                // With a healthy shared store, another pod takes the stream
+                // over at once: handed off from the end of the drain delay.
+                // Otherwise a resumable stream is nudged in the close notice.
+                let delay = if self.hub.shared.is_some() && phase >= Phase::Draining {
+                    runtime.handoff_delay()
+                } else if phase >= Phase::ClosingStreams {
+                    runtime.reconnect_delay(StreamKind::Resumable)
+                } else {
+                    None
+                };
+                if let Some(delay) = delay {
+                    self.end_at = Some(Box::pin(tokio::time::sleep(delay)));
+                }
             }
             if let Some(end) = self.end_at.as_mut() {
                 if end.as_mut().poll(cx).is_ready() {
