@@ -106,7 +106,9 @@ def test_the_hub_listens_on_a_declared_port_that_the_service_exposes():
     assert host == "0.0.0.0", "clients reach the pod on its IP, not loopback"
     assert int(port) == ports["streams"], "GS_STREAM_ADDR does not listen on the declared streams port"
     assert len(set(ports.values())) == len(ports), "the hub shares a port"
-    service = next(doc for _, doc in documents() if doc["kind"] == "Service")
+    service = next(
+        doc for _, doc in documents() if doc["kind"] == "Service" and doc["metadata"]["name"] == "sse-backend"
+    )
     assert "streams" in [port["targetPort"] for port in service["spec"]["ports"]]
 
 
