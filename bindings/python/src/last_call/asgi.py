@@ -47,7 +47,7 @@ from typing import Any, Union
 
 from ._arguments import checked_seconds
 from ._arguments import phase as _phase
-from .manager import default_manager
+from .manager import GracefulShutdownManager, default_manager, validate_environment
 from .phase import Phase
 from .protocol import ShutdownManager
 from .sse import StreamKind
@@ -510,7 +510,12 @@ def lifespan(
     ``probe_addr`` (default ``GS_PROBE_ADDR``; unset: none) starts the
     runtime's probe listener, and a task on the loop sends the liveness
     heartbeat once a second: a wedged loop goes stale on ``/healthz``.
+
+    The GS_* configuration is validated here, when the app is built
+    (ConfigError naming the variable), not at the first SIGTERM.
     """
+    if manager is None or isinstance(manager, GracefulShutdownManager):
+        validate_environment()
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:

@@ -31,7 +31,7 @@ from werkzeug.datastructures import Headers
 
 from ._arguments import second_signal as _second_signal
 from .errors import ConfigError
-from .manager import default_manager
+from .manager import GracefulShutdownManager, default_manager, validate_environment
 from .protocol import ShutdownManager
 from .readiness import ReadinessCheck
 from .sse import StreamKind
@@ -93,7 +93,9 @@ class GracefulShutdown:
       ``LAST_CALL_METRICS_ENDPOINT`` (default True) leave out ``/drain`` or
       ``/metrics``; ``LAST_CALL_URL_PREFIX`` mounts it under a prefix.
 
-    A malformed value raises ConfigError naming the key, at ``init_app``.
+    A malformed value raises ConfigError naming the key, at ``init_app``;
+    so does a GS_* environment variable that is malformed or does not fit
+    (with the real manager).
     The app's state goes into ``app.extensions["last_call"]``; ``@sse_stream``
     and the blueprint find the manager there, so two apps in one process
     may each have their own (a no-op one in tests, say).
@@ -113,6 +115,9 @@ class GracefulShutdown:
 
     def init_app(self, app: Flask, *, manager: ShutdownManager | None = None) -> None:
         runtime = manager or self.manager or default_manager()
+        if isinstance(runtime, GracefulShutdownManager):
+            # The GS_* settings, validated where the host starts.
+            validate_environment()
         config = app.config
         state = ExtensionState(
             manager=runtime,
