@@ -62,6 +62,10 @@ if __name__ == "__main__":
         print(f"run.py: {error}", file=sys.stderr)
         sys.exit(2)
     threads = settings.threads
+    # Waitress stops accepting at 100 open connections by default, fewer
+    # than THREADS streams can hold on a large pool: room for every thread
+    # and as many more for the API's short requests.
+    connection_limit = max(100, 2 * threads)
     if settings.streams == "hub":
         # The hub's heartbeat follows the app's unless set on its own. (The
         # baseline below keeps the hub, so that it shows the streams the
@@ -72,7 +76,7 @@ if __name__ == "__main__":
         import waitress
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
-        waitress.serve(app, host=settings.host, port=settings.port, threads=threads)
+        waitress.serve(app, host=settings.host, port=settings.port, threads=threads, connection_limit=connection_limit)
         sys.exit(0)
     expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
@@ -83,6 +87,7 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         threads=threads,
+        connection_limit=connection_limit,
         expected_streams=int(expected) if expected else None,
     )
     logging.getLogger("run").info("serve returned; exiting 0")
