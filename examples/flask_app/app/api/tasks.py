@@ -85,8 +85,9 @@ def start_task(service: TaskService = Provide[Container.task_service]):
 @inject
 def stream_task(task_id: str, service: TaskService = Provide[Container.task_service]):
     """Pod-bound: only this process has the task. Replays the events after
-    ``Last-Event-ID``; in ClosingStreams the task is cancelled and the stream
-    ends with its ``task_failed`` (reason ``shutdown``), never a reconnect."""
+    ``Last-Event-ID``; a task still running at the streams' last moment (the
+    end of the close notice) is cancelled and the stream ends with its
+    ``task_failed`` (reason ``shutdown``), never a reconnect."""
     task = service.get_task(task_id)
     if task is None:
         return _error(404, f"no task {task_id}")
