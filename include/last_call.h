@@ -34,6 +34,12 @@
 #define DEFAULT_EXIT_WATCHDOG_STATUS 70
 
 /**
+ * "Not set": the drain delay, the close notice and the hooks' budget take
+ * their default, scaled to the shutdown timeout (see `gs_config`).
+ */
+#define GS_DEFAULT_SECONDS -1.0
+
+/**
  * `flags` for `gs_register_shutdown_hook_ex`: run at the same time as the
  * hook registered just before it (in its group, with the group's share).
  */
@@ -47,7 +53,8 @@
 
 /**
  * Pod-bound: only this process can serve it (a task in its memory); it
- * gets the host's final event at once and is never sent to another pod.
+ * runs until the streams' last moment, then gets the host's final event;
+ * it is never sent to another pod.
  */
 #define GS_STREAM_POD_BOUND 1
 
@@ -218,10 +225,18 @@ typedef bool (*gs_readiness_check)(void *user_data);
  * `gs_config_from_env` (defaults overridden by the `GS_*` environment
  * variables), change what you need, and pass it to
  * `gs_install_signal_handlers` or `gs_configure`.
+ *
+ * The drain delay, the close notice and the hooks' budget also accept
+ * `GS_DEFAULT_SECONDS`: their default, scaled to the timeout T (drain
+ * delay and close notice 5 s, at most T/5; hooks' budget 3 s, at most T/4;
+ * never more than what the values set leave). `gs_config_from_env` leaves
+ * each one that no variable sets at `GS_DEFAULT_SECONDS`, so that changing
+ * the timeout afterwards rescales them.
  */
 typedef struct gs_config {
   /**
-   * Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS, 5).
+   * Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS;
+   * `GS_DEFAULT_SECONDS`: 5, at most T/5).
    */
   double drain_delay_seconds;
   /**
@@ -230,8 +245,8 @@ typedef struct gs_config {
   double shutdown_timeout_seconds;
   /**
    * Streams still open this long before the hooks' budget begins are
-   * asked to finish (GS_CLOSE_NOTICE_SECONDS, 5). With the hooks' budget,
-   * at most the shutdown timeout.
+   * asked to finish (GS_CLOSE_NOTICE_SECONDS; `GS_DEFAULT_SECONDS`: 5, at
+   * most T/5). With the hooks' budget, at most the shutdown timeout.
    */
   double close_notice_seconds;
   /**
@@ -249,9 +264,10 @@ typedef struct gs_config {
    */
   bool handle_sigint;
   /**
-   * The last part of the shutdown timeout, kept for the shutdown hooks:
-   * the sequence stops waiting for streams this long before the deadline
-   * (GS_HOOK_BUDGET_SECONDS, 3).
+   * The last part of the shutdown timeout, kept for the shutdown hooks
+   * when one is registered: the sequence stops waiting for streams this
+   * long before the deadline (GS_HOOK_BUDGET_SECONDS;
+   * `GS_DEFAULT_SECONDS`: 3, at most T/4).
    */
   double hook_budget_seconds;
   /**
@@ -487,6 +503,19 @@ enum gs_status gs_remove_readiness_check(uint64_t id);
 enum gs_status gs_config_from_env(struct gs_config *config);
 
 /**
+ * Replaces each `GS_DEFAULT_SECONDS` in `*config` with the duration it
+ * stands for (scaled to the config's timeout), for a host that wants to
+ * show or compare the timings. `GS_ERR_INVALID_CONFIG` (and `*config`
+ * unchanged) when the config is invalid; `GS_ERR_INVALID_ARGUMENT` for
+ * NULL.
+ *
+ * # Safety
+ * `config` must be NULL (an error) or point to a valid, writable
+ * `gs_config`.
+ */
+enum gs_status gs_config_resolve(struct gs_config *config);
+
+/**
  * Validates `*config` (NULL: the `GS_*` environment, as
  * `gs_config_from_env`) and makes it the configuration of the shutdown
  * sequence, without installing signal handlers: for hosts that start the
@@ -627,7 +656,8 @@ enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *messag
  * Draws when a stream of `kind` (`GS_STREAM_RESUMABLE` or
  * `GS_STREAM_POD_BOUND`) should end, in seconds from now, into
  * `*seconds_out`: `INFINITY` before ClosingStreams (keep streaming); once
- * it has begun, 0 for a pod-bound stream (send the final event and end)
+ * it has begun, for a pod-bound stream the time until the streams' last
+ * moment (the end of the nudge window: then send the final event and end)
  * and, for a resumable one, the time until a freshly drawn, uniformly
  * jittered moment of the nudge window (0 with `GS_RECONNECT_ALL_AT_ONCE`).
  * Each call after ClosingStreams began draws anew: call it once per

@@ -51,7 +51,7 @@ impl Mono {
         Mono(monotonic_ns())
     }
 
-    pub(crate) fn from_ns(ns: u64) -> Mono {
+    pub(crate) const fn from_ns(ns: u64) -> Mono {
         Mono(ns)
     }
 

@@ -26,19 +26,24 @@ pub enum SecondSignal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Keep serving this long after the signal before streams may be
-    /// declared done (`GS_DRAIN_DELAY_SECONDS`, default 5 s): endpoint
-    /// removal is asynchronous, so load balancers still send requests.
-    pub drain_delay: Duration,
+    /// declared done (`GS_DRAIN_DELAY_SECONDS`): endpoint removal is
+    /// asynchronous, so load balancers still send requests. `None`: the
+    /// default, [`DEFAULT_DRAIN_DELAY`] at most a fifth of the timeout.
+    pub drain_delay: Option<Duration>,
     /// From the signal to Stopped, at most (`GS_SHUTDOWN_TIMEOUT_SECONDS`,
     /// default 25 s, inside Kubernetes' default 30 s grace period).
     pub shutdown_timeout: Duration,
     /// Streams still open this long before the hooks' budget begins are
-    /// asked to finish (`GS_CLOSE_NOTICE_SECONDS`, default 5 s).
-    pub close_notice: Duration,
-    /// The last part of the shutdown timeout, kept for the shutdown hooks:
-    /// the sequence stops waiting for streams this long before the deadline
-    /// (`GS_HOOK_BUDGET_SECONDS`, default 3 s).
-    pub hook_budget: Duration,
+    /// asked to finish (`GS_CLOSE_NOTICE_SECONDS`). `None`: the default,
+    /// [`DEFAULT_CLOSE_NOTICE`] at most a fifth of the timeout (and at most
+    /// what an explicit hook budget leaves).
+    pub close_notice: Option<Duration>,
+    /// The last part of the shutdown timeout, kept for the shutdown hooks
+    /// when at least one is registered: the sequence stops waiting for
+    /// streams this long before the deadline (`GS_HOOK_BUDGET_SECONDS`).
+    /// `None`: the default, [`DEFAULT_HOOK_BUDGET`] at most a quarter of the
+    /// timeout (and at most what the close notice leaves).
+    pub hook_budget: Option<Duration>,
     /// What a second signal does (`GS_SECOND_SIGNAL`: `ignore` or `exit`).
     pub second_signal: SecondSignal,
     /// End the process if it is still running this long after Stopped, or
@@ -82,6 +87,27 @@ pub mod env {
     ];
 }
 
+/// The drain delay when none is set, for a timeout of 25 s or more.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// The close notice when none is set, for a timeout of 25 s or more.
+pub const DEFAULT_CLOSE_NOTICE: Duration = Duration::from_secs(5);
+/// The hooks' budget when none is set, for a timeout of 12 s or more.
+pub const DEFAULT_HOOK_BUDGET: Duration = Duration::from_secs(3);
+
+/// The durations of a [`Config`] with every default resolved against its
+/// timeout: what the shutdown sequence runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// The drain delay.
+    pub drain_delay: Duration,
+    /// The shutdown timeout.
+    pub shutdown_timeout: Duration,
+    /// The close notice.
+    pub close_notice: Duration,
+    /// The hooks' budget (used only when a hook is registered).
+    pub hook_budget: Duration,
+}
+
 /// The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
 /// ("internal software error"), distinct from 0 and from 128 + a signal.
 pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
@@ -89,10 +115,10 @@ pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
 impl Default for Config {
     fn default() -> Self {
         Self {
-            drain_delay: Duration::from_secs(5),
+            drain_delay: None,
             shutdown_timeout: Duration::from_secs(25),
-            close_notice: Duration::from_secs(5),
-            hook_budget: Duration::from_secs(3),
+            close_notice: None,
+            hook_budget: None,
             second_signal: SecondSignal::SigintExits,
             exit_watchdog: Some(Duration::from_secs(3)),
             exit_watchdog_status: DEFAULT_EXIT_WATCHDOG_STATUS,
@@ -197,16 +223,16 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         if let Some(text) = lookup(env::DRAIN_DELAY) {
-            config.drain_delay = seconds(env::DRAIN_DELAY, &text)?;
+            config.drain_delay = Some(seconds(env::DRAIN_DELAY, &text)?);
         }
         if let Some(text) = lookup(env::SHUTDOWN_TIMEOUT) {
             config.shutdown_timeout = seconds(env::SHUTDOWN_TIMEOUT, &text)?;
         }
         if let Some(text) = lookup(env::CLOSE_NOTICE) {
-            config.close_notice = seconds(env::CLOSE_NOTICE, &text)?;
+            config.close_notice = Some(seconds(env::CLOSE_NOTICE, &text)?);
         }
         if let Some(text) = lookup(env::HOOK_BUDGET) {
-            config.hook_budget = seconds(env::HOOK_BUDGET, &text)?;
+            config.hook_budget = Some(seconds(env::HOOK_BUDGET, &text)?);
         }
         if let Some(text) = lookup(env::EXIT_WATCHDOG) {
             let watchdog = seconds(env::EXIT_WATCHDOG, &text)?;
@@ -237,10 +263,40 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the relations between the durations: the drain delay fits
-    /// the timeout, and so do the close notice and the hooks' budget
-    /// together.
+    /// The durations with every default resolved against the timeout `T`:
+    /// the drain delay and the close notice default to 5 s, at most `T / 5`;
+    /// the hooks' budget to 3 s, at most `T / 4`; a default never takes
+    /// more than what the explicit values leave, so that no default can
+    /// turn a valid setting into an invalid one. (With the default 25 s
+    /// timeout: 5, 5 and 3 s.)
+    pub fn timings(&self) -> Timings {
+        let timeout = self.shutdown_timeout;
+        let close_notice = self.close_notice.unwrap_or_else(|| {
+            DEFAULT_CLOSE_NOTICE
+                .min(timeout / 5)
+                .min(timeout.saturating_sub(self.hook_budget.unwrap_or_default()))
+        });
+        let hook_budget = self.hook_budget.unwrap_or_else(|| {
+            DEFAULT_HOOK_BUDGET
+                .min(timeout / 4)
+                .min(timeout.saturating_sub(close_notice))
+        });
+        Timings {
+            drain_delay: self
+                .drain_delay
+                .unwrap_or_else(|| DEFAULT_DRAIN_DELAY.min(timeout / 5)),
+            shutdown_timeout: timeout,
+            close_notice,
+            hook_budget,
+        }
+    }
+
+    /// Checks the relations between the durations set explicitly: the
+    /// drain delay fits the timeout, and so do the close notice and the
+    /// hooks' budget together. (Defaults always fit; see
+    /// [`Config::timings`].)
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let timings = self.timings();
         let too_long = |variable: &'static str, value: Duration, what: &str| ConfigError {
             variable,
             value: seconds::config_to_secs(value).to_string(),
@@ -250,24 +306,35 @@ impl Config {
                 seconds::config_to_secs(self.shutdown_timeout)
             ),
         };
-        if self.hook_budget > self.shutdown_timeout {
+        if timings.hook_budget > self.shutdown_timeout {
             return Err(too_long(
                 env::HOOK_BUDGET,
-                self.hook_budget,
+                timings.hook_budget,
                 "the hooks' budget",
             ));
         }
-        if self.close_notice.saturating_add(self.hook_budget) > self.shutdown_timeout {
-            return Err(too_long(
-                env::CLOSE_NOTICE,
-                self.close_notice,
-                &format!("the close notice plus {}", env::HOOK_BUDGET),
-            ));
+        if timings.close_notice.saturating_add(timings.hook_budget) > self.shutdown_timeout {
+            // Both cannot be defaults (those fit by construction): name the
+            // one that was set, the close notice when both were.
+            let (variable, value, what) = if self.close_notice.is_some() {
+                (
+                    env::CLOSE_NOTICE,
+                    timings.close_notice,
+                    format!("the close notice plus {}", env::HOOK_BUDGET),
+                )
+            } else {
+                (
+                    env::HOOK_BUDGET,
+                    timings.hook_budget,
+                    format!("the hooks' budget plus {}", env::CLOSE_NOTICE),
+                )
+            };
+            return Err(too_long(variable, value, &what));
         }
-        if self.drain_delay > self.shutdown_timeout {
+        if timings.drain_delay > self.shutdown_timeout {
             return Err(too_long(
                 env::DRAIN_DELAY,
-                self.drain_delay,
+                timings.drain_delay,
                 "the drain delay",
             ));
         }
@@ -292,10 +359,10 @@ impl Config {
     /// the crate's unit tests.
     pub(crate) fn millis(drain: u64, timeout: u64, notice: u64, hooks: u64) -> Config {
         Config {
-            drain_delay: Duration::from_millis(drain),
+            drain_delay: Some(Duration::from_millis(drain)),
             shutdown_timeout: Duration::from_millis(timeout),
-            close_notice: Duration::from_millis(notice),
-            hook_budget: Duration::from_millis(hooks),
+            close_notice: Some(Duration::from_millis(notice)),
+            hook_budget: Some(Duration::from_millis(hooks)),
             ..Config::default()
         }
     }
@@ -333,11 +400,11 @@ mod tests {
             (env::EXIT_WATCHDOG_STATUS, "3"),
         ])
         .unwrap();
-        assert_eq!(config.hook_budget, Duration::from_millis(1500));
+        assert_eq!(config.hook_budget, Some(Duration::from_millis(1500)));
         assert_eq!(config.exit_watchdog_status, 3);
-        assert_eq!(config.drain_delay, Duration::from_millis(500));
+        assert_eq!(config.drain_delay, Some(Duration::from_millis(500)));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
-        assert_eq!(config.close_notice, Duration::from_secs(2));
+        assert_eq!(config.close_notice, Some(Duration::from_secs(2)));
         assert_eq!(config.second_signal, SecondSignal::Exit);
         assert_eq!(config.exit_watchdog, None);
         assert_eq!(
@@ -411,6 +478,44 @@ mod tests {
             (env::HOOK_BUDGET, "3"),
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn no_default_refuses_a_timeout_of_a_second_or_more() {
+        for timeout in [
+            "1", "1.2", "2", "3", "4", "7.5", "10", "25", "60", "120", "inf",
+        ] {
+            let config = from(&[(env::SHUTDOWN_TIMEOUT, timeout)]).unwrap();
+            let timings = config.timings();
+            assert!(timings.drain_delay <= timings.shutdown_timeout, "{timeout}");
+            assert!(
+                timings.close_notice + timings.hook_budget <= timings.shutdown_timeout,
+                "{timeout}"
+            );
+            // Any one of the three set alone, to any value that fits by
+            // itself, leaves the defaults of the others fitting too.
+            for variable in [env::CLOSE_NOTICE, env::HOOK_BUDGET, env::DRAIN_DELAY] {
+                let all = timings.shutdown_timeout.as_secs_f64().min(1e6).to_string();
+                assert!(
+                    from(&[(env::SHUTDOWN_TIMEOUT, timeout), (variable, &all)]).is_ok(),
+                    "{variable}={all} with timeout {timeout}"
+                );
+            }
+        }
+        // The case: timeout 3 s and a 1 s notice, nothing else set.
+        assert!(from(&[(env::SHUTDOWN_TIMEOUT, "3"), (env::CLOSE_NOTICE, "1")]).is_ok());
+    }
+
+    #[test]
+    fn an_explicit_budget_that_does_not_fit_names_both_variables() {
+        let error = from(&[
+            (env::SHUTDOWN_TIMEOUT, "4"),
+            (env::HOOK_BUDGET, "3"),
+            (env::CLOSE_NOTICE, "2"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, env::CLOSE_NOTICE);
+        assert!(error.to_string().contains(env::HOOK_BUDGET), "{error}");
     }
 
     #[test]

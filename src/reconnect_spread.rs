@@ -4,20 +4,26 @@
 //!
 //! * A **pod-bound** stream ([`StreamKind::PodBound`]) can only be served by
 //!   this process (a task running in its memory). Another pod cannot serve
-//!   its client, so it is never told to reconnect: at ClosingStreams the
-//!   host sends it a final event of its own (the example servers send
-//!   `task_failed` with reason `shutdown`) and ends it at once.
+//!   its client, so it is never told to reconnect, and nothing is gained by
+//!   ending it early: it runs through ClosingStreams until the streams' last
+//!   moment (`nudges_end` below), and only then does the host send it a
+//!   final event of its own (the example servers send `task_failed` with
+//!   reason `shutdown`) and end it. A task that finishes inside the close
+//!   notice still completes.
 //! * A **resumable** stream ([`StreamKind::Resumable`]) can be served by any
 //!   pod (a feed, anything backed by shared state). At ClosingStreams it is
 //!   sent `retry:`, its last event's `id:` and a `reconnect` event, at its
 //!   own moment of the **nudge window**:
 //!
 //! ```text
-//! closing_at = deadline - hook budget - close notice     (ClosingStreams)
+//! hooks_at   = deadline - hook budget   (Stopping at the latest; the
+//!                                        deadline when no hook is registered)
+//! closing_at = hooks_at - close notice  (ClosingStreams)
 //! nudges_end = hooks_at - margin, margin = min(close notice / 4, 1 s)
-//! hooks_at   = deadline - hook budget                    (Stopping at the latest)
-//! a stream's moment = closing_at + u * (nudges_end - closing_at),
-//!                     u uniform in [0, 1), drawn once per stream
+//!                                       (the streams' last moment)
+//! a resumable stream's moment = closing_at + u * (nudges_end - closing_at),
+//!                               u uniform in [0, 1), drawn once per stream
+//! a pod-bound stream's moment = nudges_end
 //! ```
 //!
 //! So N streams reach the surviving pods at about N / (nudges_end -
@@ -41,8 +47,9 @@ pub enum StreamKind {
     /// Any pod can serve it: told to reconnect, at its own moment of the
     /// nudge window. What [`Runtime::begin_stream`] opens.
     Resumable,
-    /// Only this process can serve it: ended at once at ClosingStreams with
-    /// the host's final event, never pointed at another pod.
+    /// Only this process can serve it: runs until the streams' last moment
+    /// (the end of the nudge window), then ends with the host's final
+    /// event, never pointed at another pod.
     PodBound,
 }
 
@@ -72,19 +79,16 @@ pub fn nudge_margin(close_notice: Duration) -> Duration {
 pub struct NoticeWindow {
     /// ClosingStreams begins (if streams are still open): the first nudge.
     pub closing_at: Duration,
-    /// The last nudge: `hooks_at` minus the margin.
+    /// The streams' last moment: the last nudge, and when pod-bound
+    /// streams get their final event (`hooks_at` minus the margin).
     pub nudges_end: Duration,
     /// The hooks' budget begins: Stopping at the latest.
     pub hooks_at: Duration,
 }
 
-/// The nudge window of `timeline`: `(closing_at, nudges_end)`.
-fn nudge_window(timeline: &Timeline, close_notice: Duration) -> (Mono, Mono) {
-    let end = timeline
-        .hooks_at
-        .before(nudge_margin(close_notice))
-        .max(timeline.closing_at);
-    (timeline.closing_at, end)
+/// The nudge window of `timeline`: `(closing_at, streams_end)`.
+fn nudge_window(timeline: &Timeline) -> (Mono, Mono) {
+    (timeline.closing_at, timeline.streams_end)
 }
 
 /// The moment at fraction `unit` (clamped to [0, 1]) of the window.
@@ -119,21 +123,23 @@ impl Runtime {
     /// The close notice of the running shutdown sequence, from the
     /// configuration it runs with; `None` before the sequence starts.
     pub fn notice_window(&self) -> Option<NoticeWindow> {
-        let (started, timeline, config) = self.timeline()?;
-        let (closing_at, nudges_end) = nudge_window(&timeline, config.close_notice);
+        let timeline = self.inner.timeline()?;
+        let started = timeline.started;
         Some(NoticeWindow {
-            closing_at: started.until(closing_at),
-            nudges_end: started.until(nudges_end),
+            closing_at: started.until(timeline.closing_at),
+            nudges_end: started.until(timeline.streams_end),
             hooks_at: started.until(timeline.hooks_at),
         })
     }
 
     /// How long from now a stream of `kind` should still run: `None` while
-    /// it should simply go on (before ClosingStreams); `Some(ZERO)` to end
-    /// it now (a pod-bound stream, all-at-once, or a moment already past);
-    /// otherwise the time until a freshly drawn, uniformly jittered moment
-    /// of the nudge window. Each call draws anew: call it once per stream
-    /// (the [`StreamGuard`](crate::StreamGuard) does).
+    /// it should simply go on (before ClosingStreams); for a pod-bound
+    /// stream, the time until the streams' last moment (the end of the
+    /// nudge window); for a resumable one, the time until a freshly drawn,
+    /// uniformly jittered moment of the nudge window (`ZERO` when all at
+    /// once, or when the moment is already past). Each call draws anew:
+    /// call it once per stream (the [`StreamGuard`](crate::StreamGuard)
+    /// does).
     pub fn reconnect_delay(&self, kind: StreamKind) -> Option<Duration> {
         self.draw_moment(kind).map(|at| Mono::now().until(at))
     }
@@ -145,22 +151,18 @@ impl Runtime {
             return None;
         }
         let now = Mono::now();
-        if kind == StreamKind::PodBound || self.reconnect_spread() == ReconnectSpread::AllAtOnce {
-            return Some(now);
-        }
-        let Some((_, timeline, config)) = self.timeline() else {
+        let Some(timeline) = self.inner.timeline() else {
             return Some(now);
         };
-        let window = nudge_window(&timeline, config.close_notice);
-        Some(moment_in(window, fastrand::f64()).max(now))
-    }
-
-    /// The running sequence's start, timeline and configuration, computed
-    /// as the sequence thread computes them.
-    fn timeline(&self) -> Option<(Mono, Timeline, crate::Config)> {
-        let started = self.inner.phase.sequence_started_at()?.mono;
-        let config = self.inner.sequence_config();
-        Some((started, Timeline::new(started, &config), config))
+        let window = nudge_window(&timeline);
+        let moment = match kind {
+            StreamKind::PodBound => window.1,
+            StreamKind::Resumable if self.reconnect_spread() == ReconnectSpread::AllAtOnce => {
+                window.0
+            }
+            StreamKind::Resumable => moment_in(window, fastrand::f64()),
+        };
+        Some(moment.max(now))
     }
 }
 
@@ -193,6 +195,7 @@ mod tests {
         assert_eq!(runtime.notice_window(), None);
         assert_eq!(runtime.reconnect_delay(StreamKind::Resumable), None);
         runtime.configure(config(0, 25_000, 5_000, 3_000)).unwrap();
+        let hook = runtime.register_shutdown_hook("h", |_| true).unwrap();
         let _stream = runtime.begin_stream().unwrap();
         runtime.begin_shutdown().unwrap();
         assert_eq!(
@@ -202,6 +205,13 @@ mod tests {
                 nudges_end: Duration::from_secs(21),
                 hooks_at: Duration::from_secs(22),
             })
+        );
+        // Fixed when the sequence started: a hook removed now changes
+        // nothing for the streams already told.
+        assert!(runtime.remove_shutdown_hook(hook));
+        assert_eq!(
+            runtime.notice_window().unwrap().hooks_at,
+            Duration::from_secs(22)
         );
         // Draining, not yet ClosingStreams: keep streaming.
         assert_eq!(runtime.reconnect_delay(StreamKind::Resumable), None);
@@ -214,8 +224,10 @@ mod tests {
     fn moments_are_uniform_over_the_window_and_end_before_the_margin() {
         let runtime = Runtime::new();
         // Close notice 4 s (margin 1 s): the window is 3 s long and starts at
-        // once; ClosingStreams comes at 0 because the notice fills the time.
+        // once; ClosingStreams comes at 0 because the notice fills the time
+        // before the hooks' budget (kept: a hook is registered).
         runtime.configure(config(0, 6_000, 4_000, 2_000)).unwrap();
+        runtime.register_shutdown_hook("h", |_| true).unwrap();
         let _stream = runtime.begin_stream().unwrap();
         runtime.begin_shutdown().unwrap();
         runtime
@@ -239,14 +251,20 @@ mod tests {
                 "bucket {index}: {buckets:?}"
             );
         }
-        assert_eq!(
-            runtime.reconnect_delay(StreamKind::PodBound),
-            Some(Duration::ZERO)
+        // A pod-bound stream runs to the streams' last moment, the end of
+        // the window, all at once or not.
+        let pod_bound = runtime.reconnect_delay(StreamKind::PodBound).unwrap();
+        assert!(
+            pod_bound > Duration::from_millis(2_000) && pod_bound <= Duration::from_secs(3),
+            "{pod_bound:?}"
         );
         runtime.set_reconnect_spread(ReconnectSpread::AllAtOnce);
         assert_eq!(
             runtime.reconnect_delay(StreamKind::Resumable),
             Some(Duration::ZERO)
+        );
+        assert!(
+            runtime.reconnect_delay(StreamKind::PodBound).unwrap() > Duration::from_millis(2_000)
         );
         runtime.reset_for_testing().unwrap();
         assert_eq!(runtime.reconnect_spread(), ReconnectSpread::Spread);
@@ -256,6 +274,7 @@ mod tests {
     fn the_guard_draws_its_moment_once_and_counts_down() {
         let runtime = Runtime::new();
         runtime.configure(config(0, 6_000, 4_000, 2_000)).unwrap();
+        runtime.register_shutdown_hook("h", |_| true).unwrap();
         let mut resumable = runtime.begin_stream().unwrap();
         let mut pod_bound = runtime.begin_stream_of(StreamKind::PodBound).unwrap();
         assert_eq!(resumable.kind(), StreamKind::Resumable);
@@ -265,7 +284,11 @@ mod tests {
         runtime
             .wait_for_phase(Phase::ClosingStreams, Some(Duration::from_secs(10)))
             .unwrap();
-        assert_eq!(pod_bound.end_in(), Some(Duration::ZERO));
+        let pod_bound_end = pod_bound.end_in().unwrap();
+        assert!(
+            pod_bound_end > Duration::from_millis(2_000) && pod_bound_end <= Duration::from_secs(3),
+            "{pod_bound_end:?}"
+        );
         let first = resumable.end_in().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let second = resumable.end_in().unwrap();

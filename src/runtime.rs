@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) watchdog: Option<Arming>,
     pub(crate) readiness_checks: Vec<Arc<ReadinessCheck>>,
     pub(crate) probe_listener: Option<ProbeListener>,
+    /// The running sequence's timeline, fixed by the first to ask once it
+    /// started (see [`Inner::timeline`]).
+    pub(crate) timeline: Option<crate::sequence::Timeline>,
 }
 
 pub(crate) struct Inner {
@@ -328,8 +331,19 @@ impl Runtime {
     /// started it, `Ok(false)` if it had already started (it never runs
     /// twice). Does not count as a signal: the first signal received
     /// afterwards is still a first signal.
+    ///
+    /// It never fails on the configuration: if none was set and the
+    /// environment's is invalid (a host that validates at start-up never
+    /// gets here), the sequence runs with the defaults and one line on
+    /// stderr says why. A shutdown must not be refused at the one moment
+    /// it is needed.
     pub fn begin_shutdown(&self) -> Result<bool, Error> {
-        self.config()?;
+        if let Err(error) = self.config() {
+            warn!("{error}; the shutdown sequence runs with the default timings");
+            lock(&self.inner.shared)
+                .config
+                .get_or_insert_with(Config::default);
+        }
         self.ensure_threads()?;
         Ok(self.inner.phase.begin_sequence())
     }
@@ -682,6 +696,27 @@ impl Inner {
         lock(&self.shared).config.clone().unwrap_or_default()
     }
 
+    /// The running sequence's timeline: `None` before it starts. The first
+    /// call after the start fixes it, from the configuration in force and
+    /// whether a shutdown hook is registered at that moment (none: no
+    /// budget is kept for hooks; a hook registered later gets what is
+    /// left), so that the sequence thread and every stream drawing its
+    /// moment see the same one, whoever asks first.
+    pub(crate) fn timeline(&self) -> Option<crate::sequence::Timeline> {
+        let started = self.phase.sequence_started_at()?.mono;
+        let mut shared = lock(&self.shared);
+        match shared.timeline {
+            Some(timeline) if timeline.started == started => Some(timeline),
+            _ => {
+                let config = shared.config.clone().unwrap_or_default();
+                let hooks = !shared.hooks.is_empty();
+                let timeline = crate::sequence::Timeline::new(started, &config, hooks);
+                shared.timeline = Some(timeline);
+                Some(timeline)
+            }
+        }
+    }
+
     pub(crate) fn watchdog_arming(&self) -> Option<Arming> {
         lock(&self.shared).watchdog
     }
@@ -753,10 +788,10 @@ impl StreamGuard<'_> {
     }
 
     /// `None` while the stream should go on; once ClosingStreams has begun,
-    /// how long it may still run: zero for a pod-bound stream (send the
-    /// host's final event and end), the time left until its own moment of
-    /// the nudge window for a resumable one (then send the reconnect hint
-    /// and end). The moment is drawn once per stream (see
+    /// how long it may still run: for a pod-bound stream, the time left
+    /// until the streams' last moment (then send the host's final event and
+    /// end); for a resumable one, the time left until its own moment of the
+    /// nudge window (then send the reconnect hint and end). The moment is drawn once per stream (see
     /// `reconnect_spread.rs`); later calls count down to it.
     pub fn end_in(&mut self) -> Option<Duration> {
         if self.moment.is_none() {
@@ -790,6 +825,23 @@ mod tests {
     }
 
     #[test]
+    fn begin_shutdown_never_fails_on_a_bad_environment() {
+        // nextest runs each test in a process of its own.
+        std::env::set_var(crate::config::env::SHUTDOWN_TIMEOUT, "soon");
+        let runtime = Runtime::new();
+        assert!(matches!(runtime.config(), Err(Error::Config(_))));
+        // The moment it is needed, a shutdown is not refused: it runs with
+        // the defaults (and says so on stderr).
+        assert!(runtime.begin_shutdown().unwrap());
+        std::env::remove_var(crate::config::env::SHUTDOWN_TIMEOUT);
+        assert_eq!(runtime.config().unwrap(), Config::default());
+        assert_eq!(
+            runtime.notice_window().unwrap().hooks_at,
+            Duration::from_secs(25)
+        );
+    }
+
+    #[test]
     fn set_draining_is_refused_after_the_sequence_starts() {
         let runtime = Runtime::new();
         runtime.set_draining(true).unwrap();
@@ -798,7 +850,7 @@ mod tests {
         assert!(!runtime.is_draining());
         runtime
             .configure(Config {
-                drain_delay: Duration::ZERO,
+                drain_delay: Some(Duration::ZERO),
                 ..Config::default()
             })
             .unwrap();

@@ -29,24 +29,50 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// The moments of one run of the sequence.
-#[derive(Debug, Clone, Copy)]
+/// The moments of one run of the sequence, fixed when it starts (see
+/// [`Inner::timeline`]) so that the sequence thread and every stream asking
+/// for its moment agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timeline {
+    pub(crate) started: Mono,
     pub(crate) drain_over: Mono,
+    /// ClosingStreams, if streams are still open: the close notice before
+    /// `hooks_at`, and the first nudge.
     pub(crate) closing_at: Mono,
+    /// The streams' last moment: pod-bound streams get their final event
+    /// here, and the last resumable stream is nudged here; the margin
+    /// before `hooks_at` lets both be written and closed.
+    pub(crate) streams_end: Mono,
+    /// The hooks' budget begins: Stopping at the latest. The deadline itself
+    /// when no hook is registered, so that streams may use the whole
+    /// timeout.
     pub(crate) hooks_at: Mono,
     pub(crate) deadline: Mono,
 }
 
 impl Timeline {
-    pub(crate) fn new(started: Mono, config: &crate::Config) -> Timeline {
-        let deadline = started.after(config.shutdown_timeout);
-        let hooks_at = deadline.before(config.hook_budget).max(started);
-        let closing_at = hooks_at.before(config.close_notice).max(started);
-        let drain_over = started.after(config.drain_delay).min(hooks_at);
+    /// The timeline of a sequence started at `started` with `config`;
+    /// `hooks` tells whether any shutdown hook is registered (without one,
+    /// no budget is kept for hooks).
+    pub(crate) fn new(started: Mono, config: &crate::Config, hooks: bool) -> Timeline {
+        let timings = config.timings();
+        let deadline = started.after(timings.shutdown_timeout);
+        let budget = if hooks {
+            timings.hook_budget
+        } else {
+            std::time::Duration::ZERO
+        };
+        let hooks_at = deadline.before(budget).max(started);
+        let closing_at = hooks_at.before(timings.close_notice).max(started);
+        let streams_end = hooks_at
+            .before(crate::reconnect_spread::nudge_margin(timings.close_notice))
+            .max(closing_at);
+        let drain_over = started.after(timings.drain_delay).min(hooks_at);
         Timeline {
+            started,
             drain_over,
             closing_at,
+            streams_end,
             hooks_at,
             deadline,
         }
@@ -83,12 +109,11 @@ fn guarded(part: &str, body: impl FnOnce()) {
 }
 
 fn run(inner: &Arc<Inner>, generation: u64) {
-    let config = inner.sequence_config();
-    let started = inner
-        .phase
-        .sequence_started_at()
-        .map_or_else(Mono::now, |stamp| stamp.mono);
-    let timeline = Timeline::new(started, &config);
+    let timeline = inner.timeline().unwrap_or_else(|| {
+        // Started, so stamped; a reset between the two reads ends this
+        // generation's run at its first check.
+        Timeline::new(Mono::now(), &inner.sequence_config(), true)
+    });
     guarded("the drain", || drain(inner, timeline, generation));
     if !inner.is_generation(generation) {
         return;
@@ -126,6 +151,127 @@ fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
             "{} stream(s) still open when the hooks' budget began",
             inner.streams.active()
         );
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::Timeline;
+    use crate::clock::Mono;
+    use crate::Config;
+    use std::time::Duration;
+
+    const START: Mono = Mono::from_ns(1_000_000_000);
+
+    fn at(moment: Mono) -> Duration {
+        START.until(moment)
+    }
+
+    fn secs(value: f64) -> Duration {
+        Duration::from_secs_f64(value)
+    }
+
+    /// For every timeout from 1 s to 120 s, with and without hooks, with
+    /// and without an explicit budget: the defaults are accepted, and the
+    /// moments follow the rule (README, "The shutdown sequence").
+    #[test]
+    fn the_timeline_for_timeouts_from_1_to_120_s() {
+        let timeouts = [
+            1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0,
+            90.0, 120.0,
+        ];
+        for timeout in timeouts {
+            for budget in [None, Some(secs(timeout / 10.0))] {
+                for hooks in [false, true] {
+                    let config = Config {
+                        shutdown_timeout: secs(timeout),
+                        hook_budget: budget,
+                        ..Config::default()
+                    };
+                    let case = format!("timeout {timeout} s, budget {budget:?}, hooks {hooks}");
+                    config.validate().unwrap_or_else(|e| panic!("{case}: {e}"));
+                    let timings = config.timings();
+                    let line = Timeline::new(START, &config, hooks);
+                    assert_eq!(at(line.deadline), secs(timeout), "{case}");
+                    // The hooks' budget: kept only when a hook is registered.
+                    let kept = if hooks {
+                        timings.hook_budget
+                    } else {
+                        Duration::ZERO
+                    };
+                    assert_eq!(at(line.hooks_at), secs(timeout) - kept, "{case}");
+                    // ClosingStreams: the close notice before the hooks.
+                    assert_eq!(
+                        at(line.closing_at),
+                        at(line.hooks_at) - timings.close_notice,
+                        "{case}"
+                    );
+                    // Pod-bound streams end at the streams' last moment,
+                    // the margin before the hooks.
+                    let margin = (timings.close_notice / 4).min(Duration::from_secs(1));
+                    assert_eq!(at(line.streams_end), at(line.hooks_at) - margin, "{case}");
+                    assert!(line.closing_at <= line.streams_end, "{case}");
+                    assert!(line.drain_over <= line.hooks_at, "{case}");
+                    // The defaults: 5, 5, 3 s, scaled down for short timeouts.
+                    assert_eq!(
+                        timings.drain_delay,
+                        secs(5.0).min(secs(timeout) / 5),
+                        "{case}"
+                    );
+                    if budget.is_none() {
+                        assert_eq!(
+                            timings.close_notice,
+                            secs(5.0).min(secs(timeout) / 5),
+                            "{case}"
+                        );
+                        assert_eq!(
+                            timings.hook_budget,
+                            secs(3.0).min(secs(timeout) / 4),
+                            "{case}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_timeline_is_unchanged_with_a_hook() {
+        let line = Timeline::new(START, &Config::default(), true);
+        assert_eq!(at(line.drain_over), secs(5.0));
+        assert_eq!(at(line.closing_at), secs(17.0));
+        assert_eq!(at(line.streams_end), secs(21.0));
+        assert_eq!(at(line.hooks_at), secs(22.0));
+        assert_eq!(at(line.deadline), secs(25.0));
+        // Without one, the streams have until the deadline.
+        let line = Timeline::new(START, &Config::default(), false);
+        assert_eq!(at(line.closing_at), secs(20.0));
+        assert_eq!(at(line.streams_end), secs(24.0));
+        assert_eq!(at(line.hooks_at), secs(25.0));
+    }
+
+    #[test]
+    fn a_short_timeout_with_a_close_notice_set_runs_as_set() {
+        // The case: 3 s with a 1 s notice was refused at SIGTERM
+        // by the 3 s default budget. Now the budget is 0.75 s.
+        let config = Config {
+            shutdown_timeout: secs(3.0),
+            close_notice: Some(secs(1.0)),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        let line = Timeline::new(START, &config, true);
+        assert_eq!(at(line.hooks_at), secs(2.25));
+        assert_eq!(at(line.closing_at), secs(1.25));
+        assert_eq!(at(line.streams_end), secs(2.0));
+        // A notice that fills the timeout leaves no default budget.
+        let config = Config {
+            shutdown_timeout: secs(3.0),
+            close_notice: Some(secs(3.0)),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        assert_eq!(config.timings().hook_budget, Duration::ZERO);
     }
 }
 
@@ -168,6 +314,8 @@ mod tests {
     fn a_stream_that_never_ends_is_asked_to_close_before_the_hooks_budget() {
         let runtime = Runtime::new();
         runtime.configure(config(0, 600, 200, 200)).unwrap();
+        // A hook is registered: the budget is kept for it.
+        runtime.register_shutdown_hook("h", |_| true).unwrap();
         let (sender, receiver) = mpsc::channel();
         runtime
             .on_phase(move |change| sender.send(change).unwrap())

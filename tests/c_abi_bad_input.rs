@@ -227,7 +227,9 @@ fn malformed_configuration_names_the_variable() {
         (3, "GS_EXIT_WATCHDOG_SECONDS"),
         (4, "GS_HOOK_BUDGET_SECONDS"),
     ] {
-        for value in [f64::NAN, -1.0, f64::NEG_INFINITY] {
+        // -1.0 is GS_DEFAULT_SECONDS for three of them (tested below):
+        // every other negative value is refused.
+        for value in [f64::NAN, -2.0, -0.5, f64::NEG_INFINITY] {
             let mut bad = config;
             *match field {
                 0 => &mut bad.drain_delay_seconds,
@@ -241,6 +243,38 @@ fn malformed_configuration_names_the_variable() {
             assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
             assert!(last_error().contains(expected_variable), "{}", last_error());
         }
+    }
+    // GS_DEFAULT_SECONDS: "not set", scaled to the timeout; not for the
+    // timeout or the watchdog.
+    let mut defaults = config;
+    defaults.drain_delay_seconds = GS_DEFAULT_SECONDS;
+    defaults.close_notice_seconds = GS_DEFAULT_SECONDS;
+    defaults.hook_budget_seconds = GS_DEFAULT_SECONDS;
+    // SAFETY: a valid config.
+    assert_eq!(unsafe { gs_configure(&defaults) }, gs_status::GS_OK);
+    // Resolved: the defaults for a 10 s timeout are 2, 2 and 2.5 s.
+    let mut resolved = defaults;
+    // SAFETY: a valid, writable config; NULL is refused.
+    unsafe {
+        assert_eq!(gs_config_resolve(&mut resolved), gs_status::GS_OK);
+        assert_eq!(
+            gs_config_resolve(ptr::null_mut()),
+            gs_status::GS_ERR_INVALID_ARGUMENT
+        );
+    }
+    assert_eq!(resolved.drain_delay_seconds, 2.0);
+    assert_eq!(resolved.close_notice_seconds, 2.0);
+    assert_eq!(resolved.hook_budget_seconds, 2.5);
+    for field in [0, 1] {
+        let mut bad = config;
+        *if field == 0 {
+            &mut bad.shutdown_timeout_seconds
+        } else {
+            &mut bad.exit_watchdog_seconds
+        } = GS_DEFAULT_SECONDS;
+        // SAFETY: a valid config.
+        let status = unsafe { gs_configure(&bad) };
+        assert_eq!(status, gs_status::GS_ERR_INVALID_CONFIG);
     }
     config.close_notice_seconds = 11.0;
     // SAFETY: a valid config struct with an inconsistent value.

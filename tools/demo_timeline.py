@@ -6,8 +6,10 @@ receives every event; readiness flips at once, liveness stays up, a new task
 is refused with 503 + Retry-After; the process exits 0.
 
 Scene 2: a task too long for the grace period. Its stream is pod-bound (no
-other pod has the task), so at ClosingStreams the task is cancelled and its
-stream ends honestly with `task_failed` (reason `shutdown`), an event the
+other pod has the task), so it runs through the close notice until the
+streams' last moment (just before the hooks' budget), then the task is
+cancelled and its stream ends honestly with `task_failed` (reason
+`shutdown`), an event the
 frontend handles, instead of being cut or pointed at a pod that cannot serve
 it; the process exits 0 well inside the pod's grace period (SIGKILL never
 comes).

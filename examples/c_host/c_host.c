@@ -68,6 +68,8 @@ struct worker {
     pthread_t thread;
     int index;
     double stream_seconds;
+    /* A stuck stream ignores its moment: it ends only at Stopping. */
+    int stuck;
     int ok;
 };
 
@@ -76,7 +78,8 @@ struct worker {
  * to close, each waits for its own moment of the reconnect spread
  * (gs_stream_end_in), then ends, as an SSE handler would after sending
  * `retry:`, its last id and `event: reconnect`. Odd workers hold pod-bound
- * streams: they end at once, as a handler would after its final event. */
+ * streams: they run on until the streams' last moment (the end of the nudge
+ * window), then end, as a handler would after its final event. */
 static void *stream_worker(void *arg) {
     struct worker *worker = arg;
     uint32_t kind = worker->index % 2 == 0 ? GS_STREAM_RESUMABLE : GS_STREAM_POD_BOUND;
@@ -85,10 +88,13 @@ static void *stream_worker(void *arg) {
     gs_status waited = gs_wait_for_phase(GS_PHASE_CLOSING_STREAMS, worker->stream_seconds);
     const char *how = waited == GS_OK ? "asked to close" : "finished";
     worker->ok &= waited == GS_OK || waited == GS_TIMED_OUT;
-    if (waited == GS_OK) {
+    if (waited == GS_OK && worker->stuck) {
+        worker->ok &= check(gs_wait_for_phase(GS_PHASE_STOPPING, INFINITY), "wait_for_phase(stopping)");
+        how = "stuck until stopping";
+    } else if (waited == GS_OK) {
         double end_in = 0.0;
         worker->ok &= check(gs_stream_end_in(kind, &end_in), "stream_end_in");
-        worker->ok &= kind == GS_STREAM_POD_BOUND ? end_in == 0.0 : end_in >= 0.0 && end_in < 3600.0;
+        worker->ok &= end_in >= 0.0 && end_in < 3600.0;
         if (end_in > 0.0) {
             struct timespec pause = {(time_t)end_in, (long)((end_in - (double)(time_t)end_in) * 1e9)};
             while (nanosleep(&pause, &pause) != 0) {
@@ -121,11 +127,12 @@ static bool stop_workers_hook(double remaining_seconds, void *user_data) {
 }
 
 /* Starts the workers and returns once each has begun its stream. */
-static int start_workers(struct worker *workers, int count, double stream_seconds) {
+static int start_workers(struct worker *workers, int count, double stream_seconds, int stuck) {
     pthread_barrier_init(&streams_begun, NULL, (unsigned)count + 1);
     for (int i = 0; i < count; ++i) {
         workers[i].index = i;
         workers[i].stream_seconds = stream_seconds;
+        workers[i].stuck = stuck;
         workers[i].ok = 0;
         if (pthread_create(&workers[i].thread, NULL, stream_worker, &workers[i]) != 0) {
             fprintf(stderr, "c_host: pthread_create failed\n");
@@ -146,7 +153,7 @@ static int join_workers(struct worker *workers, int count) {
 }
 
 static int drain(struct worker *workers, int count, double stream_seconds) {
-    int ok = start_workers(workers, count, stream_seconds);
+    int ok = start_workers(workers, count, stream_seconds, 0);
     /* Every stream has begun: leave rotation. */
     ok &= check(gs_set_draining(true), "set_draining(true)");
     printf("[%7.3f s] draining: is_draining=%d, phase=%s, active streams=%llu\n",
@@ -192,26 +199,44 @@ static bool workers_ready(void *user_data) {
     return __atomic_load_n(&workers_started, __ATOMIC_ACQUIRE) != 0;
 }
 
-static int serve(struct worker *workers, int count, double stream_seconds) {
+/* A duration of the configuration, or "default" for GS_DEFAULT_SECONDS (the
+ * runtime scales it to the timeout). */
+static void print_seconds(const char *name, double seconds) {
+    if (seconds == GS_DEFAULT_SECONDS) {
+        printf(", %s default", name);
+    } else {
+        printf(", %s %.1f s", name, seconds);
+    }
+}
+
+/* `options`: "nohook" registers no shutdown hook (the streams may then use
+ * the whole timeout); "stuck" makes every stream ignore its moment. */
+static int serve(struct worker *workers, int count, double stream_seconds, const char *options) {
+    int with_hook = strstr(options, "nohook") == NULL;
+    int stuck = strstr(options, "stuck") != NULL;
     gs_config config;
     if (!check(gs_config_from_env(&config), "config_from_env")) return 0;
     int ok = check(gs_install_signal_handlers(&config), "install_signal_handlers");
     ok &= gs_install_signal_handlers(&config) == GS_ERR_ALREADY_INSTALLED;
     ok &= check(gs_on_phase(on_phase, NULL, NULL), "on_phase");
     static int hook_runs = 0;
-    ok &= check(gs_register_shutdown_hook("stop-workers", stop_workers_hook, &hook_runs, NULL),
-                "register_shutdown_hook");
+    if (with_hook) {
+        ok &= check(gs_register_shutdown_hook("stop-workers", stop_workers_hook, &hook_runs, NULL),
+                    "register_shutdown_hook");
+    }
     if (!ok) return 0;
     if (getenv("GS_PROBE_ADDR") != NULL) {
         char bound[64];
         ok &= check(gs_add_readiness_check("workers", workers_ready, NULL, 1.0, NULL), "add_readiness_check");
         ok &= check(gs_start_probe_listener(NULL, bound, sizeof bound, NULL), "start_probe_listener");
     }
-    ok &= start_workers(workers, count, stream_seconds);
+    ok &= start_workers(workers, count, stream_seconds, stuck);
     __atomic_store_n(&workers_started, 1, __ATOMIC_RELEASE);
-    printf("[%7.3f s] serving: pid %ld, drain delay %.1f s, timeout %.1f s, close notice %.1f s\n",
-           elapsed_seconds(), (long)getpid(), config.drain_delay_seconds,
-           config.shutdown_timeout_seconds, config.close_notice_seconds);
+    printf("[%7.3f s] serving: pid %ld, timeout %.1f s", elapsed_seconds(), (long)getpid(),
+           config.shutdown_timeout_seconds);
+    print_seconds("drain delay", config.drain_delay_seconds);
+    print_seconds("close notice", config.close_notice_seconds);
+    printf(", %s\n", with_hook ? "one hook" : "no hook");
     fflush(stdout);
     /* The main thread sleeps until the sequence is over, then until the
      * phase callback has been told (it runs on the runtime's thread and may
@@ -227,7 +252,7 @@ static int serve(struct worker *workers, int count, double stream_seconds) {
     while (sem_wait(&stopped_seen) != 0) {
     }
     ok &= join_workers(workers, count);
-    ok &= hook_runs == 1;
+    ok &= hook_runs == (with_hook ? 1 : 0);
     printf("[%7.3f s] stopped: exiting %d\n", elapsed_seconds(), ok ? 0 : 1);
     return ok;
 }
@@ -238,7 +263,7 @@ int main(int argc, char **argv) {
     int threads = argc > 2 ? atoi(argv[2]) : 4;
     double stream_seconds = (argc > 3 ? atof(argv[3]) : 300.0) / 1000.0;
     if (threads < 1 || threads > 1000 || !(stream_seconds >= 0.0)) {
-        fprintf(stderr, "usage: c_host drain|serve [threads 1..1000] [stream_ms]\n");
+        fprintf(stderr, "usage: c_host drain|serve [threads 1..1000] [stream_ms] [nohook,stuck]\n");
         return 2;
     }
     printf("c_host: last-call %s, %d stream threads of %.3f s\n", gs_version(), threads,
@@ -250,7 +275,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "drain") == 0) {
         ok = drain(workers, threads, stream_seconds);
     } else if (strcmp(mode, "serve") == 0) {
-        ok = serve(workers, threads, stream_seconds);
+        ok = serve(workers, threads, stream_seconds, argc > 4 ? argv[4] : "");
     } else {
         fprintf(stderr, "c_host: unknown mode %s\n", mode);
         ok = 0;

@@ -21,7 +21,7 @@ mod settings;
 mod tasks;
 mod test_switches;
 
-use last_call::{install_signal_handlers, Config, Phase, Runtime};
+use last_call::{install_signal_handlers, Config, Phase, Runtime, StreamKind};
 use routes::{router, AppState};
 use settings::Settings;
 use std::time::Duration;
@@ -62,14 +62,23 @@ async fn serve(settings: Settings) -> i32 {
     });
 
     // Phase changes, from the runtime's thread into async code. At
-    // ClosingStreams the running tasks are cancelled: their streams are
-    // pod-bound and end with `task_failed`, reason `shutdown`.
+    // ClosingStreams the running tasks are given until the streams' last
+    // moment (the pod-bound streams' moment), then cancelled: a task that
+    // ends before it completes; the others' streams are pod-bound and end
+    // with `task_failed`, reason `shutdown`.
+    let handle = tokio::runtime::Handle::current();
     let (phase_sender, phase) = watch::channel(gs.phase());
     {
         let tasks = tasks.clone();
+        let handle = handle.clone();
         gs.on_phase(move |change| {
             if change.to == Phase::ClosingStreams {
-                tasks.cancel_running();
+                let last_moment = gs.reconnect_delay(StreamKind::PodBound).unwrap_or_default();
+                let tasks = tasks.clone();
+                handle.spawn(async move {
+                    tokio::time::sleep(last_moment).await;
+                    tasks.cancel_running();
+                });
             }
             phase_sender.send_replace(change.to);
             eprintln!("sse_server: phase {} -> {}", change.from, change.to);
@@ -79,7 +88,6 @@ async fn serve(settings: Settings) -> i32 {
 
     // Stopping runs the hooks in this order: the tasks first (wait for the
     // running ones within the time left), then the HTTP server.
-    let handle = tokio::runtime::Handle::current();
     {
         let tasks = tasks.clone();
         let handle = handle.clone();

@@ -20,7 +20,8 @@ use crate::reconnect_spread::{ReconnectSpread, StreamKind};
 /// own moment of the close notice. (A `gs_stream_kind` value.)
 pub const GS_STREAM_RESUMABLE: u32 = 0;
 /// Pod-bound: only this process can serve it (a task in its memory); it
-/// gets the host's final event at once and is never sent to another pod.
+/// runs until the streams' last moment, then gets the host's final event;
+/// it is never sent to another pod.
 pub const GS_STREAM_POD_BOUND: u32 = 1;
 
 /// Spread the nudges of resumable streams uniformly over the close notice
@@ -32,7 +33,8 @@ pub const GS_RECONNECT_ALL_AT_ONCE: u32 = 1;
 /// Draws when a stream of `kind` (`GS_STREAM_RESUMABLE` or
 /// `GS_STREAM_POD_BOUND`) should end, in seconds from now, into
 /// `*seconds_out`: `INFINITY` before ClosingStreams (keep streaming); once
-/// it has begun, 0 for a pod-bound stream (send the final event and end)
+/// it has begun, for a pod-bound stream the time until the streams' last
+/// moment (the end of the nudge window: then send the final event and end)
 /// and, for a resumable one, the time until a freshly drawn, uniformly
 /// jittered moment of the nudge window (0 with `GS_RECONNECT_ALL_AT_ONCE`).
 /// Each call after ClosingStreams began draws anew: call it once per

@@ -3,11 +3,12 @@
 //!
 //! * Draining: nothing changes; new subscriptions are still accepted (a
 //!   resumable one is nudged like the rest when the window comes);
-//! * ClosingStreams: every pod-bound channel is closed with its final event
-//!   at once; every resumable connection is ended at its own moment of the
-//!   nudge window ([`Runtime::reconnect_delay`]) with `retry:`, its last
-//!   `id:` and `event: reconnect`. A connection opened from now on is
-//!   handled the same way as it subscribes;
+//! * ClosingStreams: every resumable connection is ended at its own moment
+//!   of the nudge window ([`Runtime::reconnect_delay`]) with `retry:`, its
+//!   last `id:` and `event: reconnect` (a connection opened from now on is
+//!   handled the same way as it subscribes); every pod-bound channel runs on
+//!   until the streams' last moment, the end of that window, and is then
+//!   closed with its final event (its publisher may still finish first);
 //! * Stopping: the listener stops accepting and what is left ends now.
 
 use super::store::Ending;
@@ -21,7 +22,7 @@ impl Hub {
     pub(super) fn on_phase(self: &Arc<Hub>, change: PhaseChange) {
         match change.to {
             Phase::ClosingStreams => {
-                self.store.close_all(StreamKind::PodBound);
+                self.close_pod_bound_at_the_last_moment();
                 for (channel, id) in self.store.subscribers_of(StreamKind::Resumable) {
                     self.end_resumable_at_its_moment(channel, id);
                 }
@@ -37,6 +38,24 @@ impl Hub {
             }
             Phase::Serving | Phase::Draining => {}
         }
+    }
+
+    /// Closes every pod-bound channel, with its final event, at the streams'
+    /// last moment (at once if it has passed).
+    fn close_pod_bound_at_the_last_moment(self: &Arc<Hub>) {
+        let delay = self
+            .runtime
+            .reconnect_delay(StreamKind::PodBound)
+            .unwrap_or(Duration::ZERO);
+        if delay.is_zero() {
+            self.store.close_all(StreamKind::PodBound);
+            return;
+        }
+        let hub = Arc::clone(self);
+        self.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            hub.store.close_all(StreamKind::PodBound);
+        });
     }
 
     /// Called for a connection that subscribes once ClosingStreams has

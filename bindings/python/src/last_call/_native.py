@@ -85,6 +85,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_wait_for_streams": ([ctypes.c_double], c_status),
     "gs_wait_for_phase": ([ctypes.c_uint32, ctypes.c_double], c_status),
     "gs_config_from_env": ([ctypes.POINTER(Config)], c_status),
+    "gs_config_resolve": ([ctypes.POINTER(Config)], c_status),
     "gs_install_signal_handlers": ([ctypes.POINTER(Config)], c_status),
     "gs_begin_shutdown": ([], c_status),
     "gs_on_phase": (

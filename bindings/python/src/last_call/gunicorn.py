@@ -106,6 +106,9 @@ def _runtime_config() -> _native.Config:
     malformed variable)."""
     config = _native.Config()
     _native.check(_native.library().gs_config_from_env(ctypes.byref(config)))
+    # The defaults left unset are scaled to the timeout: resolve them to
+    # the durations the sequence will use.
+    _native.check(_native.library().gs_config_resolve(ctypes.byref(config)))
     return config
 
 
