@@ -93,13 +93,17 @@ def stream_task(task_id: str, service: TaskService = Provide[Container.task_serv
         return _error(404, f"no task {task_id}")
     after = last_event_id(request.environ)
     start = int(after) if after is not None and after.isdigit() else 0
-    return track_stream(
+    stream = track_stream(
         service.sse_events(task, after=start),
         current_manager(),
         request.environ,
         kind=StreamKind.POD_BOUND,
-        final_event=lambda: service.cancel_for_shutdown(task),
+        # Called at the streams' last moment: the task's final event, unless
+        # the stream already carried it (the cancel timer and the stream's
+        # own moment fall together).
+        final_event=lambda: service.final_event(task, stream.last_event_id),
     )
+    return stream
 
 
 @tasks_api.get("/events")

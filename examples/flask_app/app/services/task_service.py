@@ -243,6 +243,20 @@ class TaskService:
             self._to_feed(task.history[-1])
         return text
 
+    def final_event(self, task: Task, sent_id: str | None) -> str:
+        """A pod-bound task stream's last words at the streams' last moment:
+        the task is cancelled if it still runs, and the stream gets the
+        task's final event, whoever ended the task (the cancel timer may
+        have, a moment before), unless it already carried it (``sent_id``,
+        the last id the stream sent)."""
+        self.cancel_for_shutdown(task)
+        with task.lock:
+            final_id = len(task.history)
+            event = task.history[-1] if task.history else None
+        if event is None or event["event_type"] not in FINAL_EVENTS or sent_id == str(final_id):
+            return ""
+        return sse_text(event, final_id)
+
     def cancel_running(self) -> int:
         """At the streams' last moment: a task still running cannot finish,
         so each is ended now, honestly. Returns how many were."""
