@@ -94,8 +94,8 @@ class GracefulShutdown:
       ``/metrics``; ``LAST_CALL_URL_PREFIX`` mounts it under a prefix.
 
     A malformed value raises ConfigError naming the key, at ``init_app``;
-    so does a GS_* environment variable that is malformed or does not fit
-    (with the real manager).
+    so does, with the real manager, a GS_* environment variable that is
+    malformed, or durations that do not fit together.
     The app's state goes into ``app.extensions["last_call"]``; ``@sse_stream``
     and the blueprint find the manager there, so two apps in one process
     may each have their own (a no-op one in tests, say).
@@ -115,15 +115,21 @@ class GracefulShutdown:
 
     def init_app(self, app: Flask, *, manager: ShutdownManager | None = None) -> None:
         runtime = manager or self.manager or default_manager()
-        if isinstance(runtime, GracefulShutdownManager):
-            # The GS_* settings, validated where the host starts.
-            validate_environment()
         config = app.config
         state = ExtensionState(
             manager=runtime,
             shutdown_options=_shutdown_options(config),
             drain_token=_drain_token(config),
         )
+        if isinstance(runtime, GracefulShutdownManager):
+            # The GS_* settings with this app's LAST_CALL_* ones in their
+            # place, validated where the host starts, not at SIGTERM.
+            durations = {k: v for k, v in state.shutdown_options.items() if k != "second_signal"}
+            try:
+                validate_environment(**durations)
+            except ConfigError as error:
+                given = ", ".join(key for key, keyword in _DURATION_KEYS.items() if keyword in durations)
+                raise ConfigError(f"{error}" + (f" (with app.config's {given})" if given else "")) from None
         app.extensions[EXTENSION_KEY] = state
         app.before_request(_warn_once_on_the_development_server)
         if _flag(config, "LAST_CALL_HEALTH_BLUEPRINT", True):

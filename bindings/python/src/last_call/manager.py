@@ -387,11 +387,29 @@ class GracefulShutdownManager:
         return f"<GracefulShutdownManager phase={self.phase.label} active_streams={self.active_streams}>"
 
 
-def validate_environment() -> None:
+def validate_environment(**overrides: float | None) -> None:
     """Raises ConfigError naming the GS_* variable that is malformed, or
-    the durations that do not fit together; the runtime's own parser and
-    rules (``gs_config_from_env``), so they cannot drift apart."""
-    _native.check(_native.library().gs_config_from_env(ctypes.byref(_native.Config())))
+    the durations that do not fit together, with ``overrides`` (keywords of
+    ``install_signal_handlers``: drain_delay, shutdown_timeout,
+    close_notice, exit_watchdog) in place of their variables. The runtime's
+    own parser and rules (``gs_config_from_env``, ``gs_config_resolve``),
+    so they cannot drift apart; nothing is configured."""
+    lib = _native.library()
+    config = _native.Config()
+    _native.check(lib.gs_config_from_env(ctypes.byref(config)))
+    for name, value in overrides.items():
+        if value is not None and name in _DURATION_FIELDS:
+            setattr(config, _DURATION_FIELDS[name], seconds(value, name))
+    _native.check(lib.gs_config_resolve(ctypes.byref(config)))
+
+
+#: install_signal_handlers' keywords -> gs_config's fields.
+_DURATION_FIELDS = {
+    "drain_delay": "drain_delay_seconds",
+    "shutdown_timeout": "shutdown_timeout_seconds",
+    "close_notice": "close_notice_seconds",
+    "exit_watchdog": "exit_watchdog_seconds",
+}
 
 
 def default_manager() -> GracefulShutdownManager:
