@@ -44,7 +44,7 @@ except SettingsError as _error:
     sys.exit(2)
 
 from app import create_app  # noqa: E402
-from last_call import hub  # noqa: E402
+from last_call import ConfigError, hub  # noqa: E402
 from last_call.testing import install_test_switches  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
@@ -53,7 +53,13 @@ sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
     settings = SETTINGS
-    app = create_app()
+    try:
+        # Builds the manager, which validates the GS_* configuration: a bad
+        # one stops here, named, with the contract's status 2.
+        app = create_app()
+    except ConfigError as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     try:
