@@ -23,9 +23,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -53,11 +50,11 @@ BUCKET = 0.1
 class Spread:
     host: str
     streams: int
-    arrivals: List[float] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
     missing: int = 0
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
 
-    def buckets(self) -> List[int]:
+    def buckets(self) -> list[int]:
         start, end = WINDOW
         counts = [0] * round((end - start) / BUCKET)
         for at in self.arrivals:
@@ -70,7 +67,7 @@ class Spread:
         return len(self.arrivals) / len(self.buckets()) if self.arrivals else 0.0
 
 
-def _command(host: str, profile: str, streams: int) -> Tuple[List[str], Path, Dict[str, str]]:
+def _command(host: str, profile: str, streams: int) -> tuple[list[str], Path, dict[str, str]]:
     command, cwd = hosts.command(host, profile)
     threads = str(streams + 20)
     if host == "flask-hub":
@@ -79,7 +76,7 @@ def _command(host: str, profile: str, streams: int) -> Tuple[List[str], Path, Di
     return command, cwd, {**TIMINGS, "THREADS": threads}
 
 
-async def _follow(port: int, opened: asyncio.Event, counter: List[int], streams: int) -> Optional[float]:
+async def _follow(port: int, opened: asyncio.Event, counter: list[int], streams: int) -> float | None:
     """One resumable stream: the moment its reconnect event arrived."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -106,7 +103,7 @@ async def _follow(port: int, opened: asyncio.Event, counter: List[int], streams:
         writer.close()
 
 
-async def _run_clients(server: ServerProcess, streams: int) -> Tuple[List[Optional[float]], float]:
+async def _run_clients(server: ServerProcess, streams: int) -> tuple[list[float | None], float]:
     opened = asyncio.Event()
     counter = [0]
     followers = [asyncio.ensure_future(_follow(server.port, opened, counter, streams)) for _ in range(streams)]
@@ -137,7 +134,7 @@ def measure(host: str, streams: int, profile: str) -> Spread:
     return spread
 
 
-def uniform_busiest(streams: int, runs: int = 2000) -> Tuple[float, int]:
+def uniform_busiest(streams: int, runs: int = 2000) -> tuple[float, int]:
     """The busiest bucket of a truly uniform draw of ``streams`` moments
     over the window (the runtime's own draw, without any host): median and
     99th percentile over ``runs`` simulated draws. A host's figure within
@@ -159,7 +156,7 @@ def _bar(count: int, scale: float) -> str:
     return "#" * round(count * scale)
 
 
-def report(spreads: List[Spread], streams: int) -> str:
+def report(spreads: list[Spread], streams: int) -> str:
     start, end = WINDOW
     ideal = streams / round((end - start) / BUCKET)
     median, p99 = uniform_busiest(streams)
