@@ -235,18 +235,29 @@ class TrackedStream:
             if self._reconnect_sent:
                 self.close()
                 raise StopIteration
-            if self._is_due():
+            if self._due or self._is_due():
                 self._reconnect_sent = True
                 return self._last_words()
-            _serving.stream = self
-            try:
-                chunk = next(self._iterator)
-            except BaseException:
-                # StopIteration (the natural end) or the generator's exception.
-                self.close()
-                raise
-            finally:
-                _serving.stream = None
+            if self._waker is not None:
+                # The common step, once the generator has its waker: no
+                # thread-local bookkeeping on the per-event path.
+                try:
+                    chunk = next(self._iterator)
+                except BaseException:
+                    # StopIteration (the natural end) or the generator's exception.
+                    self.close()
+                    raise
+            else:
+                # Until then, on_wake/wake_queue inside the generator find
+                # this stream through the thread.
+                _serving.stream = self
+                try:
+                    chunk = next(self._iterator)
+                except BaseException:
+                    self.close()
+                    raise
+                finally:
+                    _serving.stream = None
             if chunk is WAKE:
                 # Woken (or a stale wake): never sent; the checks above
                 # decide whether the stream ends now.
@@ -257,8 +268,6 @@ class TrackedStream:
             return chunk
 
     def _is_due(self) -> bool:
-        if self._due:
-            return True
         if self._end_at is None:
             # A manager whose phase moved without calling back (the no-op
             # one in tests): read the phase at each step.
