@@ -235,3 +235,36 @@ def test_a_forked_child_does_not_inherit_the_scheduler_thread():
             pass
         else:
             os.waitpid(pid, 0)
+
+
+def test_a_waker_that_raises_is_logged_and_the_other_streams_still_end(manager, caplog):
+    """Hostile host code: one stream's waker raises on the scheduler
+    thread. It is logged; the scheduler lives on and wakes the others."""
+    started_bad, started_good = threading.Event(), threading.Event()
+
+    def bad_feed() -> Iterator[object]:
+        subscriber: queue.Queue[object] = queue.Queue()
+
+        def explode() -> None:
+            raise RuntimeError("a waker that raises")
+
+        on_wake(explode)
+        yield "data: bad\n\n"
+        started_bad.set()
+        try:
+            yield subscriber.get(timeout=3.0)
+        except queue.Empty:
+            yield ": heartbeat\n\n"  # never woken: it ends at its heartbeat
+
+    bad = Served(track_stream(bad_feed(), manager))
+    goods = [Served(track_stream(queue_feed(started_good), manager)) for _ in range(5)]
+    assert started_bad.wait(5) and started_good.wait(5)
+    with caplog.at_level("ERROR", logger="last_call"):
+        manager.begin_shutdown()
+        for served in goods:
+            assert served.done.wait(10), "the scheduler died with the raising waker"
+        assert bad.done.wait(10)
+    assert "event: reconnect" in bad.text()
+    assert any("waker raised" in record.getMessage() for record in caplog.records), caplog.records
+    for served in goods:
+        assert "event: reconnect" in served.text()

@@ -338,9 +338,15 @@ def sse_stream(
 
     ``kind`` says what ClosingStreams does (``last_call.sse.StreamKind``):
     a resumable stream is told to reconnect, at its own moment of the close
-    notice; a pod-bound one gets ``final_event`` and ends. A view whose
-    final event depends on the request returns ``track_stream(...)`` itself;
-    such a body is kept as it is.
+    notice; a pod-bound one gets ``final_event`` at the streams' last
+    moment and ends. A view whose final event depends on the request returns
+    ``track_stream(...)`` itself; such a body is kept as it is.
+
+    So that the stream ends at its moment while its generator waits, the
+    generator registers its waker from inside (``last_call.wsgi.wake_queue``
+    for a ``queue.Queue`` subscriber, ``on_wake`` otherwise): a waker is per
+    request, so it is not an option of the decorator (see
+    ``last_call.wsgi``).
 
     The manager is looked up at each request (``current_manager()``: the
     app's extension, else the process-wide one) unless one is given here."""
