@@ -14,6 +14,7 @@ import pytest
 from last_call import GracefulShutdownManager, Phase
 from last_call.sse import StreamKind
 from last_call.wsgi import track_stream
+from server_process import eventually
 
 
 @pytest.fixture
@@ -109,3 +110,27 @@ def test_streams_that_end_by_themselves_get_no_ending(manager):
     stream.close()
     assert stream.last_event_id == "2"
     assert manager.active_streams == 0
+
+
+def test_a_pod_bound_stream_never_sends_its_final_event_twice(manager):
+    """The task ended on its own a moment before the streams' last moment
+    and its final event (id 3) was the stream's last: the host's
+    final_event, which returns that same event, adds nothing."""
+    final = "id: 3\nevent: task_event\ndata: done\n\n"
+    released = threading.Event()
+
+    def task_events() -> Iterator[str]:
+        yield "id: 1\ndata: a\n\n"
+        yield "id: 2\ndata: b\n\n"
+        yield final
+        released.wait(10)  # a wait that outlasts the stream's moment
+        yield ": heartbeat\n\n"  # the wrapper's word comes here
+
+    stream = track_stream(task_events(), manager, kind=StreamKind.POD_BOUND, final_event=lambda: final)
+    chunks, done = serve_in_background(stream)
+    manager.begin_shutdown()
+    assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
+    eventually(lambda: stream._end_at is not None and time.monotonic() > stream._end_at + 0.1)  # type: ignore[attr-defined]
+    released.set()
+    assert done.wait(10)
+    assert [text(chunk) for chunk in chunks].count(final) == 1, chunks

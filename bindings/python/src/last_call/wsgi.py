@@ -95,13 +95,19 @@ _ID_LINE = re.compile(rb"(?:^|\n)id:[ ]?([^\r\n]*)")
 def stream_ending(kind: StreamKind, retry_ms: int, last_event_id: str | None, final_event: FinalEvent | None) -> bytes:
     """What ClosingStreams ends a stream with, by its kind: a resumable one
     is told to reconnect (with its last id), a pod-bound one gets its final
-    event (nothing if it has none). One rule for the WSGI and ASGI streams."""
+    event (nothing if it has none, or if the stream already carried it: an
+    event with the final event's ``id:`` was its last, as when the task
+    ended on its own a moment before). One rule for the WSGI and ASGI
+    streams."""
     if kind is StreamKind.RESUMABLE:
         return reconnect_event(retry_ms, last_event_id=last_event_id)
     final = final_event() if callable(final_event) else final_event
     if final is None:
         return b""
-    return final.encode() if isinstance(final, str) else final
+    encoded = final.encode() if isinstance(final, str) else final
+    if last_event_id is not None and _last_id_in(encoded) == last_event_id:
+        return b""
+    return encoded
 
 
 def reconnect_event(
