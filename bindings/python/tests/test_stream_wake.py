@@ -268,3 +268,22 @@ def test_a_waker_that_raises_is_logged_and_the_other_streams_still_end(manager, 
     assert any("waker raised" in record.getMessage() for record in caplog.records), caplog.records
     for served in goods:
         assert "event: reconnect" in served.text()
+
+
+def test_a_stream_dropped_without_close_is_still_uncounted_when_collected(manager):
+    """A server that drops an iterated body without close(): neither the
+    runtime's phase callback nor the scheduler keeps the stream alive, so
+    its __del__ uncounts it, before and after its moment was drawn."""
+    import gc
+
+    for shutting_down in (False, True):
+        stream = track_stream(iter(["data: 1\n\n", "data: 2\n\n"]), manager)
+        assert next(stream) == "data: 1\n\n"
+        if shutting_down:
+            manager.begin_shutdown()
+            assert manager.wait_for_phase(3, timeout=5)  # ClosingStreams: its moment is drawn
+            assert stream._end_at is not None  # type: ignore[attr-defined]
+        assert manager.active_streams == 1
+        del stream
+        gc.collect()
+        assert manager.active_streams == 0

@@ -71,6 +71,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, TypeVar, Union
 
@@ -179,6 +180,21 @@ def wake_queue(subscriber: Q) -> Q:
     return subscriber
 
 
+def _weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """``method``, called through a weak reference: what the runtime and
+    the scheduler hold must not keep a stream alive, or a server that drops
+    a body without ``close()`` would leave it counted (``__del__`` is the
+    backstop that uncounts it)."""
+    reference = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        target = reference()
+        if target is not None:
+            target(*args)
+
+    return call
+
+
 class TrackedStream:
     """An iterable that counts one stream while it is being served, and
     ends it at its own moment of ClosingStreams (see the module's doc)."""
@@ -218,7 +234,7 @@ class TrackedStream:
         # callback (ClosingStreams began while the stream is open) or the
         # stream's start (it began during ClosingStreams).
         self._draw_lock = threading.Lock()
-        self._watching = False
+        self._phase_callback: Callable[..., None] | None = None
 
     def __iter__(self) -> TrackedStream:
         return self
@@ -288,8 +304,8 @@ class TrackedStream:
         """At the stream's start: draw at ClosingStreams, or now if it has
         begun. The callback is registered before the phase is read, so no
         change falls in between."""
-        self._manager.on_phase(self._on_phase)
-        self._watching = True
+        self._phase_callback = _weakly(self._on_phase)
+        self._manager.on_phase(self._phase_callback)
         if self._manager.phase >= Phase.CLOSING_STREAMS:
             self._draw()
 
@@ -304,7 +320,7 @@ class TrackedStream:
                 return
             end_in = self._manager.stream_end_in(self.kind)
             self._end_at = time.monotonic() + (end_in or 0.0)
-            self._scheduled = call_at(self._end_at, self._wake_now)
+            self._scheduled = call_at(self._end_at, _weakly(self._wake_now))
 
     def _wake_now(self) -> None:
         # On the scheduler thread, at the stream's moment.
@@ -333,9 +349,9 @@ class TrackedStream:
         try:
             if self._scheduled is not None:
                 self._scheduled.cancel()
-            if self._watching:
-                self._watching = False
-                self._manager.remove_phase_callback(self._on_phase)
+            if self._phase_callback is not None:
+                callback, self._phase_callback = self._phase_callback, None
+                self._manager.remove_phase_callback(callback)
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
