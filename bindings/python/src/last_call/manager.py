@@ -141,8 +141,9 @@ class GracefulShutdownManager:
 
     def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:
         """None while a stream of ``kind`` should go on (before
-        ClosingStreams); then the seconds it may still run: 0 for a
-        pod-bound stream, and for a resumable one the time until a freshly
+        ClosingStreams); then the seconds it may still run: for a pod-bound
+        stream the time until the streams' last moment (streams_end, just
+        before the hooks' budget), and for a resumable one the time until a freshly
         drawn, uniformly jittered moment of the close notice (the reconnect
         spread; 0 when all at once). Call it once per stream, then count
         down (the stream wrapper does)."""
