@@ -16,7 +16,7 @@ LOOM_MAX_PREEMPTIONS ?= 5
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python python loom loom-full lint header c-host
+.PHONY: help setup demo demo-c demo-rust bench rolling test test-rust test-python test-readme python loom loom-full lint header c-host
 .PHONY: test-portable bench-portable check-macos wheel sdist install lint-packaging test-packaging test-wheel test-sdist test-install
 
 help:
@@ -30,6 +30,8 @@ help:
 	@echo "make wheel  - the manylinux wheel (target/packaging/dist)"
 	@echo "make sdist  - the source distribution (target/packaging/dist)"
 	@echo "make install PREFIX=/usr/local - header, libraries, pkg-config file"
+	@echo "make lint   - rustfmt, clippy, rustdoc, mypy --strict, ruff"
+	@echo "make test-rust, test-python, test-readme, test-packaging, loom - parts of make test"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
 # the project itself: cargo-nextest (test runner), valgrind, a C compiler.
@@ -59,7 +61,7 @@ demo-c: c-host
 	@./scripts/demo_c_host.sh $(BUILD)/c_host
 
 # The Flask example under gunicorn: one gthread worker with THREADS threads
-# and the last_call.gunicorn config module (README, "gunicorn").
+# and the last_call.gunicorn config module (docs/gunicorn.md).
 .PHONY: flask-gunicorn
 flask-gunicorn: python
 	cd examples/flask_app && ../../$(PYTHON) serve_gunicorn.py
@@ -67,7 +69,7 @@ flask-gunicorn: python
 # The Python package: mypy --strict and ruff (settings in its pyproject.toml),
 # and ruff on the example app and the Python tests.
 PY_LINT_CONFIG := bindings/python/pyproject.toml
-PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app tests/readme
 
 lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
@@ -100,9 +102,6 @@ test-portable:
 	$(CARGO) nextest run --features portable-wait --lib --tests --examples
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
 
-# The core type-checked for macOS, where the portable wait is the one built
-# (not part of `test`: it fails today at the signal handler's errno access,
-# see the README's "Beyond Linux").
 # The core builds for macOS (the portable wait, libc's names there). Needs
 # rustup's darwin standard library; where it cannot be installed, says so.
 check-macos:
@@ -129,13 +128,19 @@ python: $(PYTHON)
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
-# example app's, the end-to-end contract tests, the manifests, and one round
-# of the rolling update behind HAProxy.
+# example app's, the end-to-end contract tests, the README's quick starts,
+# the manifests, and one round of the rolling update behind HAProxy.
 test-python: python
 	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests
 	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly \
 	  bindings/python/tests/test_legacy_manager.py bindings/python/tests/test_legacy_health.py
-	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/e2e tests/kubernetes tests/rolling
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/e2e tests/readme tests/kubernetes tests/rolling
+
+# The README's quick starts, run as written (tests/readme): each Python one
+# in a fresh venv with a real SIGTERM, the Rust one built and run, the C one
+# built against `make install` into a temporary prefix.
+test-readme: python
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/readme
 
 # Rolling updates where things go wrong (tools/rolling.py): every scenario,
 # every host in tools/hosts.py, each beside its baseline, run by the kubelet
@@ -258,6 +263,15 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 # minor release may break the ABI), as Cargo's semver reads versions.
 SOVERSION := $(shell echo $(VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
 INSTALL_TARGET_DIR := target/install
+# A program linked with `pkg-config --libs last_call` must find the library
+# at run time as built, with no ldconfig (which needs root, and does not
+# cover a prefix outside ld.so.conf) and no LD_LIBRARY_PATH. So the .pc
+# file's Libs carries `-Wl,-rpath,${libdir}` for any LIBDIR the dynamic
+# loader does not search by itself (/usr/local/lib included: it is in
+# ld.so.conf only through the cache that ldconfig writes). Packagers
+# installing to a system directory get no rpath, or set PC_RPATH= to drop it.
+SYSTEM_LIBDIRS := /lib /usr/lib /lib64 /usr/lib64 $(addprefix /usr/lib/,$(shell $(CC) -print-multiarch 2>/dev/null))
+PC_RPATH ?= $(if $(filter $(abspath $(LIBDIR)),$(SYSTEM_LIBDIRS)),,-Wl,-rpath,$${libdir})
 
 install:
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
@@ -272,4 +286,4 @@ install:
 	# The archive carries the debug info of std and the crates (22 MB; 13.6 MB without).
 	strip --strip-debug $(DESTDIR)$(LIBDIR)/liblast_call.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	  -e 's|@VERSION@|$(VERSION)|' pkgconfig/last_call.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/last_call.pc
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@RPATH@|$(PC_RPATH)|' pkgconfig/last_call.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/last_call.pc

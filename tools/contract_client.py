@@ -1,4 +1,4 @@
-"""A client of the example-server HTTP contract (see the README): start a
+"""A client of the example-server HTTP contract (docs/examples.md): start a
 task, follow its SSE stream. Used by the end-to-end tests, the demo and the
 rolling-update harness, against either example server."""
 

@@ -11,7 +11,7 @@ NAMES = ("flask", "rust", "asgi", "flask-gunicorn", "flask-hub")
 #: Hosts whose baseline cuts the rolling harness's short (3 s) streams.
 #: Plain gunicorn does not: it finishes in-flight requests for up to its
 #: graceful_timeout (30 s) before a worker stops; it fails on streams
-#: longer than that, and on readiness (README, "gunicorn").
+#: longer than that, and on readiness (docs/gunicorn.md).
 BASELINE_CUTS_SHORT_STREAMS = ("flask", "rust", "asgi", "flask-hub")
 
 #: The Flask example in hub mode, as the e2e tests and the rolling harness

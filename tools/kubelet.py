@@ -64,7 +64,7 @@ DEFAULT_PIDS_MAX = 1024
 #: Kubernetes' defaults where the manifest says nothing.
 DEFAULT_GRACE_SECONDS = 30.0
 #: Which environment variable makes a host announce which port: the example
-#: servers' contract (README) — PORT for the HTTP server, GS_PROBE_ADDR for
+#: servers' contract (docs/examples.md) — PORT for the HTTP server, GS_PROBE_ADDR for
 #: the runtime's probe listener.
 ANNOUNCED_BY = {"PORT": "serving", "GS_PROBE_ADDR": "probes"}
 

@@ -1,5 +1,5 @@
 //! The Rust example server: the same HTTP contract as the Flask example app
-//! (see the README), on tokio + axum, driven by the crate's Rust API. Where
+//! (docs/examples.md), on tokio + axum, driven by the crate's Rust API. Where
 //! Waitress spends a thread per stream, this server holds thousands of
 //! streams on two cores.
 //!

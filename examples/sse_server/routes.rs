@@ -1,4 +1,4 @@
-//! The example-server HTTP contract (see the README), on axum.
+//! The example-server HTTP contract (docs/examples.md), on axum.
 
 use crate::tasks::{Published, Refused, Tasks};
 use async_stream::stream;

@@ -15,7 +15,7 @@ pub struct Settings {
     pub max_body: usize,
 }
 
-/// The defaults, as documented in the README's contract.
+/// The defaults, as documented in the contract (docs/examples.md).
 pub const DEFAULT_MAX_TASKS: usize = 500;
 pub const DEFAULT_KEEP_FINISHED_SECONDS: f64 = 300.0;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;

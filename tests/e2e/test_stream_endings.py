@@ -267,7 +267,7 @@ def test_sigterm_early_in_start_up_exits_0(host, moment):
     """"Start" is the moment the process can handle a signal at all: a
     Python interpreter runs no line of run.py for its first few tens of
     milliseconds (more on a loaded machine), and nothing in the program can
-    cover that window (README)."""
+    cover that window (docs/examples.md)."""
     command, cwd = hosts.command(host)
     env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
     env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"})

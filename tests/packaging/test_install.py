@@ -89,6 +89,30 @@ def test_the_shared_library_has_a_versioned_soname_and_no_debug_info(
     assert "gs_wait_for_streams" in _readelf("--dyn-syms", "-W", str(library))
 
 
+def test_the_pkg_config_file_carries_the_run_path_outside_system_dirs(
+    prefix: Path,
+) -> None:
+    assert f"-Wl,-rpath,{prefix / 'lib'}" in _pkg_config(prefix, "--libs")
+    # A system directory gets none (what distribution packagers expect).
+    for prefix_dir, rpath in (("/usr", ""), ("/opt/x", "-Wl,-rpath,${libdir}")):
+        planned = subprocess.run(
+            [
+                "make",
+                "-s",
+                "-C",
+                str(REPOSITORY),
+                "-n",
+                "install",
+                f"PREFIX={prefix_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert f"s|@RPATH@|{rpath}|" in planned, planned
+
+
 def _build_c_host(prefix: Path, output: Path, static: bool) -> Path:
     if static:
         # The archive itself, and what it needs from the system (Libs.private).
@@ -98,7 +122,8 @@ def _build_c_host(prefix: Path, output: Path, static: bool) -> Path:
             if flag != "-llast_call"
         ]
     else:
-        libs = _pkg_config(prefix, "--libs") + [f"-Wl,-rpath,{prefix / 'lib'}"]
+        # As a user writes it: the .pc file carries the run-time path.
+        libs = _pkg_config(prefix, "--libs")
     command = [
         "cc",
         *CFLAGS,

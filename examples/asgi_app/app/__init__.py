@@ -1,5 +1,4 @@
-"""The example-server contract (README: "The example servers and their HTTP
-contract") on Starlette, under uvicorn, with last_call.asgi.
+"""The example-server contract (docs/examples.md) on Starlette, under uvicorn, with last_call.asgi.
 
 Bounded input: a body over ``max_body_bytes`` is 413, a body not sent as
 ``application/json`` 415, JSON that is not a task (or nested too deep to
