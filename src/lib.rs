@@ -90,7 +90,10 @@ mod watchdog;
 #[cfg(not(gs_loom))]
 pub use clock::monotonic_ns;
 #[cfg(not(gs_loom))]
-pub use config::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
+pub use config::{
+    env, Config, ConfigError, SecondSignal, Timings, DEFAULT_CLOSE_NOTICE, DEFAULT_DRAIN_DELAY,
+    DEFAULT_EXIT_WATCHDOG_STATUS, DEFAULT_HOOK_BUDGET,
+};
 #[cfg(not(gs_loom))]
 pub use error::{timeout_from_secs, Error};
 #[cfg(not(gs_loom))]
