@@ -20,8 +20,8 @@ What is here, and why each piece is built the way it is:
   reaches.
 * **``async with stream(kind=...)``** counts one stream and gives it a
   ``closing`` event, set at the moment ClosingStreams asks *this* stream to
-  end: at once for a pod-bound stream, at its own drawn moment of the close
-  notice for a resumable one (``manager.stream_end_in(kind)``). A token
+  end: at the streams' last moment for a pod-bound stream, at its own drawn
+  moment of the close notice for a resumable one (``manager.stream_end_in(kind)``). A token
   generator races against it (``stream.events(source)`` does the racing) and
   ends with its kind's ending (``stream.ending()``).
 * **``EventStreamResponse``**, a plain ASGI response that counts its stream
@@ -47,7 +47,7 @@ from typing import Any, Union
 
 from ._arguments import checked_seconds
 from ._arguments import phase as _phase
-from .manager import default_manager
+from .manager import GracefulShutdownManager, default_manager, validate_environment
 from .phase import Phase
 from .protocol import ShutdownManager
 from .sse import StreamKind
@@ -167,8 +167,8 @@ class Stream:
     """One counted stream (``async with stream(kind=...) as s``).
 
     * ``s.closing``: an ``asyncio.Event`` set when ClosingStreams asks this
-      stream to end (pod-bound: at once; resumable: at its own moment of the
-      close notice);
+      stream to end (pod-bound: at the streams' last moment; resumable: at
+      its own moment of the close notice);
     * ``s.events(source)``: the items of an async iterable until ``closing``
       is set, then the stream's ending, then the end;
     * ``s.ending()``: that ending, by kind: ``retry:`` + the last ``id:`` +
@@ -510,7 +510,12 @@ def lifespan(
     ``probe_addr`` (default ``GS_PROBE_ADDR``; unset: none) starts the
     runtime's probe listener, and a task on the loop sends the liveness
     heartbeat once a second: a wedged loop goes stale on ``/healthz``.
+
+    The GS_* configuration is validated here, when the app is built
+    (ConfigError naming the variable), not at the first SIGTERM.
     """
+    if manager is None or isinstance(manager, GracefulShutdownManager):
+        validate_environment()
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:

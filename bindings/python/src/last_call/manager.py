@@ -2,12 +2,15 @@
 the legacy Flask app already calls.
 
 Constructing it is the first real call: it loads the native library (an
-ImportError that says what was searched if it cannot)."""
+ImportError that says what was searched if it cannot) and validates the GS_*
+configuration (ConfigError naming the variable), so that a bad setting
+stops the host where it starts, never in a signal handler."""
 
 from __future__ import annotations
 
 import ctypes
 import math
+import sys
 import threading
 import time
 from types import FrameType
@@ -67,7 +70,9 @@ class GracefulShutdownManager:
     """The process-wide last-call state.
 
     ``GracefulShutdownManager()`` always returns the same object: signals and
-    the runtime are process-wide, so there is exactly one.
+    the runtime are process-wide, so there is exactly one. Its first
+    construction validates the GS_* environment and raises ConfigError
+    naming a malformed or ill-fitting variable (no manager is kept then).
     """
 
     _instance: GracefulShutdownManager | None = None
@@ -88,6 +93,9 @@ class GracefulShutdownManager:
         with cls._instance_lock:
             if cls._instance is None:
                 lib = _native.library()
+                # Where the host starts: a configuration that cannot run
+                # fails here, not at the first SIGTERM.
+                validate_environment()
                 instance = super().__new__(cls)
                 instance._lib = lib
                 # The hot path, bound once: a method call and one ctypes call
@@ -133,8 +141,9 @@ class GracefulShutdownManager:
 
     def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:
         """None while a stream of ``kind`` should go on (before
-        ClosingStreams); then the seconds it may still run: 0 for a
-        pod-bound stream, and for a resumable one the time until a freshly
+        ClosingStreams); then the seconds it may still run: for a pod-bound
+        stream the time until the streams' last moment (streams_end, just
+        before the hooks' budget), and for a resumable one the time until a freshly
         drawn, uniformly jittered moment of the close notice (the reconnect
         spread; 0 when all at once). Call it once per stream, then count
         down (the stream wrapper does)."""
@@ -245,7 +254,15 @@ class GracefulShutdownManager:
         _native.check(_native.function("gs_arm_exit_watchdog")())
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal.signal's signature
-        self.begin_shutdown()
+        # A signal handler never raises: an exception here would surface in
+        # whatever the main thread was doing, at the one moment the pod
+        # must drain. The configuration was validated at start-up (and made
+        # the sequence's by reading handle_sigterm); what is left is said in
+        # one line.
+        try:
+            self.begin_shutdown()
+        except Exception as error:  # noqa: BLE001 - see above
+            print(f"last_call: SIGTERM: the shutdown sequence could not start: {error}", file=sys.stderr, flush=True)
 
     def on_phase(self, callback: PhaseCallback) -> PhaseCallback:
         """Calls ``callback(from_phase, to_phase)`` at every phase change,
@@ -369,6 +386,31 @@ class GracefulShutdownManager:
 
     def __repr__(self) -> str:
         return f"<GracefulShutdownManager phase={self.phase.label} active_streams={self.active_streams}>"
+
+
+def validate_environment(**overrides: float | None) -> None:
+    """Raises ConfigError naming the GS_* variable that is malformed, or
+    the durations that do not fit together, with ``overrides`` (keywords of
+    ``install_signal_handlers``: drain_delay, shutdown_timeout,
+    close_notice, exit_watchdog) in place of their variables. The runtime's
+    own parser and rules (``gs_config_from_env``, ``gs_config_resolve``),
+    so they cannot drift apart; nothing is configured."""
+    lib = _native.library()
+    config = _native.Config()
+    _native.check(lib.gs_config_from_env(ctypes.byref(config)))
+    for name, value in overrides.items():
+        if value is not None and name in _DURATION_FIELDS:
+            setattr(config, _DURATION_FIELDS[name], seconds(value, name))
+    _native.check(lib.gs_config_resolve(ctypes.byref(config)))
+
+
+#: install_signal_handlers' keywords -> gs_config's fields.
+_DURATION_FIELDS = {
+    "drain_delay": "drain_delay_seconds",
+    "shutdown_timeout": "shutdown_timeout_seconds",
+    "close_notice": "close_notice_seconds",
+    "exit_watchdog": "exit_watchdog_seconds",
+}
 
 
 def default_manager() -> GracefulShutdownManager:
