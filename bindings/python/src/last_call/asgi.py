@@ -47,9 +47,9 @@ from typing import Any, Union
 
 from ._arguments import checked_seconds
 from ._arguments import phase as _phase
+from .interface import ShutdownManager
 from .manager import GracefulShutdownManager, default_manager, validate_environment
 from .phase import Phase
-from .protocol import ShutdownManager
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, _last_id_in, stream_ending
 

@@ -35,9 +35,9 @@ from sse_starlette.sse import AppStatus
 from sse_starlette.sse import EventSourceResponse as _EventSourceResponse
 
 from .asgi import COUNTED_SCOPE_KEY, Content, Receive, Scope, Send, Stream, _as_async
+from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
-from .protocol import ShutdownManager
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent
 
