@@ -31,8 +31,8 @@ from werkzeug.datastructures import Headers
 
 from ._arguments import second_signal as _second_signal
 from .errors import ConfigError
+from .interface import ShutdownManager
 from .manager import GracefulShutdownManager, default_manager, validate_environment
-from .protocol import ShutdownManager
 from .readiness import ReadinessCheck
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, TrackedStream

@@ -76,9 +76,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, TypeVar, Union
 
 from ._scheduler import Scheduled, call_at
+from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
-from .protocol import ShutdownManager
 from .sse import StreamKind
 
 #: How long browsers wait before reconnecting after the reconnect event.
