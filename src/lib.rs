@@ -15,10 +15,10 @@
 //! 4. runs the host's shutdown hooks ([`Phase::Stopping`]) and lets it exit 0
 //!    ([`Phase::Stopped`]) before the SIGKILL.
 //!
-//! Stream accounting is the hot path: [`Runtime::begin_stream`] is two
+//! Stream accounting is the hot path: `Runtime::begin_stream` is two
 //! relaxed atomic adds (the count, then the started total) on one
 //! cache-padded line, its guard's drop one compare-and-swap and one add. See `stream_counter` for the layout and the no-lost-wake-up
-//! argument (checked with loom).
+//! argument (checked with loom in the core crate).
 //!
 //! ```no_run
 //! use last_call::{install_signal_handlers, Config, Phase, Runtime};
@@ -39,77 +39,39 @@
 //! The same runtime is exposed to C (`include/last_call.h`, all
 //! symbols `gs_*`) and to Python (`bindings/python`).
 
-#![cfg_attr(gs_loom, allow(dead_code))]
+//!
+//! This crate is the public face of a workspace whose dependencies run one
+//! way (docs/architecture.md): `last-call-core` (the counter, the wait
+//! word, the phase word), `last-call-runtime` (the [`Runtime`] and its
+//! shutdown sequence), `last-call-http` (the probe listener and the stream
+//! hub; the `http` feature, on by default). It holds the C ABI ([`ffi`])
+//! and re-exports the rest.
 
-#[cfg(not(gs_loom))]
-mod callback_scope;
-mod clock;
-#[cfg(not(gs_loom))]
-mod config;
-#[doc(hidden)]
-pub mod delivery;
-#[cfg(not(gs_loom))]
-mod env_text;
-#[cfg(not(gs_loom))]
-mod error;
-#[cfg(not(gs_loom))]
 pub mod ffi;
-#[cfg(not(gs_loom))]
-mod fork;
-#[cfg(not(gs_loom))]
-mod hooks;
-#[cfg(not(gs_loom))]
-mod host_calls;
-#[cfg(not(gs_loom))]
-pub mod hub;
-#[cfg(not(gs_loom))]
-mod listeners;
-#[cfg(not(gs_loom))]
-mod log;
-#[cfg(not(gs_loom))]
-pub mod metrics;
-#[cfg(not(gs_loom))]
-mod phase;
-#[cfg(not(gs_loom))]
-pub mod probes;
-#[cfg(not(gs_loom))]
-mod reconnect_spread;
-#[cfg(not(gs_loom))]
-mod runtime;
-#[cfg(not(gs_loom))]
-mod seconds;
-#[cfg(not(gs_loom))]
-mod sequence;
-#[cfg(not(gs_loom))]
-mod signals;
-pub mod stream_counter;
-mod wait_word;
-#[cfg(not(gs_loom))]
-mod watchdog;
 
-#[cfg(not(gs_loom))]
-pub use clock::monotonic_ns;
-#[cfg(not(gs_loom))]
-pub use config::{
-    env, Config, ConfigError, SecondSignal, Timings, DEFAULT_CLOSE_NOTICE, DEFAULT_DRAIN_DELAY,
-    DEFAULT_EXIT_WATCHDOG_STATUS, DEFAULT_HOOK_BUDGET,
+#[cfg(feature = "http")]
+pub use last_call_http::{hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime};
+#[cfg(not(feature = "http"))]
+pub use last_call_runtime::Runtime;
+
+#[doc(hidden)]
+pub use last_call_core::delivery;
+pub use last_call_core::stream_counter;
+pub use last_call_core::{monotonic_ns, Phase, PhaseChange};
+pub use last_call_core::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use last_call_runtime::config::{
+    Timings, DEFAULT_CLOSE_NOTICE, DEFAULT_DRAIN_DELAY, DEFAULT_HOOK_BUDGET,
 };
-#[cfg(not(gs_loom))]
-pub use error::{timeout_from_secs, Error};
-#[cfg(not(gs_loom))]
-pub use hooks::{HookOrder, HookOutcome, HookReport};
-#[cfg(not(gs_loom))]
-pub use hub::HubOptions;
-#[cfg(not(gs_loom))]
-pub use phase::{Phase, PhaseChange};
-#[cfg(not(gs_loom))]
-pub use probes::{ProbeOptions, ReadinessReport};
-#[cfg(not(gs_loom))]
-pub use reconnect_spread::{
+pub use last_call_runtime::metrics;
+pub use last_call_runtime::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
+pub use last_call_runtime::{install_signal_handlers, signal_handlers_installed};
+pub use last_call_runtime::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };
-#[cfg(not(gs_loom))]
-pub use runtime::{RegistrationId, Runtime, StreamGuard};
-#[cfg(not(gs_loom))]
-pub use signals::{install_signal_handlers, signal_handlers_installed};
-pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use last_call_runtime::{timeout_from_secs, Error};
+pub use last_call_runtime::{HookOrder, HookOutcome, HookReport};
+pub use last_call_runtime::{RegistrationId, StreamGuard};
+
+// The lower crates' modules under their paths before the split, for ffi/.
+use last_call_core::phase;
+use last_call_runtime::{config, error, hooks, reconnect_spread, seconds};

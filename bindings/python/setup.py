@@ -46,7 +46,14 @@ CRATE_FILES = [
     "LICENSE-APACHE",
     "include/last_call.h",
 ]
-CRATE_TREES = {"src": "*.rs", "benches": "*.rs"}
+# The workspace's internal crates (crates/*) are path dependencies of the
+# library: their manifests and sources travel too.
+CRATE_TREES = [
+    ("src", "*.rs"),
+    ("benches", "*.rs"),
+    ("crates", "*.rs"),
+    ("crates", "Cargo.toml"),
+]
 
 LIBRARY_FILE = "liblast_call.so"
 
@@ -96,7 +103,7 @@ class SdistWithCrate(sdist):
         for name in CRATE_FILES:
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(crate / name, destination / name)
-        for tree, pattern in CRATE_TREES.items():
+        for tree, pattern in CRATE_TREES:
             for source in sorted((crate / tree).rglob(pattern)):
                 target = destination / source.relative_to(crate)
                 target.parent.mkdir(parents=True, exist_ok=True)

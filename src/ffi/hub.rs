@@ -2,10 +2,11 @@
 //! thread, close channels, mint subscription tokens.
 
 use super::stream_endings::{GS_STREAM_POD_BOUND, GS_STREAM_RESUMABLE};
-use super::{boundary, gs_status, runtime, status};
+use super::{boundary, gs_status, runtime, start_listener, status, ListenerStart};
 use crate::error::timeout_from_secs;
 use crate::hub::{HubOptions, STREAM_ADDR};
 use crate::reconnect_spread::StreamKind;
+use crate::Runtime;
 use std::ffi::{c_char, CStr};
 
 /// A NUL-terminated UTF-8 argument; `None` (with the last error set) if it
@@ -71,38 +72,14 @@ pub unsafe extern "C" fn gs_hub_start(
     bound_length: usize,
     written: *mut usize,
 ) -> gs_status {
-    boundary(gs_status::GS_ERR_PANIC, || {
-        if bound.is_null() && bound_length != 0 {
-            return status::invalid_argument("bound is NULL");
-        }
-        // SAFETY: per the contract.
-        let addr = match unsafe { optional_text(addr, "addr") } {
-            Ok(addr) => addr,
-            Err(code) => return code,
-        };
-        let options = match addr {
-            None => match HubOptions::from_env() {
-                Ok(Some(options)) => options,
-                Ok(None) => {
-                    status::set_last_error(format!("{STREAM_ADDR} is not set"));
-                    return gs_status::GS_ERR_INVALID_CONFIG;
-                }
-                Err(error) => return status::report(&error.into()),
-            },
-            Some(addr) => match HubOptions::from_env_with_addr(addr) {
-                Ok(options) => options,
-                Err(error) => return status::report(&error.into()),
-            },
-        };
-        match runtime().start_hub(options) {
-            Ok(address) => {
-                let text = address.to_string();
-                // SAFETY: forwarded from this function's contract.
-                unsafe { super::metrics::copy_out(text.as_bytes(), bound, bound_length, written) }
-            }
-            Err(error) => status::report(&error),
-        }
-    })
+    let listener = ListenerStart {
+        variable: STREAM_ADDR,
+        from_env: HubOptions::from_env,
+        with_addr: HubOptions::from_env_with_addr,
+        start: Runtime::start_hub,
+    };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { start_listener(listener, addr, bound, bound_length, written) }
 }
 
 /// Publishes an event to `channel` without blocking, from any thread: the
@@ -171,7 +148,7 @@ pub unsafe extern "C" fn gs_hub_publish(
             Ok(assigned) if !id_out.is_null() || !written.is_null() => {
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
-                    super::metrics::copy_out(assigned.as_bytes(), id_out, id_out_length, written)
+                    super::buffer::copy_out(assigned.as_bytes(), id_out, id_out_length, written)
                 }
             }
             Ok(_) => gs_status::GS_OK,
@@ -347,7 +324,7 @@ pub unsafe extern "C" fn gs_hub_subscribe_token(
         match runtime().hub_subscribe_token(channel, ttl) {
             Ok(minted) => {
                 // SAFETY: forwarded from this function's contract.
-                unsafe { super::metrics::copy_out(minted.as_bytes(), token, token_length, written) }
+                unsafe { super::buffer::copy_out(minted.as_bytes(), token, token_length, written) }
             }
             Err(error) => status::report(&error),
         }

@@ -13,44 +13,6 @@ pub enum gs_metrics_format {
     GS_METRICS_JSON = 1,
 }
 
-/// Copies `bytes` and a NUL into `buffer` (truncating to fit), writes the
-/// full length to `*written` when not NULL.
-///
-/// # Safety
-/// `buffer` must be valid for `length` bytes of writes (or `length` 0);
-/// `written` NULL or valid for one write.
-pub(super) unsafe fn copy_out(
-    bytes: &[u8],
-    buffer: *mut c_char,
-    length: usize,
-    written: *mut usize,
-) -> gs_status {
-    if !written.is_null() {
-        // SAFETY: non-NULL, and the caller guarantees it is writable.
-        unsafe { *written = bytes.len() };
-    }
-    if length == 0 {
-        return if bytes.is_empty() {
-            gs_status::GS_OK
-        } else {
-            gs_status::GS_ERR_BUFFER_TOO_SMALL
-        };
-    }
-    let copied = bytes.len().min(length - 1);
-    // SAFETY: `copied + 1 <= length` bytes are written to a buffer the
-    // caller guarantees holds `length`; the source is a live slice that
-    // cannot overlap a C caller's buffer.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.cast::<u8>(), copied);
-        *buffer.add(copied) = 0;
-    }
-    if copied < bytes.len() {
-        gs_status::GS_ERR_BUFFER_TOO_SMALL
-    } else {
-        gs_status::GS_OK
-    }
-}
-
 /// Renders the metrics (a `gs_metrics_format` value) into `buffer` of
 /// `length` bytes, NUL-terminated, and writes the rendering's length without
 /// the NUL to `*written` (if not NULL). When the buffer is too small the
@@ -78,6 +40,6 @@ pub unsafe extern "C" fn gs_render_metrics(
             _ => return status::invalid_argument("format is not a gs_metrics_format value"),
         };
         // SAFETY: forwarded from this function's contract.
-        unsafe { copy_out(text.as_bytes(), buffer, length, written) }
+        unsafe { super::buffer::copy_out(text.as_bytes(), buffer, length, written) }
     })
 }

@@ -9,25 +9,54 @@
 
 #![allow(non_camel_case_types)]
 
+// One file per C concept. The header lists them in this order (cbindgen
+// reads the modules as declared), so the groups below keep it: rustfmt
+// sorts only within a group.
+mod buffer;
 mod host_exit;
+#[cfg(feature = "http")]
 mod hub;
 mod metrics;
+#[cfg(feature = "http")]
 mod probes;
-mod sequence;
+
+mod config;
+
+mod watchdog;
+
+mod testing;
+
+mod signals;
+
+mod phase_callbacks;
+
+mod hooks;
+
 mod status;
 mod stream_endings;
+
+mod version;
+
 mod streams;
 
+pub use config::*;
+pub use hooks::*;
 pub use host_exit::*;
+#[cfg(feature = "http")]
 pub use hub::*;
 pub use metrics::*;
+pub use phase_callbacks::*;
+#[cfg(feature = "http")]
 pub use probes::*;
-pub use sequence::*;
+pub use signals::*;
 pub use status::*;
 pub use stream_endings::*;
 pub use streams::*;
+pub use testing::*;
+pub use version::*;
+pub use watchdog::*;
 
-use crate::runtime::Runtime;
+use crate::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `body`, turning a panic into `on_panic` (and a last-error message):
@@ -44,6 +73,66 @@ fn status_boundary(body: impl FnOnce() -> Result<(), crate::Error>) -> gs_status
     boundary(gs_status::GS_ERR_PANIC, || match body() {
         Ok(()) => gs_status::GS_OK,
         Err(error) => status::report(&error),
+    })
+}
+
+#[cfg(feature = "http")]
+/// How a listener is configured and started: the options read from the
+/// environment (`None`: its address variable is unset), or with an address
+/// given, and the start itself.
+struct ListenerStart<O> {
+    variable: &'static str,
+    from_env: fn() -> Result<Option<O>, crate::ConfigError>,
+    with_addr: fn(&str) -> Result<O, crate::ConfigError>,
+    start: fn(&Runtime, O) -> Result<std::net::SocketAddr, crate::Error>,
+}
+
+#[cfg(feature = "http")]
+/// The one body of the listeners' start functions (`gs_start_probe_listener`,
+/// `gs_hub_start`): `addr` (NULL: the environment), the start, and the
+/// address bound copied out.
+///
+/// # Safety
+/// `addr` NULL or NUL-terminated; `bound` valid for `bound_length` bytes of
+/// writes; `written` NULL or valid for one write.
+unsafe fn start_listener<O>(
+    listener: ListenerStart<O>,
+    addr: *const std::ffi::c_char,
+    bound: *mut std::ffi::c_char,
+    bound_length: usize,
+    written: *mut usize,
+) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || {
+        if bound.is_null() && bound_length != 0 {
+            return status::invalid_argument("bound is NULL");
+        }
+        let options = if addr.is_null() {
+            match (listener.from_env)() {
+                Ok(Some(options)) => options,
+                Ok(None) => {
+                    status::set_last_error(format!("{} is not set", listener.variable));
+                    return gs_status::GS_ERR_INVALID_CONFIG;
+                }
+                Err(error) => return status::report(&error.into()),
+            }
+        } else {
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            let Ok(addr) = unsafe { std::ffi::CStr::from_ptr(addr) }.to_str() else {
+                return status::invalid_argument("addr is not UTF-8");
+            };
+            match (listener.with_addr)(addr) {
+                Ok(options) => options,
+                Err(error) => return status::report(&error.into()),
+            }
+        };
+        match (listener.start)(runtime(), options) {
+            Ok(address) => {
+                let text = address.to_string();
+                // SAFETY: forwarded from this function's contract.
+                unsafe { buffer::copy_out(text.as_bytes(), bound, bound_length, written) }
+            }
+            Err(error) => status::report(&error),
+        }
     })
 }
 

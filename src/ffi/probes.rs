@@ -1,11 +1,12 @@
 //! The probe listener, the liveness heartbeat and readiness checks through
 //! the C ABI.
 
-use super::sequence::not_found;
-use super::{boundary, gs_status, registered, runtime, status, UserData};
+use super::status::not_found;
+use super::UserData;
+use super::{boundary, gs_status, registered, runtime, start_listener, status, ListenerStart};
 use crate::error::timeout_from_secs;
 use crate::probes::{ProbeOptions, PROBE_ADDR};
-use crate::runtime::RegistrationId;
+use crate::{RegistrationId, Runtime};
 use std::ffi::{c_char, c_void, CStr};
 
 /// Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,
@@ -32,38 +33,14 @@ pub unsafe extern "C" fn gs_start_probe_listener(
     bound_length: usize,
     written: *mut usize,
 ) -> gs_status {
-    boundary(gs_status::GS_ERR_PANIC, || {
-        if bound.is_null() && bound_length != 0 {
-            return status::invalid_argument("bound is NULL");
-        }
-        let options = if addr.is_null() {
-            match ProbeOptions::from_env() {
-                Ok(Some(options)) => options,
-                Ok(None) => {
-                    status::set_last_error(format!("{PROBE_ADDR} is not set"));
-                    return gs_status::GS_ERR_INVALID_CONFIG;
-                }
-                Err(error) => return status::report(&error.into()),
-            }
-        } else {
-            // SAFETY: non-NULL and NUL-terminated per the contract.
-            let Ok(addr) = unsafe { CStr::from_ptr(addr) }.to_str() else {
-                return status::invalid_argument("addr is not UTF-8");
-            };
-            match ProbeOptions::from_env_with_addr(addr) {
-                Ok(options) => options,
-                Err(error) => return status::report(&error.into()),
-            }
-        };
-        match runtime().start_probe_listener(options) {
-            Ok(address) => {
-                let text = address.to_string();
-                // SAFETY: forwarded from this function's contract.
-                unsafe { super::metrics::copy_out(text.as_bytes(), bound, bound_length, written) }
-            }
-            Err(error) => status::report(&error),
-        }
-    })
+    let listener = ListenerStart {
+        variable: PROBE_ADDR,
+        from_env: ProbeOptions::from_env,
+        with_addr: ProbeOptions::from_env_with_addr,
+        start: Runtime::start_probe_listener,
+    };
+    // SAFETY: forwarded from this function's contract.
+    unsafe { start_listener(listener, addr, bound, bound_length, written) }
 }
 
 /// Records a liveness heartbeat (one atomic store; any thread, as often as

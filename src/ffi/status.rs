@@ -78,6 +78,9 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::AlreadyStarted(_) => gs_status::GS_ERR_ALREADY_STARTED,
         Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
         Error::HubFull => gs_status::GS_ERR_HUB_FULL,
+        // `Error` is non-exhaustive, and defined in the runtime crate: a
+        // variant added there without a code here is an internal error.
+        _ => gs_status::GS_ERR_PANIC,
     }
 }
 
@@ -139,7 +142,13 @@ pub unsafe extern "C" fn gs_last_error_message(
             let bytes = slot.as_ref().map_or(&b""[..], |m| m.as_bytes());
             // SAFETY: the caller guarantees `buffer` is writable for `length`
             // bytes and `message_length` is NULL or writable.
-            unsafe { super::metrics::copy_out(bytes, buffer, length, message_length) }
+            unsafe { super::buffer::copy_out(bytes, buffer, length, message_length) }
         })
     })
+}
+
+/// `GS_ERR_NOT_FOUND` for a registration id nothing has.
+pub(super) fn not_found(id: u64) -> gs_status {
+    set_last_error(format!("no registration has id {id}"));
+    gs_status::GS_ERR_NOT_FOUND
 }

@@ -4,7 +4,6 @@
 use super::{boundary, gs_status, runtime, status, status_boundary};
 use crate::error::timeout_from_secs;
 use crate::phase::Phase;
-use std::ffi::c_char;
 
 /// The phase of the process. See the phase table in the README.
 #[repr(C)]
@@ -47,12 +46,6 @@ pub const GS_MAX_ACTIVE_STREAMS: u32 = (1 << 24) - 1;
 #[test]
 fn the_c_constant_matches_the_rust_one() {
     assert_eq!(GS_MAX_ACTIVE_STREAMS, crate::MAX_ACTIVE_STREAMS);
-}
-
-/// The library version, as a static NUL-terminated string ("0.1.0").
-#[no_mangle]
-pub extern "C" fn gs_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
 /// Counts one more active stream. Lock-free; safe from any thread.

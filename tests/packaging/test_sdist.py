@@ -27,6 +27,9 @@ def test_the_sdist_carries_the_crate(sdist: Path) -> None:
         assert f"rust/{name}" in members, name
     for source in sorted((REPOSITORY / "src").rglob("*.rs")):
         assert f"rust/{source.relative_to(REPOSITORY)}" in members, source
+    for source in sorted((REPOSITORY / "crates").rglob("*")):
+        if source.suffix == ".rs" or source.name == "Cargo.toml":
+            assert f"rust/{source.relative_to(REPOSITORY)}" in members, source
     for name in ("setup.py", "pyproject.toml", "README.md", "src/last_call/_native.py"):
         assert name in members, name
 

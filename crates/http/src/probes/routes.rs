@@ -1,0 +1,145 @@
+//! The probe answers: the same bodies and status codes as the example
+//! servers' HTTP contract (README), computed from the runtime alone.
+
+use super::heartbeat::Liveness;
+use super::readiness;
+use crate::phase::Phase;
+use crate::runtime::{lock, Runtime};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use std::time::Duration;
+
+/// What the routes need besides the runtime.
+pub(crate) struct Settings {
+    pub(crate) drain_token: Option<String>,
+    pub(crate) heartbeat_stale_after: Duration,
+}
+
+pub(crate) type Answer = Response<Full<Bytes>>;
+
+/// A plain-text answer; a line, like the example servers' own routes.
+fn text(status: StatusCode, body: impl Into<String>) -> Answer {
+    let mut body = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Answers one request. Request bodies are never read: no route needs one.
+pub(crate) async fn answer<B>(
+    runtime: &Runtime,
+    settings: &Settings,
+    request: Request<B>,
+) -> Answer {
+    let method = request.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    match request.uri().path() {
+        "/readyz" if get => readyz(runtime).await,
+        "/healthz" if get => healthz(runtime, settings),
+        "/metrics" if get => metrics(runtime, &request),
+        "/drain" if method == Method::POST => drain(runtime, settings, &request),
+        "/readyz" | "/healthz" | "/metrics" | "/drain" => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+async fn readyz(runtime: &Runtime) -> Answer {
+    if runtime.phase() != Phase::Serving {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    let checks = lock(&runtime.http.state).readiness_checks.clone();
+    let report = readiness::run_all(runtime, checks).await;
+    // The phase may have moved while the checks ran.
+    if runtime.phase() != Phase::Serving {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    if report.ready() {
+        text(StatusCode::OK, "ok")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", report.failures.join(", ")),
+        )
+    }
+}
+
+fn healthz(runtime: &Runtime, settings: &Settings) -> Answer {
+    match runtime
+        .http
+        .heartbeat
+        .liveness(settings.heartbeat_stale_after)
+    {
+        Liveness::NeverBeat | Liveness::Fresh => text(StatusCode::OK, "alive"),
+        Liveness::Stale(age) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stale: no heartbeat for {:.1} s", age.as_secs_f64()),
+        ),
+    }
+}
+
+fn metrics<B>(runtime: &Runtime, request: &Request<B>) -> Answer {
+    let wants_json = request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/json"));
+    let mut response = if wants_json {
+        let mut response = text(StatusCode::OK, crate::metrics::render_json(runtime));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    } else {
+        let mut response = text(StatusCode::OK, crate::metrics::render_prometheus(runtime));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    };
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn drain<B>(runtime: &Runtime, settings: &Settings, request: &Request<B>) -> Answer {
+    let Some(expected) = settings.drain_token.as_deref() else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the drain endpoint is disabled: set GS_DRAIN_TOKEN",
+        );
+    };
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq::constant_time_eq(given, expected.as_bytes()) {
+        let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized");
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"drain\""),
+        );
+        return response;
+    }
+    let _ = runtime.set_draining(true);
+    crate::log::warn!("draining on request to the probe listener's /drain");
+    text(StatusCode::OK, "draining")
+}

@@ -1,0 +1,88 @@
+//! The probe listener on the listeners' one skeleton (`listener.rs`: bound
+//! on the caller's thread, served by a thread of its own), with hyper's
+//! HTTP/1 server. No host code runs there except readiness checks, which
+//! run on the runtime's blocking threads, bounded in time.
+//!
+//! Costs, bounded: one thread (plus up to [`MAX_BLOCKING`] for readiness
+//! checks, started only when a check runs), at most [`MAX_CONNECTIONS`]
+//! connections at once (more are closed at once), [`MAX_BUFFER`] bytes of
+//! buffer each, headers within [`HEADER_TIMEOUT`], and a connection lives at
+//! most [`CONNECTION_LIFETIME`]. The stream counter's hot path is not
+//! touched.
+
+use super::options::{ProbeOptions, PROBE_ADDR};
+use super::routes::{self, Settings};
+use crate::error::Error;
+use crate::listener::{self, Spec};
+use crate::runtime::{lock, Runtime};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MAX_CONNECTIONS: usize = 256;
+const MAX_BLOCKING: usize = 8;
+const MAX_BUFFER: usize = 16 * 1024;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Starts the probe listener of `runtime`, once per process; returns the
+/// address it listens on and prints `probes on http://ADDR` on stdout.
+pub(crate) fn start(runtime: &Runtime, options: ProbeOptions) -> Result<SocketAddr, Error> {
+    let mut shared = lock(&runtime.http.state);
+    listener::refuse_if_started(shared.probe_listener.as_ref())?;
+    let addr = options.socket_addr()?;
+    let spec = Spec {
+        thread: "last-call-probes",
+        what: "the probe listener",
+        variable: PROBE_ADDR,
+        blocking: Some((MAX_BLOCKING, "last-call-probe-check")),
+    };
+    let mut bound = listener::bind(spec, &options.addr, addr)?;
+    let settings = Arc::new(Settings {
+        drain_token: options.drain_token,
+        heartbeat_stale_after: options.heartbeat_stale_after,
+    });
+    let runtime_served = Arc::new(runtime.clone());
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    bound.accept(move |stream| {
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            return; // over the bound: dropping the stream closes it
+        };
+        tokio::spawn(serve(
+            stream,
+            Arc::clone(&runtime_served),
+            Arc::clone(&settings),
+            permit,
+        ));
+    });
+    let started = bound.run(runtime)?;
+    shared.probe_listener = Some(started);
+    drop(shared);
+    listener::announce("probes", started.addr);
+    Ok(started.addr)
+}
+
+/// One connection, answered by hyper, within its bounds.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    runtime: Arc<Runtime>,
+    settings: Arc<Settings>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |request| {
+        let runtime = Arc::clone(&runtime);
+        let settings = Arc::clone(&settings);
+        async move { Ok::<_, Infallible>(routes::answer(&runtime, &settings, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+    drop(permit);
+}

@@ -1,0 +1,54 @@
+# The Python package and its suites (part of `make test`), the lint of
+# both languages, and the rolling-update harness. Included by the Makefile.
+
+# The Python package: mypy --strict and ruff (settings in its pyproject.toml),
+# and ruff on the example app and the Python tests.
+PY_LINT_CONFIG := bindings/python/pyproject.toml
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app tests/readme
+
+lint: python
+	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
+	$(PYTHON) -m ruff check --config $(PY_LINT_CONFIG) $(PY_LINT_PATHS)
+	$(PYTHON) -m ruff format --check --config $(PY_LINT_CONFIG) bindings/python/src
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+# The Python package, built by pip (setuptools-rust compiles the library),
+# with flask, waitress, prometheus_client, pytest and httpx, in .venv.
+$(PYTHON):
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+
+# pip builds in bindings/python/build, which keeps modules deleted since the
+# last build: cleared first, so that none is installed again.
+python: $(PYTHON)
+	rm -rf bindings/python/build
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
+
+# The package's tests (in random order: the package's own pytest plugin
+# isolates them), the legacy app's tests once more in file order, the
+# example app's, the end-to-end contract tests, the README's quick starts,
+# the manifests, and one round of the rolling update behind HAProxy.
+test-python: python
+	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly \
+	  bindings/python/tests/test_legacy_manager.py bindings/python/tests/test_legacy_health.py
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/e2e tests/readme tests/kubernetes tests/rolling
+
+# The README's quick starts, run as written (tests/readme): each Python one
+# in a fresh venv with a real SIGTERM, the Rust one built and run, the C one
+# built against `make install` into a temporary prefix.
+test-readme: python
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/readme
+
+# Rolling updates where things go wrong (tools/rolling.py): every scenario,
+# every host in tools/hosts.py, each beside its baseline, run by the kubelet
+# stand-in from examples/kubernetes/deployment.yaml (as root: PID namespaces
+# and cgroups); the tables go to BENCHMARKS.md. `make test` runs the short
+# version (tests/rolling).
+# One round keeps the whole run near 14 minutes on two cores (two: ~24).
+ROLLING_ROUNDS ?= 1
+rolling: setup python
+	$(CARGO) build --release --example sse_server
+	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md

@@ -1,0 +1,58 @@
+# The Rust suites (part of `make test`): the workspace's tests, the build
+# without the http feature, the loom models, the portable wait, macOS, the
+# header. Included by the Makefile.
+
+test-rust:
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) nextest run --workspace --lib --tests --examples
+	$(CARGO) test --workspace --doc
+
+# The library without its HTTP listeners (`default-features = false`: no
+# tokio, no hyper): its unit tests run (here, where the dev-dependencies
+# are built), and it builds in a target of its own, so that its
+# liblast_call.so does not replace the one the C tests link (a small
+# build: no dev-dependencies).
+NO_HTTP_CARGO := CARGO_TARGET_DIR=$(CURDIR)/target/no-http $(CARGO)
+test-no-http:
+	$(CARGO) test --no-default-features --lib
+	$(NO_HTTP_CARGO) build --no-default-features
+	@if $(NO_HTTP_CARGO) tree --no-default-features -e normal --prefix none | grep -qE '^(tokio|hyper) '; then \
+	  echo "test-no-http: tokio or hyper is in the build without the http feature"; exit 1; fi
+
+# The loom models build the core crate alone (crates/core: no tokio, no
+# hyper), with the one switch `--cfg loom`, in a target of their own.
+LOOM_CARGO := RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(CURDIR)/target/loom \
+  $(CARGO) test --release -p last-call-core --test loom_stream_counter --test loom_delivery
+
+loom:
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO)
+
+loom-full:
+	$(LOOM_CARGO)
+
+# The portable wait primitive (std Mutex + Condvar, the one used off Linux)
+# forced on Linux by the `portable-wait` feature: the full Rust suite and
+# the loom model run over it.
+test-portable:
+	$(CARGO) clippy --workspace --all-targets --features portable-wait -- -D warnings
+	$(CARGO) build --workspace --all-targets --features portable-wait
+	$(CARGO) nextest run --workspace --features portable-wait --lib --tests --examples
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
+
+# The core builds for macOS (the portable wait, libc's names there). Needs
+# rustup's darwin standard library; where it cannot be installed, says so.
+check-macos:
+	@if rustup target add x86_64-apple-darwin >/dev/null 2>&1; then \
+	  $(CARGO) check --lib --target x86_64-apple-darwin; \
+	else \
+	  echo "check-macos: SKIPPED, the x86_64-apple-darwin standard library cannot be installed here"; \
+	fi
+
+# BENCHMARKS.md's rows for the portable wait primitive, beside the futex's:
+# the single-thread hot-path rows and the wake latency.
+bench-portable:
+	$(CARGO) bench --features portable-wait --bench hot_path -- '1 thread'
+	$(CARGO) bench --features portable-wait --bench wake_latency
+
+header:
+	GS_UPDATE_HEADER=1 $(CARGO) test --test header_is_fresh

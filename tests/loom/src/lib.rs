@@ -1,1 +1,0 @@
-//! Empty: this crate exists to run the loom model in ../loom_stream_counter.rs.
