@@ -1,8 +1,12 @@
 //! A minimal Rust host of the stream hub: it installs the signal handling,
-//! starts the hub (`GS_STREAM_ADDR`, `GS_STREAM_SECRET`), keeps a resumable
-//! channel `feed` and a pod-bound channel `task` (final event `task_failed`
-//! with reason `shutdown`) fed with an event every 100 ms, prints a token
-//! for each as a JSON line, and exits 0 once the sequence reaches Stopped.
+//! starts the hub (`GS_STREAM_ADDR`, `GS_STREAM_SECRET`, and
+//! `GS_STREAM_STORE` for a shared store), keeps a resumable channel `feed`
+//! and a pod-bound channel `task` (final event `task_failed` with reason
+//! `shutdown`) fed with an event every 100 ms, prints a token for each as a
+//! JSON line, and exits 0 once the sequence reaches Stopped. The task is
+//! work: it counts as a pod-bound stream until the streams' last moment
+//! (when the hub closes its channel with the final event), so that the pod
+//! exits when its work is done, not when its connections are.
 //! The hub's SIGTERM test drives it:
 //!
 //! ```text
@@ -57,6 +61,11 @@ fn main() {
             );
         })
         .expect("a phase listener");
+    let mut work = Some(
+        runtime
+            .begin_stream_of(StreamKind::PodBound)
+            .expect("count the task"),
+    );
     std::thread::spawn(move || {
         for step in 0u64.. {
             if runtime.phase() >= Phase::Stopping {
@@ -64,7 +73,15 @@ fn main() {
             }
             let data = json!({ "step": step }).to_string();
             let _ = runtime.hub_publish("feed", "tick", &data, None, StreamKind::Resumable);
-            let _ = runtime.hub_publish("task", "step", &data, None, StreamKind::PodBound);
+            // The task runs until the streams' last moment, then its work
+            // is over (the hub closes its channel then).
+            if let Some(task) = work.as_mut() {
+                if task.end_in().is_some_and(|left| left.is_zero()) {
+                    work = None;
+                } else {
+                    let _ = runtime.hub_publish("task", "step", &data, None, StreamKind::PodBound);
+                }
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     });

@@ -152,6 +152,11 @@ typedef enum gs_status {
    * The stream hub holds as many channels as it may, none of them idle.
    */
   GS_ERR_HUB_FULL = 15,
+  /**
+   * The stream hub's queue to its shared store is full: the store is
+   * slower than the publishers (retry later, or publish less).
+   */
+  GS_ERR_HUB_BUSY = 16,
 } gs_status;
 
 /**
@@ -381,8 +386,10 @@ enum gs_status gs_hub_publish(const char *channel, const char *event, const uint
  *
  * Returns the number the hub gave the event (1 or more; its id is that
  * number in decimal) when `id` is NULL, 0 when `id` was given (the
- * event's id is `id`), or a failure as a negative `gs_status`: `-result`
- * is `GS_ERR_INVALID_ARGUMENT`, `GS_ERR_HUB_FULL`,
+ * event's id is `id`) or with a shared store (`GS_STREAM_STORE`: queued,
+ * its id given by the store when written, `id` not used), or a failure as
+ * a negative `gs_status`: `-result` is `GS_ERR_INVALID_ARGUMENT`,
+ * `GS_ERR_HUB_BUSY` (the queue to the shared store is full), `GS_ERR_HUB_FULL`,
  * `GS_ERR_HUB_NOT_STARTED` or `GS_ERR_PANIC`, as for `gs_hub_publish`
  * (the last error says more).
  *

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond the Rust toolchain, only when it is
-# missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy. Safe to run repeatedly.
+# missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy, Chromium, redis-server. Safe to run repeatedly.
 set -euo pipefail
 
 apt_packages=()
@@ -15,6 +15,10 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 # make install's test builds the C host from the prefix with pkg-config.
 command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
+# The stream hub's shared store: the tests start their own redis-server
+# processes (single, and a local Redis Cluster) on free ports.
+command -v redis-server >/dev/null || apt_packages+=(redis-server)
+command -v redis-cli >/dev/null || apt_packages+=(redis-tools)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   apt-get update -qq

@@ -50,7 +50,9 @@
 pub mod ffi;
 
 #[cfg(feature = "http")]
-pub use last_call_http::{hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime};
+pub use last_call_http::{
+    hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime, StoreUrl,
+};
 #[cfg(not(feature = "http"))]
 pub use last_call_runtime::Runtime;
 

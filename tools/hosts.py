@@ -32,14 +32,17 @@ THREAD_PER_STREAM = ("flask", "flask-gunicorn", "flask-hub")
 #: What each host sets over the manifest's container environment
 #: (``examples/kubernetes/deployment.yaml`` describes the Flask app in hub
 #: mode). The rolling harness reports them with its overrides.
+# The manifest's shared store (GS_STREAM_STORE, from its Secret) is not run
+# here yet: every host keeps its channels in the process.
+_NO_SHARED_STORE = {"GS_STREAM_STORE": "memory:"}
 MANIFEST_OVERRIDES = {
     # Thread per stream: threads for the streams a pod carries, plus the API's.
-    "flask": {"STREAMS": "thread", "THREADS": "64"},
-    "flask-gunicorn": {"STREAMS": "thread", "THREADS": "64"},
+    "flask": {"STREAMS": "thread", "THREADS": "64", **_NO_SHARED_STORE},
+    "flask-gunicorn": {"STREAMS": "thread", "THREADS": "64", **_NO_SHARED_STORE},
     # No ingress here: stream_url is absolute, on the pod's own hub port.
-    "flask-hub": {"PUBLIC_STREAM_BASE_URL": ""},
-    "rust": {},
-    "asgi": {},
+    "flask-hub": {"PUBLIC_STREAM_BASE_URL": "", **_NO_SHARED_STORE},
+    "rust": dict(_NO_SHARED_STORE),
+    "asgi": dict(_NO_SHARED_STORE),
 }
 
 

@@ -165,8 +165,10 @@ pub unsafe extern "C" fn gs_hub_publish(
 ///
 /// Returns the number the hub gave the event (1 or more; its id is that
 /// number in decimal) when `id` is NULL, 0 when `id` was given (the
-/// event's id is `id`), or a failure as a negative `gs_status`: `-result`
-/// is `GS_ERR_INVALID_ARGUMENT`, `GS_ERR_HUB_FULL`,
+/// event's id is `id`) or with a shared store (`GS_STREAM_STORE`: queued,
+/// its id given by the store when written, `id` not used), or a failure as
+/// a negative `gs_status`: `-result` is `GS_ERR_INVALID_ARGUMENT`,
+/// `GS_ERR_HUB_BUSY` (the queue to the shared store is full), `GS_ERR_HUB_FULL`,
 /// `GS_ERR_HUB_NOT_STARTED` or `GS_ERR_PANIC`, as for `gs_hub_publish`
 /// (the last error says more).
 ///

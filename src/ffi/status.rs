@@ -50,6 +50,9 @@ pub enum gs_status {
     GS_ERR_HUB_NOT_STARTED = 14,
     /// The stream hub holds as many channels as it may, none of them idle.
     GS_ERR_HUB_FULL = 15,
+    /// The stream hub's queue to its shared store is full: the store is
+    /// slower than the publishers (retry later, or publish less).
+    GS_ERR_HUB_BUSY = 16,
 }
 
 thread_local! {
@@ -77,6 +80,7 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::InvalidArgument(_) => gs_status::GS_ERR_INVALID_ARGUMENT,
         Error::AlreadyStarted(_) => gs_status::GS_ERR_ALREADY_STARTED,
         Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
+        Error::HubBusy => gs_status::GS_ERR_HUB_BUSY,
         Error::HubFull => gs_status::GS_ERR_HUB_FULL,
         // `Error` is non-exhaustive, and defined in the runtime crate: a
         // variant added there without a code here is an internal error.
@@ -111,6 +115,7 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         13 => c"the listener already runs in this process",
         14 => c"the stream hub has not been started",
         15 => c"the stream hub holds as many channels as it may",
+        16 => c"the stream hub's queue to its shared store is full",
         _ => c"unknown status",
     };
     text.as_ptr()

@@ -50,6 +50,10 @@ pub struct ChildProcess {
     pub child: Child,
     lines: Receiver<String>,
     pub seen: Vec<String>,
+    /// Its stderr so far, read all along on a thread (a pipe nobody reads
+    /// would block the child).
+    errors: std::sync::Arc<std::sync::Mutex<String>>,
+    errors_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChildProcess {
@@ -60,6 +64,18 @@ impl ChildProcess {
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn child");
         let stdout: ChildStdout = child.stdout.take().unwrap();
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let errors_reader = child.stderr.take().map(|stderr| {
+            let errors = std::sync::Arc::clone(&errors);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = errors.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            })
+        });
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -73,6 +89,8 @@ impl ChildProcess {
             child,
             lines,
             seen: Vec::new(),
+            errors,
+            errors_reader,
         }
     }
 
@@ -142,13 +160,28 @@ impl ChildProcess {
         }
     }
 
+    /// Its stderr: all of it once the child has exited, what has come so
+    /// far before.
     pub fn stderr(&mut self) -> String {
-        use std::io::Read;
-        let mut text = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut text);
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if let Some(reader) = self.errors_reader.take() {
+                let _ = reader.join();
+            }
         }
-        text
+        self.errors.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until its stderr has a line containing `needle`.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.errors.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no stderr line containing {needle:?} within {timeout:?}; saw:\n{}",
+                self.errors.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -106,7 +106,9 @@ def test_the_hub_listens_on_a_declared_port_that_the_service_exposes():
     assert host == "0.0.0.0", "clients reach the pod on its IP, not loopback"
     assert int(port) == ports["streams"], "GS_STREAM_ADDR does not listen on the declared streams port"
     assert len(set(ports.values())) == len(ports), "the hub shares a port"
-    service = next(doc for _, doc in documents() if doc["kind"] == "Service")
+    service = next(
+        doc for _, doc in documents() if doc["kind"] == "Service" and doc["metadata"]["name"] == "sse-backend"
+    )
     assert "streams" in [port["targetPort"] for port in service["spec"]["ports"]]
 
 
@@ -128,3 +130,37 @@ def test_the_commented_ingress_alternative_is_a_valid_ingress():
     kubernetes_validate.validate(ingress, KUBERNETES_VERSIONS[-1], strict=True)
     paths = {p["path"]: p["backend"]["service"]["port"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {"/streams/": "streams", "/": "http"}
+
+
+def test_the_shared_store_is_the_redis_of_the_manifests_with_the_settings_it_needs():
+    _, _, container, _ = deployment_settings()
+    variable = next(item for item in container["env"] if item["name"] == "GS_STREAM_STORE")
+    assert "value" not in variable, "the store's URL carries a password: it belongs in a Secret"
+    reference = variable["valueFrom"]["secretKeyRef"]
+    secrets = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "Secret"}
+    url = secrets[reference["name"]]["stringData"][reference["key"]]
+    redis_service = next(
+        doc for _, doc in documents() if doc["kind"] == "Service" and doc["metadata"]["name"] == "sse-redis"
+    )
+    port = redis_service["spec"]["ports"][0]["port"]
+    assert url.startswith("redis://") and url.endswith(f"@sse-redis:{port}/0"), url
+    statefulset = next(doc for _, doc in documents() if doc["kind"] == "StatefulSet")
+    args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings = dict(zip(args[::2], args[1::2]))
+    assert settings["--maxmemory-policy"] == "noeviction", "an evicting Redis drops histories silently"
+    assert "--maxmemory" in settings
+    # The hub takes the URL (a malformed one stops the pod; this host has no
+    # such server, which is no error: the hub starts degraded).
+    result = subprocess.run(
+        [sys.executable, "-c", "from last_call import hub; hub.start()"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GS_STREAM_STORE": url,
+            "GS_STREAM_ADDR": "127.0.0.1:0",
+            "GS_STREAM_SECRET": "a test secret",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

@@ -44,6 +44,10 @@ pub struct Listeners {
     /// Hub clients disconnected for being too slow (a figure of the
     /// metrics).
     pub(crate) slow_clients: Arc<AtomicU64>,
+    /// Events hub subscribers skipped, told `gap`, for falling behind their
+    /// channel's ring (a figure of the metrics: the publishers' pace is
+    /// more than some readers take).
+    pub(crate) skipped_events: Arc<AtomicU64>,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime, with its
@@ -132,13 +136,39 @@ impl Runtime {
     fn with_listeners(core: last_call_runtime::Runtime) -> Runtime {
         let http = Arc::new(Listeners::default());
         let slow_clients = Arc::clone(&http.slow_clients);
+        let skipped = Arc::clone(&http.skipped_events);
+        let listeners = Arc::downgrade(&http);
         core.add_metrics_source(move |figures| {
             figures.push(Figure {
                 name: "gs_hub_slow_clients_disconnected_total",
                 kind: "counter",
-                help: "Stream hub clients disconnected for falling too far behind.",
+                help: "Stream hub clients dropped for taking no bytes for the stall time.",
                 value: slow_clients.load(Ordering::Relaxed) as f64,
-            })
+            });
+            figures.push(Figure {
+                name: "gs_hub_events_skipped_total",
+                kind: "counter",
+                help: "Events stream hub subscribers skipped (told gap) for falling behind their channel.",
+                value: skipped.load(Ordering::Relaxed) as f64,
+            });
+            if let Some(listeners) = listeners.upgrade() {
+                let degraded = lock(&listeners.state)
+                    .hub
+                    .as_ref()
+                    .and_then(|hub| hub.store_degraded_for());
+                figures.push(Figure {
+                    name: "gs_hub_store_degraded",
+                    kind: "gauge",
+                    help: "1 while the stream hub's shared store is unreachable (streams degraded to this pod).",
+                    value: if degraded.is_some() { 1.0 } else { 0.0 },
+                });
+                figures.push(Figure {
+                    name: "gs_hub_store_degraded_seconds",
+                    kind: "gauge",
+                    help: "How long the stream hub's shared store has been unreachable (0: healthy).",
+                    value: degraded.map_or(0.0, |d| d.as_secs_f64()),
+                });
+            }
         });
         Runtime { core, http }
     }

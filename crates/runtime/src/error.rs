@@ -39,6 +39,8 @@ pub enum Error {
     HubNotStarted,
     /// The stream hub holds as many channels as it may, none of them idle.
     HubFull,
+    /// The stream hub's queue to its shared store is full.
+    HubBusy,
 }
 
 impl std::fmt::Display for Error {
@@ -71,6 +73,9 @@ impl std::fmt::Display for Error {
             Error::HubNotStarted => f.write_str("the stream hub has not been started in this process"),
             Error::HubFull => f.write_str(
                 "the stream hub holds as many channels as it may (GS_STREAM_MAX_CHANNELS), none of them idle",
+            ),
+            Error::HubBusy => f.write_str(
+                "the stream hub's queue to its shared store is full (GS_STREAM_PUBLISH_QUEUE_EVENTS): the store is slower than the publishers",
             ),
         }
     }

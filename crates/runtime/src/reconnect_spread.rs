@@ -144,6 +144,29 @@ impl Runtime {
         self.draw_moment(kind).map(|at| Mono::now().until(at))
     }
 
+    /// For a stream that another pod can take over at once (its channel is
+    /// in a store every pod shares, its publisher going on here): how long
+    /// from now until its own moment of the **hand-off window**, which opens
+    /// when the drain delay is over (load balancers have caught up, so the
+    /// reconnect lands elsewhere) and lasts as long as the close notice (at
+    /// most until the streams' last moment), drawn uniformly like the
+    /// reconnect spread (all at once with [`ReconnectSpread::AllAtOnce`]).
+    /// `None` before the shutdown sequence starts: Draining by
+    /// `set_draining` alone hands nothing off. Each call draws anew.
+    pub fn handoff_delay(&self) -> Option<Duration> {
+        let timeline = self.inner.timeline()?;
+        let now = Mono::now();
+        let start = timeline.drain_over.min(timeline.streams_end);
+        let notice = timeline.closing_at.until(timeline.hooks_at);
+        let end = start.after(notice).min(timeline.streams_end).max(start);
+        let moment = if self.reconnect_spread() == ReconnectSpread::AllAtOnce {
+            start
+        } else {
+            moment_in((start, end), fastrand::f64())
+        };
+        Some(now.until(moment.max(now)))
+    }
+
     /// This stream's moment to end, drawn as [`Runtime::reconnect_delay`]
     /// describes; `None` before ClosingStreams.
     pub(crate) fn draw_moment(&self, kind: StreamKind) -> Option<Mono> {
@@ -295,6 +318,39 @@ mod tests {
         // The same moment, nearer: never a fresh draw.
         assert!(second <= first.saturating_sub(Duration::from_millis(20)) || second.is_zero());
         assert!(first <= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_handoff_window_opens_when_the_drain_delay_is_over() {
+        let runtime = Runtime::new();
+        assert_eq!(runtime.handoff_delay(), None);
+        // Drain delay 1 s, close notice 2 s, no hook: the window is 1 s to
+        // 3 s after the signal.
+        runtime
+            .configure(config(1_000, 10_000, 2_000, 1_000))
+            .unwrap();
+        runtime.set_draining(true).unwrap();
+        assert_eq!(
+            runtime.handoff_delay(),
+            None,
+            "an operator's drain hands nothing off"
+        );
+        runtime.set_draining(false).unwrap();
+        runtime.begin_shutdown().unwrap();
+        let mut early = 0;
+        for _ in 0..2_000 {
+            let delay = runtime.handoff_delay().unwrap();
+            assert!(delay <= Duration::from_secs(3), "{delay:?}");
+            assert!(delay >= Duration::from_millis(900), "{delay:?}");
+            if delay < Duration::from_secs(2) {
+                early += 1;
+            }
+        }
+        // Uniform: about half in each second.
+        assert!((800..1200).contains(&early), "{early}");
+        runtime.set_reconnect_spread(ReconnectSpread::AllAtOnce);
+        let at_once = runtime.handoff_delay().unwrap();
+        assert!(at_once <= Duration::from_secs(1) && at_once >= Duration::from_millis(900));
     }
 
     #[test]

@@ -84,11 +84,14 @@ def publish(
 ) -> str:
     """Publishes ``data`` (several lines become several ``data:`` lines) to
     ``channel`` as ``event``, from any thread, without blocking; returns the
-    event's id (``id``, or the channel's next number). ``kind`` is the
+    event's id (``id``, or the channel's next number; ``""`` with a shared
+    store, ``GS_STREAM_STORE``, which gives it the id valid on every pod when
+    it is written, and does not use ``id``). ``kind`` is the
     channel's from now on. ``InvalidArgumentError`` for a bad channel name (1
     to 200 of ``A-Z a-z 0-9 - _ . ~ :``), a line break in ``event`` or
     ``id``, data holding a NUL, or a closed channel; ``InvalidStateError``
-    before :func:`start`."""
+    before :func:`start`, or when the queue to the shared store is full
+    (``Status.HUB_BUSY``: the store is slower than the publishers)."""
     # A host's hot path, measured in benches/hub_publish.py: one ctypes call
     # of five arguments (each costs ctypes a conversion), no buffer to copy
     # the id out of, no enum call for the two kinds, the function looked up
@@ -103,8 +106,8 @@ def publish(
     )
     if result > 0:
         return str(result)
-    if result == 0 and id is not None:
-        return id
+    if result == 0:
+        return "" if id is None else id
     _native.check(-result)
     raise error_for(Status.PANIC, f"gs_hub_send returned {result}")
 

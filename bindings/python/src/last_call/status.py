@@ -39,6 +39,7 @@ class Status(enum.IntEnum):
     ALREADY_STARTED = 13
     HUB_NOT_STARTED = 14
     HUB_FULL = 15
+    HUB_BUSY = 16
 
 
 #: The exception raised for each failing status. OK and TIMED_OUT are
@@ -58,6 +59,7 @@ EXCEPTIONS: dict[Status, type[GracefulShutdownError]] = {
     Status.ALREADY_STARTED: InvalidStateError,
     Status.HUB_NOT_STARTED: InvalidStateError,
     Status.HUB_FULL: InvalidStateError,
+    Status.HUB_BUSY: InvalidStateError,
 }
 
 

@@ -34,7 +34,12 @@ impl Frame {
         Frame::with_id_at(bytes, at)
     }
 
-    /// The event's id.
+    /// A frame with no id of its own (a gap marker).
+    pub(crate) fn untracked(bytes: Bytes) -> Frame {
+        Frame::with_id_at(bytes, 0..0)
+    }
+
+    /// The event's id (empty for an untracked frame).
     pub(crate) fn id(&self) -> &str {
         // Never fails: the range holds the UTF-8 text of the id, copied in.
         std::str::from_utf8(&self.0.bytes[self.0.id.clone()]).unwrap_or_default()
@@ -124,6 +129,20 @@ pub(crate) fn gap(last_event_id: &str) -> Bytes {
     Bytes::from(format!("event: gap\ndata: {data}\n\n"))
 }
 
+/// Said where events may have been lost on the way to this pod (the
+/// shared store restarted, failed over or was unreachable, or a reader
+/// fell behind the channel's ring): what follows is what is kept.
+pub(crate) fn gap_marker() -> Bytes {
+    Bytes::from_static(b"event: gap\ndata: {\"reason\":\"events_lost\"}\n\n")
+}
+
+/// The id of a serialized event (its first line `id: ...`), if it has one.
+pub(crate) fn id_of(bytes: &[u8]) -> Option<&str> {
+    let rest = bytes.strip_prefix(b"id: ")?;
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
 /// The reconnect hint a resumable stream ends with at ClosingStreams: the
 /// browser reconnects after `retry:` with `Last-Event-ID` set to `id`.
 pub(crate) fn reconnect(last_id: Option<&str>) -> Bytes {
@@ -140,8 +159,6 @@ pub(crate) fn reconnect(last_id: Option<&str>) -> Bytes {
     Bytes::from(out)
 }
 
-/// The comment a client too slow to keep up is disconnected with.
-pub(crate) const TOO_SLOW: &[u8] = b": disconnected: too slow\n\n";
 /// The comment sent on an idle stream.
 pub(crate) const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 

@@ -4,25 +4,44 @@
 //!
 //! * `options.rs`: where it listens and its bounds (`GS_STREAM_*`);
 //! * `token.rs`: signed, expiring subscription tokens;
-//! * `store.rs`: channels, histories and subscribers behind a small trait;
+//! * `channel.rs`: a channel's ring of recent events, read by each
+//!   subscriber through a cursor; `channels.rs`: the channels by name, and
+//!   how their subscribers are woken;
+//! * `shared.rs`: the shared store (`GS_STREAM_STORE`): every pod's events
+//!   through Redis, and what happens when it is away;
 //! * `frame.rs`: the SSE bytes, serialized once per event;
 //! * `server.rs`: the listener and each connection's body;
 //! * `drain.rs`: the shutdown sequence applied to the hub's connections.
 
+mod channel;
+mod channels;
 mod drain;
 mod frame;
 mod options;
 mod server;
-mod store;
+mod shared;
 mod token;
+
+pub(crate) use frame::json_string;
 
 pub use options::HubOptions;
 pub use options::{
     STREAM_ADDR, STREAM_CORS_ORIGINS, STREAM_HEARTBEAT, STREAM_HISTORY, STREAM_HISTORY_AGE,
-    STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_QUEUE, STREAM_SECRET,
+    STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_PUBLISH_QUEUE, STREAM_QUEUE,
+    STREAM_SECRET, STREAM_STALL, STREAM_STORE,
 };
+
+/// What a publish did.
 #[doc(hidden)]
-pub use store::Published;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The event's id; `None` with a shared store, which gives it when the
+    /// event is written.
+    pub id: Option<String>,
+    /// The number the hub gave it, when the host gave no id (and there is
+    /// no shared store).
+    pub number: Option<u64>,
+}
 
 use crate::error::Error;
 use crate::listener::Started;
@@ -31,13 +50,16 @@ use crate::runtime::{lock, Runtime};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{ChannelStore, StoreError};
 
 /// A running hub, held by its runtime.
 pub(crate) struct Hub {
     runtime: Runtime,
     options: HubOptions,
-    store: Box<dyn ChannelStore>,
+    channels: Arc<channels::Channels>,
+    /// The shared store, when `GS_STREAM_STORE` names one.
+    shared: Option<Arc<shared::Shared>>,
+    /// Every stream waits on it for a phase change (see `drain.rs`).
+    phase_changed: Arc<tokio::sync::Notify>,
     /// Where it listens, and in which process image: a forked child does
     /// not have it.
     started: Started,
@@ -72,10 +94,31 @@ fn check_field(text: &str, what: &'static str) -> Result<(), Error> {
     }
 }
 
-fn store_error(error: StoreError) -> Error {
-    match error {
-        StoreError::TooManyChannels => Error::HubFull,
-        StoreError::Closed => Error::InvalidArgument("the channel is closed"),
+fn kind_for_store(kind: StreamKind) -> last_call_store::Kind {
+    match kind {
+        StreamKind::Resumable => last_call_store::Kind::Resumable,
+        StreamKind::PodBound => last_call_store::Kind::PodBound,
+    }
+}
+
+impl Hub {
+    /// Appends to the shared store's queue.
+    fn queue(&self, shared: &shared::Shared, append: last_call_store::Append) -> Result<(), Error> {
+        if shared.publish(append) {
+            Ok(())
+        } else {
+            Err(Error::HubBusy)
+        }
+    }
+
+    /// Whether a stream of a channel of `kind` ends as a resumable one: every
+    /// stream does while a healthy shared store holds the channel (another
+    /// pod serves it from there, publisher and all); otherwise as its kind.
+    fn ends_as(&self, kind: StreamKind) -> StreamKind {
+        match &self.shared {
+            Some(shared) if shared.health.degraded_for().is_none() => StreamKind::Resumable,
+            _ => kind,
+        }
     }
 }
 
@@ -130,7 +173,7 @@ impl Runtime {
         kind: StreamKind,
     ) -> Result<String, Error> {
         self.hub_publish_event(channel, event, data, id, kind)
-            .map(|published| published.frame.id().to_owned())
+            .map(|published| published.id.unwrap_or_default())
     }
 
     /// [`Runtime::hub_publish`], giving what the store said: the event and
@@ -144,7 +187,7 @@ impl Runtime {
         data: &str,
         id: Option<&str>,
         kind: StreamKind,
-    ) -> Result<store::Published, Error> {
+    ) -> Result<Published, Error> {
         check_channel(channel)?;
         check_field(event, "an event name is not empty and has no line break")?;
         if let Some(id) = id {
@@ -154,16 +197,39 @@ impl Runtime {
             return Err(Error::InvalidArgument("event data must not contain NUL"));
         }
         let hub = self.hub()?;
-        let published = hub
-            .store
-            .publish(channel, kind, event, data, id)
-            .map_err(store_error)?;
-        if published.too_slow > 0 {
-            self.http
-                .slow_clients
-                .fetch_add(published.too_slow, std::sync::atomic::Ordering::Relaxed);
+        if let Some(shared) = &hub.shared {
+            // The store numbers events, so that ids are valid on every pod;
+            // an id given here is not used.
+            hub.queue(
+                shared,
+                last_call_store::Append {
+                    channel: channel.to_owned(),
+                    kind: kind_for_store(kind),
+                    event: event.to_owned(),
+                    data: data.to_owned(),
+                    flag: last_call_store::Flag::Event,
+                },
+            )?;
+            if let Some(local) = hub.channels.get(channel) {
+                local.set_kind(kind);
+            }
+            return Ok(Published {
+                id: None,
+                number: None,
+            });
         }
-        Ok(published)
+        let local = hub
+            .channels
+            .get_or_create(channel, kind)
+            .map_err(|_| Error::HubFull)?;
+        let (frame, number) = local
+            .publish(&hub.channels.limits, kind, event, data, id)
+            .map_err(|()| Error::InvalidArgument("the channel is closed"))?;
+        hub.channels.wake(&local);
+        Ok(Published {
+            id: Some(frame.id().to_owned()),
+            number,
+        })
     }
 
     /// Closes `channel`: every subscriber gets the final event (`final_event`
@@ -183,10 +249,8 @@ impl Runtime {
                 return Err(Error::InvalidArgument("event data must not contain NUL"));
             }
         }
-        self.hub()?
-            .store
-            .close(channel, final_event)
-            .map_err(store_error)
+        let hub = self.hub()?;
+        hub.close_channel(channel, final_event)
     }
 
     /// Sets the final event `channel` is closed with at ClosingStreams (a
@@ -204,10 +268,13 @@ impl Runtime {
         if data.contains('\0') {
             return Err(Error::InvalidArgument("event data must not contain NUL"));
         }
-        self.hub()?
-            .store
-            .set_final_event(channel, kind, event, data)
-            .map_err(store_error)
+        let hub = self.hub()?;
+        let local = hub
+            .channels
+            .get_or_create(channel, kind)
+            .map_err(|_| Error::HubFull)?;
+        local.set_final_event(kind, event, data);
+        Ok(())
     }
 
     /// A subscription token for `channel`, valid for `ttl` on every pod
@@ -222,15 +289,96 @@ impl Runtime {
         Ok(token::mint(&hub.options.secret, channel, ttl))
     }
 
-    /// Channels the hub holds now (0 before it starts).
-    pub fn hub_channel_count(&self) -> usize {
-        self.hub().map_or(0, |hub| hub.store.channel_count())
+    /// The hub's shared store: `None` without one (or before the hub
+    /// starts), `Some(None)` while it answers, `Some(Some(d))` while it has
+    /// been away for `d`.
+    pub fn hub_store_health(&self) -> Option<Option<Duration>> {
+        let hub = self.hub().ok()?;
+        let shared = hub.shared.as_ref()?;
+        Some(shared.health.degraded_for())
     }
 
-    /// Clients disconnected for falling `queue_capacity` events behind.
+    /// Channels the hub holds now (0 before it starts).
+    pub fn hub_channel_count(&self) -> usize {
+        self.hub().map_or(0, |hub| hub.channels.count())
+    }
+
+    /// Clients dropped for taking no bytes for the stall time while events
+    /// waited for them.
     pub fn hub_slow_clients_disconnected(&self) -> u64 {
         self.http
             .slow_clients
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Hub {
+    /// Closes `channel` with `final_event` (else the one set in advance,
+    /// else `event: close`): through the shared store when there is one
+    /// (every pod's subscribers get it), else here. `false` if the channel
+    /// was unknown here.
+    fn close_channel(
+        &self,
+        channel: &str,
+        final_event: Option<(&str, &str)>,
+    ) -> Result<bool, Error> {
+        let local = self.channels.get(channel);
+        if let Some(shared) = &self.shared {
+            let (event, data) = match final_event {
+                Some((event, data)) => (event.to_owned(), data.to_owned()),
+                None => local
+                    .as_ref()
+                    .and_then(|local| local.final_event())
+                    .unwrap_or_else(|| ("close".to_owned(), "{}".to_owned())),
+            };
+            self.queue(
+                shared,
+                last_call_store::Append {
+                    channel: channel.to_owned(),
+                    kind: kind_for_store(local.as_ref().map_or(StreamKind::PodBound, |l| l.kind())),
+                    event,
+                    data,
+                    flag: last_call_store::Flag::Final,
+                },
+            )?;
+            return Ok(local.is_some());
+        }
+        let known = local.is_some();
+        let local = match local {
+            Some(local) => local,
+            None => self
+                .channels
+                .get_or_create(channel, StreamKind::PodBound)
+                .map_err(|_| Error::HubFull)?,
+        };
+        if local.close(final_event) {
+            self.channels.wake(&local);
+        }
+        Ok(known)
+    }
+
+    /// Closes every channel of `kind` this pod holds with its final event.
+    fn close_all(&self, kind: StreamKind) {
+        for channel in self.channels.all() {
+            if channel.kind() == kind && !channel.is_closed() {
+                // Through the store only the channels this pod publishes
+                // (those with a final event set here) are closed: another
+                // pod's channel is its publisher's to close.
+                if self.shared.is_some() && channel.final_event().is_none() {
+                    continue;
+                }
+                let _ = self.close_channel(&channel.name, None);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// How long the shared store has been unreachable (`None`: healthy, or
+    /// no shared store).
+    pub(crate) fn store_degraded_for(&self) -> Option<Duration> {
+        self.shared
+            .as_ref()
+            .and_then(|shared| shared.health.degraded_for())
     }
 }

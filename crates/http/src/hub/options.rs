@@ -14,8 +14,17 @@ pub const STREAM_SECRET: &str = "GS_STREAM_SECRET";
 pub const STREAM_CORS_ORIGINS: &str = "GS_STREAM_CORS_ORIGINS";
 /// Seconds between heartbeat comments on an idle stream.
 pub const STREAM_HEARTBEAT: &str = "GS_STREAM_HEARTBEAT_SECONDS";
-/// Events queued per connection before it counts as too slow.
+/// How far (in events) a subscriber may fall behind before it skips ahead
+/// with `event: gap`: a channel keeps at least this many recent events.
 pub const STREAM_QUEUE: &str = "GS_STREAM_QUEUE_EVENTS";
+/// Where channels live: unset or `memory:` (this process), `redis://...`,
+/// `rediss://...`, `redis+cluster://...` (shared by every pod).
+pub use last_call_store::STREAM_STORE;
+/// Events waiting to be written to the shared store, at most.
+pub const STREAM_PUBLISH_QUEUE: &str = "GS_STREAM_PUBLISH_QUEUE_EVENTS";
+/// Seconds a subscriber's connection may take no bytes while events wait
+/// for it before it is dropped as too slow.
+pub const STREAM_STALL: &str = "GS_STREAM_STALL_SECONDS";
 /// Events kept per channel for `Last-Event-ID` resume.
 pub const STREAM_HISTORY: &str = "GS_STREAM_HISTORY_EVENTS";
 /// Seconds an event stays in its channel's history.
@@ -42,8 +51,9 @@ pub struct HubOptions {
     /// A comment is sent on a stream idle this long (default 15 s), so that
     /// proxies keep it open and a vanished client is noticed.
     pub heartbeat: Duration,
-    /// Events queued per connection (default 64); a client that falls this
-    /// far behind is disconnected.
+    /// How far (in events) a subscriber may fall behind before it skips
+    /// ahead with `event: gap` (default 64): a channel keeps at least this
+    /// many recent events, one copy for all its subscribers.
     pub queue_capacity: usize,
     /// Events kept per channel for resume (default 100).
     pub history_len: usize,
@@ -58,6 +68,15 @@ pub struct HubOptions {
     /// A channel with no subscriber and no publish for this long is
     /// forgotten (default 300 s).
     pub channel_idle: Duration,
+    /// Where channels live (default: this process).
+    pub store: last_call_store::StoreUrl,
+    /// Events waiting to be written to a shared store, at most (default
+    /// 10,000); a publish beyond it is refused ([`crate::error::Error::HubBusy`]).
+    pub publish_queue: usize,
+    /// A subscriber whose connection takes no bytes for this long while
+    /// events wait for it is dropped as too slow (default 5 s); it resumes
+    /// with `event: gap`.
+    pub stall: Duration,
 }
 
 impl std::fmt::Debug for HubOptions {
@@ -74,6 +93,9 @@ impl std::fmt::Debug for HubOptions {
             .field("max_channels", &self.max_channels)
             .field("max_channel_bytes", &self.max_channel_bytes)
             .field("channel_idle", &self.channel_idle)
+            .field("store", &self.store)
+            .field("publish_queue", &self.publish_queue)
+            .field("stall", &self.stall)
             .finish()
     }
 }
@@ -92,6 +114,9 @@ impl HubOptions {
             max_channels: 10_000,
             max_channel_bytes: 1024 * 1024,
             channel_idle: Duration::from_secs(300),
+            store: last_call_store::StoreUrl::Memory,
+            publish_queue: 10_000,
+            stall: Duration::from_secs(5),
         }
     }
 
@@ -139,6 +164,17 @@ impl HubOptions {
         if let Some(value) = seconds(STREAM_IDLE)? {
             options.channel_idle = value;
         }
+        options.store = last_call_store::StoreUrl::from_env().map_err(|error| ConfigError {
+            variable: STREAM_STORE,
+            value: error.value,
+            reason: error.reason,
+        })?;
+        if let Some(value) = count(STREAM_PUBLISH_QUEUE)? {
+            options.publish_queue = value;
+        }
+        if let Some(value) = seconds(STREAM_STALL)? {
+            options.stall = value;
+        }
         Ok(options)
     }
 
@@ -149,6 +185,7 @@ impl HubOptions {
             (STREAM_QUEUE, self.queue_capacity),
             (STREAM_MAX_CHANNELS, self.max_channels),
             (STREAM_MAX_CHANNEL_BYTES, self.max_channel_bytes),
+            (STREAM_PUBLISH_QUEUE, self.publish_queue),
         ] {
             if value == 0 {
                 return Err(ConfigError {
@@ -158,12 +195,17 @@ impl HubOptions {
                 });
             }
         }
-        if self.heartbeat.is_zero() {
-            return Err(ConfigError {
-                variable: STREAM_HEARTBEAT,
-                value: "0".into(),
-                reason: "must be more than 0".into(),
-            });
+        for (variable, value) in [
+            (STREAM_HEARTBEAT, self.heartbeat),
+            (STREAM_STALL, self.stall),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError {
+                    variable,
+                    value: "0".into(),
+                    reason: "must be more than 0".into(),
+                });
+            }
         }
         self.socket_addr()
     }

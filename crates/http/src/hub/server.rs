@@ -21,9 +21,11 @@
 //! or the client gone, seen at once as the end of the socket's input (which
 //! is read, and ignored, all along).
 
+use super::channel::{self, Channel, Read};
+use super::channels::{self, Channels};
 use super::frame::{self, Frame as SseFrame};
-use super::options::{HubOptions, STREAM_ADDR};
-use super::store::{Ending, Limits, MemoryStore, Subscriber};
+use super::options::{HubOptions, STREAM_ADDR, STREAM_STORE};
+use super::shared::Shared;
 use super::token::{self, TokenError};
 use super::Hub;
 use crate::error::Error;
@@ -44,14 +46,18 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 const MAX_BUFFER: usize = 16 * 1024;
+/// How long a subscriber waits for the shared store's readers to be placed
+/// (at start-up) before it is served from what this pod holds.
+const READERS_READY: Duration = Duration::from_secs(2);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_EVICTION_EVERY: Duration = Duration::from_secs(10);
 
@@ -65,18 +71,52 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         variable: STREAM_ADDR,
         blocking: None,
     };
+    let store = last_call_store::RedisStore::new(
+        &options.store,
+        last_call_store::Limits {
+            history_len: options.history_len,
+            history_age: options.history_age,
+            history_bytes: options.max_channel_bytes,
+            idle: options.channel_idle,
+            ..last_call_store::Limits::default()
+        },
+    )
+    .map_err(|error| {
+        Error::Config(crate::config::ConfigError {
+            variable: STREAM_STORE,
+            value: options.store.redacted(),
+            reason: error.to_string(),
+        })
+    })?;
     let mut bound = listener::bind(spec, &options.addr, addr)?;
-    let store = MemoryStore::new(Limits {
-        history_len: options.history_len,
-        history_age: options.history_age,
-        max_channels: options.max_channels,
-        max_channel_bytes: options.max_channel_bytes,
-        channel_idle: options.channel_idle,
+    // One copy of each recent event per channel: enough for a resume
+    // (history) and for a live subscriber's lag (queue), whichever is more.
+    let (channels, wakes) = Channels::new(
+        channel::Limits {
+            len: options.history_len.max(options.queue_capacity),
+            history: options.history_len,
+            bytes: options.max_channel_bytes,
+            age: options.history_age,
+            idle: options.channel_idle,
+        },
+        options.max_channels,
+    );
+    let channels = Arc::new(channels);
+    bound.handle().spawn(channels::wake_loop(wakes));
+    let shared = store.map(|store| {
+        Shared::start(
+            store,
+            options.publish_queue,
+            Arc::clone(&channels),
+            bound.handle(),
+        )
     });
     let hub = Arc::new(Hub {
         runtime: runtime.clone(),
         options,
-        store: Box::new(store),
+        channels,
+        shared,
+        phase_changed: Arc::new(Notify::new()),
         started: bound.started(),
         handle: bound.handle().clone(),
         accepting: std::sync::Mutex::new(None),
@@ -101,7 +141,7 @@ async fn evict_idle_channels(hub: Arc<Hub>) {
         (hub.options.channel_idle / 4).clamp(Duration::from_millis(100), IDLE_EVICTION_EVERY);
     loop {
         tokio::time::sleep(every).await;
-        hub.store.evict_idle();
+        hub.channels.evict_idle();
     }
 }
 
@@ -116,7 +156,7 @@ async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>) {
     let service = service_fn(move |request| {
         let hub = Arc::clone(&hub);
         let slot = Arc::clone(&slot);
-        async move { Ok::<_, Infallible>(answer(&hub, request, &slot)) }
+        async move { Ok::<_, Infallible>(answer(&hub, request, &slot).await) }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -171,7 +211,11 @@ fn with_cors(mut response: HubResponse, origin: Option<HeaderValue>) -> HubRespo
     response
 }
 
-fn answer(hub: &Arc<Hub>, request: Request<Incoming>, accepted: &AcceptedSlot) -> HubResponse {
+async fn answer(
+    hub: &Arc<Hub>,
+    request: Request<Incoming>,
+    accepted: &AcceptedSlot,
+) -> HubResponse {
     let origin = allowed_origin(hub, &request);
     let Some(channel) = request
         .uri()
@@ -242,7 +286,7 @@ fn answer(hub: &Arc<Hub>, request: Request<Incoming>, accepted: &AcceptedSlot) -
             origin,
         );
     }
-    match subscribe(hub, channel, last_event_id.as_deref()) {
+    match subscribe(hub, channel, last_event_id.as_deref()).await {
         Ok(stream) => {
             *lock(accepted) = Some(stream);
             let mut response = Response::new(Either::Right(FirstBytes(Some(frame::retry()))));
@@ -326,94 +370,164 @@ impl Body for FirstBytes {
     }
 }
 
-fn subscribe(
+async fn subscribe(
     hub: &Arc<Hub>,
-    channel: String,
+    name: String,
     last_event_id: Option<&str>,
 ) -> Result<Stream, Refusal> {
     if hub.runtime.increment_active_streams().is_err() {
         return Err((503, "too_many_streams", "too many streams"));
     }
     let counted = Counted(hub.runtime.clone());
-    let (queue, receiver) = mpsc::channel(hub.options.queue_capacity);
-    let ending = Arc::new(OnceLock::new());
-    let subscriber = Subscriber {
-        queue,
-        ending: Arc::clone(&ending),
-    };
-    let subscription = match hub.store.subscribe(&channel, last_event_id, subscriber) {
-        Ok(subscription) => subscription,
-        Err(_) => return Err((503, "too_many_channels", "too many channels")),
+    let Ok(channel) = hub.channels.get_or_create(&name, StreamKind::Resumable) else {
+        return Err((503, "too_many_channels", "too many channels"));
     };
     // `retry:` goes with the head (see `FirstBytes`).
-    let mut pending = VecDeque::with_capacity(subscription.replay.len() + 2);
-    if let (false, Some(id)) = (subscription.complete, last_event_id) {
-        pending.push_back(frame::gap(id));
-    }
-    let mut last = last_event_id.map(|id| LastId::Client(id.into()));
-    for replayed in subscription.replay {
-        pending.push_back(replayed.bytes().clone());
-        last = Some(LastId::Event(replayed));
-    }
-    let done = if let Some(closed) = subscription.closed {
-        pending.push_back(closed.bytes().clone());
-        true
-    } else {
-        false
+    let mut pending = VecDeque::new();
+    let mut last = last_event_id.map(|id| Bytes::copy_from_slice(id.as_bytes()));
+    let mut skip_through = None;
+    let cursor = match &hub.shared {
+        Some(shared) => {
+            // Registered before the store is asked, and the readers placed,
+            // so that every event after what the store gives is fed to the
+            // ring.
+            channel.add_subscriber();
+            let answer = if shared.readers_ready(READERS_READY).await {
+                shared.store.resume(&name, last_event_id).await.ok()
+            } else {
+                None
+            };
+            match answer {
+                Some(resume) => {
+                    let (cursor, after) =
+                        from_shared(&channel, resume, last_event_id, &mut pending, &mut last);
+                    skip_through = after;
+                    cursor
+                }
+                None => {
+                    // The store is away: what this pod holds.
+                    let start = channel.subscribe_local(&hub.channels.limits, last_event_id);
+                    channel.remove_subscriber();
+                    if start.gap {
+                        pending.push_back(frame::gap(last_event_id.unwrap_or("")));
+                    }
+                    start.cursor
+                }
+            }
+        }
+        None => {
+            let start = channel.subscribe_local(&hub.channels.limits, last_event_id);
+            if let (true, Some(id)) = (start.gap, last_event_id) {
+                pending.push_back(frame::gap(id));
+            }
+            start.cursor
+        }
     };
-    if !done
-        && subscription.kind == StreamKind::Resumable
-        && hub.runtime.phase() >= Phase::ClosingStreams
-    {
-        hub.end_resumable_at_its_moment(channel.clone(), subscription.id);
-    }
     let heartbeat = hub.options.heartbeat;
     Ok(Stream {
         hub: Arc::clone(hub),
-        channel: channel.into(),
-        subscriber: subscription.id,
+        channel,
+        cursor,
         pending,
-        queue: receiver,
-        ending,
         last,
         heartbeat,
         next_heartbeat: Box::pin(tokio::time::sleep(heartbeat)),
-        done,
+        channel_wait: None,
+        phase_wait: None,
+        end_at: None,
+        skip_through,
+        done: false,
         _counted: counted,
     })
 }
 
-/// The last event id a stream has seen: the client's `Last-Event-ID`, or
-/// an event's (shared with the event, not copied).
-enum LastId {
-    Client(Box<str>),
-    Event(SseFrame),
-}
-
-impl LastId {
-    fn as_str(&self) -> &str {
-        match self {
-            LastId::Client(id) => id,
-            LastId::Event(frame) => frame.id(),
+/// A subscriber's start from the shared store's answer: the gap if events
+/// were missed, the replay, the final event if the channel is closed, and
+/// the cursor in this pod's ring just after the last event replayed.
+fn from_shared(
+    channel: &Channel,
+    resume: last_call_store::Resume,
+    last_event_id: Option<&str>,
+    pending: &mut VecDeque<Bytes>,
+    last: &mut Option<Bytes>,
+) -> (u64, Option<last_call_store::ids::EventId>) {
+    if resume.status == last_call_store::ResumeStatus::Gap && last_event_id.is_some() {
+        pending.push_back(frame::gap(last_event_id.unwrap_or("")));
+    }
+    if let Some(kind) = resume.kind {
+        channel.set_kind(match kind {
+            last_call_store::Kind::Resumable => StreamKind::Resumable,
+            last_call_store::Kind::PodBound => StreamKind::PodBound,
+        });
+    }
+    let mut after = match resume.status {
+        last_call_store::ResumeStatus::After => {
+            last_event_id.and_then(last_call_store::ids::EventId::parse)
+        }
+        _ => None,
+    };
+    for entry in &resume.entries {
+        let id = entry.id.to_string();
+        match entry.flag {
+            last_call_store::Flag::Gap => pending.push_back(frame::gap_marker()),
+            _ => {
+                let event = SseFrame::event(&id, &entry.event, &entry.data);
+                pending.push_back(event.bytes().clone());
+                *last = Some(Bytes::from(id));
+            }
+        }
+        after = Some(entry.id.clone());
+    }
+    if let Some(closed) = &resume.closed {
+        // Closed: the final event (unless the replay ended with it), then
+        // the end, which the ring gives as it is fed the same final event.
+        if resume.entries.last().map(|e| &e.id) != Some(&closed.id) {
+            let event = SseFrame::event(&closed.id.to_string(), &closed.event, &closed.data);
+            channel.feed_closed(event);
         }
     }
+    let (cursor, epoch_changed) = channel.place_after_shared(after.as_ref());
+    if epoch_changed {
+        pending.push_back(frame::gap_marker());
+    }
+    (cursor, after)
 }
 
-/// One subscription's stream: the replay, then its queue, heartbeats while
-/// idle, and its ending once the hub has ended it. Counted in the
-/// runtime's streams until dropped.
+/// One subscription's stream: the replay, then the channel read through
+/// its cursor, heartbeats while idle, and its ending: the channel's final
+/// event, or (a resumable stream in ClosingStreams, at its own moment, or
+/// any stream at Stopping) the reconnect hint. Counted in the runtime's
+/// streams until dropped.
 pub(crate) struct Stream {
     hub: Arc<Hub>,
-    channel: Box<str>,
-    subscriber: u64,
+    channel: Arc<Channel>,
+    /// The absolute position in the channel's ring of the next event.
+    cursor: u64,
     pending: VecDeque<Bytes>,
-    queue: mpsc::Receiver<SseFrame>,
-    ending: Arc<OnceLock<Ending>>,
-    last: Option<LastId>,
+    /// The last event id it carried (the client's, before any).
+    last: Option<Bytes>,
     heartbeat: Duration,
     next_heartbeat: Pin<Box<Sleep>>,
+    /// Armed while it waits at the ring's end.
+    channel_wait: Option<Pin<Box<OwnedNotified>>>,
+    /// Armed while it waits for the phase to change.
+    phase_wait: Option<Pin<Box<OwnedNotified>>>,
+    /// Its moment to end (a resumable stream, once ClosingStreams began).
+    end_at: Option<Pin<Box<Sleep>>>,
+    /// The last event the shared store replayed to it: the ring may still
+    /// be fed events up to it (this pod's reader behind the store's
+    /// answer), which it has had; dropped as they come, until one is past.
+    skip_through: Option<last_call_store::ids::EventId>,
     done: bool,
     _counted: Counted,
+}
+
+/// A `Notified` of `notify`, enabled: a wake from now on is not lost even
+/// before it is first polled.
+fn armed(notify: &Arc<Notify>) -> Pin<Box<OwnedNotified>> {
+    let mut wait = Box::pin(Arc::clone(notify).notified_owned());
+    wait.as_mut().enable();
+    wait
 }
 
 impl Stream {
@@ -422,60 +536,161 @@ impl Stream {
         self.next_heartbeat.as_mut().reset(at);
     }
 
+    fn last_id(&self) -> Option<&str> {
+        self.last
+            .as_deref()
+            .and_then(|id| std::str::from_utf8(id).ok())
+    }
+
+    /// Drops, from the events read into `pending` past `from`, those the
+    /// shared store had already replayed (see `skip_through`).
+    fn drop_replayed(&mut self, from: usize) {
+        let Some(through) = &self.skip_through else {
+            return;
+        };
+        let mut kept = VecDeque::with_capacity(self.pending.len());
+        let mut passed = false;
+        for (at, bytes) in self.pending.drain(..).enumerate() {
+            if at >= from && !passed {
+                let id = frame::id_of(&bytes).and_then(last_call_store::ids::EventId::parse);
+                match id {
+                    Some(id)
+                        if id.epoch == through.epoch
+                            && (id.ms, id.seq) <= (through.ms, through.seq) =>
+                    {
+                        continue
+                    }
+                    Some(_) => passed = true,
+                    None => {}
+                }
+            }
+            kept.push_back(bytes);
+        }
+        self.pending = kept;
+        if passed {
+            self.skip_through = None;
+        }
+    }
+
+    /// Ends with the reconnect hint, after what is pending.
+    fn end_with_reconnect(&mut self) {
+        let hint = frame::reconnect(self.last_id());
+        self.pending.push_back(hint);
+        self.done = true;
+    }
+
     /// The next bytes to write; `None` once the stream has ended.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Some(bytes) = self.pending.pop_front() {
-            return Poll::Ready(Some(bytes));
-        }
-        if self.done {
-            return Poll::Ready(None);
-        }
-        // Too slow: what is still queued is dropped, not written.
-        if matches!(self.ending.get(), Some(Ending::TooSlow)) {
-            self.done = true;
-            return Poll::Ready(Some(Bytes::from_static(frame::TOO_SLOW)));
-        }
-        match self.queue.poll_recv(cx) {
-            Poll::Ready(Some(event)) => {
-                let bytes = event.bytes().clone();
-                self.last = Some(LastId::Event(event));
-                self.reset_heartbeat();
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                if let Some(id) = frame::id_of(&bytes) {
+                    self.last = Some(Bytes::copy_from_slice(id.as_bytes()));
+                }
                 return Poll::Ready(Some(bytes));
             }
-            Poll::Ready(None) => {
-                // The hub ended this subscriber (its ending was set before
-                // the queue closed).
-                self.done = true;
-                let bytes = match self.ending.get() {
-                    Some(Ending::TooSlow) => Bytes::from_static(frame::TOO_SLOW),
-                    Some(Ending::Final(last)) => last.bytes().clone(),
-                    Some(Ending::Reconnect) => {
-                        frame::reconnect(self.last.as_ref().map(LastId::as_str))
-                    }
-                    None => return Poll::Ready(None),
+            if self.done {
+                return Poll::Ready(None);
+            }
+            // The phase: armed before it is read, so no change is missed.
+            if self.phase_wait.is_none() {
+                self.phase_wait = Some(armed(&self.hub.phase_changed));
+            }
+            let phase = self.hub.runtime.phase();
+            let ends_as = self.hub.ends_as(self.channel.kind());
+            if phase >= Phase::Stopping && ends_as == StreamKind::Resumable {
+                self.end_with_reconnect();
+                continue;
+            }
+            if ends_as == StreamKind::Resumable && self.end_at.is_none() {
+                let runtime = &self.hub.runtime;
+                // With a healthy shared store, another pod takes the stream
+                // over at once: handed off from the end of the drain delay.
+                // Otherwise a resumable stream is nudged in the close notice.
+                let delay = if self.hub.shared.is_some() && phase >= Phase::Draining {
+                    runtime.handoff_delay()
+                } else if phase >= Phase::ClosingStreams {
+                    runtime.reconnect_delay(StreamKind::Resumable)
+                } else {
+                    None
                 };
-                return Poll::Ready(Some(bytes));
+                if let Some(delay) = delay {
+                    self.end_at = Some(Box::pin(tokio::time::sleep(delay)));
+                }
             }
-            Poll::Pending => {}
+            if let Some(end) = self.end_at.as_mut() {
+                if end.as_mut().poll(cx).is_ready() {
+                    self.end_with_reconnect();
+                    continue;
+                }
+            }
+            // The channel: armed before it is read, so no publish is missed.
+            if self.channel_wait.is_none() {
+                self.channel_wait = Some(armed(&self.channel.notify));
+            }
+            let before = self.pending.len();
+            match self
+                .channel
+                .read(&mut self.cursor, &mut self.pending, BATCH)
+            {
+                Read::Events => {
+                    self.drop_replayed(before);
+                    self.channel_wait = None;
+                    self.reset_heartbeat();
+                    continue;
+                }
+                Read::Gap { skipped } => {
+                    self.hub
+                        .runtime
+                        .http
+                        .skipped_events
+                        .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+                    let gap = frame::gap(self.last_id().unwrap_or(""));
+                    self.pending.push_back(gap);
+                    continue;
+                }
+                Read::Closed(last) => {
+                    self.pending.push_back(last);
+                    self.done = true;
+                    continue;
+                }
+                Read::Nothing => {}
+            }
+            if let Some(wait) = self.channel_wait.as_mut() {
+                if wait.as_mut().poll(cx).is_ready() {
+                    self.channel_wait = None;
+                    continue;
+                }
+            }
+            if let Some(wait) = self.phase_wait.as_mut() {
+                if wait.as_mut().poll(cx).is_ready() {
+                    self.phase_wait = None;
+                    continue;
+                }
+            }
+            if self.next_heartbeat.as_mut().poll(cx).is_ready() {
+                self.reset_heartbeat();
+                // Register the new deadline's waker.
+                let _ = self.next_heartbeat.as_mut().poll(cx);
+                return Poll::Ready(Some(Bytes::from_static(frame::HEARTBEAT)));
+            }
+            return Poll::Pending;
         }
-        if self.next_heartbeat.as_mut().poll(cx).is_ready() {
-            self.reset_heartbeat();
-            // Register the new deadline's waker.
-            let _ = self.next_heartbeat.as_mut().poll(cx);
-            return Poll::Ready(Some(Bytes::from_static(frame::HEARTBEAT)));
-        }
-        Poll::Pending
     }
 
     /// Writes the stream on `socket` until it ends (then the connection is
     /// closed once its bytes are written) or the client goes away, which is
     /// seen at once: the socket is watched for reading all along, and the
-    /// end of its input is the client gone.
+    /// end of its input is the client gone. A client whose socket takes no
+    /// bytes for the stall time while some wait for it has stopped reading:
+    /// it is dropped (closed, uncounted) without a last word it could not
+    /// take anyway, and resumes, when it comes back, with `event: gap`.
     async fn serve(mut self, mut socket: tokio::net::TcpStream) {
         let mut batch = Batch::default();
+        let stall_after = self.hub.options.stall;
+        let mut stalled: Option<Pin<Box<Sleep>>> = None;
         let ended = std::future::poll_fn(|cx| loop {
             if client_gone(&socket, cx) {
-                return Poll::Ready(false);
+                return Poll::Ready(Ended::Gone);
             }
             let mut finished = false;
             while !batch.is_full() {
@@ -490,7 +705,7 @@ impl Stream {
             }
             if batch.is_empty() {
                 return if finished {
-                    Poll::Ready(true)
+                    Poll::Ready(Ended::Finished)
                 } else {
                     Poll::Pending
                 };
@@ -498,19 +713,51 @@ impl Stream {
             let slices = batch.slices();
             let written = match Pin::new(&mut socket).poll_write_vectored(cx, batch.ready(&slices))
             {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ended::Gone),
                 Poll::Ready(Ok(written)) => written,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let stall =
+                        stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_after)));
+                    if stall.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ended::Stalled);
+                    }
+                    return Poll::Pending;
+                }
             };
+            stalled = None;
             batch.advance(written);
         })
         .await;
-        if ended {
-            // The end of the body: the connection's end, after its bytes.
-            let _ = std::future::poll_fn(|cx| Pin::new(&mut socket).poll_shutdown(cx)).await;
+        match ended {
+            Ended::Finished => {
+                // The end of the body: the connection's end, after its bytes.
+                let _ = std::future::poll_fn(|cx| Pin::new(&mut socket).poll_shutdown(cx)).await;
+            }
+            Ended::Stalled => {
+                self.hub
+                    .runtime
+                    .http
+                    .slow_clients
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Closed at once, with what is unsent discarded: a reset, so
+                // that the kernel frees the socket's buffers now, not after
+                // trying to deliver them to a client that does not read.
+                let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+            }
+            Ended::Gone => {}
         }
-        // Dropping `self` unsubscribes (if still subscribed) and uncounts.
+        // Dropping `self` (and the socket) unsubscribes and uncounts.
     }
+}
+
+/// How a stream's connection ended.
+enum Ended {
+    /// Its last bytes are written.
+    Finished,
+    /// The client went away.
+    Gone,
+    /// The client stopped reading.
+    Stalled,
 }
 
 /// Frames to write at most at once.
@@ -598,9 +845,7 @@ fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        if !self.done {
-            self.hub.store.unsubscribe(&self.channel, self.subscriber);
-        }
+        self.channel.remove_subscriber();
     }
 }
 

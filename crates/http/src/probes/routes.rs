@@ -48,7 +48,7 @@ pub(crate) async fn answer<B>(
     let get = method == Method::GET || method == Method::HEAD;
     match request.uri().path() {
         "/readyz" if get => readyz(runtime).await,
-        "/healthz" if get => healthz(runtime, settings),
+        "/healthz" if get => healthz(runtime, settings, &request),
         "/metrics" if get => metrics(runtime, &request),
         "/drain" if method == Method::POST => drain(runtime, settings, &request),
         "/readyz" | "/healthz" | "/metrics" | "/drain" => {
@@ -78,28 +78,64 @@ async fn readyz(runtime: &Runtime) -> Answer {
     }
 }
 
-fn healthz(runtime: &Runtime, settings: &Settings) -> Answer {
-    match runtime
+/// Liveness. The stream hub's shared store is reported, never judged: a
+/// store that is away degrades streams to this pod, and restarting the pod
+/// would not bring it back (every pod would restart at once).
+fn healthz<B>(runtime: &Runtime, settings: &Settings, request: &Request<B>) -> Answer {
+    let (status, word) = match runtime
         .http
         .heartbeat
         .liveness(settings.heartbeat_stale_after)
     {
-        Liveness::NeverBeat | Liveness::Fresh => text(StatusCode::OK, "alive"),
-        Liveness::Stale(age) => text(
+        Liveness::NeverBeat | Liveness::Fresh => (StatusCode::OK, "alive".to_owned()),
+        Liveness::Stale(age) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("stale: no heartbeat for {:.1} s", age.as_secs_f64()),
         ),
+    };
+    let store = runtime.hub_store_health();
+    if wants_json(request) {
+        let store = match store {
+            None => "null".to_owned(),
+            Some(None) => r#"{"state":"ok"}"#.to_owned(),
+            Some(Some(away)) => format!(
+                r#"{{"state":"degraded","degraded_seconds":{:.3}}}"#,
+                away.as_secs_f64()
+            ),
+        };
+        let body = format!(
+            r#"{{"status":{},"stream_store":{store}}}"#,
+            crate::hub::json_string(&word)
+        );
+        let mut response = text(status, body);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return response;
+    }
+    match store {
+        Some(Some(away)) => text(
+            status,
+            format!(
+                "{word} (stream store degraded for {:.1} s)",
+                away.as_secs_f64()
+            ),
+        ),
+        _ => text(status, word),
     }
 }
 
-fn metrics<B>(runtime: &Runtime, request: &Request<B>) -> Answer {
-    let wants_json = request
+fn wants_json<B>(request: &Request<B>) -> bool {
+    request
         .headers()
         .get_all(ACCEPT)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .any(|value| value.contains("application/json"));
-    let mut response = if wants_json {
+        .any(|value| value.contains("application/json"))
+}
+
+fn metrics<B>(runtime: &Runtime, request: &Request<B>) -> Answer {
+    let mut response = if wants_json(request) {
         let mut response = text(StatusCode::OK, crate::metrics::render_json(runtime));
         response
             .headers_mut()
