@@ -81,6 +81,8 @@ bench: setup python
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
 	$(PYTHON) benches/probe_latency.py --probes 1000
+	# Each host's reconnect spread, 200 resumable streams, one run (issue 22).
+	$(PYTHON) benches/reconnect_spread.py --streams 200
 	# The stream hub (issue 18): capacity in the Flask app beside
 	# thread-per-stream, publish cost, fan-out and disconnect detection.
 	$(PYTHON) benches/hub_capacity.py --streams 10000

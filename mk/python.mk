@@ -20,7 +20,10 @@ $(PYTHON):
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 
+# pip builds in bindings/python/build, which keeps modules deleted since the
+# last build: cleared first, so that none is installed again.
 python: $(PYTHON)
+	rm -rf bindings/python/build
 	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin

@@ -61,6 +61,9 @@ pub use last_call_core::delivery;
 pub use last_call_core::stream_counter;
 pub use last_call_core::{monotonic_ns, Phase, PhaseChange};
 pub use last_call_core::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use last_call_runtime::config::{
+    Timings, DEFAULT_CLOSE_NOTICE, DEFAULT_DRAIN_DELAY, DEFAULT_HOOK_BUDGET,
+};
 pub use last_call_runtime::metrics;
 pub use last_call_runtime::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
 pub use last_call_runtime::{install_signal_handlers, signal_handlers_installed};

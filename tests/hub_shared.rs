@@ -368,3 +368,41 @@ fn at_drain_a_task_stream_is_handed_off_and_follows_its_task_on_the_other_pod_to
         b.child.stderr()
     );
 }
+
+#[test]
+fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_gap() {
+    let redis = RedisServer::start();
+    let mut a = pod(&redis.url());
+    let client = client();
+    let on_a = feed(&client, &a, None);
+    let seen = ids(&on_a, 3);
+    let real = last_call_store::ids::EventId::parse(&seen[2]).unwrap();
+    let other_epoch = format!("0123456789abcdef-{}-{}", real.ms, real.seq);
+    for bad in [
+        other_epoch.as_str(),
+        "garbage",
+        "ffffffffffffffff-99999999999999999999999-1",
+        "1",
+    ] {
+        let resumed = feed(&client, &a, Some(bad));
+        let first = next(&resumed);
+        assert!(first.starts_with("event: gap"), "{bad:?}: {first}");
+        // Then the history, and live events, in order.
+        let after = ids(&resumed, 3);
+        let parsed: Vec<_> = after
+            .iter()
+            .map(|id| last_call_store::ids::EventId::parse(id).unwrap())
+            .collect();
+        assert!(parsed.windows(2).all(|w| w[0] < w[1]), "{after:?}");
+    }
+    // The real id: no gap, the next events.
+    let resumed = feed(&client, &a, Some(&seen[1]));
+    assert_eq!(id_of(&next(&resumed)), Some(seen[2].as_str()));
+    ChildProcess::signal(a.child.pid(), libc::SIGTERM);
+    assert_eq!(
+        a.child.wait_exit(WAIT).code(),
+        Some(0),
+        "{}",
+        a.child.stderr()
+    );
+}

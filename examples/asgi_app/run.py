@@ -43,7 +43,7 @@ except (SettingsError, ValueError) as _error:
 import uvicorn  # noqa: E402
 from app import create_app  # noqa: E402
 from app.task_service import TaskService  # noqa: E402
-from last_call import GracefulShutdownManager  # noqa: E402
+from last_call import ConfigError, GracefulShutdownManager  # noqa: E402
 from uvicorn.config import STARTUP_FAILURE  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -66,7 +66,12 @@ def _listen(host: str, port: int) -> socket.socket:
 
 if __name__ == "__main__":
     settings = SETTINGS
-    manager = GracefulShutdownManager()
+    try:
+        # Validates the GS_* configuration: a bad one stops here, named.
+        manager = GracefulShutdownManager()
+    except ConfigError as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     service = TaskService(
         manager,

@@ -44,7 +44,7 @@ except SettingsError as _error:
     sys.exit(2)
 
 from app import create_app  # noqa: E402
-from last_call import hub  # noqa: E402
+from last_call import ConfigError, hub  # noqa: E402
 from last_call.testing import install_test_switches  # noqa: E402
 from last_call.waitress import serve  # noqa: E402
 
@@ -53,7 +53,13 @@ sys.stdout.reconfigure(line_buffering=True)
 
 if __name__ == "__main__":
     settings = SETTINGS
-    app = create_app()
+    try:
+        # Builds the manager, which validates the GS_* configuration: a bad
+        # one stops here, named, with the contract's status 2.
+        app = create_app()
+    except ConfigError as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
     try:
@@ -62,6 +68,10 @@ if __name__ == "__main__":
         print(f"run.py: {error}", file=sys.stderr)
         sys.exit(2)
     threads = settings.threads
+    # Waitress stops accepting at 100 open connections by default, fewer
+    # than THREADS streams can hold on a large pool: room for every thread
+    # and as many more for the API's short requests.
+    connection_limit = max(100, 2 * threads)
     if settings.streams == "hub":
         # The hub's heartbeat follows the app's unless set on its own. (The
         # baseline below keeps the hub, so that it shows the streams the
@@ -72,7 +82,7 @@ if __name__ == "__main__":
         import waitress
 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
-        waitress.serve(app, host=settings.host, port=settings.port, threads=threads)
+        waitress.serve(app, host=settings.host, port=settings.port, threads=threads, connection_limit=connection_limit)
         sys.exit(0)
     expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
@@ -83,6 +93,7 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         threads=threads,
+        connection_limit=connection_limit,
         expected_streams=int(expected) if expected else None,
     )
     logging.getLogger("run").info("serve returned; exiting 0")

@@ -1,5 +1,5 @@
 """The built wheel (make wheel): one wheel for every Python 3, tagged
-py3-none-manylinux, at most 1 MB, with a stripped library old enough for
+py3-none-manylinux, at most 2 MB, with a stripped library old enough for
 glibc 2.17, the licences and complete metadata."""
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
 ARCH = platform.machine()
-MAX_WHEEL_BYTES = 1_000_000
+# About 1.3 MB since the shared store's Redis client (redis-rs) came in,
+# 0.6 MB before it: a bound that still catches a library left unstripped
+# (about 10 MB) or a second copy of it.
+MAX_WHEEL_BYTES = 2_000_000
 OLDEST_GLIBC = (2, 17)
 LIBRARY = "last_call/liblast_call.so"
 

@@ -15,8 +15,15 @@ import time
 
 import httpx
 import pytest
-from last_call import GracefulShutdownManager, Phase
-from last_call.asgi import CountStreams, EventStreamResponse, wait_for_phase, wait_for_shutdown, wait_for_streams
+from last_call import ConfigError, GracefulShutdownManager, Phase
+from last_call.asgi import (
+    CountStreams,
+    EventStreamResponse,
+    lifespan,
+    wait_for_phase,
+    wait_for_shutdown,
+    wait_for_streams,
+)
 from server_process import ServerProcess, eventually
 
 from .conftest import APPS, ROOT
@@ -120,11 +127,12 @@ def test_uvicorn_keeps_streams_through_sigterm_probes_answer_throughout_and_it_e
     assert lines[lines.index("event: reconnect") - 1] == last_tick
     at = next(t for t, line in resumable[1]["lines"] if line == "event: reconnect") - sent
     assert 3.0 - 0.2 <= at < 6.0, at
-    # The pod-bound one: the host's final event at ClosingStreams, no reconnect.
+    # The pod-bound one: the host's final event at the streams' last moment
+    # (the hooks at 5 s, less the margin min(2/4, 1) s: 4.5 s), no reconnect.
     lines = _texts(pod_bound[1])
     assert "event: final" in lines and "event: reconnect" not in lines, lines
     at = next(t for t, line in pod_bound[1]["lines"] if line == "event: final") - sent
-    assert 3.0 - 0.2 <= at < 4.0, at
+    assert 4.5 - 0.2 <= at < 4.5 + 0.5, at
     assert exited - sent < 6.0 + 2.0
 
 
@@ -322,3 +330,15 @@ def test_a_cancelled_stream_is_uncounted_once(graceful_shutdown: GracefulShutdow
         before = graceful_shutdown.streams_finished_total
         assert asyncio.run(scenario(app)) == [1, 0]
         assert graceful_shutdown.streams_finished_total - before == 1
+
+
+def test_lifespan_validates_the_gs_configuration_when_the_app_is_built(monkeypatch):
+    """Issue 22: the ASGI entry point refuses a configuration that cannot
+    run when it is created, naming it, not at the first SIGTERM."""
+    monkeypatch.setenv("GS_SHUTDOWN_TIMEOUT_SECONDS", "3")
+    monkeypatch.setenv("GS_CLOSE_NOTICE_SECONDS", "2")
+    monkeypatch.setenv("GS_HOOK_BUDGET_SECONDS", "2")
+    with pytest.raises(ConfigError, match="GS_CLOSE_NOTICE_SECONDS"):
+        lifespan()
+    monkeypatch.setenv("GS_HOOK_BUDGET_SECONDS", "1")
+    assert callable(lifespan())

@@ -94,6 +94,25 @@ def test_a_malformed_setting_fails_at_init_app_naming_the_key(key, value):
         make_app(NoopGracefulShutdownManager(), **{key: value})
 
 
+def test_durations_that_do_not_fit_fail_at_init_app_with_the_real_manager(monkeypatch):
+    """Issue 22: validated where the host starts. Each value is well formed;
+    together the close notice and the hooks' budget (both set) overrun the
+    timeout: init_app refuses, naming them, instead of the first SIGTERM."""
+    monkeypatch.setenv("GS_SHUTDOWN_TIMEOUT_SECONDS", "3")
+    monkeypatch.setenv("GS_HOOK_BUDGET_SECONDS", "2")
+    with pytest.raises(ConfigError, match="GS_CLOSE_NOTICE_SECONDS") as raised:
+        make_app(GracefulShutdownManager(), LAST_CALL_CLOSE_NOTICE_SECONDS=2)
+    assert "LAST_CALL_CLOSE_NOTICE_SECONDS" in str(raised.value)
+    # The same values with a close notice that fits are accepted.
+    make_app(GracefulShutdownManager(), LAST_CALL_CLOSE_NOTICE_SECONDS=1)
+
+
+def test_a_malformed_gs_variable_fails_at_init_app(monkeypatch):
+    monkeypatch.setenv("GS_DRAIN_DELAY_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="GS_DRAIN_DELAY_SECONDS"):
+        make_app(GracefulShutdownManager())
+
+
 def test_without_a_manager_the_extension_uses_the_process_wide_one():
     app = make_app()
     assert app.extensions[EXTENSION_KEY].manager is GracefulShutdownManager()

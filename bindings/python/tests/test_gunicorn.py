@@ -177,13 +177,26 @@ def test_settings_that_would_cut_streams_are_refused_at_start(options, message):
     assert message in done.stderr, done.stderr
 
 
-def test_a_malformed_gs_variable_is_refused_by_name():
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GS_")}, "GS_DRAIN_DELAY_SECONDS": "soon"}
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"GS_DRAIN_DELAY_SECONDS": "soon"}, "GS_DRAIN_DELAY_SECONDS"),
+        # Issue 22: well formed, but the close notice and the hooks' budget
+        # (both set) overrun the timeout: refused where gunicorn starts.
+        (
+            {"GS_SHUTDOWN_TIMEOUT_SECONDS": "3", "GS_CLOSE_NOTICE_SECONDS": "2", "GS_HOOK_BUDGET_SECONDS": "2"},
+            "GS_CLOSE_NOTICE_SECONDS",
+        ),
+    ],
+    ids=["malformed", "does-not-fit"],
+)
+def test_a_bad_gs_configuration_is_refused_by_name(settings, named):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GS_")}, **settings}
     done = subprocess.run(
         [*GUNICORN, "gunicorn_app:app"], cwd=APPS, env=env, capture_output=True, text=True, timeout=30
     )
     assert done.returncode != 0
-    assert "GS_DRAIN_DELAY_SECONDS" in done.stderr, done.stderr
+    assert named in done.stderr, done.stderr
 
 
 #: The rolling harness's settings, with the exit watchdog at 1 s after

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from last_call import (
     NoopGracefulShutdownManager,
     Phase,
 )
+from last_call.noop import METRICS
 from last_call.wsgi import track_stream
 from server_process import eventually
 
@@ -166,6 +168,18 @@ def test_the_noop_manager_has_the_same_interface():
         fake.decrement_active_streams()
     fake.set_draining(True)
     assert fake.is_draining()
+
+
+def test_the_noop_metrics_table_is_the_runtime_s(graceful_shutdown):
+    # The no-op manager renders its figures from noop.METRICS, the runtime
+    # its own: names, types and help texts in one table, held to the
+    # runtime's rendering here (and the JSON keys with them).
+    rendered = graceful_shutdown.metrics()
+    families = re.findall(r"^# HELP (\S+) (.*)\n# TYPE \1 (\S+)$", rendered, re.M)
+    assert [(name, kind, help_text) for name, help_text, kind in families] == list(METRICS)
+    noop = NoopGracefulShutdownManager()
+    assert noop.metrics().splitlines()[0::3] == rendered.splitlines()[0::3]
+    assert json.loads(noop.metrics("json")).keys() == json.loads(graceful_shutdown.metrics("json")).keys()
 
 
 def run_python(code: str, env=None) -> subprocess.CompletedProcess:

@@ -1,8 +1,8 @@
 """track_stream's endings in ClosingStreams, by the stream's kind, against
 the real runtime in this process (the plugin resets it around each test):
 a resumable stream gets retry:, its last id: and event: reconnect at its
-drawn moment; a pod-bound one gets the host's final event at once and is
-never told to reconnect."""
+drawn moment; a pod-bound one gets the host's final event at the streams'
+last moment and is never told to reconnect."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import pytest
 from last_call import GracefulShutdownManager, Phase
 from last_call.sse import StreamKind
 from last_call.wsgi import track_stream
+from server_process import eventually
 
 
 @pytest.fixture
 def manager(monkeypatch: pytest.MonkeyPatch) -> GracefulShutdownManager:
-    # ClosingStreams 0.5 s after the start; the nudge window ends 0.25 s
-    # before the hooks' budget (margin: close notice / 4).
+    # No hook is registered, so no hooks' budget (issue 22): ClosingStreams
+    # 2 s after the start; the nudge window, and the streams' last moment,
+    # end 0.25 s before the deadline (margin: close notice / 4), at 2.75 s.
     for name, value in {
         "GS_DRAIN_DELAY_SECONDS": "0",
         "GS_SHUTDOWN_TIMEOUT_SECONDS": "3",
@@ -86,8 +88,8 @@ def test_a_pod_bound_stream_gets_the_final_event_and_no_reconnect(manager):
     began = time.monotonic()
     assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
     assert done.wait(10)
-    # At once: well within the nudge window a resumable stream would use.
-    assert time.monotonic() - began < 5
+    # At the streams' last moment (2.75 s), not when the notice began (2 s).
+    assert 2.75 - 0.2 <= time.monotonic() - began < 2.75 + 1.0
     assert text(chunks[-1]) == final
     assert not any("reconnect" in text(chunk) for chunk in chunks)
     assert manager.active_streams == 0
@@ -108,3 +110,27 @@ def test_streams_that_end_by_themselves_get_no_ending(manager):
     stream.close()
     assert stream.last_event_id == "2"
     assert manager.active_streams == 0
+
+
+def test_a_pod_bound_stream_never_sends_its_final_event_twice(manager):
+    """The task ended on its own a moment before the streams' last moment
+    and its final event (id 3) was the stream's last: the host's
+    final_event, which returns that same event, adds nothing."""
+    final = "id: 3\nevent: task_event\ndata: done\n\n"
+    released = threading.Event()
+
+    def task_events() -> Iterator[str]:
+        yield "id: 1\ndata: a\n\n"
+        yield "id: 2\ndata: b\n\n"
+        yield final
+        released.wait(10)  # a wait that outlasts the stream's moment
+        yield ": heartbeat\n\n"  # the wrapper's word comes here
+
+    stream = track_stream(task_events(), manager, kind=StreamKind.POD_BOUND, final_event=lambda: final)
+    chunks, done = serve_in_background(stream)
+    manager.begin_shutdown()
+    assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
+    eventually(lambda: stream._end_at is not None and time.monotonic() > stream._end_at + 0.1)  # type: ignore[attr-defined]
+    released.set()
+    assert done.wait(10)
+    assert [text(chunk) for chunk in chunks].count(final) == 1, chunks

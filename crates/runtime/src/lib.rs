@@ -23,7 +23,7 @@ pub mod metrics;
 pub mod reconnect_spread;
 mod runtime;
 pub mod seconds;
-pub mod sequence;
+mod sequence;
 mod signals;
 mod watchdog;
 

@@ -151,11 +151,13 @@ impl Runtime {
     }
 
     /// The process-wide runtime if it exists yet. Async-signal-safe.
+    #[doc(hidden)]
     pub fn global_if_created() -> Option<&'static Runtime> {
         GLOBAL.get()
     }
 
     /// Whether this is the process-wide runtime.
+    #[doc(hidden)]
     pub fn is_global(&self) -> bool {
         GLOBAL
             .get()
@@ -518,6 +520,7 @@ impl Runtime {
     /// after the runtime's, each time the metrics are rendered. The layers
     /// above plug in here (the stream hub's slow clients) without the
     /// runtime knowing them.
+    #[doc(hidden)]
     pub fn add_metrics_source(&self, source: impl Fn(&mut Vec<Figure>) + Send + Sync + 'static) {
         lock(&self.inner.shared)
             .metrics_sources
@@ -527,12 +530,14 @@ impl Runtime {
     /// Enters a call into host code (a readiness check): `None` once the
     /// host is exiting ([`Runtime::host_exiting`]), when it must not be
     /// called. The call counts as in flight until the guard drops.
+    #[doc(hidden)]
     pub fn enter_host_call(&self) -> Option<HostCall<'_>> {
         self.inner.host_calls.enter()
     }
 
     /// A fresh id, from the one sequence phase listeners, shutdown hooks
     /// and the layers' registrations (readiness checks) share.
+    #[doc(hidden)]
     pub fn next_registration_id(&self) -> RegistrationId {
         self.next_id()
     }

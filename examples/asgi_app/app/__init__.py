@@ -118,9 +118,10 @@ def create_app(
         return EventStreamResponse(content, kind=kind, final_event=final_event, manager=manager)
 
     async def stream_task(request: Request) -> Any:
-        """Pod-bound: only this process has the task. In ClosingStreams the
-        task is cancelled and the stream ends with its ``task_failed``
-        (reason ``shutdown``), never a reconnect."""
+        """Pod-bound: only this process has the task. A task still running
+        at the streams' last moment (the end of the close notice) is
+        cancelled and the stream ends with its ``task_failed`` (reason
+        ``shutdown``), never a reconnect."""
         task = service.get_task(request.path_params["task_id"])
         if task is None:
             return _error(404, f"no task {request.path_params['task_id']}")
@@ -175,11 +176,14 @@ def create_app(
         service.bind(loop)
 
         def cancel_running_tasks(_old: Phase, new: Phase) -> None:
-            # A task still running at ClosingStreams cannot be guaranteed to
-            # finish: it ends now, with task_failed (reason "shutdown").
+            # Tasks run on until the streams' last moment (streams_end, when
+            # pod-bound streams get their final event): a task that ends
+            # inside the close notice completes; one still running then
+            # cannot finish and ends with task_failed (reason "shutdown").
             if new == Phase.CLOSING_STREAMS:
+                end_in = manager.stream_end_in(StreamKind.POD_BOUND) or 0.0
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(service.cancel_running)
+                    loop.call_soon_threadsafe(loop.call_later, end_in, service.cancel_running)
 
         manager.on_phase(cancel_running_tasks)
         if announce:

@@ -5,8 +5,9 @@ events that SSE streams read; the same rules as the Flask app's service:
   when ``max_tasks`` are held (``TaskRefused``, answered 503 + Retry-After);
 * finished tasks are forgotten after ``keep_finished_seconds``, but not while
   draining (a stream still being read must find its task);
-* ``cancel_running`` (ClosingStreams) ends every running task with
-  ``task_failed``, reason ``shutdown``;
+* ``cancel_running`` (at the streams' last moment, the end of the close
+  notice) ends every task still running with ``task_failed``, reason
+  ``shutdown``;
 * ``shutdown(seconds_left)``, a shutdown hook, stops the tasks still running.
 
 Task ids are 128 random bits (``secrets``). Tasks are pod-bound: they live
@@ -138,8 +139,8 @@ class TaskService:
         return task.final_text()
 
     def cancel_running(self) -> int:
-        """ClosingStreams: a running task cannot be guaranteed to finish, so
-        each ends now, honestly. Returns how many did."""
+        """At the streams' last moment: a task still running cannot finish,
+        so each ends now, honestly. Returns how many did."""
         running = [t for t in self._tasks.values() if t.finished_at is None]
         for task in running:
             self.cancel_for_shutdown(task)

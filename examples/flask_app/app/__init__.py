@@ -3,8 +3,10 @@ graceful shutdown from the last_call package."""
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, jsonify
-from last_call import Phase
+from last_call import Phase, StreamKind
 from last_call.flask import GracefulShutdown
 from werkzeug.exceptions import HTTPException
 
@@ -22,10 +24,16 @@ def create_app(container: Container | None = None) -> Flask:
     manager.register_shutdown_hook("task-service", service.shutdown)
 
     def cancel_running_tasks(_old: Phase, new: Phase) -> None:
-        # A task still running at ClosingStreams cannot be guaranteed to
-        # finish: it ends now, with task_failed (reason "shutdown").
+        # Tasks run on until the streams' last moment (streams_end, when
+        # pod-bound streams get their final event): a task that ends inside
+        # the close notice completes; one still running then cannot finish
+        # and ends with task_failed (reason "shutdown"). One timer thread,
+        # once per process, at ClosingStreams.
         if new == Phase.CLOSING_STREAMS:
-            service.cancel_running()
+            end_in = manager.stream_end_in(StreamKind.POD_BOUND) or 0.0
+            timer = threading.Timer(end_in, service.cancel_running)
+            timer.daemon = True
+            timer.start()
 
     manager.on_phase(cancel_running_tasks)
     app = Flask(__name__)

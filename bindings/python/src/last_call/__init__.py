@@ -33,9 +33,9 @@ from .errors import (
     ReentrantCallError,
     TooManyStreamsError,
 )
+from .interface import ShutdownManager
 from .manager import GracefulShutdownManager, NoopGracefulShutdownManager
 from .phase import Phase, SecondSignal
-from .protocol import ShutdownManager
 from .readiness import ReadinessReport
 from .sse import StreamKind
 from .status import Status

@@ -66,6 +66,10 @@ READINESS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
 HOOK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_double, ctypes.c_void_p)
 
 # --- declarations: every function, its arguments and its result ----------
+#
+# Written out here, and held to include/last_call.h by
+# tests/test_native_header.py (names, argument and result types, the
+# callback types and gs_config's fields): a difference fails the tests.
 
 _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_version": ([], ctypes.c_char_p),

@@ -31,8 +31,8 @@ from werkzeug.datastructures import Headers
 
 from ._arguments import second_signal as _second_signal
 from .errors import ConfigError
-from .manager import default_manager
-from .protocol import ShutdownManager
+from .interface import ShutdownManager
+from .manager import GracefulShutdownManager, default_manager, validate_environment
 from .readiness import ReadinessCheck
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, TrackedStream
@@ -93,7 +93,9 @@ class GracefulShutdown:
       ``LAST_CALL_METRICS_ENDPOINT`` (default True) leave out ``/drain`` or
       ``/metrics``; ``LAST_CALL_URL_PREFIX`` mounts it under a prefix.
 
-    A malformed value raises ConfigError naming the key, at ``init_app``.
+    A malformed value raises ConfigError naming the key, at ``init_app``;
+    so does, with the real manager, a GS_* environment variable that is
+    malformed, or durations that do not fit together.
     The app's state goes into ``app.extensions["last_call"]``; ``@sse_stream``
     and the blueprint find the manager there, so two apps in one process
     may each have their own (a no-op one in tests, say).
@@ -119,6 +121,15 @@ class GracefulShutdown:
             shutdown_options=_shutdown_options(config),
             drain_token=_drain_token(config),
         )
+        if isinstance(runtime, GracefulShutdownManager):
+            # The GS_* settings with this app's LAST_CALL_* ones in their
+            # place, validated where the host starts, not at SIGTERM.
+            durations = {k: v for k, v in state.shutdown_options.items() if k != "second_signal"}
+            try:
+                validate_environment(**durations)
+            except ConfigError as error:
+                given = ", ".join(key for key, keyword in _DURATION_KEYS.items() if keyword in durations)
+                raise ConfigError(f"{error}" + (f" (with app.config's {given})" if given else "")) from None
         app.extensions[EXTENSION_KEY] = state
         app.before_request(_warn_once_on_the_development_server)
         if _flag(config, "LAST_CALL_HEALTH_BLUEPRINT", True):
@@ -327,9 +338,15 @@ def sse_stream(
 
     ``kind`` says what ClosingStreams does (``last_call.sse.StreamKind``):
     a resumable stream is told to reconnect, at its own moment of the close
-    notice; a pod-bound one gets ``final_event`` and ends. A view whose
-    final event depends on the request returns ``track_stream(...)`` itself;
-    such a body is kept as it is.
+    notice; a pod-bound one gets ``final_event`` at the streams' last
+    moment and ends. A view whose final event depends on the request returns
+    ``track_stream(...)`` itself; such a body is kept as it is.
+
+    So that the stream ends at its moment while its generator waits, the
+    generator registers its waker from inside (``last_call.wsgi.wake_queue``
+    for a ``queue.Queue`` subscriber, ``on_wake`` otherwise): a waker is per
+    request, so it is not an option of the decorator (see
+    ``last_call.wsgi``).
 
     The manager is looked up at each request (``current_manager()``: the
     app's extension, else the process-wide one) unless one is given here."""

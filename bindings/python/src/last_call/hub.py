@@ -129,9 +129,10 @@ def close(channel: str, final_event: tuple[str, str] | None = None) -> bool:
 
 
 def set_final_event(channel: str, event: str, data: str, *, kind: StreamKind = StreamKind.POD_BOUND) -> None:
-    """Sets the final event ``channel`` ends with: at ClosingStreams for a
-    pod-bound channel (such as ``task_failed`` with reason ``shutdown``),
-    and on :func:`close` without one."""
+    """Sets the final event ``channel`` ends with: at the streams' last
+    moment (the end of the close notice) for a pod-bound channel (such as
+    ``task_failed`` with reason ``shutdown``), and on :func:`close` without
+    one."""
     _native.check(
         _native.library().gs_hub_set_final_event(
             channel.encode("utf-8"), _KIND_CODES[StreamKind(kind)], event.encode("utf-8"), data.encode("utf-8")

@@ -1,5 +1,6 @@
-"""NoopGracefulShutdownManager: the manager's interface with no native
-library and no signals, for apps that inject a manager in their unit tests.
+"""NoopGracefulShutdownManager: the manager's interface (ShutdownManager,
+interface.py) over a simulated runtime, with no native library and no
+signals, for apps that inject a manager in their unit tests.
 
 It simulates the runtime faithfully enough for those tests to mean
 something: the same counts and errors, the same phase rules (Draining ->
@@ -13,35 +14,30 @@ hooks run on the thread that caused the change, not on a runtime thread.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import threading
 import time
-from types import FrameType
 from typing import Any, Callable
 
-from ._arguments import checked_seconds, metrics_format
-from ._arguments import phase as _phase
-from ._arguments import second_signal as _second_signal
-from .errors import (
-    ArgumentTypeError,
-    InvalidStateError,
-    NoActiveStreamError,
-    ReentrantCallError,
-)
+from ._arguments import checked_seconds
+from .errors import InvalidStateError
+from .interface import ShutdownHook, ShutdownManager
 from .phase import Phase, SecondSignal
-from .protocol import PhaseCallback, ShutdownHook, ShutdownManager, SignalHandler
-from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
+from .readiness import ReadinessCheck
 from .sse import StreamKind
-from .status import Status
+from .status import Status, error_for
 
 logger = logging.getLogger("last_call")
 
 #: As the runtime's default GS_SHUTDOWN_TIMEOUT_SECONDS.
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0
 
-_METRICS = (
+#: The runtime's metrics, as it renders them (a test compares this table
+#: with the native library's rendering, help texts included).
+METRICS = (
     # name, type, help
     ("gs_active_streams", "gauge", "Streams open now."),
     ("gs_phase", "gauge", "Shutdown phase: 0 serving, 1 draining, 2 closing_streams, 3 stopping, 4 stopped."),
@@ -57,7 +53,7 @@ _METRICS = (
     (
         "gs_streams_closed_by_deadline_total",
         "counter",
-        "Streams still open when ClosingStreams began, asked to reconnect elsewhere.",
+        "Streams still open when ClosingStreams began, asked to finish.",
     ),
     (
         "gs_hub_slow_clients_disconnected_total",
@@ -67,10 +63,9 @@ _METRICS = (
 )
 
 
-class NoopGracefulShutdownManager:
-    """Same interface as GracefulShutdownManager (the ShutdownManager
-    Protocol), simulated in plain Python; one independent instance per
-    construction."""
+class _SimulatedRuntime:
+    """The Runtime (interface.py) in plain Python: the same counts,
+    statuses and phase rules as the native one, on the caller's thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -85,61 +80,71 @@ class NoopGracefulShutdownManager:
         self._started_monotonic = 0.0
         self._duration = 0.0
         self._closed_by_deadline = 0
-        self._callbacks: list[PhaseCallback] = []
-        self._hooks: list[tuple[str, ShutdownHook]] = []
-        self._readiness = ReadinessChecks()
-        self._last_heartbeat: float | None = None
+        self._keys = itertools.count(1)
+        self._callbacks: dict[int, Callable[[int, int], None]] = {}
+        self._hooks: dict[int, tuple[str, ShutdownHook]] = {}
+        self.last_heartbeat: float | None = None
         self._in_callback = threading.local()
+        # What the last failing status of each thread was about.
+        self._error = threading.local()
+
+    def _fail(self, status: Status, message: str) -> int:
+        self._error.message = message
+        return int(status)
+
+    def check(self, status: int) -> int:
+        if status == Status.OK or status == Status.TIMED_OUT:
+            return status
+        raise error_for(status, getattr(self._error, "message", "") or Status(status).name.lower())
 
     # ----- streams -----
 
-    def increment_active_streams(self) -> None:
+    def increment_active_streams(self) -> int:
         with self._lock:
             self._active += 1
             self._started += 1
+        return Status.OK
 
-    def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:  # noqa: ARG002 - same signature as the real one
-        """None before ClosingStreams, then 0: the no-op manager has no
-        timeline to spread over, so every stream ends at once."""
-        return None if self._phase < Phase.CLOSING_STREAMS else 0.0
-
-    def set_reconnect_spread(self, all_at_once: bool = False) -> None:
-        """Accepted and ignored: the no-op manager always ends at once."""
-        del all_at_once
-
-    def decrement_active_streams(self) -> None:
+    def decrement_active_streams(self) -> int:
         with self._lock:
             if self._active == 0:
-                error = NoActiveStreamError("a stream ended without a matching begin (no stream is active)")
-                error.status = Status.NO_ACTIVE_STREAM
-                raise error
+                return self._fail(
+                    Status.NO_ACTIVE_STREAM, "a stream ended without a matching begin (no stream is active)"
+                )
             self._active -= 1
             self._finished += 1
             self._lock.notify_all()
             finish = self._active == 0 and self._sequence_started and self._phase < Phase.STOPPING
         if finish:
             self._finish()
+        return Status.OK
 
-    @property
     def active_streams(self) -> int:
         return self._active
 
-    @property
     def streams_started_total(self) -> int:
         return self._started
 
-    @property
     def streams_finished_total(self) -> int:
         return self._finished
 
-    def wait_for_streams(self, timeout: float | None = None) -> bool:
+    def stream_end_in(self, kind: StreamKind) -> float:  # noqa: ARG002 - the Runtime's signature
+        # No timeline to spread over: every stream ends at once.
+        return math.inf if self._phase < Phase.CLOSING_STREAMS else 0.0
+
+    def set_reconnect_spread(self, all_at_once: bool) -> None:
+        """Accepted and ignored: the simulation always ends at once."""
+        del all_at_once
+
+    def wait_for_streams(self, timeout: float) -> int:
         return self._wait(lambda: self._active == 0, timeout)
 
     # ----- the phase -----
 
+    def current_phase(self) -> int:
+        return self._phase
+
     def set_draining(self, draining: bool) -> None:
-        if not isinstance(draining, bool):
-            raise ArgumentTypeError(f"draining must be a bool, not {type(draining).__name__}")
         with self._lock:
             if not draining and self._sequence_started:
                 error = InvalidStateError("the shutdown sequence has started; draining cannot be turned off")
@@ -152,47 +157,39 @@ class NoopGracefulShutdownManager:
     def is_draining(self) -> bool:
         return self._phase != Phase.SERVING
 
-    @property
-    def phase(self) -> Phase:
-        return self._phase
+    def wait_for_phase(self, phase: int, timeout: float) -> int:
+        return self._wait(lambda: self._phase >= phase, timeout)
 
-    def wait_for_phase(self, phase: Phase | int, timeout: float | None = None) -> bool:
-        target = _phase(phase)
-        return self._wait(lambda: self._phase >= target, timeout)
-
-    def wait_for_shutdown(self, timeout: float | None = None) -> bool:
-        return self.wait_for_phase(Phase.DRAINING, timeout)
+    def _wait(self, condition: Callable[[], bool], timeout: float) -> int:
+        if math.isnan(timeout) or timeout < 0:
+            return self._fail(
+                Status.INVALID_ARGUMENT, f"timeout must be a non-negative number of seconds or None, not {timeout!r}"
+            )
+        if getattr(self._in_callback, "active", False):
+            return self._fail(
+                Status.REENTRANT, "a blocking wait was called from inside a phase callback or shutdown hook"
+            )
+        with self._lock:
+            held = self._lock.wait_for(condition, None if math.isinf(timeout) else timeout)
+        return Status.OK if held else Status.TIMED_OUT
 
     # ----- the simulated sequence -----
 
     def install_signal_handlers(
         self,
-        *,
-        drain_delay: float | None = None,
-        shutdown_timeout: float | None = None,
-        close_notice: float | None = None,
-        exit_watchdog: float | None = None,
-        second_signal: SecondSignal | str | None = None,
-        handle_sigint: bool = True,  # noqa: ARG002 - the Protocol's signature
+        durations: dict[str, float],
+        second_signal: SecondSignal | None,  # noqa: ARG002 - checked by the manager; nothing to install
+        handle_sigint: bool,  # noqa: ARG002 - nothing to install
     ) -> None:
-        """Checks the arguments as the real one does; installs nothing."""
-        for name, value in (
-            ("drain_delay", drain_delay),
-            ("close_notice", close_notice),
-            ("exit_watchdog", exit_watchdog),
-        ):
-            if value is not None:
-                checked_seconds(value, name)
-        if second_signal is not None:
-            _second_signal(second_signal)
+        """Checks the durations as the real one does; installs nothing."""
+        checked = {name: checked_seconds(value, name) for name, value in durations.items()}
         with self._lock:
             if self._installed:
                 error = InvalidStateError("signal handlers are already installed in this process")
                 error.status = Status.ALREADY_INSTALLED
                 raise error
             self._installed = True
-            if shutdown_timeout is not None:
-                self._shutdown_timeout = checked_seconds(shutdown_timeout, "shutdown_timeout")
+            self._shutdown_timeout = checked.get("shutdown_timeout", self._shutdown_timeout)
 
     def begin_shutdown(self) -> None:
         with self._lock:
@@ -208,16 +205,10 @@ class NoopGracefulShutdownManager:
         if finish:
             self._finish()
 
-    @property
-    def handle_sigterm(self) -> SignalHandler:
-        return self._on_sigterm
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
-        self.begin_shutdown()
+    def set_up_for_signals(self) -> None:
+        """Nothing to set up: no signal reaches the simulation."""
 
     def close_streams(self) -> None:
-        """Simulates the close notice: Draining -> ClosingStreams, once the
-        sequence has started and streams are still open."""
         with self._lock:
             if not self._sequence_started or self._phase != Phase.DRAINING:
                 return
@@ -225,8 +216,6 @@ class NoopGracefulShutdownManager:
         self._move(Phase.CLOSING_STREAMS)
 
     def expire(self) -> None:
-        """Simulates the deadline: Stopping whatever is still open, then the
-        hooks, then Stopped."""
         with self._lock:
             if not self._sequence_started:
                 return
@@ -238,7 +227,7 @@ class NoopGracefulShutdownManager:
                 return
         self._move(Phase.STOPPING)
         with self._lock:
-            hooks = list(self._hooks)
+            hooks = list(self._hooks.values())
             self._hooks.clear()
         deadline = self._started_monotonic + self._shutdown_timeout
         for name, hook in hooks:
@@ -255,9 +244,9 @@ class NoopGracefulShutdownManager:
                 return
             self._phase = to
             self._lock.notify_all()
-            callbacks = list(self._callbacks)
+            callbacks = list(self._callbacks.values())
         for callback in callbacks:
-            self._call_out(callback, old, to, what=f"phase callback {callback!r}")
+            self._call_out(callback, int(old), int(to), what=f"phase callback {callback!r}")
 
     def _call_out(self, function: Callable[..., Any], *args: Any, what: str) -> Any:
         """Calls a callback or hook as the runtime does: errors logged, and
@@ -271,77 +260,44 @@ class NoopGracefulShutdownManager:
         finally:
             self._in_callback.active = False
 
-    def _wait(self, condition: Callable[[], bool], timeout: float | None) -> bool:
-        limit = checked_seconds(timeout)
-        if getattr(self._in_callback, "active", False):
-            error = ReentrantCallError("a blocking wait was called from inside a phase callback or shutdown hook")
-            error.status = Status.REENTRANT
-            raise error
-        with self._lock:
-            return self._lock.wait_for(condition, None if math.isinf(limit) else limit)
-
     # ----- registrations -----
 
-    def on_phase(self, callback: PhaseCallback) -> PhaseCallback:
-        if not callable(callback):
-            raise ArgumentTypeError("callback must be callable")
+    def add_phase_callback(self, callback: Callable[[int, int], None]) -> int:
+        key = next(self._keys)
         with self._lock:
-            self._callbacks.append(callback)
-        return callback
+            self._callbacks[key] = callback
+        return key
 
-    def remove_phase_callback(self, callback: PhaseCallback) -> bool:
+    def remove_phase_callback(self, key: int) -> bool:
         with self._lock:
-            return _remove_one(self._callbacks, callback)
+            return self._callbacks.pop(key, None) is not None
 
-    def register_shutdown_hook(self, name: str, hook: ShutdownHook) -> ShutdownHook:
-        if not isinstance(name, str):
-            raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
-        if not callable(hook):
-            raise ArgumentTypeError("hook must be callable")
+    def add_shutdown_hook(self, name: str, hook: ShutdownHook) -> int:
+        key = next(self._keys)
         with self._lock:
-            self._hooks.append((name, hook))
-        return hook
+            self._hooks[key] = (name, hook)
+        return key
 
-    def remove_shutdown_hook(self, hook: ShutdownHook) -> bool:
+    def remove_shutdown_hook(self, key: int) -> bool:
         with self._lock:
-            for index, (_, registered) in enumerate(self._hooks):
-                if registered == hook:
-                    del self._hooks[index]
-                    return True
-        return False
+            return self._hooks.pop(key, None) is not None
 
-    # ----- readiness and metrics -----
+    # ----- readiness, probes, metrics -----
 
-    def add_readiness_check(self, name: str, check: ReadinessCheck, *, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
-        self._readiness.add(name, check, timeout=timeout)
+    def add_readiness_check(self, name: str, check: ReadinessCheck, timeout: float) -> None:
+        """No probe listener of its own: the manager's checks are all."""
 
-    def remove_readiness_check(self, name: str) -> bool:
-        return self._readiness.remove(name)
+    def remove_readiness_check(self, name: str) -> None:
+        """As add_readiness_check."""
 
-    def check_readiness(self) -> ReadinessReport:
-        if self.is_draining():
-            return ReadinessReport(ready=False, failures={"phase": self.phase.label})
-        return self._readiness.run()
-
-    def start_probe_listener(self, addr: str | None = None) -> tuple[str, int]:  # noqa: ARG002
-        """The no-op manager has no native listener to start."""
+    def start_probe_listener(self, addr: str | None) -> str:  # noqa: ARG002 - the Runtime's signature
         raise InvalidStateError("the no-op manager has no probe listener; use GracefulShutdownManager")
 
     def heartbeat(self) -> None:
-        """Records the time, as the runtime does (see ``heartbeat_age``)."""
         with self._lock:
-            self._last_heartbeat = time.monotonic()
+            self.last_heartbeat = time.monotonic()
 
-    @property
-    def heartbeat_age(self) -> float | None:
-        """Seconds since the last heartbeat (None: never)."""
-        with self._lock:
-            beat = self._last_heartbeat
-        return None if beat is None else time.monotonic() - beat
-
-    def metrics(self, format: str = "prometheus") -> str:  # noqa: A002
-        """The same figures, names and types as the runtime's rendering."""
-        code = metrics_format(format)
+    def render_metrics(self, format_code: int) -> str:
         with self._lock:
             values: dict[str, float] = {
                 "gs_active_streams": self._active,
@@ -356,27 +312,41 @@ class NoopGracefulShutdownManager:
                 "gs_hub_slow_clients_disconnected_total": 0,
             }
             phase_name = self._phase.label
-        if code == 1:
+        if format_code == 1:
             figures: dict[str, Any] = {"phase_name": phase_name}
             figures.update({name[len("gs_") :]: value for name, value in values.items()})
             return json.dumps(figures, separators=(",", ":"))
         lines = []
-        for name, kind, help_text in _METRICS:
+        for name, kind, help_text in METRICS:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {values[name]}"]
         return "\n".join(lines) + "\n"
 
-    def __repr__(self) -> str:
-        return f"<NoopGracefulShutdownManager phase={self.phase.label} active_streams={self.active_streams}>"
+    def forget_registrations(self) -> None:
+        """Never reset: each no-op manager is a fresh simulation."""
 
 
-def _remove_one(registrations: list[PhaseCallback], callable_: PhaseCallback) -> bool:
-    for index, registered in enumerate(registrations):
-        if registered == callable_:
-            del registrations[index]
-            return True
-    return False
+class NoopGracefulShutdownManager(ShutdownManager):
+    """The manager's interface over a simulated runtime; one independent
+    instance per construction. Time does not pass on its own:
+    ``close_streams()`` and ``expire()`` stand in for the close notice and
+    the deadline."""
 
+    def __init__(self) -> None:
+        self._simulation = _SimulatedRuntime()
+        self._attach(self._simulation)
 
-def _conforms(manager: NoopGracefulShutdownManager) -> ShutdownManager:
-    # mypy checks here that the no-op manager implements the Protocol.
-    return manager
+    def close_streams(self) -> None:
+        """Simulates the close notice: Draining -> ClosingStreams, once the
+        sequence has started and streams are still open."""
+        self._simulation.close_streams()
+
+    def expire(self) -> None:
+        """Simulates the deadline: Stopping whatever is still open, then the
+        hooks, then Stopped."""
+        self._simulation.expire()
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last heartbeat (None: never)."""
+        beat = self._simulation.last_heartbeat
+        return None if beat is None else time.monotonic() - beat

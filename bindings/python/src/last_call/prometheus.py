@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector as _CollectorBase
 
+from .interface import ShutdownManager
 from .manager import default_manager
-from .protocol import ShutdownManager
 
 __all__ = ["Collector", "GracefulShutdownCollector"]
 

@@ -27,7 +27,8 @@ class StreamKind(str, enum.Enum):
       ``event: reconnect``, at its own moment of the close notice (the
       reconnect spread).
     * ``POD_BOUND``: only this process can serve it (a task in its memory).
-      In ClosingStreams it gets the host's final event at once, then ends;
+      It runs through the close notice and gets the host's final event at
+      the streams' last moment (just before the hooks' budget), then ends;
       it is never pointed at another pod.
     """
 

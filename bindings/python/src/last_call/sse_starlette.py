@@ -34,10 +34,12 @@ import anyio
 from sse_starlette.sse import AppStatus
 from sse_starlette.sse import EventSourceResponse as _EventSourceResponse
 
-from .asgi import COUNTED_SCOPE_KEY, Content, Receive, Scope, Send, Stream, _as_async
+from .asgi._response import Content, _as_async
+from .asgi._stream import Stream
+from .asgi._types import COUNTED_SCOPE_KEY, Receive, Scope, Send
+from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
-from .protocol import ShutdownManager
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent
 

@@ -56,9 +56,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
+from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
-from .protocol import ShutdownManager
 
 logger = logging.getLogger("last_call.waitress")
 

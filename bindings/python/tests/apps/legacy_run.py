@@ -7,6 +7,8 @@ line: plain ``waitress.serve``, then ``wait_for_streams`` and exit.
 MODE=serve: the few lines that make it fully graceful: Waitress through
 ``last_call.waitress.serve`` (its stop hook), and the main thread waits for
 Stopped.
+SPOIL=NAME=VALUE: sets that environment variable once the handler is
+installed (a configuration that went bad after start-up, changed from code).
 """
 
 import logging
@@ -44,6 +46,10 @@ def stream():
 def main() -> None:
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8080"))
     signal.signal(signal.SIGTERM, manager.handle_sigterm)
+    spoil = os.environ.get("SPOIL")
+    if spoil:
+        name, _, value = spoil.partition("=")
+        os.environ[name] = value
     if os.environ.get("MODE", "legacy") == "legacy":
         target = lambda: waitress.serve(app, host=host, port=port, threads=8)  # noqa: E731
     else:

@@ -85,20 +85,25 @@ def start_task(service: TaskService = Provide[Container.task_service]):
 @inject
 def stream_task(task_id: str, service: TaskService = Provide[Container.task_service]):
     """Pod-bound: only this process has the task. Replays the events after
-    ``Last-Event-ID``; in ClosingStreams the task is cancelled and the stream
-    ends with its ``task_failed`` (reason ``shutdown``), never a reconnect."""
+    ``Last-Event-ID``; a task still running at the streams' last moment (the
+    end of the close notice) is cancelled and the stream ends with its
+    ``task_failed`` (reason ``shutdown``), never a reconnect."""
     task = service.get_task(task_id)
     if task is None:
         return _error(404, f"no task {task_id}")
     after = last_event_id(request.environ)
     start = int(after) if after is not None and after.isdigit() else 0
-    return track_stream(
+    stream = track_stream(
         service.sse_events(task, after=start),
         current_manager(),
         request.environ,
         kind=StreamKind.POD_BOUND,
-        final_event=lambda: service.cancel_for_shutdown(task),
+        # Called at the streams' last moment: the task's final event, unless
+        # the stream already carried it (the cancel timer and the stream's
+        # own moment fall together).
+        final_event=lambda: service.final_event(task, stream.last_event_id),
     )
+    return stream
 
 
 @tasks_api.get("/events")

@@ -14,8 +14,9 @@ Tasks are pod-bound (they live in this process): their ids are 128 random
 bits (``secrets``), at most ``max_tasks`` are held and finished ones are
 forgotten after ``keep_finished_seconds``; a task is accepted only when a
 worker is free (``ExecutorFullException`` otherwise, answered 503), so an
-accepted task always runs; at ClosingStreams ``cancel_for_shutdown`` ends
-every running task with ``task_failed``, reason ``shutdown``.
+accepted task always runs; at the streams' last moment (streams_end, the
+end of the close notice) ``cancel_running`` ends every task still running
+with ``task_failed``, reason ``shutdown``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from last_call import hub
 from last_call.errors import InvalidArgumentError
 from last_call.sse import StreamKind
+from last_call.wsgi import WAKE, wake_queue
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +196,9 @@ class TaskService:
             self._tasks[task.task_id] = task
             if self.hub_mode:
                 # Only for an accepted task (a refused one holds no
-                # channel). At ClosingStreams the hub ends the channel's
-                # streams with this at once (pod-bound), even before the task
-                # itself is cancelled.
+                # channel). At the streams' last moment the hub ends the
+                # channel's streams with this (pod-bound), even if the task
+                # itself is cancelled a moment later.
                 hub.set_final_event(hub_channel(task.task_id), "task_event", json.dumps(shutdown_event(task.task_id)))
                 task.on_published = _to_hub(task.task_id)
             self._futures.append(self._executor.submit(self._run, task))
@@ -241,9 +243,23 @@ class TaskService:
             self._to_feed(task.history[-1])
         return text
 
+    def final_event(self, task: Task, sent_id: str | None) -> str:
+        """A pod-bound task stream's last words at the streams' last moment:
+        the task is cancelled if it still runs, and the stream gets the
+        task's final event, whoever ended the task (the cancel timer may
+        have, a moment before), unless it already carried it (``sent_id``,
+        the last id the stream sent)."""
+        self.cancel_for_shutdown(task)
+        with task.lock:
+            final_id = len(task.history)
+            event = task.history[-1] if task.history else None
+        if event is None or event["event_type"] not in FINAL_EVENTS or sent_id == str(final_id):
+            return ""
+        return sse_text(event, final_id)
+
     def cancel_running(self) -> int:
-        """ClosingStreams: a running task cannot be guaranteed to finish, so
-        each is ended now, honestly. Returns how many were."""
+        """At the streams' last moment: a task still running cannot finish,
+        so each is ended now, honestly. Returns how many were."""
         with self._lock:
             tasks = [t for t in self._tasks.values() if t.finished_at is None]
         return sum(1 for task in tasks if self.cancel_for_shutdown(task))
@@ -253,16 +269,21 @@ class TaskService:
     def sse_events(self, task: Task, after: int = 0) -> Iterator[str]:
         """The task's events after id ``after`` as SSE text (each with its
         ``id:``), with heartbeat comments while idle; ends after the final
-        event. Yields at least every heartbeat, so the stream wrapper can end
-        it promptly in ClosingStreams."""
-        subscriber = task.subscribe(after)
+        event. The stream wrapper wakes its wait at the stream's moment
+        (``wake_queue``: a ``WAKE`` in the queue, yielded as it is) and ends
+        it with the task's final event."""
+        subscriber = wake_queue(task.subscribe(after))
         try:
             while True:
                 try:
-                    event_id, event = subscriber.get(timeout=self.heartbeat_seconds)
+                    item = subscriber.get(timeout=self.heartbeat_seconds)
                 except queue.Empty:
                     yield ": heartbeat\n\n"
                     continue
+                if item is WAKE:
+                    yield item
+                    continue
+                event_id, event = item
                 yield sse_text(event, event_id)
                 if event["event_type"] in FINAL_EVENTS:
                     return
@@ -271,17 +292,23 @@ class TaskService:
 
     def feed_events(self) -> Iterator[str]:
         """Every task event of this pod from now on, with pod-wide ids and
-        heartbeats; never ends by itself (the stream wrapper ends it)."""
-        subscriber: queue.Queue[tuple[int, dict]] = queue.Queue()
+        heartbeats; never ends by itself: the stream wrapper wakes it at the
+        stream's own moment of the close notice (``wake_queue``) and ends it
+        with a reconnect."""
+        subscriber: queue.Queue = wake_queue(queue.Queue())
         with self._lock:
             self._feed.append(subscriber)
         try:
             while True:
                 try:
-                    event_id, event = subscriber.get(timeout=self.heartbeat_seconds)
+                    item = subscriber.get(timeout=self.heartbeat_seconds)
                 except queue.Empty:
                     yield ": heartbeat\n\n"
                     continue
+                if item is WAKE:
+                    yield item
+                    continue
+                event_id, event = item
                 yield sse_text(event, event_id)
         finally:
             with self._lock:

@@ -1,0 +1,105 @@
+"""``lifespan()``, the Starlette/FastAPI lifespan that installs the
+runtime's handling *after* uvicorn installed its own, starts the probe
+listener and a heartbeat from the loop, and stops uvicorn in Stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..interface import ShutdownManager
+from ..manager import GracefulShutdownManager, validate_environment
+from ..phase import Phase
+from . import _signals
+from ._relay import manager_or_default
+from ._uvicorn import UvicornStopper, uvicorn_server
+from ._waits import wait_for_phase
+
+logger = logging.getLogger("last_call.asgi")
+
+PROBE_ADDR_ENV = "GS_PROBE_ADDR"
+#: How often the loop sends the liveness heartbeat.
+HEARTBEAT_INTERVAL = 1.0
+#: How long the lifespan's end waits for the hooks registered after it.
+_STOPPED_WAIT_SECONDS = 10.0
+
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def lifespan(
+    app_lifespan: Lifespan | None = None,
+    *,
+    manager: ShutdownManager | None = None,
+    probe_addr: str | None = None,
+    shutdown: dict[str, Any] | None = None,
+    install_signal_handlers: bool = True,
+) -> Lifespan:
+    """A Starlette/FastAPI ``lifespan=`` that runs the app under the
+    runtime's sequence (wrapping ``app_lifespan``, if given).
+
+    At startup, on uvicorn's main thread, uvicorn's SIGTERM/SIGINT handlers
+    are already installed (``Server.capture_signals``). They are replaced by
+    a handler that only logs, and the runtime's handling is installed over
+    it (``manager.install_signal_handlers(**shutdown)``), so the first
+    SIGTERM starts the sequence while uvicorn keeps serving. A shutdown hook
+    sets uvicorn's ``should_exit`` in Stopping; uvicorn's own shutdown then
+    runs (streams are done by then). Because uvicorn never saw the signal,
+    it has none to re-raise after its shutdown, and the process exits 0.
+
+    ``probe_addr`` (default ``GS_PROBE_ADDR``; unset: none) starts the
+    runtime's probe listener, and a task on the loop sends the liveness
+    heartbeat once a second: a wedged loop goes stale on ``/healthz``.
+
+    The GS_* configuration is validated here, when the app is built
+    (ConfigError naming the variable), not at the first SIGTERM.
+    """
+    if manager is None or isinstance(manager, GracefulShutdownManager):
+        validate_environment()
+
+    @contextlib.asynccontextmanager
+    async def run(app: Any) -> AsyncIterator[Any]:
+        runtime = manager_or_default(manager)
+        loop = asyncio.get_running_loop()
+        address = probe_addr if probe_addr is not None else (os.environ.get(PROBE_ADDR_ENV) or None)
+        if address is not None:
+            runtime.start_probe_listener(address)
+        previous = signal.getsignal(signal.SIGTERM)
+        stopper = UvicornStopper(loop, uvicorn_server(previous), previous)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if install_signal_handlers and on_main_thread:
+            if stopper.server is None:
+                logger.warning("last_call: no uvicorn server found behind SIGTERM; Stopping calls its handler")
+            _signals.take_over(runtime, shutdown)
+        elif install_signal_handlers:
+            logger.warning("last_call: the lifespan runs off the main thread and installs no signal handlers")
+        hook = runtime.register_shutdown_hook("uvicorn", stopper)
+        beat = asyncio.ensure_future(_heartbeat(runtime))
+        try:
+            if app_lifespan is None:
+                yield None
+            else:
+                async with app_lifespan(app) as state:
+                    yield state
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            stopper.lifespan_ended.set()
+            runtime.remove_shutdown_hook(hook)  # no-op once it has run
+            if runtime.phase >= Phase.STOPPING:
+                # Hooks registered after ours finish before the process ends.
+                await wait_for_phase(Phase.STOPPED, _STOPPED_WAIT_SECONDS, manager=runtime)
+
+    return run
+
+
+async def _heartbeat(runtime: ShutdownManager) -> None:
+    while True:
+        runtime.heartbeat()
+        await asyncio.sleep(HEARTBEAT_INTERVAL)
