@@ -90,5 +90,10 @@ bench: setup python
 	target/release/examples/hub_load --fanout 9000 --events 50 --disconnects 50
 	# Where a hub stream's memory goes, by allocation size.
 	target/release/examples/hub_memory --streams 10000
+	# The shared store on Redis (issue 24): publish on pod A to receipt on
+	# pod B, Redis's work and memory per event and channel, 2,000 resumes
+	# at once and spread; a Python publish with Redis beside memory.
+	target/release/examples/hub_store_bench --rates 1000,10000 --seconds 10
+	$(PYTHON) benches/hub_publish_store.py
 
 include mk/rust.mk mk/python.mk mk/packaging.mk mk/install.mk
