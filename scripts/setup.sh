@@ -19,6 +19,8 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 # processes (single, and a local Redis Cluster) on free ports.
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v redis-cli >/dev/null || apt_packages+=(redis-tools)
+# ss (the listeners' backlog test reads the kernel's view of it).
+command -v ss >/dev/null || apt_packages+=(iproute2)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   apt-get update -qq

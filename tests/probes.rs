@@ -296,3 +296,33 @@ fn a_flood_of_connections_is_bounded_and_the_probe_still_answers() {
     assert!(answered, "no probe got through the flood");
     drop(idle);
 }
+
+/// The listen backlog of the socket listening on `port`, as the kernel
+/// reports it (`ss`, from iproute2: the setup installs it).
+fn backlog(port: u16) -> u32 {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // State, Recv-Q, Send-Q (for a listening socket: its backlog), ...
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
+#[test]
+fn the_listeners_queue_a_wave_of_connections() {
+    // std's default of 128 overflowed under a wave of reconnections: each
+    // overflowed client waited a second for its SYN to be sent again.
+    let probes = start(ProbeOptions::new("127.0.0.1:0"));
+    assert!(backlog(probes.port()) >= 1024, "{}", backlog(probes.port()));
+    let hub = Runtime::global()
+        .start_hub(last_call::HubOptions::new(
+            "127.0.0.1:0",
+            "a secret of the test",
+        ))
+        .unwrap();
+    assert!(backlog(hub.port()) >= 1024, "{}", backlog(hub.port()));
+}

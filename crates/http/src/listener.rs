@@ -73,6 +73,27 @@ pub(crate) struct Bound {
     started: Started,
 }
 
+/// Connections the kernel queues for the accept loop. std's
+/// `TcpListener::bind` asks for 128: a wave of reconnections (thousands of
+/// clients handed off by a draining pod at once) overflowed it, and each
+/// overflowed client waited for a SYN retransmission (1 s, then 3 s). The
+/// kernel caps it at `net.core.somaxconn` (4096 by default).
+const BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr` with the [`BACKLOG`] (and `SO_REUSEADDR`,
+/// as std sets it, so that a restarted process can listen at once).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Binds `addr` (`value` is what the operator wrote, for the error) and
 /// builds the listener's runtime.
 pub(crate) fn bind(spec: Spec, value: &str, addr: SocketAddr) -> Result<Bound, Error> {
@@ -85,8 +106,7 @@ pub(crate) fn bind(spec: Spec, value: &str, addr: SocketAddr) -> Result<Bound, E
             reason,
         })
     };
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
+    let listener = listen(addr).map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
