@@ -87,7 +87,10 @@ async fn channels_across_slots_and_a_failover_is_gap_or_every_event_never_a_hole
                 // be in"), in order.
                 let ids: Vec<String> = resume.entries.iter().map(|e| e.id.to_string()).collect();
                 assert_eq!(ids.last(), Some(after), "{channel}: {ids:?}");
-                assert!(resume.entries.windows(2).all(|w| w[0].id < w[1].id), "{channel}: {ids:?}");
+                assert!(
+                    resume.entries.windows(2).all(|w| w[0].id < w[1].id),
+                    "{channel}: {ids:?}"
+                );
             }
             ResumeStatus::Gap => gaps += 1,
             ResumeStatus::All => unreachable!(),
