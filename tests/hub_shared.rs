@@ -78,6 +78,13 @@ fn channel(
     stream
 }
 
+/// SIGTERM, and the pod exits 0.
+fn stop(pod: &mut Pod) {
+    ChildProcess::signal(pod.child.pid(), libc::SIGTERM);
+    let status = pod.child.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", pod.child.stderr());
+}
+
 /// The next event's text (the stream's first `retry:` alone skipped).
 fn next(stream: &SseStream) -> String {
     loop {
@@ -131,10 +138,8 @@ fn two_hubs_on_one_redis_see_one_order_and_a_resume_on_the_other_is_exact() {
     let resumed = feed(&client, &b, Some(&seen_a[5]));
     let replayed = ids(&resumed, seen_a.len() - 6);
     assert_eq!(replayed, seen_a[6..]);
-    for pod in [a, b] {
-        let mut child = pod.child;
-        ChildProcess::signal(child.pid(), libc::SIGTERM);
-        assert_eq!(child.wait_exit(WAIT).code(), Some(0), "{}", child.stderr());
+    for mut pod in [a, b] {
+        stop(&mut pod);
     }
 }
 
@@ -186,13 +191,7 @@ fn redis_killed_and_restarted_empty_subscribers_get_every_event_or_gap_and_pods_
     // An id from before the restart: gap first.
     let resumed = feed(&client, &a, Some(&before[4]));
     assert!(next(&resumed).starts_with("event: gap"));
-    ChildProcess::signal(a.child.pid(), libc::SIGTERM);
-    assert_eq!(
-        a.child.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        a.child.stderr()
-    );
+    stop(&mut a);
 }
 
 /// Resident memory of this process, in bytes.
@@ -360,13 +359,7 @@ fn at_drain_a_task_stream_is_handed_off_and_follows_its_task_on_the_other_pod_to
         a.child.stderr()
     );
     let mut b = b;
-    ChildProcess::signal(b.child.pid(), libc::SIGTERM);
-    assert_eq!(
-        b.child.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        b.child.stderr()
-    );
+    stop(&mut b);
 }
 
 #[test]
@@ -398,11 +391,5 @@ fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_ga
     // The real id: no gap, the next events.
     let resumed = feed(&client, &a, Some(&seen[1]));
     assert_eq!(id_of(&next(&resumed)), Some(seen[2].as_str()));
-    ChildProcess::signal(a.child.pid(), libc::SIGTERM);
-    assert_eq!(
-        a.child.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        a.child.stderr()
-    );
+    stop(&mut a);
 }
