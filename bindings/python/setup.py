@@ -53,6 +53,8 @@ CRATE_TREES = [
     ("benches", "*.rs"),
     ("crates", "*.rs"),
     ("crates", "Cargo.toml"),
+    # The shared store's Redis scripts, compiled in with include_str!.
+    ("crates", "*.lua"),
 ]
 
 LIBRARY_FILE = "liblast_call.so"

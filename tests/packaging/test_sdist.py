@@ -28,7 +28,7 @@ def test_the_sdist_carries_the_crate(sdist: Path) -> None:
     for source in sorted((REPOSITORY / "src").rglob("*.rs")):
         assert f"rust/{source.relative_to(REPOSITORY)}" in members, source
     for source in sorted((REPOSITORY / "crates").rglob("*")):
-        if source.suffix == ".rs" or source.name == "Cargo.toml":
+        if source.suffix in (".rs", ".lua") or source.name == "Cargo.toml":
             assert f"rust/{source.relative_to(REPOSITORY)}" in members, source
     for name in ("setup.py", "pyproject.toml", "README.md", "src/last_call/_native.py"):
         assert name in members, name
