@@ -58,7 +58,22 @@ METRICS = (
     (
         "gs_hub_slow_clients_disconnected_total",
         "counter",
-        "Stream hub clients disconnected for falling too far behind.",
+        "Stream hub clients dropped for taking no bytes for the stall time.",
+    ),
+    (
+        "gs_hub_events_skipped_total",
+        "counter",
+        "Events stream hub subscribers skipped (told gap) for falling behind their channel.",
+    ),
+    (
+        "gs_hub_store_degraded",
+        "gauge",
+        "1 while the stream hub's shared store is unreachable (streams degraded to this pod).",
+    ),
+    (
+        "gs_hub_store_degraded_seconds",
+        "gauge",
+        "How long the stream hub's shared store has been unreachable (0: healthy).",
     ),
 )
 
@@ -310,6 +325,9 @@ class _SimulatedRuntime:
                 "gs_streams_closed_by_deadline_total": self._closed_by_deadline,
                 # The no-op manager has no stream hub.
                 "gs_hub_slow_clients_disconnected_total": 0,
+                "gs_hub_events_skipped_total": 0,
+                "gs_hub_store_degraded": 0,
+                "gs_hub_store_degraded_seconds": 0,
             }
             phase_name = self._phase.label
         if format_code == 1:
