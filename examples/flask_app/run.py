@@ -86,7 +86,11 @@ if __name__ == "__main__":
         sys.exit(0)
     expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
-    # installed before it, so the early one must go first).
+    # installed before it, so the early one must go first). From here until
+    # serve() has installed it, a SIGTERM would have its default effect:
+    # blocked instead, it waits, pending, for the runtime, which serve()
+    # unblocks it for.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     serve(
         app,

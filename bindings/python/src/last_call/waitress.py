@@ -216,6 +216,10 @@ def serve(
         # Python's SIGINT handler first, so that the runtime's chains it.
         signal.signal(signal.SIGINT, _sigint_starts_shutdown)
         manager.install_signal_handlers(**options)
+        # A host may block SIGTERM until here to close its start-up window
+        # (examples/flask_app/run.py does): one that arrived meanwhile is
+        # pending, and is handled by the runtime from now on.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     elif install_signal_handlers:
         logger.warning(
             "last_call: serve() is running off the main thread, so it installs no signal handlers; "
