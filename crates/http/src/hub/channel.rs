@@ -251,11 +251,10 @@ impl Channel {
     }
 
     /// Where a subscriber arriving with `last_event_id` starts, from this
-    /// ring alone (no shared store, or the store unreachable).
-    pub(crate) fn subscribe_local(&self, limits: &Limits, last_event_id: Option<&str>) -> Start {
-        let mut state = lock(&self.state);
-        state.subscribers += 1;
-        state.last_active = Instant::now();
+    /// ring alone (no shared store, or the store unreachable). Counting it
+    /// is [`Channel::add_subscriber`]'s.
+    pub(crate) fn start_local(&self, limits: &Limits, last_event_id: Option<&str>) -> Start {
+        let state = lock(&self.state);
         let end = state.base + state.ring.len() as u64;
         // The history: the newest `limits.history` events of the ring.
         let first = state.ring.len().saturating_sub(limits.history);
@@ -415,6 +414,13 @@ fn push(state: &mut State, limits: &Limits, frame: Frame, shared: Option<EventId
 mod tests {
     use super::*;
 
+    impl Channel {
+        fn subscribe_local_counted(&self, limits: &Limits, last_event_id: Option<&str>) -> Start {
+            self.add_subscriber();
+            self.start_local(limits, last_event_id)
+        }
+    }
+
     fn limits(len: usize) -> Limits {
         Limits {
             len,
@@ -441,7 +447,7 @@ mod tests {
     fn each_subscriber_reads_at_its_own_pace_and_a_lagging_one_skips_with_a_gap() {
         let channel = Channel::new("c", StreamKind::Resumable);
         let limits = limits(4);
-        let mut fast = channel.subscribe_local(&limits, None).cursor;
+        let mut fast = channel.subscribe_local_counted(&limits, None).cursor;
         let mut slow = fast;
         let mut out = VecDeque::new();
         for n in 0..3 {
@@ -491,13 +497,13 @@ mod tests {
                 .publish(&limits, StreamKind::Resumable, "e", &n.to_string(), None)
                 .unwrap();
         }
-        let start = channel.subscribe_local(&limits, Some("4"));
+        let start = channel.subscribe_local_counted(&limits, Some("4"));
         assert!(!start.gap);
         let mut cursor = start.cursor;
         let mut out = VecDeque::new();
         channel.read(&mut cursor, &mut out, 8);
         assert_eq!(text(&out), ["id: 5"]);
-        let start = channel.subscribe_local(&limits, Some("1"));
+        let start = channel.subscribe_local_counted(&limits, Some("1"));
         assert!(start.gap);
         assert_eq!(lock(&channel.state).subscribers, 2);
     }

@@ -386,12 +386,19 @@ async fn subscribe(
     let mut pending = VecDeque::new();
     let mut last = last_event_id.map(|id| Bytes::copy_from_slice(id.as_bytes()));
     let mut skip_through = None;
+    // Counted before the shared store is asked (and its readers placed), so
+    // that every event after what the store gives is fed to the ring; the
+    // stream's drop uncounts it.
+    channel.add_subscriber();
+    let from_ring = |pending: &mut VecDeque<Bytes>| {
+        let start = channel.start_local(&hub.channels.limits, last_event_id);
+        if let (true, Some(id)) = (start.gap, last_event_id) {
+            pending.push_back(frame::gap(id));
+        }
+        start.cursor
+    };
     let cursor = match &hub.shared {
         Some(shared) => {
-            // Registered before the store is asked, and the readers placed,
-            // so that every event after what the store gives is fed to the
-            // ring.
-            channel.add_subscriber();
             let answer = if shared.readers_ready(READERS_READY).await {
                 shared.store.resume(&name, last_event_id).await.ok()
             } else {
@@ -404,24 +411,11 @@ async fn subscribe(
                     skip_through = after;
                     cursor
                 }
-                None => {
-                    // The store is away: what this pod holds.
-                    let start = channel.subscribe_local(&hub.channels.limits, last_event_id);
-                    channel.remove_subscriber();
-                    if start.gap {
-                        pending.push_back(frame::gap(last_event_id.unwrap_or("")));
-                    }
-                    start.cursor
-                }
+                // The store is away: what this pod holds.
+                None => from_ring(&mut pending),
             }
         }
-        None => {
-            let start = channel.subscribe_local(&hub.channels.limits, last_event_id);
-            if let (true, Some(id)) = (start.gap, last_event_id) {
-                pending.push_back(frame::gap(id));
-            }
-            start.cursor
-        }
+        None => from_ring(&mut pending),
     };
     let heartbeat = hub.options.heartbeat;
     Ok(Stream {
