@@ -590,7 +590,14 @@ impl Stream {
                 self.phase_wait = Some(armed(&self.hub.phase_changed));
             }
             let phase = self.hub.runtime.phase();
-            let ends_as = self.hub.ends_as(self.channel.kind());
+            // Serving (the hot path: every batch of events): nothing ends,
+            // and neither the channel's kind nor the store's health (two
+            // locks) is asked.
+            let ends_as = if phase >= Phase::Draining {
+                self.hub.ends_as(self.channel.kind())
+            } else {
+                StreamKind::PodBound
+            };
             if phase >= Phase::Stopping && ends_as == StreamKind::Resumable {
                 self.end_with_reconnect();
                 continue;
