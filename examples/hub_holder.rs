@@ -4,9 +4,9 @@
 //! and a pod-bound channel `task` (final event `task_failed` with reason
 //! `shutdown`) fed with an event every 100 ms, prints a token for each as a
 //! JSON line, and exits 0 once the sequence reaches Stopped. The task is
-//! work: it counts as a pod-bound stream until the streams' last moment
-//! (when the hub closes its channel with the final event), so that the pod
-//! exits when its work is done, not when its connections are.
+//! work (`Runtime::begin_work`, not a stream) until the streams' last
+//! moment (when the hub closes its channel with the final event), so that
+//! the pod exits when its work is done, not when its connections are.
 //! The hub's SIGTERM test drives it:
 //!
 //! ```text
@@ -57,15 +57,15 @@ fn main() {
         .on_phase(move |change| {
             println!(
                 "{}",
-                json!({ "phase": change.to.name(), "active_streams": runtime.active_streams() })
+                json!({
+                    "phase": change.to.name(),
+                    "active_streams": runtime.active_streams(),
+                    "active_work": runtime.active_work(),
+                })
             );
         })
         .expect("a phase listener");
-    let mut work = Some(
-        runtime
-            .begin_stream_of(StreamKind::PodBound)
-            .expect("count the task"),
-    );
+    let mut work = Some(runtime.begin_work().expect("count the task"));
     std::thread::spawn(move || {
         for step in 0u64.. {
             if runtime.phase() >= Phase::Stopping {

@@ -754,6 +754,24 @@ enum gs_status gs_wait_for_streams(double timeout_seconds);
  */
 enum gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
 
+/**
+ * Counts one more piece of work: the shutdown sequence waits for it as
+ * for a stream, until the hooks' budget begins. Lock-free; safe from any
+ * thread. `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already counted.
+ */
+enum gs_status gs_work_begin(void);
+
+/**
+ * Counts one piece of work as done. Without a matching begin:
+ * `GS_ERR_NO_ACTIVE_STREAM`, and the count stays at 0.
+ */
+enum gs_status gs_work_end(void);
+
+/**
+ * Work counted now.
+ */
+uint64_t gs_active_work(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

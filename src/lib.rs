@@ -72,7 +72,7 @@ pub use last_call_runtime::{
 };
 pub use last_call_runtime::{timeout_from_secs, Error};
 pub use last_call_runtime::{HookOrder, HookOutcome, HookReport};
-pub use last_call_runtime::{RegistrationId, StreamGuard};
+pub use last_call_runtime::{RegistrationId, StreamGuard, WorkGuard};
 
 // The lower crates' modules under their paths before the split, for ffi/.
 use last_call_core::phase;

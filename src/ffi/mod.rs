@@ -39,6 +39,8 @@ mod version;
 
 mod streams;
 
+mod work;
+
 pub use config::*;
 pub use hooks::*;
 pub use host_exit::*;
@@ -55,6 +57,7 @@ pub use streams::*;
 pub use testing::*;
 pub use version::*;
 pub use watchdog::*;
+pub use work::*;
 
 use crate::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};

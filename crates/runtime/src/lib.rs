@@ -26,6 +26,7 @@ pub mod seconds;
 mod sequence;
 mod signals;
 mod watchdog;
+mod work;
 
 // The core crate's modules under their paths before the split.
 use last_call_core::{clock, delivery, phase, stream_counter, wait_word};
@@ -42,3 +43,4 @@ pub use reconnect_spread::{
 pub use runtime::{RegistrationId, Runtime, StreamGuard};
 pub use signals::{install_signal_handlers, signal_handlers_installed};
 pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
+pub use work::WorkGuard;

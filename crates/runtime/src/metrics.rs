@@ -31,6 +31,7 @@ pub(crate) type Source = Arc<dyn Fn(&mut Vec<Figure>) + Send + Sync>;
 struct Snapshot {
     phase: Phase,
     active: u32,
+    work: u32,
     started_total: u64,
     finished_total: u64,
     shutdown_started: f64,
@@ -46,6 +47,7 @@ impl Snapshot {
         Snapshot {
             phase,
             active: runtime.active_streams(),
+            work: runtime.active_work(),
             started_total: runtime.streams_started_total(),
             finished_total: runtime.streams_finished_total(),
             shutdown_started: runtime
@@ -74,6 +76,12 @@ impl Snapshot {
                 kind: "gauge",
                 help: "Streams open now.",
                 value: f64::from(self.active),
+            },
+            Figure {
+                name: "gs_active_work",
+                kind: "gauge",
+                help: "Work the shutdown waits for beside the streams (tasks), counted now.",
+                value: f64::from(self.work),
             },
             Figure {
                 name: "gs_phase",

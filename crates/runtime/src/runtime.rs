@@ -52,6 +52,8 @@ pub(crate) struct Shared {
 
 pub(crate) struct Inner {
     pub(crate) streams: StreamCounter,
+    /// Work the sequence waits for beside the streams (see `work.rs`).
+    pub(crate) work: StreamCounter,
     pub(crate) phase: PhaseCell,
     pub(crate) shared: Mutex<Shared>,
     pub(crate) delivery: DeliverySlot,
@@ -124,6 +126,7 @@ impl Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 streams: StreamCounter::new(),
+                work: StreamCounter::new(),
                 phase: PhaseCell::new(),
                 shared: Mutex::new(Shared::default()),
                 delivery: DeliverySlot::new(),
@@ -498,6 +501,7 @@ impl Runtime {
         self.inner.reset_word.store(fresh.bits(), Ordering::SeqCst);
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         self.inner.streams.reset_active();
+        self.inner.work.reset_active();
         self.inner.ring_bell();
         crate::signals::reset_signal_count();
         // Listener calls in flight and the abandoned sequence end promptly
@@ -596,6 +600,7 @@ impl Runtime {
     /// right after fork (`fork.rs` holds the lock).
     pub(crate) fn reset_after_fork(&self, shared: &mut Shared) {
         self.inner.streams.reset_after_fork();
+        self.inner.work.reset_after_fork();
         self.inner.phase.reset();
         self.inner.delivery.reset_after_fork();
         self.inner.host_calls.reset_after_fork();

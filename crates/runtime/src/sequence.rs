@@ -133,7 +133,7 @@ fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
     // configuration put that first).
     inner.sleep_until(timeline.drain_over.min(timeline.closing_at), generation);
     // Wait for the last stream, at most until closing time.
-    let mut drained = inner.streams.wait_for_zero_until(timeline.closing_at);
+    let mut drained = inner.wait_idle_until(timeline.closing_at);
     if !inner.is_generation(generation) {
         return;
     }
@@ -143,13 +143,14 @@ fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
             .streams_asked_to_close
             .store(u64::from(inner.streams.active()), Ordering::Relaxed);
         inner.phase.advance(Phase::ClosingStreams);
-        drained = inner.streams.wait_for_zero_until(timeline.hooks_at);
+        drained = inner.wait_idle_until(timeline.hooks_at);
     }
     inner.sleep_until(timeline.drain_over, generation);
     if !drained && inner.is_generation(generation) {
         warn!(
-            "{} stream(s) still open when the hooks' budget began",
-            inner.streams.active()
+            "{} stream(s) still open and {} piece(s) of work still counted when the hooks' budget began",
+            inner.streams.active(),
+            inner.work.active()
         );
     }
 }

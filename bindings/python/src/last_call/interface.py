@@ -13,10 +13,12 @@ one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any, Callable, Optional, Protocol
 
@@ -74,6 +76,9 @@ class Runtime(Protocol):
         ...
 
     def wait_for_streams(self, timeout: float) -> int: ...
+    def begin_work(self) -> int: ...
+    def end_work(self) -> int: ...
+    def active_work(self) -> int: ...
     def wait_for_phase(self, phase: int, timeout: float) -> int: ...
     def active_streams(self) -> int: ...
     def streams_started_total(self) -> int: ...
@@ -185,6 +190,45 @@ class ShutdownManager:
     @property
     def streams_finished_total(self) -> int:
         return self._runtime.streams_finished_total()
+
+    # ----- work the shutdown waits for beside the streams -----
+
+    def begin_work(self) -> None:
+        """Counts one piece of work (a task that publishes to a hub
+        channel): the shutdown sequence waits for it as for a stream, until
+        the hooks' budget, but it is not a stream (``gs_active_work``, not
+        ``gs_active_streams``). Pair it with :meth:`end_work`, or use
+        :meth:`work`."""
+        status = self._runtime.begin_work()
+        if status:
+            self._runtime.check(status)
+
+    def end_work(self) -> None:
+        """Counts one piece of work as done (NoActiveStreamError without a
+        matching begin; the count stays at zero)."""
+        status = self._runtime.end_work()
+        if status:
+            self._runtime.check(status)
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        """Counts the ``with`` block as work the pod waits for: after a
+        hand-off through the shared store a pod may hold no stream while its
+        tasks still publish, and it must not exit under them. Work bound to
+        this pod stops at ``stream_end_in(StreamKind.POD_BOUND)``::
+
+            with manager.work():
+                run_task()
+        """
+        self.begin_work()
+        try:
+            yield
+        finally:
+            self.end_work()
+
+    @property
+    def active_work(self) -> int:
+        return self._runtime.active_work()
 
     def stream_end_in(self, kind: StreamKind = StreamKind.RESUMABLE) -> float | None:
         """None while a stream of ``kind`` should go on (before

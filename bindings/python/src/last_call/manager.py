@@ -48,6 +48,15 @@ class _NativeRuntime:
     def streams_started_total(self) -> int:
         return int(self._lib.gs_streams_started_total())
 
+    def begin_work(self) -> int:
+        return int(self._lib.gs_work_begin())
+
+    def end_work(self) -> int:
+        return int(self._lib.gs_work_end())
+
+    def active_work(self) -> int:
+        return int(self._lib.gs_active_work())
+
     def streams_finished_total(self) -> int:
         return int(self._lib.gs_streams_finished_total())
 

@@ -40,6 +40,7 @@ DEFAULT_SHUTDOWN_TIMEOUT = 25.0
 METRICS = (
     # name, type, help
     ("gs_active_streams", "gauge", "Streams open now."),
+    ("gs_active_work", "gauge", "Work the shutdown waits for beside the streams (tasks), counted now."),
     ("gs_phase", "gauge", "Shutdown phase: 0 serving, 1 draining, 2 closing_streams, 3 stopping, 4 stopped."),
     ("gs_draining", "gauge", "1 when the process is not ready for new work (any phase but serving)."),
     ("gs_streams_started_total", "counter", "Streams begun since the process started."),
@@ -85,6 +86,7 @@ class _SimulatedRuntime:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._active = 0
+        self._work = 0
         self._started = 0
         self._finished = 0
         self._phase = Phase.SERVING
@@ -129,10 +131,33 @@ class _SimulatedRuntime:
             self._active -= 1
             self._finished += 1
             self._lock.notify_all()
-            finish = self._active == 0 and self._sequence_started and self._phase < Phase.STOPPING
+            finish = self._idle() and self._sequence_started and self._phase < Phase.STOPPING
         if finish:
             self._finish()
         return Status.OK
+
+    def _idle(self) -> bool:
+        """No stream and no work (the caller holds the lock)."""
+        return self._active == 0 and self._work == 0
+
+    def begin_work(self) -> int:
+        with self._lock:
+            self._work += 1
+        return Status.OK
+
+    def end_work(self) -> int:
+        with self._lock:
+            if self._work == 0:
+                return self._fail(Status.NO_ACTIVE_STREAM, "work ended without a matching begin (none is counted)")
+            self._work -= 1
+            self._lock.notify_all()
+            finish = self._idle() and self._sequence_started and self._phase < Phase.STOPPING
+        if finish:
+            self._finish()
+        return Status.OK
+
+    def active_work(self) -> int:
+        return self._work
 
     def active_streams(self) -> int:
         return self._active
@@ -214,7 +239,7 @@ class _SimulatedRuntime:
             self._started_at = time.time()
             self._started_monotonic = time.monotonic()
             was_serving = self._phase == Phase.SERVING
-            finish = self._active == 0
+            finish = self._idle()
         if was_serving:
             self._move(Phase.DRAINING)
         if finish:
@@ -316,6 +341,7 @@ class _SimulatedRuntime:
         with self._lock:
             values: dict[str, float] = {
                 "gs_active_streams": self._active,
+                "gs_active_work": self._work,
                 "gs_phase": int(self._phase),
                 "gs_draining": int(self._phase != Phase.SERVING),
                 "gs_streams_started_total": self._started,

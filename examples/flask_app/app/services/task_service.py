@@ -222,6 +222,14 @@ class TaskService:
             subscriber.put(item)
 
     def _run(self, task: Task) -> None:
+        # Work the pod waits for beside its streams: once its streams are
+        # handed off to another pod (STREAMS=hub with a shared store), the
+        # task still runs and publishes here, and the pod must not exit under
+        # it. It is cancelled at the streams' last moment (create_app).
+        with self._manager.work():
+            self._run_counted(task)
+
+    def _run_counted(self, task: Task) -> None:
         try:
             self._publish(task, TASK_STARTED, {"steps": task.steps})
             for step in range(1, task.steps + 1):
