@@ -39,10 +39,14 @@ pub mod ids;
 pub mod keys;
 mod log_reader;
 mod store;
+pub mod tls;
 pub mod url;
 mod values;
 
 pub use log_reader::{LogEntry, LogItem, LogReader};
 pub use store::{Append, Appended, Kind, Limits, RedisStore, Resume, ResumeStatus};
-pub use url::{StoreUrl, StoreUrlError, STREAM_STORE};
+pub use tls::{
+    StoreTls, STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE, STREAM_STORE_CLIENT_KEY_FILE,
+};
+pub use url::{StoreConfigError, StoreUrl, STREAM_STORE};
 pub use values::{Entry, Flag};
