@@ -1,16 +1,19 @@
 //! Two stream hubs (two "pods", `examples/hub_holder` in child processes)
 //! on one real redis-server (`GS_STREAM_STORE`): one order on every pod, a
-//! resume on the other pod exactly once, and Redis killed and restarted
-//! empty under them.
+//! resume on the other pod exactly once, Redis killed and restarted empty
+//! under them, and Redis over TLS with a private CA.
 
 mod common;
 
 #[path = "../crates/store/tests/common/mod.rs"]
 mod redis_server;
 
+#[path = "../crates/store/tests/pki/mod.rs"]
+mod pki;
+
 use common::sse::{self, Arrival, SseStream};
 use common::{clear_gs_environment, example, ChildProcess};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, ServerTls};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -392,4 +395,95 @@ fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_ga
     let resumed = feed(&client, &a, Some(&seen[1]));
     assert_eq!(id_of(&next(&resumed)), Some(seen[2].as_str()));
     stop(&mut a);
+}
+
+#[test]
+fn two_hubs_on_a_tls_redis_with_a_private_ca_and_client_certificates() {
+    let pki = pki::Pki::new("hub");
+    let server = pki.issue("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_tls(ServerTls {
+        cert: server.cert,
+        key: server.key,
+        ca: pki.ca_file.clone(),
+        auth_clients: true,
+    });
+    let client_leaf = pki.issue("hub", &["hub"]);
+    let (ca, cert, key) = (
+        pki.ca_file.to_str().unwrap(),
+        client_leaf.cert.to_str().unwrap(),
+        client_leaf.key.to_str().unwrap(),
+    );
+    let tls = [
+        ("GS_STREAM_STORE_CA_FILE", ca),
+        ("GS_STREAM_STORE_CLIENT_CERT_FILE", cert),
+        ("GS_STREAM_STORE_CLIENT_KEY_FILE", key),
+    ];
+    let (a, b) = (pod_with(&redis.url(), &tls), pod_with(&redis.url(), &tls));
+    let client = client();
+    let on_a = feed(&client, &a, None);
+    let seen_a = ids(&on_a, 12);
+    // Part read on A, the rest on B after Last-Event-ID: exactly once.
+    let resumed = feed(&client, &b, Some(&seen_a[3]));
+    assert_eq!(ids(&resumed, seen_a.len() - 4), seen_a[4..]);
+    assert!(redis.cli(&["DBSIZE"]).parse::<u32>().unwrap() > 0);
+    for mut pod in [a, b] {
+        stop(&mut pod);
+    }
+}
+
+/// The hub does not start: exit 2, and stderr names `variable`.
+fn refused_at_start(store: &str, env: &[(&str, &str)], variable: &str) {
+    let mut command = Command::new(example("hub_holder"));
+    clear_gs_environment(&mut command);
+    command
+        .env("GS_STREAM_ADDR", "127.0.0.1:0")
+        .env("GS_STREAM_SECRET", "a secret every pod shares, 32 bytes")
+        .env("GS_STREAM_STORE", store)
+        .envs(env.iter().copied());
+    let mut child = ChildProcess::spawn(command);
+    let status = child.wait_exit(WAIT);
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(2), "{store} {env:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("invalid {variable}=")),
+        "{store} {env:?}: {stderr}"
+    );
+}
+
+#[test]
+fn a_bad_tls_setting_for_the_store_stops_the_hub_at_start_naming_its_variable() {
+    let pki = pki::Pki::new("bad");
+    let garbage = pki.file("garbage.pem", "not a certificate\n");
+    let leaf = pki.issue("hub", &["hub"]);
+    let tls_store = "rediss://127.0.0.1:6390";
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", "/nonexistent/ca.pem")],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", garbage.to_str().unwrap())],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", "")],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[(
+            "GS_STREAM_STORE_CLIENT_CERT_FILE",
+            leaf.cert.to_str().unwrap(),
+        )],
+        "GS_STREAM_STORE_CLIENT_KEY_FILE",
+    );
+    // A CA for a plaintext store: TLS expected where there would be none.
+    refused_at_start(
+        "redis://127.0.0.1:6390",
+        &[("GS_STREAM_STORE_CA_FILE", pki.ca_file.to_str().unwrap())],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start("rediss://127.0.0.1:6390/#insecure", &[], "GS_STREAM_STORE");
 }

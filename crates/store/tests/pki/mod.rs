@@ -6,6 +6,7 @@
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct Pki {
     dir: PathBuf,
@@ -23,10 +24,11 @@ pub struct Leaf {
 impl Pki {
     /// A new CA named `name` (its files under a fresh directory).
     pub fn new(name: &str) -> Pki {
+        static MADE: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "last-call-pki-{}-{name}-{}",
             std::process::id(),
-            fastrand::u64(..)
+            MADE.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("a directory for the certificates");
         let key = KeyPair::generate().unwrap();
