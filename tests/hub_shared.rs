@@ -575,3 +575,53 @@ fn several_workers_refuse_the_in_process_store_and_port_0_by_name() {
     assert!(any_port.to_string().contains("port 0"), "{any_port}");
     assert!(last_call::Runtime::new().set_worker_processes(0).is_err());
 }
+
+#[test]
+fn a_hub_that_cannot_verify_the_tls_redis_runs_degraded_and_sends_nothing_in_plaintext() {
+    use last_call::{HubOptions, Runtime, StoreTls, StoreUrl, StreamKind};
+    common::require_process_per_test();
+    let (ours, theirs) = (pki::Pki::new("ours"), pki::Pki::new("theirs"));
+    let leaf = theirs.issue("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_tls(ServerTls {
+        cert: leaf.cert,
+        key: leaf.key,
+        ca: theirs.ca_file.clone(),
+        auth_clients: false,
+    });
+    let runtime = Runtime::global();
+    let mut options = HubOptions::new("127.0.0.1:0", "a secret every pod shares, 32 bytes");
+    options.store = StoreUrl::parse(&redis.url()).unwrap();
+    options.store_tls = StoreTls {
+        ca_file: Some(ours.ca_file.clone()),
+        ..StoreTls::default()
+    };
+    let addr = runtime.start_hub(options).unwrap();
+    let probes = runtime
+        .start_probe_listener(last_call::ProbeOptions::new("127.0.0.1:0"))
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body, _) =
+            common::request(probes, "GET", "/healthz", &[("accept", "application/json")]);
+        assert_eq!(status, 200, "{body}");
+        if body.contains(r#""state":"degraded""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reported degraded: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Local subscribers still get local publishes (degraded, this pod only).
+    let client = client();
+    let token = runtime
+        .hub_subscribe_token("local", Duration::from_secs(60))
+        .unwrap();
+    let subscriber = sse::open(&client, addr, &format!("/streams/local?token={token}"), &[]);
+    assert_eq!(subscriber.status, 200);
+    runtime
+        .hub_publish("local", "step", "here", None, StreamKind::Resumable)
+        .unwrap();
+    assert!(next(&subscriber).ends_with("data: here"));
+    // Nothing reached Redis: no plaintext fallback, no write on an
+    // unverified link.
+    assert_eq!(redis.cli(&["DBSIZE"]), "0");
+}
