@@ -33,6 +33,10 @@
 //!   idle time; each bucket log keeps about `log_len` entries. Redis must
 //!   run with `maxmemory` and `maxmemory-policy noeviction`: an eviction
 //!   would drop histories silently, where a refused write is reported.
+//! * **TLS.** `rediss://` verifies the server's certificate (chain, name,
+//!   validity) against the system's roots or [`StoreTls::ca_file`], with a
+//!   client certificate for mutual TLS ([`tls`]); a certificate that does
+//!   not verify makes the store unreachable, never plaintext.
 
 mod connection;
 pub mod ids;
