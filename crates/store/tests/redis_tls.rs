@@ -323,10 +323,28 @@ async fn a_tls_cluster_serves_channels_across_slots() {
             "{channel}"
         );
     }
-    let mut readers = store.log_readers(Duration::from_millis(200), 100);
-    for reader in &mut readers {
-        reader.start().await.unwrap();
+    // A blocking log reader (a cluster connection of its own) over TLS;
+    // one: each of the 16 connects to every node.
+    let bucket = last_call_store::keys::bucket("task:0");
+    let mut reader = store
+        .log_readers(Duration::from_millis(200), 100)
+        .into_iter()
+        .find(|reader| reader.buckets() == [bucket])
+        .expect("a reader for task:0's bucket");
+    reader.start().await.unwrap();
+    let more = added(&store.append(&[event("task:0", 3)]).await.unwrap());
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        for item in reader.next().await.unwrap() {
+            if let LogItem::Entry(entry) = item {
+                seen.push(entry.entry.id.to_string());
+            }
+        }
+        if seen.contains(&more[0]) {
+            break;
+        }
     }
+    assert!(seen.contains(&more[0]), "{seen:?}");
     // Another CA's store is refused by every node.
     let stranger = Pki::new("cluster-stranger");
     let refused = RedisStore::with_tls(
