@@ -54,6 +54,7 @@ class Subscriber:
 
     ids: list[str] = field(default_factory=list)
     events: list[tuple[str, int | None]] = field(default_factory=list)  # (event_type, step)
+    events_after_handoff: int = 0  # received after its first reconnect hint
     final: str | None = None  # "task_completed", "task_failed (shutdown)", ...
     gaps: int = 0
     reconnects: int = 0  # hints honoured
@@ -180,6 +181,7 @@ class HandoffClients:
                             elif sse.event == "task_event":
                                 data = json.loads(sse.data)
                                 seen.ids.append(sse.id)
+                                seen.events_after_handoff += seen.reconnects > 0
                                 last_id = sse.id
                                 step = (data.get("data") or {}).get("step")
                                 seen.events.append((str(data.get("event_type")), step))
@@ -271,8 +273,9 @@ def check(seen: Subscriber, stored: StoredChannel, steps: int) -> dict:
     }
 
 
-def report(clients: HandoffClients, store: RedisServer) -> dict:
-    """Per task and in total: exactly once, true endings, gaps, reconnects."""
+def report(clients: HandoffClients, store: RedisServer, sigterms: dict[str, float]) -> dict:
+    """Per task and in total: exactly once, true endings, gaps, reconnects.
+    `sigterms`: each old pod's SIGTERM (wall clock, as the store's ids)."""
     tasks = []
     totals: Counter = Counter()
     for number, task in enumerate(clients.tasks, start=1):
@@ -283,12 +286,19 @@ def report(clients: HandoffClients, store: RedisServer) -> dict:
         stored = store.history(f"task-{task.task_id}")
         true_ending = ending(json.loads(stored.final.data)) if stored.final and stored.final.data else None
         checks = [check(s, stored, task.steps) for s in task.subscribers]
+        ended_at = _order(stored.final.id)[0] / 1000 if stored.final else None
+        sigterm = sigterms.get(task.started_on)
         row = {
             "task": number,
             "task_id": task.task_id[:8],
             "started_on": task.started_on,
             "steps": task.steps,
             "true_ending": true_ending or "none in the store",
+            # When the store closed the channel, from its pod's SIGTERM.
+            "ended_after_sigterm": round(ended_at - sigterm, 1) if ended_at and sigterm else None,
+            "fewest_events_after_handoff": min(
+                (s.events_after_handoff for s in task.subscribers if s.reconnects), default=0
+            ),
             "subscribers": len(task.subscribers),
             "exactly_once": sum(c["exactly_once"] for c in checks),
             "with_true_ending": sum(c["true_ending"] for c in checks),
