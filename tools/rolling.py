@@ -13,6 +13,11 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
 * runs the pods as containers (``kubelet.Container``: PID 1 of a PID
   namespace, memory and pids cgroups, the liveness probe, preStop, SIGKILL at
   the grace period) with the manifest's ``GS_*`` environment;
+* for the hub host (``hosts.HUB_HOSTS``), starts a redis-server of the
+  run's own as its shared store (``GS_STREAM_STORE``) and gives HAProxy a
+  streams frontend, a backend of every pod's hub port, which
+  ``PUBLIC_STREAM_BASE_URL`` names: stream URLs go through the load
+  balancer, as the manifest's do;
 * runs the scenario's clients through HAProxy (asyncio, httpx);
 * rolls the pods the way the Deployment's strategy says (maxSurge,
   maxUnavailable): a new pod, ready in HAProxy's eyes, then an old one
@@ -21,11 +26,14 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
 * reports streams completed, ended honestly (pod-bound ending), told to
   reconnect and cut, client-visible errors by kind, liveness restarts, OOM
   kills, SIGKILLs, exit codes, SIGTERM-to-exit against the grace period and
-  the reconnects' spread and peak rate.
+  the reconnects' spread and peak rate; the handoff scenario, on the hub
+  host, holds each subscriber against the store's record of its channel
+  (``handoff_clients.py``).
 
     python tools/rolling.py --rounds 3                   # everything
     python tools/rolling.py --short                      # make test's run
     python tools/rolling.py --host rust --scenario sunny
+    python tools/rolling.py --scenario handoff           # the hub host's hand-off
 """
 
 from __future__ import annotations
@@ -1227,7 +1235,9 @@ def main() -> int:
     parser.add_argument("--host", choices=hosts.NAMES, action="append", help="repeatable; default: every host")
     parser.add_argument("--scenario", choices=list(SCENARIOS), action="append", help="repeatable; default: all")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--short", action="store_true", help="make test's run: one round, sunny and saturated")
+    parser.add_argument(
+        "--short", action="store_true", help="make test's run: one round, sunny and saturated, a short handoff"
+    )
     parser.add_argument("--replicas", type=int, help="override the manifest's replicas (reported)")
     parser.add_argument("--profile", default="release")
     parser.add_argument("--no-browsers", action="store_true", help="no headless Chromium clients")
@@ -1242,7 +1252,7 @@ def main() -> int:
         spec = short_spec(spec)
     if args.replicas is not None:
         spec = spec.override(replicas=args.replicas)
-    names = args.scenario or (list(SHORT) if args.short else list(SCENARIOS))
+    names = args.scenario or ([*SHORT, SHORT_HANDOFF] if args.short else list(SCENARIOS))
     rounds = 1 if args.short else args.rounds
     reports: list[dict] = []
     ok = True
