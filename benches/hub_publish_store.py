@@ -23,14 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from redis_process import RedisProcess
 
 BATCH = 100
 DATA = '{"event_type": "progress_update", "data": {"step": 1, "steps": 10, "percent": 10}}'
@@ -109,28 +111,6 @@ def child(rate: int, batches: int) -> int:
     return 0
 
 
-def start_redis(directory: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return server, port
-        except OSError:
-            time.sleep(0.02)
-    server.kill()
-    server.wait()
-    raise RuntimeError("redis-server did not start")
-
-
 def measure(store: str, rate: int, batches: int) -> dict[str, object]:
     env = dict(os.environ, GS_STREAM_STORE=store)
     command = [sys.executable, __file__, "--child", "--rate", str(rate), "--batches", str(batches)]
@@ -149,22 +129,19 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args.rate, args.batches)
-    if shutil.which("redis-server") is None:
-        print("hub_publish_store: redis-server is not on PATH (make setup installs it)", file=sys.stderr)
-        return 2
-    directory = tempfile.mkdtemp(prefix="hub-publish-store-")
-    server, port = None, 0
     try:
-        server, port = start_redis(directory)
+        redis = RedisProcess()
+    except RuntimeError as error:
+        print(f"hub_publish_store: {error}", file=sys.stderr)
+        return 2
+    port = redis.port
+    try:
         results = {
             "memory:": measure("memory:", args.rate, args.batches),
             f"redis://127.0.0.1:{port}/0": measure(f"redis://127.0.0.1:{port}/0", args.rate, args.batches),
         }
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+        redis.close()
     p = lambda s, q: s[min(len(s) - 1, int(len(s) * q))]  # noqa: E731
     print(
         f"\nhub.publish per call, batches of {BATCH} paced at {args.rate:,}/s, {BATCH * args.batches:,} calls per row\n"

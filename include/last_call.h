@@ -500,6 +500,19 @@ enum gs_status gs_add_readiness_check(const char *name, gs_readiness_check check
 enum gs_status gs_remove_readiness_check(uint64_t id);
 
 /**
+ * Says that this process is one of `workers` worker processes serving one
+ * pod: call it in each worker before its listeners start (1, the default:
+ * a process of its own). With more than one, the probe listener and the
+ * hub bind their port with `SO_REUSEPORT` (the kernel spreads connections
+ * over the workers), port 0 is refused, and the hub refuses the
+ * in-process store (each worker would hold its own channels): every
+ * worker's hub follows every channel through the shared store, so a
+ * subscriber on one worker gets the events another publishes.
+ * `GS_ERR_INVALID_ARGUMENT` for 0.
+ */
+enum gs_status gs_set_worker_processes(uint32_t workers);
+
+/**
  * Fills `*config` with the defaults, overridden by every `GS_*`
  * environment variable that is set. `GS_ERR_INVALID_CONFIG` when one is
  * malformed; `gs_last_error_message` names it.

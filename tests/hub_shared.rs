@@ -393,3 +393,91 @@ fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_ga
     assert_eq!(id_of(&next(&resumed)), Some(seen[2].as_str()));
     stop(&mut a);
 }
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// A "worker process" of a pod: a private runtime told it has `workers`
+/// siblings, its hub on `port`.
+fn worker(workers: u32, port: u16, store: &str) -> Result<last_call::Runtime, last_call::Error> {
+    let runtime = last_call::Runtime::new();
+    runtime.set_worker_processes(workers)?;
+    let mut options = last_call::hub::HubOptions::new(
+        format!("127.0.0.1:{port}"),
+        "a secret every pod shares, 32 bytes",
+    );
+    options.store = last_call_store::StoreUrl::parse(store).unwrap();
+    runtime.start_hub(options)?;
+    Ok(runtime)
+}
+
+#[test]
+fn two_workers_share_one_hub_port_and_every_subscriber_gets_both_workers_events() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let workers: Vec<last_call::Runtime> = (0..2)
+        .map(|_| worker(2, port, &redis.url()).expect("a worker's hub on the shared port"))
+        .collect();
+    // A process that says it is alone does not share the port: it is told
+    // the port is in use, as a second copy of a server should be.
+    let alone = worker(1, port, &redis.url()).expect_err("a lone process on the workers' port");
+    assert!(alone.to_string().contains("GS_STREAM_ADDR"), "{alone}");
+
+    let client = client();
+    let token = workers[0]
+        .hub_subscribe_token("jobs", Duration::from_secs(60))
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The kernel spreads them over the two workers' sockets.
+    let streams: Vec<SseStream> = (0..12)
+        .map(|_| {
+            let stream = sse::open(&client, addr, &format!("/streams/jobs?token={token}"), &[]);
+            assert_eq!(stream.status, 200);
+            stream
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while workers.iter().map(|w| w.active_streams()).sum::<u32>() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscribers were not all counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each worker publishes: whichever worker holds a subscriber, one of
+    // the two publishers is the other one.
+    let mut published = Vec::new();
+    for round in 0..3 {
+        for (n, worker) in workers.iter().enumerate() {
+            let data = format!("worker-{n}-{round}");
+            worker
+                .hub_publish("jobs", "job", &data, None, last_call::StreamKind::Resumable)
+                .unwrap();
+            published.push(data);
+        }
+    }
+    published.sort();
+    for stream in &streams {
+        let mut got: Vec<String> = (0..published.len())
+            .map(|_| {
+                let text = next(stream);
+                let data = text.lines().find_map(|line| line.strip_prefix("data: "));
+                data.expect("an event with data").to_owned()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, published, "every worker's events, each once");
+    }
+}
+
+#[test]
+fn several_workers_refuse_the_in_process_store_and_port_0_by_name() {
+    let memory = worker(2, free_port(), "memory:").expect_err("memory with two workers");
+    assert!(memory.to_string().contains("GS_STREAM_STORE"), "{memory}");
+    let redis = RedisServer::start();
+    let any_port = worker(2, 0, &redis.url()).expect_err("port 0 with two workers");
+    assert!(any_port.to_string().contains("port 0"), "{any_port}");
+    assert!(last_call::Runtime::new().set_worker_processes(0).is_err());
+}

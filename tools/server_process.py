@@ -112,6 +112,28 @@ class ServerProcess:
             if re.search(pattern, line):
                 return line
 
+    def wait_for_logs(self, pattern: str, count: int, timeout: float = 15.0) -> List[str]:
+        """The first `count` output lines matching `pattern` (several
+        workers announce the same line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            matching = [line for line in self.lines if re.search(pattern, line)]
+            if len(matching) >= count:
+                return matching[:count]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"{len(matching)} of {count} lines matching {pattern!r} in {timeout} s; output:\n"
+                    + "\n".join(self.lines)
+                )
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"the app exited before {pattern!r}; output:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+
     def signal(self, signum: int) -> float:
         """Sends `signum`; returns when it was sent (time.monotonic())."""
         sent = time.monotonic()

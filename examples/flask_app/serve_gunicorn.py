@@ -7,11 +7,14 @@ the same process, ``gunicorn -c python:last_call.gunicorn -k gthread -w 1
 --threads $THREADS --bind $HOST:$PORT wsgi:app``, so that the process the
 kubelet signals is gunicorn's master.
 
-**One worker, many threads.** The tasks live in the memory of the process
-that started them, so with several workers a stream request could reach a
-worker that does not hold its task (404). One gthread worker holds them all;
-it serves each SSE stream on a thread of its own (THREADS, default 16), and
-the pod scales by replicas. The probe listener is the master's, one per pod
+**One worker, many threads** by default. The tasks live in the memory of
+the process that started them, so with several workers a stream request
+could reach a worker that does not hold its task (404). One gthread worker
+holds them all; it serves each SSE stream on a thread of its own (THREADS,
+default 16), and the pod scales by replicas. With STREAMS=hub and a shared
+store (GS_STREAM_STORE=redis://...), WORKERS=N runs N workers: each holds a
+hub on the one hub port (``last_call.workers``), and a task's events reach
+its subscribers whichever worker holds them. The probe listener is the master's, one per pod
 whatever the worker count (``last_call.gunicorn``).
 
 LAST_CALL_DISABLED=1 runs plain gunicorn (``gunicorn_baseline.py``, which
@@ -39,7 +42,7 @@ if __name__ == "__main__":
     host = f"[{SETTINGS.host}]" if ":" in SETTINGS.host else SETTINGS.host
     baseline = os.environ.get("LAST_CALL_DISABLED") == "1"
     config = ["-c", "python:gunicorn_baseline" if baseline else "python:last_call.gunicorn"]
-    argv = ["gunicorn", *config, "-k", "gthread", "-w", "1", "--threads", str(SETTINGS.threads)]
+    argv = ["gunicorn", *config, "-k", "gthread", "-w", str(SETTINGS.workers), "--threads", str(SETTINGS.threads)]
     here = os.path.dirname(os.path.abspath(__file__))
     argv += ["--chdir", here, "--bind", f"{host}:{SETTINGS.port}", "wsgi:app"]
     # In this process rather than exec'd: exec would reset the early SIGTERM

@@ -30,6 +30,11 @@ class Settings:
     #: Where browsers reach the hub (absolute, or a path such as /hub that
     #: an ingress routes to it); unset: the hub's own address.
     public_stream_base_url: str | None = None
+    #: gunicorn worker processes (serve_gunicorn.py; Waitress runs one).
+    #: More than one needs STREAMS=hub: a task lives in the worker that
+    #: started it, and only the hub (on a shared store) reaches its
+    #: subscribers from any worker.
+    workers: int = 1
 
 
 def _integer(name: str, default: int, low: int, high: int) -> int:
@@ -69,9 +74,21 @@ def _streams() -> str:
     return value
 
 
+def _workers(streams: str) -> int:
+    workers = _integer("WORKERS", 1, 1, 64)
+    if workers > 1 and streams != "hub":
+        raise SettingsError(
+            f"WORKERS={workers} needs STREAMS=hub: with a thread per stream, a task's stream "
+            "request could reach a worker that does not hold the task"
+        )
+    return workers
+
+
 def from_env() -> Settings:
+    streams = _streams()
     return Settings(
-        streams=_streams(),
+        streams=streams,
+        workers=_workers(streams),
         public_stream_base_url=os.environ.get("PUBLIC_STREAM_BASE_URL") or None,
         host=os.environ.get("HOST", "127.0.0.1"),
         port=_integer("PORT", 8080, 0, 65535),

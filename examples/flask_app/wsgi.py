@@ -9,10 +9,12 @@ this.)"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, Callable
 
 from app import create_app
+from last_call import hub
 from last_call.testing import install_test_switches
 from settings import from_env
 
@@ -21,6 +23,12 @@ DISCARD_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
 
 flask_app = create_app()
+if from_env().streams == "hub":
+    # In the worker (this module is loaded there): each worker holds a hub
+    # on the pod's one hub port (last_call.gunicorn's post_fork told the
+    # runtime how many workers share it). The heartbeat follows the app's.
+    os.environ.setdefault("GS_STREAM_HEARTBEAT_SECONDS", str(from_env().heartbeat_seconds))
+    hub.start()
 # Test-only, off by default (serve_gunicorn.py refused a bad value already).
 install_test_switches(flask_app.extensions["container"].shutdown_manager(), from_env().host)
 

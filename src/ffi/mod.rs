@@ -19,6 +19,8 @@ mod hub;
 mod metrics;
 #[cfg(feature = "http")]
 mod probes;
+#[cfg(feature = "http")]
+mod workers;
 
 mod config;
 
@@ -58,6 +60,8 @@ pub use testing::*;
 pub use version::*;
 pub use watchdog::*;
 pub use work::*;
+#[cfg(feature = "http")]
+pub use workers::*;
 
 use crate::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};

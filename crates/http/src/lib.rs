@@ -12,6 +12,7 @@ pub mod hub;
 mod listener;
 pub mod probes;
 mod runtime;
+mod workers;
 
 // The lower crates' modules under their paths before the split.
 use last_call_core::{clock, monotonic_ns, phase};

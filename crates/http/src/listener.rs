@@ -81,22 +81,34 @@ pub(crate) struct Bound {
 const BACKLOG: i32 = 1024;
 
 /// A listening socket on `addr` with the [`BACKLOG`] (and `SO_REUSEADDR`,
-/// as std sets it, so that a restarted process can listen at once).
-fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// as std sets it, so that a restarted process can listen at once; and
+/// `SO_REUSEPORT` when sibling worker processes share the port, see
+/// `workers.rs`).
+fn listen(addr: SocketAddr, share_port: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if share_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
 }
 
 /// Binds `addr` (`value` is what the operator wrote, for the error) and
-/// builds the listener's runtime.
-pub(crate) fn bind(spec: Spec, value: &str, addr: SocketAddr) -> Result<Bound, Error> {
+/// builds the listener's runtime. With `workers` > 1 worker processes the
+/// port is shared with the siblings (`SO_REUSEPORT`), and port 0 is refused:
+/// each would pick a port of its own.
+pub(crate) fn bind(
+    spec: Spec,
+    value: &str,
+    addr: SocketAddr,
+    workers: u32,
+) -> Result<Bound, Error> {
     // A fork from now on changes the generation in the child.
     crate::fork::register_fork_handlers();
     let cannot_listen = |reason: String| {
@@ -106,7 +118,13 @@ pub(crate) fn bind(spec: Spec, value: &str, addr: SocketAddr) -> Result<Bound, E
             reason,
         })
     };
-    let listener = listen(addr).map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
+    if workers > 1 && addr.port() == 0 {
+        return Err(cannot_listen(format!(
+            "port 0 with {workers} worker processes: each would listen on a port of its own; give the port"
+        )));
+    }
+    let listener =
+        listen(addr, workers > 1).map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;

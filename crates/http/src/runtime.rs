@@ -13,7 +13,7 @@ use last_call_runtime::metrics::Figure;
 use last_call_runtime::{Error, RegistrationId};
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ pub struct Listeners {
     /// channel's ring (a figure of the metrics: the publishers' pace is
     /// more than some readers take).
     pub(crate) skipped_events: Arc<AtomicU64>,
+    /// Worker processes sharing this pod's ports (0 or 1: this one alone;
+    /// see `workers.rs`).
+    pub(crate) worker_processes: AtomicU32,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime, with its

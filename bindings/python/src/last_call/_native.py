@@ -84,6 +84,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_streams_started_total": ([], ctypes.c_uint64),
     "gs_streams_finished_total": ([], ctypes.c_uint64),
     "gs_work_begin": ([], c_status),
+    "gs_set_worker_processes": ([ctypes.c_uint32], c_status),
     "gs_work_end": ([], c_status),
     "gs_active_work": ([], ctypes.c_uint64),
     "gs_set_draining": ([ctypes.c_bool], c_status),

@@ -48,6 +48,16 @@ gthread (``-k gthread``, or ``--threads`` > 1): a sync worker holds its only
 thread for a stream's whole life and is killed by ``--timeout`` mid-stream;
 other classes are refused too.
 
+**The stream hub with several workers.** The app starts the hub in each
+worker (from its factory, loaded in the worker; not at import with
+``--preload``, which would start it in the master: refused in
+``when_ready``). ``post_fork`` tells each worker's runtime how many workers
+share the pod, so every worker's hub binds the one ``GS_STREAM_ADDR`` port
+with ``SO_REUSEPORT`` and the kernel spreads subscribers over them; with a
+shared store (``GS_STREAM_STORE=redis://...``) each follows every channel,
+so a subscriber gets a task's events whichever worker runs the task. The
+in-process store with ``-w`` > 1 is refused by name (docs/hub.md).
+
 SIGINT (Ctrl-C) keeps gunicorn's quick shutdown. The master exits 0.
 """
 
@@ -76,6 +86,7 @@ __all__ = [
     "graceful_timeout",
     "on_exit",
     "on_starting",
+    "post_fork",
     "post_worker_init",
     "when_ready",
     "worker_class",
@@ -229,6 +240,16 @@ def when_ready(server: Any) -> None:
     """The master, before the first fork: the runtime's signal handling,
     the pod's probe listener, the hold per worker and the stop hook."""
     global _master
+    from . import hub
+
+    if hub.address() is not None:
+        # Started at import with --preload: the master's hub would hold
+        # every subscriber, and no worker could publish to it.
+        raise GunicornConfigError(
+            "last_call: the stream hub was started in gunicorn's master (--preload imports the app "
+            "there): start it in each worker instead (from the app factory, or a post_fork hook), "
+            "where its publishes are"
+        )
     manager = default_manager()
     master = _Master(server, manager)
     _master = master
@@ -378,6 +399,16 @@ def _sigterm_queued_for_the_arbiter() -> bool:
         except queue.Empty:
             break
     return signal.SIGTERM in seen
+
+
+def post_fork(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+    """Each worker, right after the fork, before its app is loaded: with
+    several workers, the hub the app starts in each shares the pod's one
+    hub port (``last_call.workers``; the in-process store and port 0 are
+    then refused by name)."""
+    from .workers import set_worker_processes
+
+    set_worker_processes(max(1, int(server.num_workers)))
 
 
 def post_worker_init(worker: Any) -> None:

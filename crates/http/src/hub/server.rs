@@ -65,6 +65,18 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
     let mut state = lock(&runtime.http.state);
     listener::refuse_if_started(state.hub.as_ref().map(|hub| &hub.started))?;
     let addr = options.validate()?;
+    let workers = runtime.worker_processes();
+    if workers > 1 && options.store == last_call_store::StoreUrl::Memory {
+        return Err(Error::Config(crate::config::ConfigError {
+            variable: STREAM_STORE,
+            value: options.store.redacted(),
+            reason: format!(
+                "{workers} worker processes share this pod's hub port, and the in-process store would hold \
+                 each worker's channels apart (a subscriber would miss the other workers' events): set a \
+                 shared store (redis://...) or run one worker"
+            ),
+        }));
+    }
     let spec = Spec {
         thread: "last-call-hub",
         what: "the stream hub",
@@ -88,7 +100,7 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
             reason: error.to_string(),
         })
     })?;
-    let mut bound = listener::bind(spec, &options.addr, addr)?;
+    let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;
     // One copy of each recent event per channel: enough for a resume
     // (history) and for a live subscriber's lag (queue), whichever is more.
     let (channels, wakes) = Channels::new(

@@ -41,7 +41,7 @@ pub(crate) fn start(runtime: &Runtime, options: ProbeOptions) -> Result<SocketAd
         variable: PROBE_ADDR,
         blocking: Some((MAX_BLOCKING, "last-call-probe-check")),
     };
-    let mut bound = listener::bind(spec, &options.addr, addr)?;
+    let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;
     let settings = Arc::new(Settings {
         drain_token: options.drain_token,
         heartbeat_stale_after: options.heartbeat_stale_after,

@@ -16,6 +16,7 @@ from typing import Any
 from ..interface import ShutdownManager
 from ..manager import GracefulShutdownManager, validate_environment
 from ..phase import Phase
+from ..workers import set_worker_processes
 from . import _signals
 from ._relay import manager_or_default
 from ._uvicorn import UvicornStopper, uvicorn_server
@@ -56,6 +57,11 @@ def lifespan(
     runtime's probe listener, and a task on the loop sends the liveness
     heartbeat once a second: a wedged loop goes stale on ``/healthz``.
 
+    Under ``uvicorn --workers N`` each worker runs this lifespan: it tells
+    the runtime so (``last_call.workers``), and every worker's probe
+    listener and hub then share the pod's one port each (``SO_REUSEPORT``);
+    the hub then needs a shared store (``GS_STREAM_STORE=redis://...``).
+
     The GS_* configuration is validated here, when the app is built
     (ConfigError naming the variable), not at the first SIGTERM.
     """
@@ -66,11 +72,17 @@ def lifespan(
     async def run(app: Any) -> AsyncIterator[Any]:
         runtime = manager_or_default(manager)
         loop = asyncio.get_running_loop()
+        previous = signal.getsignal(signal.SIGTERM)
+        stopper = UvicornStopper(loop, uvicorn_server(previous), previous)
+        workers = _uvicorn_workers(stopper.server)
+        if workers > 1 and isinstance(runtime, GracefulShutdownManager):
+            # uvicorn --workers N: each worker's listeners share the pod's
+            # ports (last_call.workers), before the probe listener and the
+            # app's hub start.
+            set_worker_processes(workers)
         address = probe_addr if probe_addr is not None else (os.environ.get(PROBE_ADDR_ENV) or None)
         if address is not None:
             runtime.start_probe_listener(address)
-        previous = signal.getsignal(signal.SIGTERM)
-        stopper = UvicornStopper(loop, uvicorn_server(previous), previous)
         on_main_thread = threading.current_thread() is threading.main_thread()
         if install_signal_handlers and on_main_thread:
             if stopper.server is None:
@@ -97,6 +109,12 @@ def lifespan(
                 await wait_for_phase(Phase.STOPPED, _STOPPED_WAIT_SECONDS, manager=runtime)
 
     return run
+
+
+def _uvicorn_workers(server: Any) -> int:
+    """The worker processes uvicorn runs (``--workers``), 1 if unknown."""
+    workers = getattr(getattr(server, "config", None), "workers", None)
+    return workers if isinstance(workers, int) and workers > 1 else 1
 
 
 async def _heartbeat(runtime: ShutdownManager) -> None:
