@@ -13,7 +13,7 @@ last moment, when it is cancelled and its ``task_failed`` (reason
 ``shutdown``) goes through the store.
 
 Each subscriber records every event it received; ``report`` then holds
-that against the channel's own record in the store (``RedisServer.history``):
+that against the channel's own record in the store (``StoreRecord.history``):
 
 * **exactly once**: the ids it received are the channel's, in the store's
   order, each once (no duplicate, no hole, ids strictly increasing, one
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import httpx
 import httpx_sse
 
-from redis_server import RedisServer, StoredChannel
+from store_record import StoredChannel, StoreRecord
 
 #: A subscriber's connections at most (its first and its reconnects): a
 #: stream nudged off every pod in turn needs one per old pod it lands on.
@@ -273,7 +273,7 @@ def check(seen: Subscriber, stored: StoredChannel, steps: int) -> dict:
     }
 
 
-def report(clients: HandoffClients, store: RedisServer, sigterms: dict[str, float]) -> dict:
+def report(clients: HandoffClients, store: StoreRecord, sigterms: dict[str, float]) -> dict:
     """Per task and in total: exactly once, true endings, gaps, reconnects.
     `sigterms`: each old pod's SIGTERM (wall clock, as the store's ids)."""
     tasks = []

@@ -64,7 +64,8 @@ import browser_clients
 import handoff_clients
 import hosts
 import kubelet
-from redis_server import RedisServer
+from redis_process import RedisProcess
+from store_record import StoreRecord
 
 #: The time from a pod's deletion to the load balancer no longer sending it
 #: new requests. In a cluster the endpoints controller updates the
@@ -735,8 +736,9 @@ def run(
     hub = host in hosts.HUB_HOSTS
     # The hub host's shared store, as the manifest's pods share Redis: a
     # redis-server of this run's own (killed in the `finally` below, or
-    # here if HAProxy does not start).
-    store = RedisServer() if hub else None
+    # here if HAProxy does not start), with the settings docs/hub.md says
+    # the hub needs (an eviction would drop a history silently).
+    store = RedisProcess(extra=["--maxmemory", "256mb", "--maxmemory-policy", "noeviction"]) if hub else None
     workdir = Path(tempfile.mkdtemp(prefix="last-call-rolling-"))
     try:
         proxy = HAProxy(workdir, spec.readiness, hub=hub)
@@ -871,11 +873,15 @@ def run(
         if handoff is not None:
             handoff.stop(timeout=5)
             assert store is not None
-            handoff_report = handoff_clients.report(handoff, store, {e["pod"]: e["sigterm_wall"] for e in exits})
-            handoff_report["redis"] = {
-                key: store.info(section).get(key)
-                for section, key in (("memory", "used_memory_peak_human"), ("stats", "total_commands_processed"))
-            }
+            record = StoreRecord(store.port)
+            try:
+                handoff_report = handoff_clients.report(handoff, record, {e["pod"]: e["sigterm_wall"] for e in exits})
+                handoff_report["redis"] = {
+                    key: record.info(section).get(key)
+                    for section, key in (("memory", "used_memory_peak_human"), ("stats", "total_commands_processed"))
+                }
+            finally:
+                record.close()
         retried = proxy.retries()
     finally:
         if clients is not None and clients.thread.is_alive():

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from handoff_clients import Subscriber, check
-from redis_server import StoredChannel, StoredEvent
+from store_record import StoredChannel, StoredEvent
 
 STEPS = 3
 
