@@ -59,6 +59,7 @@ class Subscriber:
     gaps: int = 0
     reconnects: int = 0  # hints honoured
     cuts: int = 0  # connections that ended with neither a hint nor the final event
+    failed_connects: int = 0  # (re)connections refused, or that timed out before a response
     hint_mismatches: int = 0  # a hint's id was not the last event's
     connections: int = 0
     pods: list[str] = field(default_factory=list)
@@ -157,11 +158,13 @@ class HandoffClients:
         http = httpx.AsyncClient(timeout=httpx.Timeout(10, read=60), transport=transport, trust_env=False)
         last_id: str | None = None
         retry = 1.0
-        while seen.connections < MAX_CONNECTIONS and not self.stop_event.is_set():
+        while seen.connections + seen.failed_connects < MAX_CONNECTIONS and not self.stop_event.is_set():
             headers = {"Last-Event-ID": last_id} if last_id else {}
             told = False
+            connected = False
             try:
                 async with http.stream("GET", task.stream_url, headers=headers) as response:
+                    connected = True
                     seen.connections += 1
                     seen.pods.append(response.headers.get("X-Pod", "?"))
                     if response.status_code != 200:
@@ -191,9 +194,12 @@ class HandoffClients:
                             elif sse.event not in ("", "message"):
                                 seen.errors.append(f"unexpected event {sse.event!r}: {sse.data[:80]}")
             except httpx.HTTPError as error:
-                if not told:
-                    seen.errors.append(f"{type(error).__name__} ({seen.pods[-1] if seen.pods else 'connecting'})")
-            if not told:
+                if not connected:
+                    seen.failed_connects += 1
+                    seen.errors.append(f"{type(error).__name__} before a response")
+                elif not told:
+                    seen.errors.append(f"{type(error).__name__} (from {seen.pods[-1]})")
+            if connected and not told:
                 seen.cuts += 1
             if self.stop_event.is_set():
                 return
@@ -310,6 +316,7 @@ def report(clients: HandoffClients, store: StoreRecord, sigterms: dict[str, floa
             "reconnects": sum(s.reconnects for s in task.subscribers),
             "handed_off": sum(1 for s in task.subscribers if s.reconnects),
             "cuts": sum(s.cuts for s in task.subscribers),
+            "failed_connects": sum(s.failed_connects for s in task.subscribers),
             "hint_mismatches": sum(s.hint_mismatches for s in task.subscribers),
             "pods_serving": len({pod for s in task.subscribers for pod in s.pods}),
             "events_in_store": len(stored.events),
@@ -330,6 +337,7 @@ def report(clients: HandoffClients, store: StoreRecord, sigterms: dict[str, floa
             "reconnects",
             "handed_off",
             "cuts",
+            "failed_connects",
             "hint_mismatches",
         ):
             totals[key] += row[key]
@@ -349,7 +357,16 @@ def failures(handoff: dict) -> list[str]:
     for key, what in (("exactly_once", "saw every event exactly once"), ("with_true_ending", "saw the true ending")):
         if totals[key] != subscribers:
             found.append(f"{subscribers - totals[key]} of {subscribers} subscribers never {what}")
-    for key in ("duplicates", "holes", "foreign_ids", "gaps", "cuts", "hint_mismatches", "subscriber errors"):
+    for key in (
+        "duplicates",
+        "holes",
+        "foreign_ids",
+        "gaps",
+        "cuts",
+        "failed_connects",
+        "hint_mismatches",
+        "subscriber errors",
+    ):
         if totals.get(key):
             found.append(f"{key}: {totals[key]}")
     if "ending: None" in totals:

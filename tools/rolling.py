@@ -1135,6 +1135,7 @@ HANDOFF_ROWS = [
         lambda r: f"{_total(r, 'handed_off')} / {_total(r, 'reconnects')}",
     ),
     ("**cut** (ended with no hint and no final event)", lambda r: _total(r, "cuts")),
+    ("(re)connections that failed before a response", lambda r: _total(r, "failed_connects")),
     ("subscriber errors", lambda r: _total(r, "subscriber errors")),
     ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
     ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
