@@ -28,18 +28,36 @@ python: $(PYTHON)
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
-# example app's, the end-to-end contract tests, the README's quick starts,
-# the manifests, and one round of the rolling update behind HAProxy.
+# example app's, the end-to-end contract tests, the manifests, and one
+# round of the rolling update behind HAProxy; then the README's quick
+# starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
+# tests mostly wait on real servers, signals and timers, so four share two
+# cores well.
+PYTEST_WORKERS ?= 4
 test-python: python
-	$(PYTHON) -m pytest -q -p no:cacheprovider bindings/python/tests examples/flask_app/tests
+	$(MAKE) --no-print-directory python-suites readme-suite
+
+# The suites on an installed package (`make python`), without the README's
+# quick starts (they build the package, and `make test` runs them in the
+# lane that builds).
+.PHONY: python-suites
+python-suites:
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) bindings/python/tests examples/flask_app/tests
 	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly \
 	  bindings/python/tests/test_legacy_manager.py bindings/python/tests/test_legacy_health.py
-	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/e2e tests/readme tests/kubernetes tests/rolling
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly -n $(PYTEST_WORKERS) tests/e2e tests/kubernetes tests/rolling
 
 # The README's quick starts, run as written (tests/readme): each Python one
 # in a fresh venv with a real SIGTERM, the Rust one built and run, the C one
-# built against `make install` into a temporary prefix.
+# built against `make install` into a temporary prefix. (readme-suite: on
+# the package `make python` installed; `make test` runs it so, because a
+# second `make python` would reinstall the package under the suites running
+# in the other lane.)
+.PHONY: readme-suite
 test-readme: python
+	$(MAKE) --no-print-directory readme-suite
+
+readme-suite:
 	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly tests/readme
 
 # Rolling updates where things go wrong (tools/rolling.py): every scenario,

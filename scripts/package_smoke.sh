@@ -16,7 +16,9 @@ if (($# == 0)); then
   exit 2
 fi
 
-for python in "$@"; do
+# One interpreter's venv, install and smoke suite; its output to a log.
+smoke() {
+  local python=$1 version venv
   version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   venv="$workdir/py$version"
   echo "package_smoke: $(basename "$distribution") on Python $version"
@@ -25,4 +27,24 @@ for python in "$@"; do
   "$pip_python" -m pip --python "$venv/bin/python" install -q --disable-pip-version-check \
     "$distribution" flask pytest pytest-timeout
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/packaging/smoke
+}
+
+# The interpreters at once (each mostly waits on pip and on its suite's
+# servers); their logs in order, then the first failure's status.
+mkdir -p "$workdir"
+pids=()
+for python in "$@"; do
+  log="$workdir/$(basename "$(dirname "$(dirname "$python")")").log"
+  smoke "$python" >"$log" 2>&1 &
+  pids+=("$!:$log")
 done
+status=0
+for entry in "${pids[@]}"; do
+  pid=${entry%%:*}
+  log=${entry#*:}
+  if ! wait "$pid"; then
+    status=1
+  fi
+  cat "$log"
+done
+exit "$status"

@@ -133,6 +133,12 @@ class Workspace:
 def workspace(tmp_path_factory: pytest.TempPathFactory, fresh_venv: Path) -> Workspace:
     home = tmp_path_factory.mktemp("home")
     env = dict(os.environ, **SHORT_DRAIN)
+    # The Rust quick start builds in the tree's own target directory (with
+    # the tree's Cargo.lock, copied in `prepare`): the dependencies the
+    # tree's build already compiled are not compiled again, only the
+    # reader's crate and what its features change. The build is the
+    # reader's, as written.
+    env["CARGO_TARGET_DIR"] = str(ROOT / "target")
     env["PATH"] = f"{fresh_venv / 'bin'}{os.pathsep}{env['PATH']}"
     env["VIRTUAL_ENV"] = str(fresh_venv)
     # The tree's own settings must not leak into the reader's shell.
