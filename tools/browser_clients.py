@@ -47,6 +47,7 @@ class BrowserReport:
     #: reconnects: on the hub host a stream is handed off to another pod).
     task_exactly_once: int = 0
     task_reconnected: int = 0  # task streams told to reconnect (hand-off)
+    task_gaps: int = 0  # `gap` events on task streams (events may be missing)
     samples: list[str] = field(default_factory=list)
 
 
@@ -127,6 +128,9 @@ def summarise(seen: list[dict], report: BrowserReport, page: str) -> None:
         told = False  # a reconnect hint: the error that follows is the reconnection
         for record in records:
             what = record["what"]
+            if what == "gap":
+                report.task_gaps += 1
+                continue
             if what == "reconnect" and record["kind"] == "task":
                 told = True
                 if waiting_final:

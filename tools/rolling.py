@@ -1074,7 +1074,7 @@ ROWS = [
     ("`gap` events", lambda r: r["gaps"]),
     ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
     ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
-    ("browser task streams: exactly once / reconnected", lambda r: browser_row(r, "exact")),
+    ("browser task streams: exactly once / reconnected / `gap` events", lambda r: browser_row(r, "exact")),
     ("browser feeds: reopened / continued", lambda r: browser_row(r, "feeds")),
     ("client-visible errors", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"),
     (
@@ -1105,7 +1105,10 @@ def browser_row(report: dict, which: str) -> str:
         endings = ", ".join(f"{k}: {v}" for k, v in sorted(seen["task_finals"].items())) or "none"
         return f"{endings} / {seen['task_error_before_final']}"
     if which == "exact":
-        return f"{seen['task_exactly_once']} of {sum(seen['task_finals'].values())} / {seen['task_reconnected']}"
+        return (
+            f"{seen['task_exactly_once']} of {sum(seen['task_finals'].values())} / {seen['task_reconnected']}"
+            f" / {seen.get('task_gaps', 0)}"
+        )
     return f"{seen['feed_reopened']} / {seen['feed_continued']}"
 
 
@@ -1139,7 +1142,7 @@ HANDOFF_ROWS = [
     ("subscriber errors", lambda r: _total(r, "subscriber errors")),
     ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
     ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
-    ("browser task streams: exactly once / reconnected", lambda r: browser_row(r, "exact")),
+    ("browser task streams: exactly once / reconnected / `gap` events", lambda r: browser_row(r, "exact")),
     ("liveness restarts / OOM kills / SIGKILLs", lambda r: f"{r['liveness_restarts']} / {r['oom_kills']} / {r['sigkills']}"),
     (
         "old pods: SIGTERM -> exit (s), exit status",
@@ -1220,6 +1223,8 @@ def failures(report: dict) -> list[str]:
             f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
             f"with an error before their end {seen['samples']}"
         )
+    if seen and seen.get("task_gaps"):
+        found.append(f"browsers: {seen['task_gaps']} gap events on task streams")
     if seen and seen["task_exactly_once"] != sum(seen["task_finals"].values()):
         found.append(f"browsers: task streams that did not see every step once {seen['samples']}")
     allowed = (report["expected_exit"], 70) if report["hung_hook"] else (report["expected_exit"],)
