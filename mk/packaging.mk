@@ -9,8 +9,7 @@ PACKAGING := target/packaging
 # the three. (The wheel is built for glibc 2.17 by zig: a target of its
 # own.)
 RELEASE_TARGET := $(CURDIR)/target/python
-RELEASE_PROFILE := --config profile.release.debug=false --config 'profile.release.strip="symbols"' \
-  --config 'profile.release.lto="fat"' --config profile.release.codegen-units=1
+RELEASE_PROFILE := --config profile.release.debug=false --config 'profile.release.strip="symbols"'
 
 PACKAGING_VENV := $(PACKAGING)/tools
 PACKAGING_PYTHON := $(PACKAGING_VENV)/bin/python

@@ -120,20 +120,14 @@ setup(
             path=os.path.join(CRATE, "Cargo.toml"),
             binding=Binding.NoBinding,
             # No debug info in the shipped library, and no symbol table
-            # beyond the exported (dynamic) symbols. Whole-program
-            # optimisation (fat LTO, one codegen unit) drops the code no
-            # exported function reaches and shrinks the library by a fifth,
-            # which keeps the wheel, with TLS to Redis (rustls, ring), under
-            # its 2 MB bound (docs/packaging.md has the figures).
+            # beyond the exported (dynamic) symbols. No LTO: it would shrink
+            # the library by a fifth at the cost of a long single-threaded
+            # link on every build (docs/packaging.md has the figures).
             args=[
                 "--config",
                 "profile.release.debug=false",
                 "--config",
                 'profile.release.strip="symbols"',
-                "--config",
-                'profile.release.lto="fat"',
-                "--config",
-                "profile.release.codegen-units=1",
             ],
             strip=Strip.All,
             # Build exactly what Cargo.lock pins, in the sdist as here.
