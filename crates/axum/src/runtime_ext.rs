@@ -188,3 +188,164 @@ impl Future for ShutdownSignal {
         Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use last_call_runtime::Config;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn short_sequence(runtime: &Runtime) {
+        runtime
+            .configure(Config {
+                drain_delay: Some(Duration::from_millis(100)),
+                shutdown_timeout: Duration::from_secs(2),
+                close_notice: Some(Duration::from_millis(500)),
+                hook_budget: Some(Duration::from_millis(500)),
+                ..Config::default()
+            })
+            .unwrap();
+    }
+
+    fn receivers(runtime: &Runtime) -> usize {
+        bridge(runtime.core()).sender.receiver_count()
+    }
+
+    #[test]
+    fn the_futures_are_send_and_static() {
+        fn send_static<T: Send + Unpin + 'static>(_: &T) {}
+        let runtime = Runtime::new();
+        send_static(&runtime.reached(Phase::Draining));
+        send_static(&runtime.shutdown_signal());
+        send_static(&runtime.phase_watch());
+    }
+
+    #[test]
+    fn reached_on_a_current_thread_runtime_wakes_at_the_change() {
+        let runtime = Runtime::new();
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let waiting = runtime.reached(Phase::Draining);
+        let other = runtime.clone();
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.set_draining(true).unwrap();
+        });
+        let phase = tokio
+            .block_on(async { tokio::time::timeout(WAIT, waiting).await })
+            .expect("reached within the bound");
+        assert_eq!(phase, Phase::Draining);
+        setter.join().unwrap();
+        // Already reached: at once.
+        let again = tokio.block_on(runtime.reached(Phase::Draining));
+        assert_eq!(again, Phase::Draining);
+    }
+
+    #[test]
+    fn the_whole_sequence_on_a_multi_thread_runtime() {
+        let runtime = Runtime::new();
+        short_sequence(&runtime);
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let closing = tokio.spawn(runtime.reached(Phase::ClosingStreams));
+        let stopping = tokio.spawn(runtime.shutdown_signal());
+        let stopped = tokio.spawn(runtime.reached(Phase::Stopped));
+        let mut watch = runtime.phase_watch();
+        assert!(runtime.begin_shutdown().unwrap());
+        tokio.block_on(async {
+            let reached = tokio::time::timeout(WAIT, closing).await.unwrap().unwrap();
+            assert!(reached >= Phase::ClosingStreams);
+            tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
+            assert!(runtime.phase() >= Phase::Stopping);
+            let end = tokio::time::timeout(WAIT, stopped).await.unwrap().unwrap();
+            assert_eq!(end, Phase::Stopped);
+            // The watch follows, a moment later.
+            tokio::time::timeout(WAIT, watch.wait_for(|p| *p == Phase::Stopped))
+                .await
+                .unwrap()
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn dropped_futures_leave_nothing_behind() {
+        let runtime = Runtime::new();
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let before = receivers(&runtime);
+        tokio.block_on(async {
+            for _ in 0..1000 {
+                // Polled once (registered with the watch), then dropped.
+                let waiting = runtime.reached(Phase::Stopped);
+                assert!(tokio::time::timeout(Duration::ZERO, waiting).await.is_err());
+            }
+            let signals: Vec<_> = (0..100).map(|_| runtime.shutdown_signal()).collect();
+            assert_eq!(receivers(&runtime), before + 100);
+            drop(signals);
+        });
+        assert_eq!(receivers(&runtime), before);
+        // One bridge, however many futures were made.
+        assert!(Arc::ptr_eq(
+            &bridge(runtime.core()),
+            &bridge(runtime.core())
+        ));
+        // And the ones left still work.
+        let waiting = runtime.reached(Phase::Draining);
+        runtime.set_draining(true).unwrap();
+        assert_eq!(tokio.block_on(waiting), Phase::Draining);
+    }
+
+    #[test]
+    fn a_wait_outlives_the_testing_reset() {
+        let runtime = Runtime::new();
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut watch = runtime.phase_watch();
+        let waiting = tokio.spawn(runtime.reached(Phase::Draining));
+        tokio.block_on(tokio::task::yield_now());
+        runtime.reset_for_testing().unwrap();
+        // The reset closed the old bridge; the wait moved to the new one.
+        assert!(tokio.block_on(watch.changed()).is_err());
+        runtime.set_draining(true).unwrap();
+        let phase = tokio
+            .block_on(async { tokio::time::timeout(WAIT, waiting).await })
+            .unwrap()
+            .unwrap();
+        assert_eq!(phase, Phase::Draining);
+    }
+
+    #[test]
+    fn probes_need_a_tokio_runtime_and_start_nothing_without_one() {
+        let runtime = Runtime::new();
+        let refused = runtime.start_probes(ProbeOptions::new("127.0.0.1:0"));
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(_))),
+            "{refused:?}"
+        );
+        // Nothing was started: inside a runtime, the listener starts.
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = tokio
+            .block_on(async { runtime.start_probes(ProbeOptions::new("127.0.0.1:0")) })
+            .unwrap();
+        assert_ne!(addr.port(), 0);
+        // The heartbeat task beats while the runtime runs.
+        tokio.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        let age = runtime.heartbeat_age().expect("a heartbeat was sent");
+        assert!(age < Duration::from_secs(2), "{age:?}");
+    }
+}
