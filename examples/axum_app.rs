@@ -2,7 +2,7 @@
 use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
 use axum::{routing::get, Router};
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use last_call::axum::SseExt;
 use last_call::tokio::RuntimeExt;
 use last_call::{install_signal_handlers, Config, Runtime, StreamKind};
@@ -24,14 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn events() -> impl IntoResponse {
-    let ticks = stream::unfold(0, |n| async move {
-        if n == 5 {
-            return None;
-        }
+    let ticks = stream::iter(0..5).then(|n| async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let event = Event::default().id(n.to_string()).data(format!("tick {n}"));
-        Some((Ok::<_, Infallible>(event), n + 1))
+        Ok::<_, Infallible>(Event::default().id(n.to_string()).data(format!("tick {n}")))
     });
-    // Counted while open; at shutdown, told to reconnect at its own moment.
-    Sse::new(ticks).tracked(StreamKind::Resumable)
+    Sse::new(ticks).tracked(StreamKind::Resumable) // counted; at shutdown, told to reconnect
 }
