@@ -91,6 +91,8 @@ bench: setup python
 	$(CARGO) bench --bench hot_path
 	$(CARGO) bench --bench wake_latency
 	$(CARGO) bench --bench signal_to_exit
+	# What axum's tracked Sse adds per event and per stream (issue 28).
+	$(CARGO) bench --features axum --bench axum_stream
 	$(MAKE) bench-portable
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
