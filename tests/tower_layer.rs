@@ -22,7 +22,12 @@ use tower::{Layer, Service, ServiceExt};
 const WAIT: Duration = Duration::from_secs(10);
 
 type Chunks =
-    StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+    StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>>;
+
+/// Sent as a chunk, the body fails instead (a source that broke).
+const FAIL: &[u8] = b"!fail";
+/// Sent as a chunk, the body panics instead (a bug in it).
+const PANIC: &[u8] = b"!panic";
 
 /// The app: each response body streams what the test sends into the
 /// channel it hands over, until the test drops its sender.
@@ -36,9 +41,13 @@ impl Streams {
         let (sender, mut chunks) = mpsc::unbounded_channel::<Bytes>();
         self.senders.lock().unwrap().push(sender);
         let body = futures_util::stream::poll_fn(move |cx| {
-            chunks
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+            chunks.poll_recv(cx).map(|chunk| {
+                chunk.map(|bytes| match &bytes[..] {
+                    FAIL => Err(std::io::Error::other("the source broke")),
+                    PANIC => panic!("a bug inside the body (expected by the test)"),
+                    _ => Ok(Frame::data(bytes)),
+                })
+            })
         });
         Response::new(StreamBody::new(futures_util::StreamExt::boxed(body)))
     }
@@ -197,4 +206,36 @@ fn while_draining_new_requests_get_503_with_retry_after() {
     runtime.set_draining(false).unwrap();
     let again = common::sse::open(&tokio, addr, "/", &[]);
     assert_eq!(again.status, 200);
+}
+
+/// A body that ends in `last` after one chunk: counted once, back to 0.
+fn counted_once_when_the_body(last: &'static [u8]) {
+    let runtime = Runtime::new();
+    let tokio = tokio_runtime();
+    let streams = Streams::default();
+    let addr = serve(&tokio, &runtime, &streams);
+    let stream = common::sse::open(&tokio, addr, "/", &[]);
+    let sender = streams.take_sender();
+    sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+    assert!(stream.next(WAIT).is_some());
+    wait_active(&runtime, 1);
+    sender.send(Bytes::from_static(last)).unwrap();
+    stream.until_end(WAIT);
+    assert!(stream.cut().is_some(), "the body ended in an error");
+    wait_active(&runtime, 0);
+    assert_eq!(runtime.streams_started_total(), 1);
+    assert_eq!(runtime.streams_finished_total(), 1);
+    // The server goes on serving.
+    let again = common::sse::open(&tokio, addr, "/", &[]);
+    assert_eq!(again.status, 200);
+}
+
+#[test]
+fn a_body_that_errors_is_counted_once() {
+    counted_once_when_the_body(FAIL);
+}
+
+#[test]
+fn a_panic_inside_the_body_ends_its_count_once() {
+    counted_once_when_the_body(PANIC);
 }
