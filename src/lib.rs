@@ -29,7 +29,8 @@
 //!     // stop the task executor within `time_left`
 //!     true
 //! })?;
-//! // In each stream handler:
+//! // In each stream, for as long as it runs (with axum, the `axum`
+//! // feature's `Sse::new(events).tracked(kind)` holds it for you):
 //! let _stream = runtime.begin_stream()?; // ends when dropped
 //! // Main thread: wait for the sequence, then return from main (exit 0).
 //! runtime.wait_for_phase(Phase::Stopped, None).ok();
