@@ -3,6 +3,8 @@
 //! naturally or told to reconnect at its moment, never cut; the probes
 //! answer 503/200 during the drain; the process exits 0.
 
+#![cfg(feature = "axum")]
+
 mod common;
 
 use common::sse::{open, SseStream};

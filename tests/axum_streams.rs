@@ -3,6 +3,8 @@
 //! (an error, a client gone, never sent, a panic inside), and ended by its
 //! kind once the shutdown sequence reaches it.
 
+#![cfg(feature = "axum")]
+
 mod common;
 
 use axum::response::sse::{Event, KeepAlive, Sse};

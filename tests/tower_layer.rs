@@ -3,6 +3,8 @@
 //! counted for its life (to its end, or the client gone), never counted
 //! when never sent, and 503 + `Retry-After` to new requests while draining.
 
+#![cfg(feature = "tower")]
+
 mod common;
 
 use http_body_util::StreamBody;
