@@ -265,8 +265,14 @@ impl TrackedBody {
                         Ending::Final(_) => Some(StreamKind::PodBound),
                         Ending::AtStopping => None,
                     };
-                    let left = kind.and_then(|kind| self.runtime.reconnect_delay(kind));
-                    let at = Instant::now() + left.unwrap_or_default();
+                    let left = kind
+                        .and_then(|kind| self.runtime.reconnect_delay(kind))
+                        .unwrap_or_default();
+                    if left.is_zero() {
+                        // Now (no timer: the host's tokio may run without one).
+                        return true;
+                    }
+                    let at = Instant::now() + left;
                     self.watch = Watch::Due(Box::pin(tokio::time::sleep_until(at)));
                 }
                 Watch::Due(sleep) => return sleep.as_mut().poll(cx).is_ready(),
