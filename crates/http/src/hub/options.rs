@@ -29,6 +29,8 @@ pub const STREAM_STALL: &str = "GS_STREAM_STALL_SECONDS";
 pub const STREAM_HISTORY: &str = "GS_STREAM_HISTORY_EVENTS";
 /// Seconds an event stays in its channel's history.
 pub const STREAM_HISTORY_AGE: &str = "GS_STREAM_HISTORY_SECONDS";
+/// Connections the hub holds at once (streams and requests).
+pub const STREAM_MAX_CONNECTIONS: &str = "GS_STREAM_MAX_CONNECTIONS";
 /// Channels held at once.
 pub const STREAM_MAX_CHANNELS: &str = "GS_STREAM_MAX_CHANNELS";
 /// Bytes of history one channel may hold.
@@ -59,6 +61,11 @@ pub struct HubOptions {
     pub history_len: usize,
     /// How long an event stays in the history (default 300 s).
     pub history_age: Duration,
+    /// Connections held at once, streams and requests (default 10,000, and
+    /// no more than the file-descriptor limit allows); at the cap the
+    /// oldest connection that has not sent its request is closed, and with
+    /// none, a newcomer is answered 503 with `Retry-After`.
+    pub max_connections: usize,
     /// Channels held at once (default 10,000); a publish to a new channel
     /// beyond it first forgets idle ones, else is refused.
     pub max_channels: usize,
@@ -90,6 +97,7 @@ impl std::fmt::Debug for HubOptions {
             .field("queue_capacity", &self.queue_capacity)
             .field("history_len", &self.history_len)
             .field("history_age", &self.history_age)
+            .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("max_channel_bytes", &self.max_channel_bytes)
             .field("channel_idle", &self.channel_idle)
@@ -111,6 +119,7 @@ impl HubOptions {
             queue_capacity: 64,
             history_len: 100,
             history_age: Duration::from_secs(300),
+            max_connections: 10_000,
             max_channels: 10_000,
             max_channel_bytes: 1024 * 1024,
             channel_idle: Duration::from_secs(300),
@@ -155,6 +164,9 @@ impl HubOptions {
         if let Some(value) = seconds(STREAM_HISTORY_AGE)? {
             options.history_age = value;
         }
+        if let Some(value) = count(STREAM_MAX_CONNECTIONS)? {
+            options.max_connections = value;
+        }
         if let Some(value) = count(STREAM_MAX_CHANNELS)? {
             options.max_channels = value;
         }
@@ -183,6 +195,7 @@ impl HubOptions {
         self.check_secret()?;
         for (variable, value) in [
             (STREAM_QUEUE, self.queue_capacity),
+            (STREAM_MAX_CONNECTIONS, self.max_connections),
             (STREAM_MAX_CHANNELS, self.max_channels),
             (STREAM_MAX_CHANNEL_BYTES, self.max_channel_bytes),
             (STREAM_PUBLISH_QUEUE, self.publish_queue),
