@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SECRET: &[u8] = b"test secret";
+const SECRET: &[u8] = b"a secret the tests share, 32 bytes or more";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn client() -> tokio::runtime::Runtime {
@@ -453,7 +453,10 @@ fn sigterm_ends_each_hub_stream_by_its_channel_kind_spread_then_exits_0() {
     clear_gs_environment(&mut command);
     command
         .env("GS_STREAM_ADDR", "127.0.0.1:0")
-        .env("GS_STREAM_SECRET", "sigterm secret")
+        .env(
+            "GS_STREAM_SECRET",
+            "a secret the tests share, 32 bytes or more",
+        )
         .env("GS_DRAIN_DELAY_SECONDS", "0.5")
         .env("GS_SHUTDOWN_TIMEOUT_SECONDS", "6")
         .env("GS_CLOSE_NOTICE_SECONDS", "3")
@@ -567,7 +570,10 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
             ),
             gs_status::GS_ERR_HUB_NOT_STARTED
         );
-        std::env::set_var("GS_STREAM_SECRET", "c secret");
+        std::env::set_var(
+            "GS_STREAM_SECRET",
+            "a secret the tests share, 32 bytes or more",
+        );
         let mut bound = [0 as std::ffi::c_char; 64];
         assert_eq!(
             gs_hub_start(
@@ -775,6 +781,79 @@ fn gs_hub_send_returns_the_number_or_a_negated_status() {
 /// HTTP/1.0 answer: its body lasts until the connection closes), then the
 /// events as they are, with no chunk framing; a client that keeps sending
 /// after its request is still served, and uncounted once it leaves.
+#[test]
+fn a_short_or_placeholder_secret_is_refused_and_one_trailing_newline_trimmed() {
+    common::require_process_per_test();
+    for bad in [
+        "ab",
+        "replace-me-with-a-long-random-secret",
+        " a secret with a leading space, 32 bytes",
+    ] {
+        std::env::set_var("GS_STREAM_SECRET", bad);
+        let error = HubOptions::from_env_with_addr("127.0.0.1:0")
+            .and_then(|options| {
+                Runtime::global()
+                    .start_hub(options)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        last_call::Error::Config(c) => c,
+                        other => panic!("{other}"),
+                    })
+            })
+            .unwrap_err();
+        assert_eq!(error.variable, "GS_STREAM_SECRET", "{bad:?}");
+        assert!(
+            !error.to_string().contains(bad),
+            "the error shows the secret: {error}"
+        );
+    }
+    // As `kubectl create secret --from-file` makes it: the newline is not
+    // part of the key.
+    let with_newline = format!("{}\n", std::str::from_utf8(SECRET).unwrap());
+    std::env::set_var("GS_STREAM_SECRET", with_newline);
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    assert_eq!(options.secret, SECRET);
+}
+
+#[test]
+fn bearer_in_any_case_an_allowed_character_escaped_and_an_empty_last_event_id() {
+    let addr = start(|_| {});
+    let client = client();
+    // The scheme is case-insensitive (RFC 9110, 11.1).
+    let bearer = format!("bearer {}", token("cased"));
+    let cased = sse::open(
+        &client,
+        addr,
+        "/streams/cased",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(cased.status, 200);
+    // `:` is allowed in a channel name; a client may escape it.
+    let escaped = format!("/streams/ns%3A1?token={}", token("ns:1"));
+    let stream = sse::open(&client, addr, &escaped, &[]);
+    assert_eq!(stream.status, 200);
+    assert_eq!(event(&stream), "retry: 1000");
+    wait_for_streams(2);
+    publish("ns:1", "x");
+    assert_eq!(event(&stream), "id: 1\nevent: step\ndata: x");
+    // An empty Last-Event-ID header counts as absent: the query's id holds.
+    for n in 1..=3 {
+        publish("feed", &n.to_string());
+    }
+    let path = format!("/streams/feed?token={}&last_event_id=2", token("feed"));
+    let resumed = sse::open(&client, addr, &path, &[("last-event-id", "")]);
+    assert_eq!(event(&resumed), "retry: 1000");
+    assert_eq!(event(&resumed), "id: 3\nevent: step\ndata: 3");
+    // A token's lifetime is whole seconds: under one it would be expired
+    // when given.
+    assert!(Runtime::global()
+        .hub_subscribe_token("c", Duration::from_millis(500))
+        .is_err());
+    assert!(Runtime::global()
+        .hub_subscribe_token("c", Duration::from_secs(1))
+        .is_ok());
+}
+
 #[test]
 fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_closed() {
     use std::io::{Read, Write};

@@ -81,11 +81,27 @@ fn drain_needs_the_right_bearer_token() {
         addr,
         "POST",
         "/drain",
-        &[("authorization", "Bearer s3cret")],
+        // The scheme in any case (RFC 9110, 11.1).
+        &[("authorization", "bearer s3cret")],
     );
     assert_eq!((status, body.as_str()), (200, "draining\n"));
     assert_eq!(Runtime::global().phase(), Phase::Draining);
     assert_eq!(get(addr, "/readyz").0, 503);
+}
+
+#[test]
+fn a_drain_token_loses_one_trailing_newline_and_other_white_space_is_refused() {
+    common::require_process_per_test();
+    // As `kubectl create secret --from-file` makes it.
+    std::env::set_var("GS_DRAIN_TOKEN", "s3cret\n");
+    let options = ProbeOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    assert_eq!(options.drain_token.as_deref(), Some("s3cret"));
+    for bad in ["s3cret ", "s3cret\n\n", "\ts3cret"] {
+        std::env::set_var("GS_DRAIN_TOKEN", bad);
+        let error = ProbeOptions::from_env_with_addr("127.0.0.1:0").unwrap_err();
+        assert_eq!(error.variable, "GS_DRAIN_TOKEN", "{bad:?}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
 }
 
 #[test]
@@ -336,7 +352,7 @@ fn the_listeners_queue_a_wave_of_connections() {
     let hub = Runtime::global()
         .start_hub(last_call::HubOptions::new(
             "127.0.0.1:0",
-            "a secret of the test",
+            "a secret the tests share, 32 bytes or more",
         ))
         .unwrap();
     assert!(backlog(hub.port()) >= 1024, "{}", backlog(hub.port()));

@@ -18,7 +18,7 @@ from server_process import eventually
 
 HUB_ENV = {
     "GS_STREAM_ADDR": "127.0.0.1:0",
-    "GS_STREAM_SECRET": "python test secret",
+    "GS_STREAM_SECRET": "a secret the tests share, 32 bytes or more",
     "THREADS": "4",
 }
 

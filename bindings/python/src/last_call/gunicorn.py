@@ -77,6 +77,7 @@ import weakref
 from typing import Any
 
 from . import _exit, _native
+from ._limits import raise_open_file_limit
 from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
 from .phase import Phase
@@ -138,6 +139,8 @@ graceful_timeout = _derived_graceful_timeout()
 
 def on_starting(server: Any) -> None:
     """The master, before anything: refuse settings that cut streams."""
+    # Inherited by every worker forked from here.
+    raise_open_file_limit()
     from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
     try:

@@ -56,6 +56,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
+from ._limits import raise_open_file_limit
 from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
@@ -188,6 +189,7 @@ def serve(
     Signal handlers are installed only from the main thread; from another
     thread ``serve`` leaves that to the caller and logs so.
     """
+    raise_open_file_limit()
     # The app's GracefulShutdown extension, if it has one (a Flask app;
     # looked up by key so that Flask stays optional here).
     state: Any = getattr(app, "extensions", {}).get("last_call")

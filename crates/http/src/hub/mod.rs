@@ -282,8 +282,12 @@ impl Runtime {
     /// `EventSource` cannot set headers) or `Authorization: Bearer`.
     pub fn hub_subscribe_token(&self, channel: &str, ttl: Duration) -> Result<String, Error> {
         check_channel(channel)?;
-        if ttl.is_zero() {
-            return Err(Error::InvalidArgument("a token needs a lifetime above 0"));
+        // Expiry is in whole seconds: under one, the token would be
+        // expired when given.
+        if ttl < Duration::from_secs(1) {
+            return Err(Error::InvalidArgument(
+                "a token needs a lifetime of at least 1 second",
+            ));
         }
         let hub = self.hub()?;
         Ok(token::mint(&hub.options.secret, channel, ttl))

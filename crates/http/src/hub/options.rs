@@ -39,6 +39,15 @@ pub const STREAM_MAX_CHANNEL_BYTES: &str = "GS_STREAM_MAX_CHANNEL_BYTES";
 /// forgotten.
 pub const STREAM_IDLE: &str = "GS_STREAM_IDLE_SECONDS";
 
+/// The shortest secret accepted: HMAC-SHA256's output size, and more than
+/// anyone recovers by trying.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How the example manifests' placeholders begin
+/// (`examples/kubernetes/secret.example.yaml`): a secret deployed as is
+/// would be known to everyone who read them.
+const PLACEHOLDER_PREFIX: &[u8] = b"replace-me";
+
 /// How the hub is set up. [`HubOptions::new`] gives the documented
 /// defaults.
 #[derive(Clone, PartialEq)]
@@ -141,7 +150,7 @@ impl HubOptions {
 
     /// Listens on `addr`, everything else from the environment.
     pub fn from_env_with_addr(addr: &str) -> Result<HubOptions, ConfigError> {
-        let secret = text(STREAM_SECRET)?.unwrap_or_default();
+        let secret = crate::env_text::secret(STREAM_SECRET)?.unwrap_or_default();
         let mut options = HubOptions::new(addr, secret.into_bytes());
         options.check_secret()?;
         if let Some(origins) = text(STREAM_CORS_ORIGINS)? {
@@ -224,14 +233,30 @@ impl HubOptions {
     }
 
     fn check_secret(&self) -> Result<(), ConfigError> {
+        let refused = |reason: &str| ConfigError {
+            variable: STREAM_SECRET,
+            // Never the secret itself: its length says enough.
+            value: format!("<{} bytes>", self.secret.len()),
+            reason: reason.into(),
+        };
         if self.secret.is_empty() {
-            return Err(ConfigError {
-                variable: STREAM_SECRET,
-                value: String::new(),
-                reason:
-                    "the hub needs a secret to sign subscription tokens (the same on every pod)"
-                        .into(),
-            });
+            return Err(refused(
+                "the hub needs a secret to sign subscription tokens (the same on every pod)",
+            ));
+        }
+        if self.secret.len() < MIN_SECRET_BYTES {
+            // A 2-byte secret was recovered offline from one token in
+            // 0.01 s, and then any channel's token forged.
+            return Err(refused(
+                "a secret of at least 32 bytes is needed (a short one is guessed from one token); \
+                 for example: openssl rand -hex 32",
+            ));
+        }
+        if self.secret.starts_with(PLACEHOLDER_PREFIX) {
+            return Err(refused(
+                "this is the example manifest's placeholder: create the real secret \
+                 (openssl rand -hex 32)",
+            ));
         }
         Ok(())
     }
@@ -275,6 +300,8 @@ fn seconds(variable: &'static str) -> Result<Option<Duration>, ConfigError> {
 mod tests {
     use super::*;
 
+    const KEY: &str = "a secret of at least thirty-two bytes";
+
     #[test]
     fn a_missing_secret_names_its_variable() {
         let error = HubOptions::new("127.0.0.1:0", Vec::new())
@@ -286,14 +313,31 @@ mod tests {
 
     #[test]
     fn addresses_and_bounds_are_checked() {
-        assert!(HubOptions::new("127.0.0.1:0", "k").validate().is_ok());
+        assert!(HubOptions::new("127.0.0.1:0", KEY).validate().is_ok());
         for bad in ["", "8082", "127.0.0.1:99999", "no such host:1"] {
-            let error = HubOptions::new(bad, "k").validate().unwrap_err();
+            let error = HubOptions::new(bad, KEY).validate().unwrap_err();
             assert_eq!(error.variable, STREAM_ADDR, "{bad:?}");
         }
-        let mut options = HubOptions::new("127.0.0.1:0", "k");
+        let mut options = HubOptions::new("127.0.0.1:0", KEY);
         options.queue_capacity = 0;
         assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+    }
+
+    #[test]
+    fn a_short_or_placeholder_secret_is_refused_naming_the_variable() {
+        for bad in [
+            &b"s"[..],
+            b"ab",
+            &[b'x'; 31],
+            b"replace-me-with-a-long-random-secret",
+        ] {
+            let error = HubOptions::new("127.0.0.1:0", bad).validate().unwrap_err();
+            assert_eq!(error.variable, STREAM_SECRET);
+            assert!(!error.to_string().contains("replace-me"), "{error}");
+        }
+        assert!(HubOptions::new("127.0.0.1:0", [b'x'; 32])
+            .validate()
+            .is_ok());
     }
 
     #[test]

@@ -320,12 +320,14 @@ async fn answer(
     accepted: &AcceptedSlot,
 ) -> HubResponse {
     let origin = allowed_origin(hub, &request);
+    // Percent-decoded: a client may encode any character (`:` as `%3A`);
+    // the name is then checked as a publisher's is.
     let Some(channel) = request
         .uri()
         .path()
         .strip_prefix("/streams/")
+        .map(|c| percent_decoded(c))
         .filter(|c| super::check_channel(c).is_ok())
-        .map(str::to_owned)
     else {
         return with_cors(
             json_error(404, "not_found", "GET /streams/<channel>"),
@@ -352,16 +354,18 @@ async fn answer(
     if let Some(bearer) = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| crate::probes::bearer(v.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
     {
         token_text = Some(bearer.trim().to_owned());
     }
-    // The header wins: it is what the browser sends on reconnection.
+    // The header wins: it is what the browser sends on reconnection. An
+    // empty one counts as absent (it replayed everything over the query's).
     if let Some(header_id) = request
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
     {
         last_event_id = Some(header_id.to_owned());
     }
@@ -413,6 +417,27 @@ async fn answer(
         }
         Err((status, code, message)) => with_cors(json_error(status, code, message), origin),
     }
+}
+
+/// `text` with `%XX` decoded (a malformed escape kept as is); not UTF-8
+/// gives a name that no channel has.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[at] == b'%' && at + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[at + 1]), hex(bytes[at + 2])) {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(0));
+                at += 3;
+                continue;
+            }
+        }
+        out.push(bytes[at]);
+        at += 1;
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn preflight(origin: Option<HeaderValue>) -> HubResponse {

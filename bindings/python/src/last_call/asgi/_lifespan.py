@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from .._limits import raise_open_file_limit
 from ..interface import ShutdownManager
 from ..manager import GracefulShutdownManager, validate_environment
 from ..phase import Phase
@@ -70,6 +71,7 @@ def lifespan(
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
+        raise_open_file_limit()
         runtime = manager_or_default(manager)
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
