@@ -816,6 +816,31 @@ fn a_short_or_placeholder_secret_is_refused_and_one_trailing_newline_trimmed() {
 }
 
 #[test]
+fn a_huge_bound_is_refused_at_start_naming_its_variable() {
+    common::require_process_per_test();
+    std::env::set_var("GS_STREAM_SECRET", std::str::from_utf8(SECRET).unwrap());
+    for variable in [
+        "GS_STREAM_QUEUE_EVENTS",
+        "GS_STREAM_HISTORY_EVENTS",
+        "GS_STREAM_MAX_CONNECTIONS",
+        "GS_STREAM_MAX_CHANNELS",
+        "GS_STREAM_MAX_CHANNEL_BYTES",
+        "GS_STREAM_PUBLISH_QUEUE_EVENTS",
+    ] {
+        // Every subscription panicked inside the hub with the first.
+        std::env::set_var(variable, "18446744073709551615");
+        let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+        match Runtime::global().start_hub(options) {
+            Err(last_call::Error::Config(error)) => assert_eq!(error.variable, variable),
+            other => panic!("{variable}: {other:?}"),
+        }
+        std::env::remove_var(variable);
+    }
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    Runtime::global().start_hub(options).unwrap();
+}
+
+#[test]
 fn bearer_in_any_case_an_allowed_character_escaped_and_an_empty_last_event_id() {
     let addr = start(|_| {});
     let client = client();

@@ -76,7 +76,7 @@ import time
 import weakref
 from typing import Any
 
-from . import _exit, _native
+from . import _environ, _exit, _native
 from ._limits import raise_open_file_limit
 from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
@@ -260,7 +260,7 @@ def when_ready(server: Any) -> None:
     # so the arbiter still hears SIGTERM (handled by master.term).
     manager.install_signal_handlers(handle_sigint=False)
     server.handle_term = master.term
-    addr = os.environ.get(PROBE_ADDR_ENV) or None
+    addr = _environ.address(PROBE_ADDR_ENV)
     if addr is not None:
         manager.start_probe_listener(addr)
     manager.add_readiness_check("gunicorn-workers", master.workers_running)

@@ -56,6 +56,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
+from . import _environ
 from ._limits import raise_open_file_limit
 from .interface import ShutdownManager
 from .manager import default_manager
@@ -209,7 +210,7 @@ def serve(
     server = create_server(app, **waitress_options)
     stopper = WaitressStopper(server)
     if probe_addr is None:
-        probe_addr = os.environ.get(PROBE_ADDR_ENV) or None
+        probe_addr = _environ.address(PROBE_ADDR_ENV)
     if probe_addr is not None:
         manager.start_probe_listener(probe_addr)
 

@@ -48,6 +48,18 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// would be known to everyone who read them.
 const PLACEHOLDER_PREFIX: &[u8] = b"replace-me";
 
+/// The largest `GS_STREAM_QUEUE_EVENTS` and `GS_STREAM_HISTORY_EVENTS`.
+pub const MAX_EVENTS: usize = 1_000_000;
+/// The largest `GS_STREAM_MAX_CONNECTIONS` (the kernel's usual ceiling on
+/// a process's open files).
+pub const MAX_CONNECTIONS: usize = 1_048_576;
+/// The largest `GS_STREAM_MAX_CHANNELS`.
+pub const MAX_CHANNELS: usize = 10_000_000;
+/// The largest `GS_STREAM_MAX_CHANNEL_BYTES` (1 GiB).
+pub const MAX_CHANNEL_BYTES: usize = 1 << 30;
+/// The largest `GS_STREAM_PUBLISH_QUEUE_EVENTS`.
+pub const MAX_PUBLISH_QUEUE: usize = 10_000_000;
+
 /// How the hub is set up. [`HubOptions::new`] gives the documented
 /// defaults.
 #[derive(Clone, PartialEq)]
@@ -202,18 +214,29 @@ impl HubOptions {
     /// Every value checked: the secret, the address, the bounds.
     pub(crate) fn validate(&self) -> Result<SocketAddr, ConfigError> {
         self.check_secret()?;
-        for (variable, value) in [
-            (STREAM_QUEUE, self.queue_capacity),
-            (STREAM_MAX_CONNECTIONS, self.max_connections),
-            (STREAM_MAX_CHANNELS, self.max_channels),
-            (STREAM_MAX_CHANNEL_BYTES, self.max_channel_bytes),
-            (STREAM_PUBLISH_QUEUE, self.publish_queue),
+        for (variable, value, most) in [
+            (STREAM_QUEUE, self.queue_capacity, MAX_EVENTS),
+            (STREAM_HISTORY, self.history_len, MAX_EVENTS),
+            (
+                STREAM_MAX_CONNECTIONS,
+                self.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (STREAM_MAX_CHANNELS, self.max_channels, MAX_CHANNELS),
+            (
+                STREAM_MAX_CHANNEL_BYTES,
+                self.max_channel_bytes,
+                MAX_CHANNEL_BYTES,
+            ),
+            (STREAM_PUBLISH_QUEUE, self.publish_queue, MAX_PUBLISH_QUEUE),
         ] {
-            if value == 0 {
+            // Past the range, a value is a mistake, and a huge one made
+            // every subscription panic allocating its channel's ring.
+            if value == 0 || value > most {
                 return Err(ConfigError {
                     variable,
-                    value: "0".into(),
-                    reason: "must be at least 1".into(),
+                    value: value.to_string(),
+                    reason: format!("must be from 1 to {most}"),
                 });
             }
         }
@@ -321,6 +344,14 @@ mod tests {
         let mut options = HubOptions::new("127.0.0.1:0", KEY);
         options.queue_capacity = 0;
         assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+        options.queue_capacity = usize::MAX;
+        assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+        let mut options = HubOptions::new("127.0.0.1:0", KEY);
+        options.max_connections = MAX_CONNECTIONS + 1;
+        assert_eq!(
+            options.validate().unwrap_err().variable,
+            STREAM_MAX_CONNECTIONS
+        );
     }
 
     #[test]

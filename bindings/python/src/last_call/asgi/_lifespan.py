@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from .. import _environ
 from .._limits import raise_open_file_limit
 from ..interface import ShutdownManager
 from ..manager import GracefulShutdownManager, validate_environment
@@ -82,7 +83,7 @@ def lifespan(
             # ports (last_call.workers), before the probe listener and the
             # app's hub start.
             set_worker_processes(workers)
-        address = probe_addr if probe_addr is not None else (os.environ.get(PROBE_ADDR_ENV) or None)
+        address = probe_addr if probe_addr is not None else _environ.address(PROBE_ADDR_ENV)
         if address is not None:
             runtime.start_probe_listener(address)
         on_main_thread = threading.current_thread() is threading.main_thread()
