@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hmac
 import math
-import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field

@@ -43,7 +43,6 @@ force; a second Ctrl-C exits at once (status 130).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
