@@ -364,6 +364,109 @@ fn a_client_that_stops_reading_is_dropped_at_the_stall_while_a_fast_one_keeps_up
     assert!(metrics.contains("gs_hub_slow_clients_disconnected_total 1\n"));
 }
 
+/// A receive buffer of a few KiB: the client's window opens a little at a
+/// time as it reads.
+fn small_receive_buffer(socket: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt reads `size` (a c_int that lives here, its length
+    // given) on the socket's open descriptor.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+}
+
+#[test]
+fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
+    use std::io::Write;
+    // A long stall time: the end must not wait for it.
+    let addr = start(|options| options.stall = Duration::from_secs(30));
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    small_receive_buffer(&silent);
+    write!(
+        silent,
+        "GET /streams/ending?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("ending")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    // The client reads nothing: its socket fills.
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..64 {
+        publish("ending", &big);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(Runtime::global().active_streams(), 1);
+    // Its final event can never be written: the stream is closed and
+    // uncounted now, not held for the stall time (a SIGTERM waited 8 s
+    // for such streams).
+    Runtime::global()
+        .hub_close_channel("ending", Some(("done", "{}")))
+        .unwrap();
+    wait_for_streams(0);
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 1);
+}
+
+#[test]
+fn a_client_that_takes_a_trickle_while_the_stream_runs_ahead_is_dropped() {
+    use std::io::{Read, Write};
+    let addr = start(|options| {
+        options.queue_capacity = 4;
+        options.stall = Duration::from_millis(1_000);
+    });
+    // A client that reads a little, often: its window opens now and then
+    // and the hub's writes make a little progress, which held it for ever
+    // (the stall restarted at each write) while it fell further behind.
+    let mut trickle = std::net::TcpStream::connect(addr).unwrap();
+    small_receive_buffer(&trickle);
+    write!(
+        trickle,
+        "GET /streams/river?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("river")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let event = "x".repeat(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut closed = false;
+    while Instant::now() < deadline {
+        // The stream runs ahead: more than the client takes.
+        for _ in 0..4 {
+            publish("river", &event);
+        }
+        match trickle.read(&mut buffer) {
+            Ok(0) => closed = true,
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                closed = true
+            }
+            _ => {}
+        }
+        if closed {
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a client that never caught up was still served after 8 s"
+    );
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 1);
+    wait_for_streams(0);
+}
+
 #[test]
 fn a_burst_never_drops_a_reader_that_keeps_reading_and_a_lagging_one_is_told_gap() {
     // A ring of 50 events, a burst of 5,000 published as fast as the host

@@ -327,7 +327,7 @@ async fn answer(
         .uri()
         .path()
         .strip_prefix("/streams/")
-        .map(|c| percent_decoded(c))
+        .map(percent_decoded)
         .filter(|c| super::check_channel(c).is_ok())
     else {
         return with_cors(
@@ -702,6 +702,39 @@ impl Stream {
         self.done = true;
     }
 
+    /// Whether the stream's end has come while its socket takes nothing:
+    /// its end queued, its channel closed, or the server stopping. Its
+    /// wakes (the channel's, the phase's) are registered with `cx`.
+    fn ending(&mut self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..2 {
+            if self.done
+                || self.channel.is_closed()
+                || self.hub.runtime.phase() >= Phase::Stopping
+            {
+                return true;
+            }
+            let channel = self
+                .channel_wait
+                .get_or_insert_with(|| armed(&self.channel.notify));
+            let channel_woke = channel.as_mut().poll(cx).is_ready();
+            let phase = self
+                .phase_wait
+                .get_or_insert_with(|| armed(&self.hub.phase_changed));
+            let phase_woke = phase.as_mut().poll(cx).is_ready();
+            if !channel_woke && !phase_woke {
+                return false;
+            }
+            // Woken: re-armed, and asked once more.
+            if channel_woke {
+                self.channel_wait = None;
+            }
+            if phase_woke {
+                self.phase_wait = None;
+            }
+        }
+        false
+    }
+
     /// The next bytes to write; `None` once the stream has ended.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
@@ -810,10 +843,12 @@ impl Stream {
     /// Writes the stream on `socket` until it ends (then the connection is
     /// closed once its bytes are written) or the client goes away, which is
     /// seen at once: the socket is watched for reading all along, and the
-    /// end of its input is the client gone. A client whose socket takes no
-    /// bytes for the stall time while some wait for it has stopped reading:
-    /// it is dropped (closed, uncounted) without a last word it could not
-    /// take anyway, and resumes, when it comes back, with `event: gap`.
+    /// end of its input is the client gone. A client that has not caught up
+    /// within the stall time from the first write its socket refused has
+    /// fallen behind: it is dropped (reset, uncounted) without a last word
+    /// it could not take anyway, and resumes, when it comes back, with
+    /// `event: gap`. A stream whose end cannot be written is dropped so at
+    /// once.
     async fn serve(mut self, mut socket: tokio::net::TcpStream, slot: Arc<Slot>) {
         let mut batch = Batch::default();
         let stall_after = self.hub.options.stall;
@@ -834,11 +869,12 @@ impl Stream {
                 }
             }
             if batch.is_empty() {
-                return if finished {
-                    Poll::Ready(Ended::Finished)
-                } else {
-                    Poll::Pending
-                };
+                if finished {
+                    return Poll::Ready(Ended::Finished);
+                }
+                // Caught up: nothing waits for the client.
+                stalled = None;
+                return Poll::Pending;
             }
             let slices = batch.slices();
             let written = match Pin::new(&mut socket).poll_write_vectored(cx, batch.ready(&slices))
@@ -846,6 +882,13 @@ impl Stream {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ended::Gone),
                 Poll::Ready(Ok(written)) => written,
                 Poll::Pending => {
+                    if self.ending(cx) {
+                        // Its last words, and a socket that takes nothing:
+                        // closed now, not held until the stall time for a
+                        // final comment it cannot take (a SIGTERM waited
+                        // for those).
+                        return Poll::Ready(Ended::Stalled);
+                    }
                     let stall =
                         stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_after)));
                     if stall.as_mut().poll(cx).is_ready() {
@@ -854,7 +897,11 @@ impl Stream {
                     return Poll::Pending;
                 }
             };
-            stalled = None;
+            // Not reset by a write: a client that takes a trickle of bytes
+            // (a few now and then, as its window opens) while the stream
+            // runs ahead of it has fallen behind all the same, and was held
+            // for ever. The stall runs from the first write the socket
+            // refused until the stream has caught up.
             batch.advance(written);
         })
         .await;
