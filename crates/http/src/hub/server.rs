@@ -707,9 +707,7 @@ impl Stream {
     /// wakes (the channel's, the phase's) are registered with `cx`.
     fn ending(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..2 {
-            if self.done
-                || self.channel.is_closed()
-                || self.hub.runtime.phase() >= Phase::Stopping
+            if self.done || self.channel.is_closed() || self.hub.runtime.phase() >= Phase::Stopping
             {
                 return true;
             }
