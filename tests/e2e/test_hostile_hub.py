@@ -82,3 +82,39 @@ def test_a_bad_value_exits_2_with_one_line_naming_it():
         assert status == 2, f"{variable}={value!r}: status {status}\n{output}"
         assert "Traceback" not in output, f"{variable}={value!r}\n{output}"
         assert variable in output, f"{variable}={value!r}\n{output}"
+
+
+def test_a_sigterm_during_start_up_never_kills_the_host():
+    """SIGTERMs sent a few milliseconds after the hub announced itself, in
+    the middle of ``serve()``'s start (create_server, the probe listener):
+    24 of 30 killed the host (-15), delivered to the hub's thread while the
+    main thread held the signal. Now each one is held until the sequence
+    takes it, and the host exits 0."""
+    import os
+    import signal
+    import subprocess
+
+    from server_process import GS_VARIABLES
+
+    command, cwd = hosts.command("flask")
+    env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+    env.update(item.split("=", 1) for item in hosts.FLASK_HUB_ENV)
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_PROBE_ADDR": "127.0.0.1:0", "GS_DRAIN_DELAY_SECONDS": "0"})
+    statuses = []
+    for attempt in range(8):
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            assert child.stdout is not None
+            deadline = time.monotonic() + 30
+            for line in child.stdout:
+                if b"streams on http://" in line:
+                    break
+                assert time.monotonic() < deadline, "no hub announced"
+            time.sleep(0.0005 * attempt)
+            child.send_signal(signal.SIGTERM)
+            statuses.append(child.wait(timeout=30))
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(5)
+    assert statuses == [0] * len(statuses), statuses
