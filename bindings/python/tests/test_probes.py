@@ -262,3 +262,25 @@ def test_a_python_host_raises_its_open_file_limit_and_says_so(start_app):
     child_soft = line.split()[3]
     assert child_soft != "256", line
     assert any("raised the open-file limit from 256" in seen for seen in server.lines), server.lines
+
+
+def test_readiness_reports_a_pool_taken_for_too_long_while_liveness_stays_200(start_app):
+    # In hub mode the app's own API was starved (every thread taken) while
+    # /readyz answered 200 and the pod stayed in rotation.
+    server, probe = with_probes(start_app, {"THREADS": "2", "NOT_READY_WHEN_SATURATED": "1"})
+    assert probe.get("/readyz").status_code == 200
+    streams = []
+    for _ in range(2):
+        client = httpx.Client(timeout=30)
+        request = client.build_request("GET", f"{server.url}/stream?events=0&interval=0.2")
+        streams.append((client, client.send(request, stream=True)))
+    try:
+        eventually(lambda: probe.get("/readyz").status_code == 503, timeout=15)
+        assert "waitress-threads" in probe.get("/readyz").text
+        assert probe.get("/healthz").status_code == 200
+    finally:
+        for client, response in streams:
+            response.close()
+            client.close()
+    # A thread free again: ready again.
+    eventually(lambda: probe.get("/readyz").status_code == 200, timeout=15)
