@@ -53,7 +53,7 @@ demo: setup python
 
 # The same story told by the Rust example server (tokio + axum).
 demo-rust: setup python
-	$(CARGO) build --release --example sse_server
+	$(CARGO) build --release --features axum --example sse_server
 	$(PYTHON) tools/demo_timeline.py --host rust
 
 # The C host drains its stream threads, then serves until a real SIGTERM.
@@ -87,10 +87,12 @@ lane-run:
 
 # Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
 bench: setup python
-	$(CARGO) build --release --examples
+	$(CARGO) build --release --features axum --examples
 	$(CARGO) bench --bench hot_path
 	$(CARGO) bench --bench wake_latency
 	$(CARGO) bench --bench signal_to_exit
+	# What axum's tracked Sse adds per event and per stream (issue 28).
+	$(CARGO) bench --features axum --bench axum_stream
 	$(MAKE) bench-portable
 	$(PYTHON) benches/python_overhead.py
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000

@@ -2,7 +2,7 @@
 the server, opens the streams, sends SIGTERM and measures) several times and
 prints the medians and the spread.
 
-    cargo build --release --example sse_server --example sse_load
+    cargo build --release --features axum --example sse_server --example sse_load
     python3 benches/capacity.py [--runs 3] [--streams 10000]
 """
 

@@ -15,7 +15,7 @@
 //!    end to the server's exit.
 //!
 //! ```text
-//! cargo build --release --example sse_server --example sse_load
+//! cargo build --release --features axum --example sse_server --example sse_load
 //! target/release/examples/sse_load --server target/release/examples/sse_server --streams 10000
 //! ```
 //!

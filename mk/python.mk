@@ -69,5 +69,5 @@ readme-suite:
 # One round keeps the whole run near 15 minutes on two cores (two: ~25).
 ROLLING_ROUNDS ?= 1
 rolling: setup python
-	$(CARGO) build --release --example sse_server
+	$(CARGO) build --release --features axum --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md

@@ -29,7 +29,8 @@
 //!     // stop the task executor within `time_left`
 //!     true
 //! })?;
-//! // In each stream handler:
+//! // In each stream, for as long as it runs (with axum, the `axum`
+//! // feature's `Sse::new(events).tracked(kind)` holds it for you):
 //! let _stream = runtime.begin_stream()?; // ends when dropped
 //! // Main thread: wait for the sequence, then return from main (exit 0).
 //! runtime.wait_for_phase(Phase::Stopped, None).ok();
@@ -48,6 +49,33 @@
 //! and re-exports the rest.
 
 pub mod ffi;
+
+/// The async face of the runtime for tokio hosts (the `tokio` feature):
+/// [`RuntimeExt`](tokio::RuntimeExt) on [`Runtime`] gives
+/// `runtime.reached(Phase::Draining).await`, `runtime.phase_watch()`,
+/// `runtime.shutdown_signal()` for axum's and hyper's graceful shutdown,
+/// and `runtime.start_probes(..)` (the probe listener with a heartbeat from
+/// the tokio runtime).
+#[cfg(feature = "tokio")]
+pub mod tokio {
+    pub use last_call_axum::{Reached, RuntimeExt, ShutdownSignal};
+}
+
+/// A tower layer (the `tower` feature) for plain hyper, tonic or any tower
+/// stack: response bodies counted as streams, 503 + `Retry-After` while
+/// draining.
+#[cfg(feature = "tower")]
+pub mod tower {
+    pub use last_call_axum::layer::*;
+}
+
+/// axum's SSE response, counted for its life and ended by its kind at
+/// shutdown (the `axum` feature).
+#[cfg(feature = "axum")]
+pub mod axum {
+    #[doc(inline)]
+    pub use last_call_axum::sse::*;
+}
 
 #[cfg(feature = "http")]
 pub use last_call_http::{

@@ -73,7 +73,7 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():
             raise FileNotFoundError(
-                f"{binary} is missing: cargo build --example sse_server"
+                f"{binary} is missing: cargo build --features axum --example sse_server"
                 + (" --release" if profile == "release" else "")
             )
         return [str(binary)], ROOT

@@ -51,6 +51,8 @@ CRATE_FILES = [
 CRATE_TREES = [
     ("src", "*.rs"),
     ("benches", "*.rs"),
+    # The examples on axum are listed as targets too (their features).
+    ("examples", "*.rs"),
     ("crates", "*.rs"),
     ("crates", "Cargo.toml"),
     # The shared store's Redis scripts, compiled in with include_str!.

@@ -21,12 +21,12 @@ mod settings;
 mod tasks;
 mod test_switches;
 
+use last_call::tokio::RuntimeExt;
 use last_call::{install_signal_handlers, Config, Phase, Runtime, StreamKind};
 use routes::{router, AppState};
 use settings::Settings;
 use std::time::Duration;
 use tasks::{Limits, Tasks};
-use tokio::sync::watch;
 
 fn fail(message: String) -> ! {
     eprintln!("sse_server: {message}");
@@ -61,75 +61,46 @@ async fn serve(settings: Settings) -> i32 {
         keep_finished: settings.keep_finished,
     });
 
-    // Phase changes, from the runtime's thread into async code. At
-    // ClosingStreams the running tasks are given until the streams' last
-    // moment (the pod-bound streams' moment), then cancelled: a task that
-    // ends before it completes; the others' streams are pod-bound and end
-    // with `task_failed`, reason `shutdown`.
-    let handle = tokio::runtime::Handle::current();
-    let (phase_sender, phase) = watch::channel(gs.phase());
-    {
-        let tasks = tasks.clone();
-        let handle = handle.clone();
-        gs.on_phase(move |change| {
-            if change.to == Phase::ClosingStreams {
-                let last_moment = gs.reconnect_delay(StreamKind::PodBound).unwrap_or_default();
-                let tasks = tasks.clone();
-                handle.spawn(async move {
-                    tokio::time::sleep(last_moment).await;
-                    tasks.cancel_running();
-                });
-            }
-            phase_sender.send_replace(change.to);
-            eprintln!("sse_server: phase {} -> {}", change.from, change.to);
-        })
+    gs.on_phase(|change| eprintln!("sse_server: phase {} -> {}", change.from, change.to))
         .unwrap_or_else(|e| fail(e.to_string()));
-    }
-
-    // Stopping runs the hooks in this order: the tasks first (wait for the
-    // running ones within the time left), then the HTTP server.
+    // At ClosingStreams the running tasks are given until the streams'
+    // last moment (the pod-bound streams' moment), then cancelled: a task
+    // that ends before it completes; the others' streams are pod-bound and
+    // end with `task_failed`, reason `shutdown`.
     {
         let tasks = tasks.clone();
-        let handle = handle.clone();
+        tokio::spawn(async move {
+            gs.reached(Phase::ClosingStreams).await;
+            let last_moment = gs.reconnect_delay(StreamKind::PodBound).unwrap_or_default();
+            tokio::time::sleep(last_moment).await;
+            tasks.cancel_running();
+        });
+    }
+    // Stopping runs the hooks: the tasks' waits for the running ones
+    // within the time left; the HTTP server stops accepting meanwhile
+    // (`shutdown_signal` below).
+    {
+        let tasks = tasks.clone();
+        let handle = tokio::runtime::Handle::current();
         gs.register_shutdown_hook("tasks", move |left| handle.block_on(tasks.shutdown(left)))
             .unwrap_or_else(|e| fail(e.to_string()));
     }
-    let (server_done_sender, server_done) = std::sync::mpsc::channel::<()>();
-    let (stop_accepting, stop_signal) = tokio::sync::oneshot::channel::<()>();
-    gs.register_shutdown_hook("http-server", move |left| {
-        let _ = stop_accepting.send(());
-        server_done.recv_timeout(left).is_ok()
-    })
-    .unwrap_or_else(|e| fail(e.to_string()));
     // Test-only, off by default: a hook that never returns.
     test_switches::install(gs, &settings.host).unwrap_or_else(|e| fail(e));
 
     let state = AppState {
         runtime: gs,
         tasks,
-        phase,
         drain_token: std::env::var("GS_DRAIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         heartbeat: settings.heartbeat,
         max_body: settings.max_body,
     };
-    // The runtime's own probe listener (GS_PROBE_ADDR), and the liveness
-    // heartbeat from this server's tokio runtime: a task that only runs if
-    // the runtime still schedules work.
-    if gs
-        .start_probe_listener_from_env()
-        .unwrap_or_else(|e| fail(e.to_string()))
-        .is_some()
-    {
-        tokio::spawn(async {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                Runtime::global().heartbeat();
-            }
-        });
-    }
+    // The runtime's own probe listener (GS_PROBE_ADDR), with the liveness
+    // heartbeat from this server's tokio runtime.
+    gs.start_probes_from_env()
+        .unwrap_or_else(|e| fail(e.to_string()));
     let address = format!("{}:{}", settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -139,22 +110,16 @@ async fn serve(settings: Settings) -> i32 {
     println!("sse_server: serving on http://{local}");
 
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = stop_signal.await;
-        })
+        .with_graceful_shutdown(gs.shutdown_signal())
         .await;
-    let _ = server_done_sender.send(());
     if let Err(e) = served {
         eprintln!("sse_server: server error: {e}");
         return 1;
     }
-    // The hooks are done once Stopped; wait for it off the async threads.
-    let stopped = tokio::task::spawn_blocking(|| {
-        Runtime::global().wait_for_phase(Phase::Stopped, Some(Duration::from_secs(60)))
-    })
-    .await;
+    // The hooks are done once Stopped.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), gs.reached(Phase::Stopped)).await;
     println!("sse_server: stopped; exiting 0");
-    if matches!(stopped, Ok(Ok(_))) {
+    if stopped.is_ok() {
         0
     } else {
         1

@@ -9,17 +9,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use last_call::{metrics, Phase, Runtime, StreamKind};
+use last_call::axum::SseExt;
+use last_call::{metrics, Runtime, StreamKind};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// Told to clients refused while draining or full: by then another pod is
 /// ready, or finished tasks have been forgotten.
 const RETRY_AFTER_SECONDS: u64 = 2;
-/// How long browsers wait before reconnecting after the reconnect event.
-const RECONNECT_RETRY: Duration = Duration::from_millis(1000);
 pub const MAX_STEPS: u64 = 1_000;
 pub const MAX_STEP_SECONDS: f64 = 60.0;
 
@@ -27,8 +26,6 @@ pub const MAX_STEP_SECONDS: f64 = 60.0;
 pub struct AppState {
     pub runtime: &'static Runtime,
     pub tasks: Tasks,
-    /// The phase, as the runtime's phase listener last reported it.
-    pub phase: watch::Receiver<Phase>,
     pub drain_token: Option<String>,
     pub heartbeat: Duration,
     /// The largest request body accepted, in bytes.
@@ -156,24 +153,24 @@ fn task_event(event: &Published) -> Event {
         .data(&*event.json)
 }
 
-fn sse_response<S>(events: S, heartbeat: Duration) -> Response
+/// An SSE response of `kind`: counted while it is open, ended by its kind
+/// at shutdown (`last_call::axum`), with heartbeats.
+fn sse_response<S>(events: S, heartbeat: Duration, kind: StreamKind) -> Response
 where
     S: futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    let mut response = Sse::new(events)
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+        .tracked(kind)
+        .into_response()
 }
 
 /// A task's stream: pod-bound (only this process has the task). Replays the
 /// events after `Last-Event-ID`, then follows the task to its final event.
-/// At ClosingStreams the task is cancelled (see `main.rs`), so the final
-/// event is `task_failed` with reason `shutdown`: never a reconnect hint,
-/// which would send the client to a pod that has no such task.
+/// At the streams' last moment the task is cancelled (see `main.rs`), so
+/// the final event is `task_failed` with reason `shutdown`: never a
+/// reconnect hint, which would send the client to a pod that has no such
+/// task.
 async fn stream_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -182,16 +179,9 @@ async fn stream_task(
     let Some(task) = state.tasks.get(&id) else {
         return error(StatusCode::NOT_FOUND, format!("no task {id}"));
     };
-    // Counted from here until the body is dropped: at its end, or as soon
-    // as hyper notices the client has gone (the next write fails).
-    let guard = match state.runtime.begin_stream_of(StreamKind::PodBound) {
-        Ok(guard) => guard,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
     let mut published = task.subscribe();
     let mut next = last_event_id(&headers).saturating_add(1);
     let events = stream! {
-        let _guard = guard;
         loop {
             while let Some(event) = task.event(next) {
                 next += 1;
@@ -205,68 +195,26 @@ async fn stream_task(
             }
         }
     };
-    sse_response(events, state.heartbeat)
-}
-
-/// Returns once the phase is ClosingStreams or later (or the runtime's
-/// listener is gone); holds no borrow of the phase across an await.
-async fn closing(phase: &mut watch::Receiver<Phase>) {
-    let _ = phase
-        .wait_for(|p| *p >= Phase::ClosingStreams)
-        .await
-        .map(|_| ());
+    sse_response(events, state.heartbeat, StreamKind::PodBound)
 }
 
 /// Every task event of this pod: resumable (a reconnect starts afresh on
 /// whichever pod it reaches). At ClosingStreams each stream is told to
 /// reconnect at its own moment of the close notice (the reconnect spread),
-/// with `retry:` and the last event's `id:`.
+/// with `retry:` and the last event's `id:` (`last_call::axum`).
 async fn stream_feed(State(state): State<AppState>) -> Response {
-    let mut guard = match state.runtime.begin_stream_of(StreamKind::Resumable) {
-        Ok(guard) => guard,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
     let mut feed = state.tasks.feed();
-    let mut phase = state.phase.clone();
     let events = stream! {
-        let mut last_id: Option<u64> = None;
-        let mut end_at: Option<tokio::time::Instant> = None;
         loop {
-            if end_at.is_none() {
-                end_at = guard.end_in().map(|d| tokio::time::Instant::now() + d);
-            }
-            let until_end = async {
-                match end_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                received = feed.recv() => match received {
-                    Ok(event) => {
-                        last_id = Some(event.id);
-                        yield Ok::<Event, Infallible>(task_event(&event));
-                    }
-                    // A slow reader skips what it missed: a live view.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = closing(&mut phase), if end_at.is_none() => {}
-                () = until_end => {
-                    let mut event = Event::default()
-                        .retry(RECONNECT_RETRY)
-                        .event("reconnect")
-                        .data(json!({"reason": "server shutting down", "retry_ms": RECONNECT_RETRY.as_millis()}).to_string());
-                    if let Some(id) = last_id {
-                        event = event.id(id.to_string());
-                    }
-                    yield Ok(event);
-                    return;
-                }
+            match feed.recv().await {
+                Ok(event) => yield Ok::<Event, Infallible>(task_event(&event)),
+                // A slow reader skips what it missed: a live view.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     };
-    sse_response(events, state.heartbeat)
+    sse_response(events, state.heartbeat, StreamKind::Resumable)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

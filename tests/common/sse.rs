@@ -19,9 +19,16 @@ pub struct SseStream {
     pub headers: hyper::HeaderMap,
     pub arrivals: Receiver<(std::time::Instant, Arrival)>,
     task: tokio::task::JoinHandle<()>,
+    /// The body's error, if it ended in one (a cut), rather than cleanly.
+    cut: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl SseStream {
+    /// Why the body was cut, if it ended in an error (read after its end).
+    pub fn cut(&self) -> Option<String> {
+        self.cut.lock().unwrap().clone()
+    }
+
     /// The next event or end, within `timeout`.
     pub fn next(&self, timeout: Duration) -> Option<Arrival> {
         self.arrivals.recv_timeout(timeout).ok().map(|(_, a)| a)
@@ -84,6 +91,8 @@ pub fn open(
         .unwrap();
     let (head_sender, head) = mpsc::channel();
     let (sender, arrivals) = mpsc::channel();
+    let cut = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let cut_by = std::sync::Arc::clone(&cut);
     let task = runtime.spawn(async move {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (mut client, connection) =
@@ -95,7 +104,14 @@ pub fn open(
         let (parts, mut body) = response.into_parts();
         let _ = head_sender.send((parts.status.as_u16(), parts.headers));
         let mut text = String::new();
-        while let Some(Ok(frame)) = body.frame().await {
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(error) => {
+                    *cut_by.lock().unwrap() = Some(error.to_string());
+                    break;
+                }
+            };
             if let Ok(data) = frame.into_data() {
                 text.push_str(&String::from_utf8_lossy(&data));
                 while let Some(at) = text.find("\n\n") {
@@ -119,5 +135,6 @@ pub fn open(
         headers,
         arrivals,
         task,
+        cut,
     }
 }

@@ -160,11 +160,16 @@ def adapt(text: str, port: int, wheel: Path) -> str:
 
 
 def adapt_cargo_toml(text: str) -> str:
-    dependency = re.compile(r'^last-call = "[^"]*"$', re.MULTILINE)
+    dependency = re.compile(r'^last-call = (?:"[^"]*"|\{ version = "[^"]*"(?P<rest>.*) \})$', re.MULTILINE)
     assert dependency.search(text), "the Rust quick start's Cargo.toml depends on last-call"
     header = '[package]\nname = "quick-start"\nversion = "0.1.0"\nedition = "2021"\n\n'
+
+    def to_path(found: re.Match[str]) -> str:
+        # The same features, from this tree.
+        return f"last-call = {{ path = {str(ROOT)!r}{found.group('rest') or ''} }}"
+
     # Its own workspace: it lives under this repository's target/.
-    return header + dependency.sub(f"last-call = {{ path = {str(ROOT)!r} }}", text) + "\n[workspace]\n"
+    return header + dependency.sub(to_path, text) + "\n[workspace]\n"
 
 
 def run_to_end(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -306,6 +311,13 @@ def test_the_quick_start_runs_as_written(section: Section, workspace: Workspace,
         assert process.returncode == 0, output
     finally:
         stop(process)
+
+
+def test_the_rust_quick_start_is_the_axum_example_verbatim() -> None:
+    """examples/axum_app.rs is built, linted and run by the Rust suites
+    (tests/axum_app.rs): the README shows exactly that file."""
+    rust = next(section for section in SECTIONS if "Rust" in section.title)
+    assert rust.files["src/main.rs"] == (ROOT / "examples" / "axum_app.rs").read_text()
 
 
 def test_every_host_has_a_quick_start() -> None:

@@ -25,6 +25,7 @@ use crate::reconnect_spread::StreamKind;
 use crate::stream_counter::StreamCounter;
 use crate::wait_word::WaitWord;
 use crate::watchdog::{self, Arming};
+use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -48,6 +49,9 @@ pub(crate) struct Shared {
     /// The running sequence's timeline, fixed by the first to ask once it
     /// started (see [`Inner::timeline`]).
     pub(crate) timeline: Option<crate::sequence::Timeline>,
+    /// State the layers above keep per runtime, one slot per type (see
+    /// [`Runtime::extension`]).
+    pub(crate) extensions: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 pub(crate) struct Inner {
@@ -488,6 +492,7 @@ impl Runtime {
             shared.config = None;
             shared.hooks.clear();
             shared.watchdog = None;
+            shared.extensions.clear();
             self.set_reconnect_spread(crate::ReconnectSpread::Spread);
             std::mem::take(&mut shared.listeners)
         };
@@ -529,6 +534,31 @@ impl Runtime {
         lock(&self.inner.shared)
             .metrics_sources
             .push(Arc::new(source));
+    }
+
+    /// This runtime's one value of type `T`, made by `init` on first use
+    /// (outside the runtime's lock: `init` may register listeners). The
+    /// layers above keep per-runtime state here without the runtime knowing
+    /// them (the tokio crate's phase bridge). Concurrent first calls wait
+    /// for the one `init`; the testing reset forgets every value.
+    #[doc(hidden)]
+    pub fn extension<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let slot = {
+            let mut shared = lock(&self.inner.shared);
+            let key = TypeId::of::<T>();
+            match shared.extensions.iter().find(|(id, _)| *id == key) {
+                Some((_, slot)) => Arc::clone(slot),
+                None => {
+                    let slot: Arc<dyn Any + Send + Sync> = Arc::new(OnceLock::<Arc<T>>::new());
+                    shared.extensions.push((key, Arc::clone(&slot)));
+                    slot
+                }
+            }
+        };
+        let slot = slot
+            .downcast::<OnceLock<Arc<T>>>()
+            .unwrap_or_else(|_| unreachable!("each slot is keyed by its own type"));
+        Arc::clone(slot.get_or_init(|| Arc::new(init())))
     }
 
     /// Enters a call into host code (a readiness check): `None` once the
@@ -767,6 +797,22 @@ mod tests {
         drop(guard);
         assert_eq!(runtime.active_streams(), 0);
         assert_eq!(runtime.streams_finished_total(), 1);
+    }
+
+    #[test]
+    fn an_extension_is_made_once_per_runtime_and_forgotten_by_the_reset() {
+        let runtime = Runtime::new();
+        let made = AtomicU32::new(0);
+        let make = || made.fetch_add(1, Ordering::SeqCst) + 10;
+        let first = runtime.extension(make);
+        let again = runtime.extension::<u32>(|| unreachable!("made once"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*first, 10);
+        // Another type has a slot of its own; another runtime too.
+        assert_eq!(*runtime.extension(|| "other"), "other");
+        assert_eq!(*Runtime::new().extension(|| 7u32), 7);
+        runtime.reset_for_testing().unwrap();
+        assert_eq!(*runtime.extension(make), 11);
     }
 
     #[test]
