@@ -176,7 +176,7 @@ class _Flood:
     ten sends the start of one), the oldest replaced by a new one again and
     again as an attacker re-opens what is dropped; bounded in all."""
 
-    def __init__(self, port: int, held: int) -> None:
+    def __init__(self, port: int, held: int, rounds: float = 3) -> None:
         import collections
         import socket
 
@@ -186,7 +186,7 @@ class _Flood:
 
         def run() -> None:
             open_ = collections.deque()
-            for n in range(held * 3):
+            for n in range(int(held * rounds)):
                 if self._stop.is_set():
                     break
                 if len(open_) >= held:
