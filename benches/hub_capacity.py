@@ -48,7 +48,7 @@ def rss_kib(pid: int) -> int:
 def run(mode: str, streams: int) -> dict:
     env = {"THREADS": "8", **TIMINGS}
     if mode == "hub":
-        env.update({"STREAMS": "hub", "GS_STREAM_ADDR": "127.0.0.1:0", "GS_STREAM_SECRET": "bench secret"})
+        env.update({"STREAMS": "hub", "GS_STREAM_ADDR": "127.0.0.1:0", "GS_STREAM_SECRET": "bench: a secret of 32 bytes or more"})
     server = ServerProcess([sys.executable, "run.py"], env, cwd=ROOT / "examples" / "flask_app")
     try:
         before = rss_kib(server.process.pid)

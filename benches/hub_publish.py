@@ -23,7 +23,7 @@ import time
 import urllib.request
 from typing import Callable
 
-os.environ.setdefault("GS_STREAM_SECRET", "bench secret")
+os.environ.setdefault("GS_STREAM_SECRET", "bench: a secret of 32 bytes or more")
 
 from last_call import GracefulShutdownManager, _native, hub
 from last_call.wsgi import track_stream

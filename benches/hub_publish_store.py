@@ -47,7 +47,7 @@ def free_port() -> int:
 
 def child(rate: int, batches: int) -> int:
     """Measures in this process, with the store of GS_STREAM_STORE."""
-    os.environ.setdefault("GS_STREAM_SECRET", "bench secret")
+    os.environ.setdefault("GS_STREAM_SECRET", "bench: a secret of 32 bytes or more")
     from last_call import GracefulShutdownManager, hub
     from last_call.errors import InvalidStateError
 

@@ -10,7 +10,7 @@
 //! The hub's SIGTERM test drives it:
 //!
 //! ```text
-//! GS_STREAM_ADDR=127.0.0.1:0 GS_STREAM_SECRET=s cargo run --example hub_holder
+//! GS_STREAM_ADDR=127.0.0.1:0 GS_STREAM_SECRET=$(openssl rand -hex 32) cargo run --example hub_holder
 //! ```
 //!
 //! Exit status: 0 after Stopped, 2 if the configuration is malformed.

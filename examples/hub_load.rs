@@ -257,7 +257,10 @@ fn external(options: &Options, url: &str) {
 fn fanout(options: &Options, streams: usize) {
     let runtime = Runtime::global();
     let addr = runtime
-        .start_hub(HubOptions::new("127.0.0.1:0", "hub_load secret"))
+        .start_hub(HubOptions::new(
+            "127.0.0.1:0",
+            "hub_load: a secret of 32 bytes or more",
+        ))
         .expect("start the hub");
     let token = runtime
         .hub_subscribe_token("fan", Duration::from_secs(3600))

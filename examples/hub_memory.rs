@@ -133,7 +133,10 @@ fn main() {
         .with_file_name("hub_load");
     let runtime = Runtime::global();
     let addr = runtime
-        .start_hub(HubOptions::new("127.0.0.1:0", "hub_memory secret"))
+        .start_hub(HubOptions::new(
+            "127.0.0.1:0",
+            "hub_memory: a secret of 32 bytes or more",
+        ))
         .expect("start the hub");
     runtime
         .hub_set_final_event("mem", StreamKind::PodBound, "task_completed", "{}")

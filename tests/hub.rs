@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SECRET: &[u8] = b"test secret";
+const SECRET: &[u8] = b"a secret the tests share, 32 bytes or more";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn client() -> tokio::runtime::Runtime {
@@ -364,6 +364,109 @@ fn a_client_that_stops_reading_is_dropped_at_the_stall_while_a_fast_one_keeps_up
     assert!(metrics.contains("gs_hub_slow_clients_disconnected_total 1\n"));
 }
 
+/// A receive buffer of a few KiB: the client's window opens a little at a
+/// time as it reads.
+fn small_receive_buffer(socket: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt reads `size` (a c_int that lives here, its length
+    // given) on the socket's open descriptor.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+}
+
+#[test]
+fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
+    use std::io::Write;
+    // A long stall time: the end must not wait for it.
+    let addr = start(|options| options.stall = Duration::from_secs(30));
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    small_receive_buffer(&silent);
+    write!(
+        silent,
+        "GET /streams/ending?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("ending")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    // The client reads nothing: its socket fills.
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..64 {
+        publish("ending", &big);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(Runtime::global().active_streams(), 1);
+    // Its final event can never be written: the stream is closed and
+    // uncounted now, not held for the stall time (a SIGTERM waited 8 s
+    // for such streams).
+    Runtime::global()
+        .hub_close_channel("ending", Some(("done", "{}")))
+        .unwrap();
+    wait_for_streams(0);
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 1);
+}
+
+#[test]
+fn a_client_that_takes_a_trickle_while_the_stream_runs_ahead_is_dropped() {
+    use std::io::{Read, Write};
+    let addr = start(|options| {
+        options.queue_capacity = 4;
+        options.stall = Duration::from_millis(1_000);
+    });
+    // A client that reads a little, often: its window opens now and then
+    // and the hub's writes make a little progress, which held it for ever
+    // (the stall restarted at each write) while it fell further behind.
+    let mut trickle = std::net::TcpStream::connect(addr).unwrap();
+    small_receive_buffer(&trickle);
+    write!(
+        trickle,
+        "GET /streams/river?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("river")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let event = "x".repeat(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut closed = false;
+    while Instant::now() < deadline {
+        // The stream runs ahead: more than the client takes.
+        for _ in 0..4 {
+            publish("river", &event);
+        }
+        match trickle.read(&mut buffer) {
+            Ok(0) => closed = true,
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                closed = true
+            }
+            _ => {}
+        }
+        if closed {
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a client that never caught up was still served after 8 s"
+    );
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 1);
+    wait_for_streams(0);
+}
+
 #[test]
 fn a_burst_never_drops_a_reader_that_keeps_reading_and_a_lagging_one_is_told_gap() {
     // A ring of 50 events, a burst of 5,000 published as fast as the host
@@ -453,7 +556,10 @@ fn sigterm_ends_each_hub_stream_by_its_channel_kind_spread_then_exits_0() {
     clear_gs_environment(&mut command);
     command
         .env("GS_STREAM_ADDR", "127.0.0.1:0")
-        .env("GS_STREAM_SECRET", "sigterm secret")
+        .env(
+            "GS_STREAM_SECRET",
+            "a secret the tests share, 32 bytes or more",
+        )
         .env("GS_DRAIN_DELAY_SECONDS", "0.5")
         .env("GS_SHUTDOWN_TIMEOUT_SECONDS", "6")
         .env("GS_CLOSE_NOTICE_SECONDS", "3")
@@ -567,7 +673,10 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
             ),
             gs_status::GS_ERR_HUB_NOT_STARTED
         );
-        std::env::set_var("GS_STREAM_SECRET", "c secret");
+        std::env::set_var(
+            "GS_STREAM_SECRET",
+            "a secret the tests share, 32 bytes or more",
+        );
         let mut bound = [0 as std::ffi::c_char; 64];
         assert_eq!(
             gs_hub_start(
@@ -776,7 +885,105 @@ fn gs_hub_send_returns_the_number_or_a_negated_status() {
 /// events as they are, with no chunk framing; a client that keeps sending
 /// after its request is still served, and uncounted once it leaves.
 #[test]
-fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
+fn a_short_or_placeholder_secret_is_refused_and_one_trailing_newline_trimmed() {
+    common::require_process_per_test();
+    for bad in [
+        "ab",
+        "replace-me-with-a-long-random-secret",
+        " a secret with a leading space, 32 bytes",
+    ] {
+        std::env::set_var("GS_STREAM_SECRET", bad);
+        let error = HubOptions::from_env_with_addr("127.0.0.1:0")
+            .and_then(|options| {
+                Runtime::global()
+                    .start_hub(options)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        last_call::Error::Config(c) => c,
+                        other => panic!("{other}"),
+                    })
+            })
+            .unwrap_err();
+        assert_eq!(error.variable, "GS_STREAM_SECRET", "{bad:?}");
+        assert!(
+            !error.to_string().contains(bad),
+            "the error shows the secret: {error}"
+        );
+    }
+    // As `kubectl create secret --from-file` makes it: the newline is not
+    // part of the key.
+    let with_newline = format!("{}\n", std::str::from_utf8(SECRET).unwrap());
+    std::env::set_var("GS_STREAM_SECRET", with_newline);
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    assert_eq!(options.secret, SECRET);
+}
+
+#[test]
+fn a_huge_bound_is_refused_at_start_naming_its_variable() {
+    common::require_process_per_test();
+    std::env::set_var("GS_STREAM_SECRET", std::str::from_utf8(SECRET).unwrap());
+    for variable in [
+        "GS_STREAM_QUEUE_EVENTS",
+        "GS_STREAM_HISTORY_EVENTS",
+        "GS_STREAM_MAX_CONNECTIONS",
+        "GS_STREAM_MAX_CHANNELS",
+        "GS_STREAM_MAX_CHANNEL_BYTES",
+        "GS_STREAM_PUBLISH_QUEUE_EVENTS",
+    ] {
+        // Every subscription panicked inside the hub with the first.
+        std::env::set_var(variable, "18446744073709551615");
+        let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+        match Runtime::global().start_hub(options) {
+            Err(last_call::Error::Config(error)) => assert_eq!(error.variable, variable),
+            other => panic!("{variable}: {other:?}"),
+        }
+        std::env::remove_var(variable);
+    }
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    Runtime::global().start_hub(options).unwrap();
+}
+
+#[test]
+fn bearer_in_any_case_an_allowed_character_escaped_and_an_empty_last_event_id() {
+    let addr = start(|_| {});
+    let client = client();
+    // The scheme is case-insensitive (RFC 9110, 11.1).
+    let bearer = format!("bearer {}", token("cased"));
+    let cased = sse::open(
+        &client,
+        addr,
+        "/streams/cased",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(cased.status, 200);
+    // `:` is allowed in a channel name; a client may escape it.
+    let escaped = format!("/streams/ns%3A1?token={}", token("ns:1"));
+    let stream = sse::open(&client, addr, &escaped, &[]);
+    assert_eq!(stream.status, 200);
+    assert_eq!(event(&stream), "retry: 1000");
+    wait_for_streams(2);
+    publish("ns:1", "x");
+    assert_eq!(event(&stream), "id: 1\nevent: step\ndata: x");
+    // An empty Last-Event-ID header counts as absent: the query's id holds.
+    for n in 1..=3 {
+        publish("feed", &n.to_string());
+    }
+    let path = format!("/streams/feed?token={}&last_event_id=2", token("feed"));
+    let resumed = sse::open(&client, addr, &path, &[("last-event-id", "")]);
+    assert_eq!(event(&resumed), "retry: 1000");
+    assert_eq!(event(&resumed), "id: 3\nevent: step\ndata: 3");
+    // A token's lifetime is whole seconds: under one it would be expired
+    // when given.
+    assert!(Runtime::global()
+        .hub_subscribe_token("c", Duration::from_millis(500))
+        .is_err());
+    assert!(Runtime::global()
+        .hub_subscribe_token("c", Duration::from_secs(1))
+        .is_ok());
+}
+
+#[test]
+fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_closed() {
     use std::io::{Read, Write};
     let addr = start(|_| {});
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
@@ -788,22 +995,12 @@ fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
     )
     .unwrap();
     wait_for_streams(1);
-    // 4 MiB of noise after the request, written while the hub streams.
-    // The hub must read it (and drop it) for the writes to go through.
-    socket.set_write_timeout(Some(WAIT)).unwrap();
-    let mut noisy = socket.try_clone().unwrap();
-    let noise = std::thread::spawn(move || {
-        let chunk = [b'x'; 64 * 1024];
-        (0..64)
-            .take_while(|_| noisy.write_all(&chunk).is_ok())
-            .count()
-    });
-    for n in 1..=20 {
+    for n in 1..=3 {
         publish("chatty", &format!("n={n}"));
     }
     let mut received = Vec::new();
     let deadline = Instant::now() + WAIT;
-    let last = b"id: 20\nevent: step\ndata: n=20\n\n";
+    let last = b"id: 3\nevent: step\ndata: n=3\n\n";
     while !received.windows(last.len()).any(|w| w == last) {
         assert!(Instant::now() < deadline, "events missing: {received:?}");
         let mut buffer = [0u8; 4096];
@@ -811,7 +1008,6 @@ fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
         assert!(read > 0, "the hub closed the stream");
         received.extend_from_slice(&buffer[..read]);
     }
-    assert_eq!(noise.join().unwrap(), 64, "the hub stopped reading");
     let text = String::from_utf8(received).unwrap();
     assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -820,11 +1016,69 @@ fn a_stream_is_a_close_delimited_body_and_a_chatty_client_is_still_served() {
     assert!(!head.contains("transfer-encoding"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
     let expected: String = std::iter::once("retry: 1000\n\n".to_owned())
-        .chain((1..=20).map(|n| format!("id: {n}\nevent: step\ndata: n={n}\n\n")))
+        .chain((1..=3).map(|n| format!("id: {n}\nevent: step\ndata: n={n}\n\n")))
         .collect();
     assert_eq!(body, expected);
-    drop(socket);
+    // Bytes after the request (an upload flood pinned the hub's thread,
+    // which read and discarded them for ever): the stream is closed and
+    // uncounted at once.
+    socket.set_write_timeout(Some(WAIT)).unwrap();
+    let chunk = [b'x'; 64 * 1024];
+    let written = (0..64)
+        .take_while(|_| socket.write_all(&chunk).is_ok())
+        .count();
+    assert!(written < 64, "the hub kept reading an upload flood");
     wait_for_streams(0);
+}
+
+#[test]
+fn a_connection_answered_is_closed_not_kept_alive() {
+    use std::io::{Read, Write};
+    let addr = start(|_| {});
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    // Closed with its answer, well before the header timeout (10 s) of a
+    // next request would close it.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // One request every few seconds kept a connection open for ever.
+    write!(socket, "GET /nothing HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let read = socket.read_to_end(&mut answer);
+    assert!(read.is_ok(), "the connection was kept open: {read:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+#[test]
+fn at_the_connection_cap_idle_ones_make_room_then_it_is_503_with_retry_after() {
+    use std::io::{Read, Write};
+    let addr = start(|options| options.max_connections = 20);
+    let client = client();
+    // Idle connections that never send a request fill the cap: a
+    // subscriber still gets in, each closing the oldest idle one.
+    let idle: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let streams: Vec<_> = (0..20)
+        .map(|n| subscribe(&client, addr, &format!("c{n}"), &[]))
+        .collect();
+    wait_for_streams(20);
+    // Every connection a stream: a newcomer is told to come back.
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    write!(socket, "GET /streams/c0 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    assert!(text.contains("too_many_connections"), "{text}");
+    // A stream ends: its place is free again.
+    drop(streams);
+    wait_for_streams(0);
+    let _again = subscribe(&client, addr, "again", &[]);
+    drop(idle);
 }
 
 /// A forked child does not have its parent's hub (the parent's thread

@@ -81,11 +81,27 @@ fn drain_needs_the_right_bearer_token() {
         addr,
         "POST",
         "/drain",
-        &[("authorization", "Bearer s3cret")],
+        // The scheme in any case (RFC 9110, 11.1).
+        &[("authorization", "bearer s3cret")],
     );
     assert_eq!((status, body.as_str()), (200, "draining\n"));
     assert_eq!(Runtime::global().phase(), Phase::Draining);
     assert_eq!(get(addr, "/readyz").0, 503);
+}
+
+#[test]
+fn a_drain_token_loses_one_trailing_newline_and_other_white_space_is_refused() {
+    common::require_process_per_test();
+    // As `kubectl create secret --from-file` makes it.
+    std::env::set_var("GS_DRAIN_TOKEN", "s3cret\n");
+    let options = ProbeOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    assert_eq!(options.drain_token.as_deref(), Some("s3cret"));
+    for bad in ["s3cret ", "s3cret\n\n", "\ts3cret"] {
+        std::env::set_var("GS_DRAIN_TOKEN", bad);
+        let error = ProbeOptions::from_env_with_addr("127.0.0.1:0").unwrap_err();
+        assert_eq!(error.variable, "GS_DRAIN_TOKEN", "{bad:?}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
 }
 
 #[test]
@@ -297,6 +313,21 @@ fn a_flood_of_connections_is_bounded_and_the_probe_still_answers() {
     drop(idle);
 }
 
+#[test]
+fn the_kubelet_is_answered_through_a_flood_of_idle_and_slow_connections() {
+    let addr = start(ProbeOptions::new("127.0.0.1:0"));
+    // Ten times the cap, idle or sending their headers slowly, re-opened
+    // as the server closes them: each probe, on a new connection, is
+    // answered at its first try (the bound is generous; BENCHMARKS.md has
+    // the timing).
+    let flood = common::flood::Flood::start(addr, 2_500);
+    for n in 0..10 {
+        let answer = common::flood::probe(addr, "/healthz", Duration::from_secs(3));
+        assert_eq!(answer, Ok(200), "probe {n} through the flood");
+    }
+    assert!(flood.opened.load(std::sync::atomic::Ordering::Relaxed) >= 2_500);
+}
+
 /// The listen backlog of the socket listening on `port`, as the kernel
 /// reports it (`ss`, from iproute2: the setup installs it).
 fn backlog(port: u16) -> u32 {
@@ -321,7 +352,7 @@ fn the_listeners_queue_a_wave_of_connections() {
     let hub = Runtime::global()
         .start_hub(last_call::HubOptions::new(
             "127.0.0.1:0",
-            "a secret of the test",
+            "a secret the tests share, 32 bytes or more",
         ))
         .unwrap();
     assert!(backlog(hub.port()) >= 1024, "{}", backlog(hub.port()));

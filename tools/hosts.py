@@ -19,7 +19,7 @@ BASELINE_CUTS_SHORT_STREAMS = ("flask", "rust", "asgi", "flask-hub")
 FLASK_HUB_ENV = (
     "STREAMS=hub",
     "GS_STREAM_ADDR=127.0.0.1:0",
-    "GS_STREAM_SECRET=example-hub-secret",
+    "GS_STREAM_SECRET=example-hub-secret-of-32-bytes-or-more",
     "THREADS=8",
 )
 

@@ -51,22 +51,14 @@ from last_call.waitress import serve  # noqa: E402
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 sys.stdout.reconfigure(line_buffering=True)
 
-if __name__ == "__main__":
+
+def main() -> None:
     settings = SETTINGS
-    try:
-        # Builds the manager, which validates the GS_* configuration: a bad
-        # one stops here, named, with the contract's status 2.
-        app = create_app()
-    except ConfigError as error:
-        print(f"run.py: {error}", file=sys.stderr)
-        sys.exit(2)
+    # Builds the manager, which validates the GS_* configuration.
+    app = create_app()
     manager = app.extensions["container"].shutdown_manager()
     manager.on_phase(lambda old, new: logging.getLogger("run").info("phase %s -> %s", old.label, new.label))
-    try:
-        install_test_switches(manager, settings.host)  # test-only, off by default
-    except ValueError as error:
-        print(f"run.py: {error}", file=sys.stderr)
-        sys.exit(2)
+    install_test_switches(manager, settings.host)  # test-only, off by default
     threads = settings.threads
     # Waitress stops accepting at 100 open connections by default, fewer
     # than THREADS streams can hold on a large pool: room for every thread
@@ -101,3 +93,14 @@ if __name__ == "__main__":
         expected_streams=int(expected) if expected else None,
     )
     logging.getLogger("run").info("serve returned; exiting 0")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, ValueError) as error:
+        # A bad value anywhere in the start (the app's GS_* settings, the
+        # hub's, the probe address, the test switches): one line naming it,
+        # and the contract's status 2, not a traceback and status 1.
+        print(f"run.py: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod flood;
 pub mod sse;
 
 use http_body_util::BodyExt;

@@ -157,7 +157,7 @@ def test_the_shared_store_is_the_redis_of_the_manifests_with_the_settings_it_nee
             "PATH": "/usr/bin:/bin",
             "GS_STREAM_STORE": url,
             "GS_STREAM_ADDR": "127.0.0.1:0",
-            "GS_STREAM_SECRET": "a test secret",
+            "GS_STREAM_SECRET": "a secret the tests share, 32 bytes or more",
         },
         capture_output=True,
         text=True,

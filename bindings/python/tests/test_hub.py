@@ -18,7 +18,7 @@ from server_process import eventually
 
 HUB_ENV = {
     "GS_STREAM_ADDR": "127.0.0.1:0",
-    "GS_STREAM_SECRET": "python test secret",
+    "GS_STREAM_SECRET": "a secret the tests share, 32 bytes or more",
     "THREADS": "4",
 }
 
@@ -79,6 +79,24 @@ def test_events_published_from_python_arrive_in_order_with_their_ids(start_app):
         assert published["ids"] == [str(n) for n in range(1, 21)]
         for n in range(20):
             assert next(stream) == {"id": str(n + 1), "event": "step", "data": f"n={n}"}
+
+
+def test_subscribe_url_keeps_every_allowed_channel_character_and_ttl_is_at_least_1_s(start_app):
+    server, _ = start_hub_app(start_app)
+    # `:` is allowed in a channel name: the URL must reach the channel (it
+    # was escaped to %3A, which the hub answered 404).
+    url = url_for(server, "ns:1~a")
+    assert "/streams/ns:1~a?token=" in url
+    with httpx.stream("GET", url, timeout=10) as response:
+        assert response.status_code == 200
+        stream = events(response)
+        assert next(stream) == {"retry": "1000"}
+        eventually(lambda: server.counts()["active"] == 1)
+        server.client.post("/publish", json={"channel": "ns:1~a", "data": ["x"]}).raise_for_status()
+        assert next(stream) == {"id": "1", "event": "message", "data": "x"}
+    # Under a second, a token would be expired when given: refused.
+    assert server.client.get("/url", params={"channel": "c", "ttl": 0.5}).status_code == 500
+    assert server.client.get("/url", params={"channel": "c", "ttl": 1}).status_code == 200
 
 
 def test_publish_returns_the_hosts_id_or_the_hubs_next_number(start_app):

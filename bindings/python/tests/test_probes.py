@@ -169,3 +169,118 @@ def test_a_bad_probe_address_stops_the_start_naming_the_variable(addr):
             taken.close()
     assert result.returncode != 0
     assert "GS_PROBE_ADDR" in result.stderr
+
+
+class _Flood:
+    """``held`` connections to ``port`` that never send a request (one in
+    ten sends the start of one), the oldest replaced by a new one again and
+    again as an attacker re-opens what is dropped; bounded in all."""
+
+    def __init__(self, port: int, held: int, rounds: float = 3) -> None:
+        import collections
+        import socket
+
+        self._stop = threading.Event()
+        self._filled = threading.Event()
+        self.opened = 0
+
+        def run() -> None:
+            open_ = collections.deque()
+            for n in range(int(held * rounds)):
+                if self._stop.is_set():
+                    break
+                if len(open_) >= held:
+                    open_.popleft().close()
+                    self._filled.set()
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    if n % 10 == 0:
+                        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                except OSError:
+                    continue
+                self.opened += 1
+                open_.append(sock)
+            self._filled.set()
+            self._stop.wait(60)
+            for sock in open_:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        assert self._filled.wait(60), "the flood never filled"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def kubelet_probe(port: int, path: str, within: float) -> int:
+    """What the kubelet does: a new connection, the whole request at once;
+    the status read within ``within`` seconds (an OSError otherwise)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while len(head) < 12:
+            chunk = sock.recv(64)
+            if not chunk:
+                raise ConnectionError(f"closed after {head!r}")
+            head += chunk
+    return int(head[9:12])
+
+
+def test_the_kubelet_is_answered_through_a_flood_of_idle_connections(start_app):
+    server, _ = with_probes(start_app)
+    port = int(server.probe_url.rsplit(":", 1)[1])
+    # Ten times the probe port's cap, re-opened as they are dropped: each
+    # probe is answered at its first try (the 256-connection cap and a 5 s
+    # header timeout locked the kubelet out).
+    flood = _Flood(port, 2500)
+    try:
+        for n in range(10):
+            assert kubelet_probe(port, "/healthz", 3.0) == 200, f"probe {n}"
+    finally:
+        flood.close()
+    assert flood.opened >= 2500
+
+
+def test_a_python_host_raises_its_open_file_limit_and_says_so(start_app):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip("the hard open-file limit leaves nothing to raise")
+    # The child inherits a low soft limit, as a container's 1,024 would be.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        server = start_app()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limits = open(f"/proc/{server.process.pid}/limits").read()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    child_soft = line.split()[3]
+    assert child_soft != "256", line
+    assert any("raised the open-file limit from 256" in seen for seen in server.lines), server.lines
+
+
+def test_readiness_reports_a_pool_taken_for_too_long_while_liveness_stays_200(start_app):
+    # In hub mode the app's own API was starved (every thread taken) while
+    # /readyz answered 200 and the pod stayed in rotation.
+    server, probe = with_probes(start_app, {"THREADS": "2", "NOT_READY_WHEN_SATURATED": "1"})
+    assert probe.get("/readyz").status_code == 200
+    streams = []
+    for _ in range(2):
+        client = httpx.Client(timeout=30)
+        request = client.build_request("GET", f"{server.url}/stream?events=0&interval=0.2")
+        streams.append((client, client.send(request, stream=True)))
+    try:
+        eventually(lambda: probe.get("/readyz").status_code == 503, timeout=15)
+        assert "waitress-threads" in probe.get("/readyz").text
+        assert probe.get("/healthz").status_code == 200
+    finally:
+        for client, response in streams:
+            response.close()
+            client.close()
+    # A thread free again: ready again.
+    eventually(lambda: probe.get("/readyz").status_code == 200, timeout=15)

@@ -34,9 +34,8 @@ def test_thread_held_streams_warn_and_hub_streams_do_not(start_app):
 
     # The hub's streams, more than Waitress's threads (8): none holds a
     # thread, so no warning (before, the 12 were counted against the 8).
-    server = start_app(
-        {"GS_STREAM_ADDR": "127.0.0.1:0", "GS_STREAM_SECRET": "sizing test", "THREADS": "8"}, script="hub_app.py"
-    )
+    env = {"GS_STREAM_ADDR": "127.0.0.1:0", "GS_STREAM_SECRET": "a secret the tests share, 32 bytes or more"}
+    server = start_app({**env, "THREADS": "8"}, script="hub_app.py")
     with httpx.Client(timeout=10) as client:
         urls = [server.client.get("/url", params={"channel": f"c{n}"}).json()["url"] for n in range(12)]
         responses = [client.send(client.build_request("GET", url), stream=True) for url in urls]

@@ -18,6 +18,32 @@ pub(crate) fn text(variable: &'static str) -> Result<Option<String>, ConfigError
     }
 }
 
+/// The text of a secret or token `variable` (`None` when unset): one
+/// trailing line break is trimmed (`kubectl create secret --from-file`
+/// keeps the file's), and any other white space at either end is refused
+/// naming it, since it would make every request's token unequal to it
+/// (`/drain` answered 401 to everything, with no warning).
+pub(crate) fn secret(variable: &'static str) -> Result<Option<String>, ConfigError> {
+    let Some(mut value) = text(variable)? else {
+        return Ok(None);
+    };
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    if value.trim() != value {
+        return Err(ConfigError {
+            variable,
+            value: format!("<{} bytes>", value.len()),
+            reason: "begins or ends with white space (one trailing line break is trimmed, no more)"
+                .into(),
+        });
+    }
+    Ok(Some(value))
+}
+
 /// `addr` (`host:port`, port 0 for a free one) resolved to the address to
 /// bind; a malformed one is an error naming `variable`.
 pub(crate) fn listen_addr(variable: &'static str, addr: &str) -> Result<SocketAddr, ConfigError> {

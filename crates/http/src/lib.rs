@@ -7,6 +7,7 @@
 //! crate, which re-exports what is public; its `http` feature (on by
 //! default) brings this crate, and with it tokio and hyper.
 
+mod connections;
 mod env_text;
 pub mod hub;
 mod listener;

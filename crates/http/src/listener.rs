@@ -208,6 +208,9 @@ impl Bound {
         std::thread::Builder::new()
             .name(spec.thread.into())
             .spawn(move || {
+                // Signals are the host's threads' to take (the blocking
+                // threads started from here inherit the mask).
+                last_call_runtime::keep_signals_off_this_thread();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     tokio.block_on(std::future::pending::<()>());
                 }));

@@ -199,6 +199,7 @@ fn run_group(
             std::thread::Builder::new()
                 .name("last-call-hook".into())
                 .spawn(move || {
+                    crate::signals::keep_signals_off_this_thread();
                     let ended = if let Some(_call) = inner.host_calls.enter() {
                         let _scope = callback_scope::enter(inner.address(), Kind::Hook);
                         match catch_unwind(AssertUnwindSafe(|| hook(given))) {

@@ -612,6 +612,7 @@ impl Runtime {
         let spawned = std::thread::Builder::new()
             .name("last-call".into())
             .spawn(move || {
+                crate::signals::keep_signals_off_this_thread();
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inner))).is_err() {
                     warn!("a runtime thread failed; please report this");
                 }

@@ -50,6 +50,29 @@ static SIGNALS_RECEIVED: AtomicU32 = AtomicU32::new(0);
 /// they are made once per program image.
 static REGISTERED: Mutex<bool> = Mutex::new(false);
 
+/// Blocks SIGTERM and SIGINT in the calling thread, one of the runtime's
+/// own (its core thread, hook threads, the listeners' threads and the
+/// threads they start, which inherit the mask).
+///
+/// A process-directed signal goes to any thread that does not block it. A
+/// host that holds SIGTERM during its start (blocked in its main thread,
+/// pending until the runtime's handling is installed) had it delivered to
+/// the hub's thread instead, started a moment before, where the default
+/// disposition killed the process. The runtime's threads never take the
+/// signals: the host's threads do, where the host expects them.
+pub fn keep_signals_off_this_thread() {
+    // SAFETY: the set is initialized by sigemptyset before use, and
+    // pthread_sigmask only changes the calling thread's mask (NULL: the
+    // old mask is not wanted).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn was_default(signal: libc::c_int) -> bool {
     // SAFETY: a zeroed sigaction is a valid out-parameter; passing NULL as
     // the new action only queries the current one.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hmac
 import math
-import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.datastructures import Headers
 
+from . import _environ
 from ._arguments import second_signal as _second_signal
 from .errors import ConfigError
 from .interface import ShutdownManager
@@ -193,7 +193,7 @@ def _shutdown_options(config: Mapping[str, Any]) -> dict[str, Any]:
 def _drain_token(config: Mapping[str, Any]) -> str | None:
     token = config.get("LAST_CALL_DRAIN_TOKEN")
     if token is None:
-        token = os.environ.get(DRAIN_TOKEN_ENV) or None
+        token = _environ.secret(DRAIN_TOKEN_ENV)
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigError("LAST_CALL_DRAIN_TOKEN must be a non-empty str")
     return token
@@ -254,7 +254,7 @@ def health_blueprint(
     to that manager's registry when the blueprint is registered.
     """
     if drain_token is _FROM_ENVIRONMENT:
-        drain_token = os.environ.get(DRAIN_TOKEN_ENV) or None
+        drain_token = _environ.secret(DRAIN_TOKEN_ENV)
     if drain_token is not None and (not isinstance(drain_token, str) or not drain_token):
         raise ValueError("drain_token must be a non-empty str or None")
     expected = drain_token.encode("utf-8") if drain_token else None

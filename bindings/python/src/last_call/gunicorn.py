@@ -76,7 +76,8 @@ import time
 import weakref
 from typing import Any
 
-from . import _exit, _native
+from . import _environ, _exit, _native
+from ._limits import raise_open_file_limit
 from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
 from .phase import Phase
@@ -138,6 +139,8 @@ graceful_timeout = _derived_graceful_timeout()
 
 def on_starting(server: Any) -> None:
     """The master, before anything: refuse settings that cut streams."""
+    # Inherited by every worker forked from here.
+    raise_open_file_limit()
     from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
     try:
@@ -257,7 +260,7 @@ def when_ready(server: Any) -> None:
     # so the arbiter still hears SIGTERM (handled by master.term).
     manager.install_signal_handlers(handle_sigint=False)
     server.handle_term = master.term
-    addr = os.environ.get(PROBE_ADDR_ENV) or None
+    addr = _environ.address(PROBE_ADDR_ENV)
     if addr is not None:
         manager.start_probe_listener(addr)
     manager.add_readiness_check("gunicorn-workers", master.workers_running)

@@ -161,7 +161,7 @@ def subscribe_url(channel: str, ttl: float = 3600.0, base_url: str | None = None
         host = f"[{host}]" if ":" in host else host
         base = f"http://{host}:{port}"
     token = urllib.parse.quote(subscribe_token(channel, ttl), safe="")
-    return f"{base.rstrip('/')}/streams/{urllib.parse.quote(channel, safe='')}?token={token}"
+    return f"{base.rstrip('/')}/streams/{urllib.parse.quote(channel, safe=':~')}?token={token}"
 
 
 def slow_clients_disconnected() -> int:

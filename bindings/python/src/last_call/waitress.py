@@ -43,7 +43,6 @@ force; a second Ctrl-C exits at once (status 130).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -56,6 +55,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
+from . import _environ
+from ._limits import raise_open_file_limit
 from .interface import ShutdownManager
 from .manager import default_manager
 from .phase import Phase
@@ -63,6 +64,8 @@ from .phase import Phase
 logger = logging.getLogger("last_call.waitress")
 
 PROBE_ADDR_ENV = "GS_PROBE_ADDR"
+#: The readiness check ``not_ready_when_saturated`` adds.
+SATURATION_CHECK = "waitress-threads"
 
 #: Spare threads for probes and task starts while streams hold the rest.
 THREAD_HEADROOM = 4
@@ -169,6 +172,7 @@ def serve(
     install_signal_handlers: bool = True,
     shutdown: dict[str, Any] | None = None,
     probe_addr: str | None = None,
+    not_ready_when_saturated: float | None = None,
     **waitress_options: Any,
 ) -> None:
     """Serves ``app`` with Waitress until the shutdown sequence has run.
@@ -185,9 +189,56 @@ def serve(
     starts the runtime's probe listener and the heartbeat through Waitress's
     loop.
 
+    ``not_ready_when_saturated`` (seconds; default None: off) adds the
+    readiness check ``waitress-threads``: ``/readyz`` answers 503 once
+    every Waitress thread has been taken for longer than that, so that the
+    Service sends new work elsewhere while liveness stays 200. The
+    trade-off: a pod whose threads are all held by long streams leaves the
+    rotation until one frees (its streams go on); if every pod is so, the
+    Service has no ready endpoint.
+
     Signal handlers are installed only from the main thread; from another
     thread ``serve`` leaves that to the caller and logs so.
     """
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    holding = install_signal_handlers and on_main_thread
+    if holding:
+        # From here until the runtime's handling is installed, a SIGTERM is
+        # held (pending), not delivered: with its default disposition it
+        # would end the process mid-start. The runtime's own threads (the
+        # hub's, the probe listener's) never take it either.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        _serve(
+            app,
+            manager,
+            expected_streams,
+            install_signal_handlers,
+            on_main_thread,
+            shutdown,
+            probe_addr,
+            not_ready_when_saturated,
+            waitress_options,
+        )
+    finally:
+        if holding:
+            # Normally unblocked once the handling is installed; on an error
+            # before that, a held SIGTERM has its usual effect now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _serve(
+    app: Any,
+    manager: ShutdownManager | None,
+    expected_streams: int | None,
+    install_signal_handlers: bool,
+    on_main_thread: bool,
+    shutdown: dict[str, Any] | None,
+    probe_addr: str | None,
+    not_ready_when_saturated: float | None,
+    waitress_options: dict[str, Any],
+) -> None:
+    raise_open_file_limit()
     # The app's GracefulShutdown extension, if it has one (a Flask app;
     # looked up by key so that Flask stays optional here).
     state: Any = getattr(app, "extensions", {}).get("last_call")
@@ -201,33 +252,41 @@ def serve(
             f"Waitress threads={threads} cannot serve {expected_streams} concurrent SSE streams "
             f"(each holds a thread) with room for probes: use threads >= {expected_streams + THREAD_HEADROOM}",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     waitress_options.setdefault("channel_request_lookahead", 1)
     server = create_server(app, **waitress_options)
     stopper = WaitressStopper(server)
     if probe_addr is None:
-        probe_addr = os.environ.get(PROBE_ADDR_ENV) or None
+        probe_addr = _environ.address(PROBE_ADDR_ENV)
     if probe_addr is not None:
         manager.start_probe_listener(probe_addr)
+    # Registered before the signal handling, so that a SIGTERM held during
+    # the start finds the hook that stops Waitress (the sequence ran to its
+    # end without it, and Waitress then served until the exit watchdog).
+    # Its thunk waits in the trigger for the loop to run.
+    hook = manager.register_shutdown_hook("waitress", stopper)
 
-    on_main_thread = threading.current_thread() is threading.main_thread()
     if install_signal_handlers and on_main_thread:
         # Python's SIGINT handler first, so that the runtime's chains it.
         signal.signal(signal.SIGINT, _sigint_starts_shutdown)
         manager.install_signal_handlers(**options)
-        # A host may block SIGTERM until here to close its start-up window
-        # (examples/flask_app/run.py does): one that arrived meanwhile is
-        # pending, and is handled by the runtime from now on.
+        # SIGTERM was blocked from serve()'s first line (and a host may
+        # block it earlier, as examples/flask_app/run.py does): one that
+        # arrived meanwhile is pending, and is handled by the runtime now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     elif install_signal_handlers:
         logger.warning(
             "last_call: serve() is running off the main thread, so it installs no signal handlers; "
             "call manager.install_signal_handlers() or register manager.handle_sigterm from the main thread"
         )
-    hook = manager.register_shutdown_hook("waitress", stopper)
     logger.info("last_call: serving on %s", _where(server))
     pump = _LoopPump(stopper, manager, threads, lambda: int(server.task_dispatcher.active_count))
+    if not_ready_when_saturated is not None:
+        limit = float(not_ready_when_saturated)
+        if not limit > 0:
+            raise ValueError(f"not_ready_when_saturated must be a number of seconds above 0, not {limit!r}")
+        manager.add_readiness_check(SATURATION_CHECK, lambda: pump.saturated_for() <= limit)
     pump.start()
     try:
         server.run()
@@ -256,6 +315,14 @@ class _LoopPump(threading.Thread):
         self._busy = busy
         self._stopped = threading.Event()
         self._warned = False
+        #: Since when every thread has been taken (None: not now).
+        self._saturated_since: float | None = None
+
+    def saturated_for(self) -> float:
+        """Seconds every Waitress thread has been taken, as last sampled
+        (sampled once a second; 0 when one is free)."""
+        since = self._saturated_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def run(self) -> None:
         beat = self._manager.heartbeat
@@ -265,6 +332,14 @@ class _LoopPump(threading.Thread):
             except OSError:
                 return  # the trigger is closed: Waitress is stopping
             self._look_at_sizing()
+            self._look_at_saturation()
+
+    def _look_at_saturation(self) -> None:
+        if self._busy() >= self._threads:
+            if self._saturated_since is None:
+                self._saturated_since = time.monotonic()
+        else:
+            self._saturated_since = None
 
     def _look_at_sizing(self) -> None:
         # The streams that hold a thread: the process's open streams include

@@ -133,6 +133,9 @@ if __name__ == "__main__":
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "0")),
         threads=int(os.environ.get("THREADS", "8")),
+        not_ready_when_saturated=float(os.environ["NOT_READY_WHEN_SATURATED"])
+        if "NOT_READY_WHEN_SATURATED" in os.environ
+        else None,
     )
     logging.getLogger("stream_app").info("serve returned; exiting 0")
     # A host with a slow teardown: its own listener is closed by now.

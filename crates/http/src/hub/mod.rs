@@ -27,9 +27,9 @@ pub(crate) use frame::json_string;
 pub use options::HubOptions;
 pub use options::{
     STREAM_ADDR, STREAM_CORS_ORIGINS, STREAM_HEARTBEAT, STREAM_HISTORY, STREAM_HISTORY_AGE,
-    STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_PUBLISH_QUEUE, STREAM_QUEUE,
-    STREAM_SECRET, STREAM_STALL, STREAM_STORE, STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE,
-    STREAM_STORE_CLIENT_KEY_FILE,
+    STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_MAX_CONNECTIONS,
+    STREAM_PUBLISH_QUEUE, STREAM_QUEUE, STREAM_SECRET, STREAM_STALL, STREAM_STORE,
+    STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE, STREAM_STORE_CLIENT_KEY_FILE,
 };
 
 /// What a publish did.
@@ -283,8 +283,12 @@ impl Runtime {
     /// `EventSource` cannot set headers) or `Authorization: Bearer`.
     pub fn hub_subscribe_token(&self, channel: &str, ttl: Duration) -> Result<String, Error> {
         check_channel(channel)?;
-        if ttl.is_zero() {
-            return Err(Error::InvalidArgument("a token needs a lifetime above 0"));
+        // Expiry is in whole seconds: under one, the token would be
+        // expired when given.
+        if ttl < Duration::from_secs(1) {
+            return Err(Error::InvalidArgument(
+                "a token needs a lifetime of at least 1 second",
+            ));
         }
         let hub = self.hub()?;
         Ok(token::mint(&hub.options.secret, channel, ttl))

@@ -34,6 +34,8 @@ pub const STREAM_STALL: &str = "GS_STREAM_STALL_SECONDS";
 pub const STREAM_HISTORY: &str = "GS_STREAM_HISTORY_EVENTS";
 /// Seconds an event stays in its channel's history.
 pub const STREAM_HISTORY_AGE: &str = "GS_STREAM_HISTORY_SECONDS";
+/// Connections the hub holds at once (streams and requests).
+pub const STREAM_MAX_CONNECTIONS: &str = "GS_STREAM_MAX_CONNECTIONS";
 /// Channels held at once.
 pub const STREAM_MAX_CHANNELS: &str = "GS_STREAM_MAX_CHANNELS";
 /// Bytes of history one channel may hold.
@@ -41,6 +43,27 @@ pub const STREAM_MAX_CHANNEL_BYTES: &str = "GS_STREAM_MAX_CHANNEL_BYTES";
 /// Seconds after which a channel with no subscriber and no publish is
 /// forgotten.
 pub const STREAM_IDLE: &str = "GS_STREAM_IDLE_SECONDS";
+
+/// The shortest secret accepted: HMAC-SHA256's output size, and more than
+/// anyone recovers by trying.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How the example manifests' placeholders begin
+/// (`examples/kubernetes/secret.example.yaml`): a secret deployed as is
+/// would be known to everyone who read them.
+const PLACEHOLDER_PREFIX: &[u8] = b"replace-me";
+
+/// The largest `GS_STREAM_QUEUE_EVENTS` and `GS_STREAM_HISTORY_EVENTS`.
+pub const MAX_EVENTS: usize = 1_000_000;
+/// The largest `GS_STREAM_MAX_CONNECTIONS` (the kernel's usual ceiling on
+/// a process's open files).
+pub const MAX_CONNECTIONS: usize = 1_048_576;
+/// The largest `GS_STREAM_MAX_CHANNELS`.
+pub const MAX_CHANNELS: usize = 10_000_000;
+/// The largest `GS_STREAM_MAX_CHANNEL_BYTES` (1 GiB).
+pub const MAX_CHANNEL_BYTES: usize = 1 << 30;
+/// The largest `GS_STREAM_PUBLISH_QUEUE_EVENTS`.
+pub const MAX_PUBLISH_QUEUE: usize = 10_000_000;
 
 fn store_error(error: last_call_store::StoreConfigError) -> ConfigError {
     ConfigError {
@@ -72,6 +95,11 @@ pub struct HubOptions {
     pub history_len: usize,
     /// How long an event stays in the history (default 300 s).
     pub history_age: Duration,
+    /// Connections held at once, streams and requests (default 10,000, and
+    /// no more than the file-descriptor limit allows); at the cap the
+    /// oldest connection that has not sent its request is closed, and with
+    /// none, a newcomer is answered 503 with `Retry-After`.
+    pub max_connections: usize,
     /// Channels held at once (default 10,000); a publish to a new channel
     /// beyond it first forgets idle ones, else is refused.
     pub max_channels: usize,
@@ -106,6 +134,7 @@ impl std::fmt::Debug for HubOptions {
             .field("queue_capacity", &self.queue_capacity)
             .field("history_len", &self.history_len)
             .field("history_age", &self.history_age)
+            .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("max_channel_bytes", &self.max_channel_bytes)
             .field("channel_idle", &self.channel_idle)
@@ -128,6 +157,7 @@ impl HubOptions {
             queue_capacity: 64,
             history_len: 100,
             history_age: Duration::from_secs(300),
+            max_connections: 10_000,
             max_channels: 10_000,
             max_channel_bytes: 1024 * 1024,
             channel_idle: Duration::from_secs(300),
@@ -150,7 +180,7 @@ impl HubOptions {
 
     /// Listens on `addr`, everything else from the environment.
     pub fn from_env_with_addr(addr: &str) -> Result<HubOptions, ConfigError> {
-        let secret = text(STREAM_SECRET)?.unwrap_or_default();
+        let secret = crate::env_text::secret(STREAM_SECRET)?.unwrap_or_default();
         let mut options = HubOptions::new(addr, secret.into_bytes());
         options.check_secret()?;
         if let Some(origins) = text(STREAM_CORS_ORIGINS)? {
@@ -172,6 +202,9 @@ impl HubOptions {
         }
         if let Some(value) = seconds(STREAM_HISTORY_AGE)? {
             options.history_age = value;
+        }
+        if let Some(value) = count(STREAM_MAX_CONNECTIONS)? {
+            options.max_connections = value;
         }
         if let Some(value) = count(STREAM_MAX_CHANNELS)? {
             options.max_channels = value;
@@ -196,17 +229,29 @@ impl HubOptions {
     /// Every value checked: the secret, the address, the bounds.
     pub(crate) fn validate(&self) -> Result<SocketAddr, ConfigError> {
         self.check_secret()?;
-        for (variable, value) in [
-            (STREAM_QUEUE, self.queue_capacity),
-            (STREAM_MAX_CHANNELS, self.max_channels),
-            (STREAM_MAX_CHANNEL_BYTES, self.max_channel_bytes),
-            (STREAM_PUBLISH_QUEUE, self.publish_queue),
+        for (variable, value, most) in [
+            (STREAM_QUEUE, self.queue_capacity, MAX_EVENTS),
+            (STREAM_HISTORY, self.history_len, MAX_EVENTS),
+            (
+                STREAM_MAX_CONNECTIONS,
+                self.max_connections,
+                MAX_CONNECTIONS,
+            ),
+            (STREAM_MAX_CHANNELS, self.max_channels, MAX_CHANNELS),
+            (
+                STREAM_MAX_CHANNEL_BYTES,
+                self.max_channel_bytes,
+                MAX_CHANNEL_BYTES,
+            ),
+            (STREAM_PUBLISH_QUEUE, self.publish_queue, MAX_PUBLISH_QUEUE),
         ] {
-            if value == 0 {
+            // Past the range, a value is a mistake, and a huge one made
+            // every subscription panic allocating its channel's ring.
+            if value == 0 || value > most {
                 return Err(ConfigError {
                     variable,
-                    value: "0".into(),
-                    reason: "must be at least 1".into(),
+                    value: value.to_string(),
+                    reason: format!("must be from 1 to {most}"),
                 });
             }
         }
@@ -226,14 +271,30 @@ impl HubOptions {
     }
 
     fn check_secret(&self) -> Result<(), ConfigError> {
+        let refused = |reason: &str| ConfigError {
+            variable: STREAM_SECRET,
+            // Never the secret itself: its length says enough.
+            value: format!("<{} bytes>", self.secret.len()),
+            reason: reason.into(),
+        };
         if self.secret.is_empty() {
-            return Err(ConfigError {
-                variable: STREAM_SECRET,
-                value: String::new(),
-                reason:
-                    "the hub needs a secret to sign subscription tokens (the same on every pod)"
-                        .into(),
-            });
+            return Err(refused(
+                "the hub needs a secret to sign subscription tokens (the same on every pod)",
+            ));
+        }
+        if self.secret.len() < MIN_SECRET_BYTES {
+            // A 2-byte secret was recovered offline from one token in
+            // 0.01 s, and then any channel's token forged.
+            return Err(refused(
+                "a secret of at least 32 bytes is needed (a short one is guessed from one token); \
+                 for example: openssl rand -hex 32",
+            ));
+        }
+        if self.secret.starts_with(PLACEHOLDER_PREFIX) {
+            return Err(refused(
+                "this is the example manifest's placeholder: create the real secret \
+                 (openssl rand -hex 32)",
+            ));
         }
         Ok(())
     }
@@ -277,6 +338,8 @@ fn seconds(variable: &'static str) -> Result<Option<Duration>, ConfigError> {
 mod tests {
     use super::*;
 
+    const KEY: &str = "a secret of at least thirty-two bytes";
+
     #[test]
     fn a_missing_secret_names_its_variable() {
         let error = HubOptions::new("127.0.0.1:0", Vec::new())
@@ -288,14 +351,39 @@ mod tests {
 
     #[test]
     fn addresses_and_bounds_are_checked() {
-        assert!(HubOptions::new("127.0.0.1:0", "k").validate().is_ok());
+        assert!(HubOptions::new("127.0.0.1:0", KEY).validate().is_ok());
         for bad in ["", "8082", "127.0.0.1:99999", "no such host:1"] {
-            let error = HubOptions::new(bad, "k").validate().unwrap_err();
+            let error = HubOptions::new(bad, KEY).validate().unwrap_err();
             assert_eq!(error.variable, STREAM_ADDR, "{bad:?}");
         }
-        let mut options = HubOptions::new("127.0.0.1:0", "k");
+        let mut options = HubOptions::new("127.0.0.1:0", KEY);
         options.queue_capacity = 0;
         assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+        options.queue_capacity = usize::MAX;
+        assert_eq!(options.validate().unwrap_err().variable, STREAM_QUEUE);
+        let mut options = HubOptions::new("127.0.0.1:0", KEY);
+        options.max_connections = MAX_CONNECTIONS + 1;
+        assert_eq!(
+            options.validate().unwrap_err().variable,
+            STREAM_MAX_CONNECTIONS
+        );
+    }
+
+    #[test]
+    fn a_short_or_placeholder_secret_is_refused_naming_the_variable() {
+        for bad in [
+            &b"s"[..],
+            b"ab",
+            &[b'x'; 31],
+            b"replace-me-with-a-long-random-secret",
+        ] {
+            let error = HubOptions::new("127.0.0.1:0", bad).validate().unwrap_err();
+            assert_eq!(error.variable, STREAM_SECRET);
+            assert!(!error.to_string().contains("replace-me"), "{error}");
+        }
+        assert!(HubOptions::new("127.0.0.1:0", [b'x'; 32])
+            .validate()
+            .is_ok());
     }
 
     #[test]

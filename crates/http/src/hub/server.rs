@@ -19,7 +19,7 @@
 //! Each connection is one stream in the runtime's counter from the moment
 //! it subscribes until the connection is finished: its last bytes written,
 //! or the client gone, seen at once as the end of the socket's input (which
-//! is read, and ignored, all along).
+//! is watched all along; a client that sends anything more is closed).
 
 use super::channel::{self, Channel, Read};
 use super::channels::{self, Channels};
@@ -28,6 +28,7 @@ use super::options::{HubOptions, STREAM_ADDR, STREAM_STORE};
 use super::shared::Shared;
 use super::token::{self, TokenError};
 use super::Hub;
+use crate::connections::{Connections, Slot};
 use crate::error::Error;
 use crate::listener::{self, Spec};
 use crate::phase::Phase;
@@ -59,6 +60,13 @@ const MAX_BUFFER: usize = 16 * 1024;
 /// (at start-up) before it is served from what this pod holds.
 const READERS_READY: Duration = Duration::from_secs(2);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that is not (yet) a stream lives at most this long: its
+/// request read and answered, or closed.
+const ANSWER_LIFETIME: Duration = Duration::from_secs(30);
+/// Connections answered 503 at once, at most; each within
+/// [`REFUSAL_LIFETIME`].
+const MAX_REFUSING: usize = 64;
+const REFUSAL_LIFETIME: Duration = Duration::from_secs(1);
 const IDLE_EVICTION_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr, Error> {
@@ -135,8 +143,23 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         accepting: std::sync::Mutex::new(None),
     });
     let accepted = Arc::clone(&hub);
+    let connections = Connections::new(connection_cap(hub.options.max_connections));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     let accepting = bound.accept(move |stream| {
-        tokio::spawn(connection(stream, Arc::clone(&accepted)));
+        let Some(slot) = connections.admit() else {
+            // Every connection a stream or being answered: a short answer,
+            // a few at a time; past that, the connection is just closed.
+            if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_at_capacity(stream).await;
+                    drop(permit);
+                });
+            }
+            return;
+        };
+        let slot = Arc::new(slot);
+        let task = tokio::spawn(connection(stream, Arc::clone(&accepted), Arc::clone(&slot)));
+        slot.set_task(task.abort_handle());
     });
     *lock(&hub.accepting) = Some(accepting);
     bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
@@ -149,6 +172,36 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
     Ok(started.addr)
 }
 
+/// File descriptors left to the rest of the process (the probe listener's
+/// 256 connections, the host's own listener, files, the store).
+const DESCRIPTORS_KEPT: u64 = 512;
+
+/// `configured`, or less if the process's file-descriptor limit would run
+/// out first: past it, accepting fails for every listener of the process,
+/// the probe port's included, and the cap would never be reached.
+fn connection_cap(configured: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return configured;
+    }
+    let room = limit.rlim_cur.saturating_sub(DESCRIPTORS_KEPT).max(64);
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
+    if room < configured {
+        crate::log::warn!(
+            "{}={configured} is more than the file-descriptor limit allows ({} open files): \
+             the hub holds at most {room} connections; raise the limit (ulimit -n)",
+            super::options::STREAM_MAX_CONNECTIONS,
+            limit.rlim_cur
+        );
+        return room;
+    }
+    configured
+}
+
 async fn evict_idle_channels(hub: Arc<Hub>) {
     let every =
         (hub.options.channel_idle / 4).clamp(Duration::from_millis(100), IDLE_EVICTION_EVERY);
@@ -158,33 +211,71 @@ async fn evict_idle_channels(hub: Arc<Hub>) {
     }
 }
 
-/// One connection: hyper reads its requests and writes every response
+/// One connection: hyper reads its request and writes every response
 /// head; a subscription's stream is then written by [`Stream::serve`] on
 /// the socket taken back from hyper, in a task of its own, so that hyper's
 /// per-connection buffers (8 KiB each way, whatever `max_buf_size` says)
 /// are freed instead of being held for the stream's whole life.
-async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>) {
+///
+/// Bounded: one request per connection (no keep-alive: a client cannot
+/// hold a connection open by asking again now and then), its headers within
+/// [`HEADER_TIMEOUT`], its answer (the head of a stream, or an error)
+/// within [`ANSWER_LIFETIME`]. At the cap, the oldest connection that is
+/// not a stream nor being answered is closed to make room; with none, the
+/// newcomer is answered 503 with `Retry-After`.
+async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot>) {
     let accepted: AcceptedSlot = Arc::default();
-    let slot = Arc::clone(&accepted);
+    let stream_slot = Arc::clone(&accepted);
+    let service_slot = Arc::clone(&slot);
     let service = service_fn(move |request| {
         let hub = Arc::clone(&hub);
-        let slot = Arc::clone(&slot);
-        async move { Ok::<_, Infallible>(answer(&hub, request, &slot).await) }
+        let accepted = Arc::clone(&stream_slot);
+        let slot = Arc::clone(&service_slot);
+        async move {
+            let _busy = slot.busy();
+            Ok::<_, Infallible>(answer(&hub, request, &accepted).await)
+        }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
         .max_buf_size(MAX_BUFFER)
         .serve_connection(TokioIo::new(stream), service)
-        .without_shutdown()
-        .await;
+        .without_shutdown();
+    let served = tokio::time::timeout(ANSWER_LIFETIME, served).await;
     // A stream's head is written and its (close-delimited) body is ours to
     // write. Anything else (an error answered, the client gone, the head
-    // not written) drops the stream here: unsubscribed and uncounted.
+    // not written, too slow) drops the stream here: unsubscribed and
+    // uncounted.
     let stream = lock(&accepted).take();
-    if let (Ok(parts), Some(stream)) = (served, stream) {
-        tokio::spawn(stream.serve(parts.io.into_inner()));
+    if let (Ok(Ok(parts)), Some(stream)) = (served, stream) {
+        // A stream is never shed for a newcomer.
+        slot.hold();
+        tokio::spawn(stream.serve(parts.io.into_inner(), slot));
     }
+}
+
+/// The answer at the connection cap, every connection a stream or being
+/// answered: 503, and `Retry-After`.
+const AT_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
+content-length: 72\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"this server is at capacity\"}\n";
+
+/// Answers [`AT_CAPACITY`] on `stream`, within a second: written at once,
+/// then the request read (and ignored) until the client closes, so that
+/// closing does not reset the answer away before it is read.
+async fn refuse_at_capacity(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(REFUSAL_LIFETIME, async {
+        stream.write_all(AT_CAPACITY).await?;
+        stream.shutdown().await?;
+        let mut ignored = [0u8; 1024];
+        while stream.read(&mut ignored).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 type HubResponse = Response<Either<Full<Bytes>, FirstBytes>>;
@@ -230,12 +321,14 @@ async fn answer(
     accepted: &AcceptedSlot,
 ) -> HubResponse {
     let origin = allowed_origin(hub, &request);
+    // Percent-decoded: a client may encode any character (`:` as `%3A`);
+    // the name is then checked as a publisher's is.
     let Some(channel) = request
         .uri()
         .path()
         .strip_prefix("/streams/")
+        .map(percent_decoded)
         .filter(|c| super::check_channel(c).is_ok())
-        .map(str::to_owned)
     else {
         return with_cors(
             json_error(404, "not_found", "GET /streams/<channel>"),
@@ -262,16 +355,18 @@ async fn answer(
     if let Some(bearer) = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| crate::probes::bearer(v.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
     {
         token_text = Some(bearer.trim().to_owned());
     }
-    // The header wins: it is what the browser sends on reconnection.
+    // The header wins: it is what the browser sends on reconnection. An
+    // empty one counts as absent (it replayed everything over the query's).
     if let Some(header_id) = request
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
     {
         last_event_id = Some(header_id.to_owned());
     }
@@ -323,6 +418,27 @@ async fn answer(
         }
         Err((status, code, message)) => with_cors(json_error(status, code, message), origin),
     }
+}
+
+/// `text` with `%XX` decoded (a malformed escape kept as is); not UTF-8
+/// gives a name that no channel has.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[at] == b'%' && at + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[at + 1]), hex(bytes[at + 2])) {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(0));
+                at += 3;
+                continue;
+            }
+        }
+        out.push(bytes[at]);
+        at += 1;
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn preflight(origin: Option<HeaderValue>) -> HubResponse {
@@ -586,6 +702,37 @@ impl Stream {
         self.done = true;
     }
 
+    /// Whether the stream's end has come while its socket takes nothing:
+    /// its end queued, its channel closed, or the server stopping. Its
+    /// wakes (the channel's, the phase's) are registered with `cx`.
+    fn ending(&mut self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..2 {
+            if self.done || self.channel.is_closed() || self.hub.runtime.phase() >= Phase::Stopping
+            {
+                return true;
+            }
+            let channel = self
+                .channel_wait
+                .get_or_insert_with(|| armed(&self.channel.notify));
+            let channel_woke = channel.as_mut().poll(cx).is_ready();
+            let phase = self
+                .phase_wait
+                .get_or_insert_with(|| armed(&self.hub.phase_changed));
+            let phase_woke = phase.as_mut().poll(cx).is_ready();
+            if !channel_woke && !phase_woke {
+                return false;
+            }
+            // Woken: re-armed, and asked once more.
+            if channel_woke {
+                self.channel_wait = None;
+            }
+            if phase_woke {
+                self.phase_wait = None;
+            }
+        }
+        false
+    }
+
     /// The next bytes to write; `None` once the stream has ended.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
@@ -694,11 +841,13 @@ impl Stream {
     /// Writes the stream on `socket` until it ends (then the connection is
     /// closed once its bytes are written) or the client goes away, which is
     /// seen at once: the socket is watched for reading all along, and the
-    /// end of its input is the client gone. A client whose socket takes no
-    /// bytes for the stall time while some wait for it has stopped reading:
-    /// it is dropped (closed, uncounted) without a last word it could not
-    /// take anyway, and resumes, when it comes back, with `event: gap`.
-    async fn serve(mut self, mut socket: tokio::net::TcpStream) {
+    /// end of its input is the client gone. A client that has not caught up
+    /// within the stall time from the first write its socket refused has
+    /// fallen behind: it is dropped (reset, uncounted) without a last word
+    /// it could not take anyway, and resumes, when it comes back, with
+    /// `event: gap`. A stream whose end cannot be written is dropped so at
+    /// once.
+    async fn serve(mut self, mut socket: tokio::net::TcpStream, slot: Arc<Slot>) {
         let mut batch = Batch::default();
         let stall_after = self.hub.options.stall;
         let mut stalled: Option<Pin<Box<Sleep>>> = None;
@@ -718,11 +867,12 @@ impl Stream {
                 }
             }
             if batch.is_empty() {
-                return if finished {
-                    Poll::Ready(Ended::Finished)
-                } else {
-                    Poll::Pending
-                };
+                if finished {
+                    return Poll::Ready(Ended::Finished);
+                }
+                // Caught up: nothing waits for the client.
+                stalled = None;
+                return Poll::Pending;
             }
             let slices = batch.slices();
             let written = match Pin::new(&mut socket).poll_write_vectored(cx, batch.ready(&slices))
@@ -730,6 +880,13 @@ impl Stream {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ended::Gone),
                 Poll::Ready(Ok(written)) => written,
                 Poll::Pending => {
+                    if self.ending(cx) {
+                        // Its last words, and a socket that takes nothing:
+                        // closed now, not held until the stall time for a
+                        // final comment it cannot take (a SIGTERM waited
+                        // for those).
+                        return Poll::Ready(Ended::Stalled);
+                    }
                     let stall =
                         stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_after)));
                     if stall.as_mut().poll(cx).is_ready() {
@@ -738,7 +895,11 @@ impl Stream {
                     return Poll::Pending;
                 }
             };
-            stalled = None;
+            // Not reset by a write: a client that takes a trickle of bytes
+            // (a few now and then, as its window opens) while the stream
+            // runs ahead of it has fallen behind all the same, and was held
+            // for ever. The stall runs from the first write the socket
+            // refused until the stream has caught up.
             batch.advance(written);
         })
         .await;
@@ -760,7 +921,11 @@ impl Stream {
             }
             Ended::Gone => {}
         }
-        // Dropping `self` (and the socket) unsubscribes and uncounts.
+        // Dropping `self` (and the socket) unsubscribes and uncounts; the
+        // slot frees its place under the connection cap.
+        drop(self);
+        drop(socket);
+        drop(slot);
     }
 }
 
@@ -834,27 +999,25 @@ impl Batch {
     }
 }
 
-/// `true` once the client has closed its side (or the connection failed).
-/// Bytes a client sends after its request are read and ignored. Leaves the
+/// `true` once the client has closed its side (or the connection failed),
+/// or sent anything after its request: a subscriber has nothing more to
+/// say, and one that keeps sending would have the hub read and discard its
+/// bytes for ever (an upload flood pinned the hub's thread). Leaves the
 /// socket's read readiness registered with `cx` otherwise.
 fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
-    let mut ignored = [0u8; 256];
-    // Bounded, so that a client that never stops sending cannot hold the
-    // hub's thread: past it, the rest is read on the next poll.
-    for _ in 0..16 {
-        match socket.poll_read_ready(cx) {
-            Poll::Pending => return false,
-            Poll::Ready(Err(_)) => return true,
-            Poll::Ready(Ok(())) => match socket.try_read(&mut ignored) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return true,
-            },
-        }
+    let mut ignored = [0u8; 64];
+    match socket.poll_read_ready(cx) {
+        Poll::Pending => false,
+        Poll::Ready(Err(_)) => true,
+        Poll::Ready(Ok(())) => match socket.try_read(&mut ignored) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Readiness was stale; registered again for the next.
+                matches!(socket.poll_read_ready(cx), Poll::Ready(Err(_)))
+            }
+            // The end of its input, bytes, or an error: gone, or closed.
+            _ => true,
+        },
     }
-    cx.waker().wake_by_ref();
-    false
 }
 
 impl Drop for Stream {

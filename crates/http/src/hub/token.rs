@@ -58,7 +58,9 @@ fn unix_now() -> u64 {
 
 /// A token for `channel` valid for `ttl` from now.
 pub(crate) fn mint(secret: &[u8], channel: &str, ttl: Duration) -> String {
-    mint_expiring(secret, channel, unix_now().saturating_add(ttl.as_secs()))
+    // Rounded up: a lifetime of 1.5 s is not cut to 1 s.
+    let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    mint_expiring(secret, channel, unix_now().saturating_add(seconds))
 }
 
 /// A token for `channel` that expires at `expiry` (unix seconds).

@@ -27,4 +27,5 @@ pub use options::ProbeOptions;
 pub use options::{DRAIN_TOKEN, HEARTBEAT_STALE, PROBE_ADDR};
 pub(crate) use readiness::ReadinessCheck;
 pub use readiness::ReadinessReport;
+pub(crate) use routes::bearer;
 pub(crate) use server::start;

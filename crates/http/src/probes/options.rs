@@ -49,7 +49,7 @@ impl ProbeOptions {
     /// environment.
     pub fn from_env_with_addr(addr: &str) -> Result<ProbeOptions, ConfigError> {
         let mut options = ProbeOptions::new(addr);
-        options.drain_token = text(DRAIN_TOKEN)?.filter(|t| !t.is_empty());
+        options.drain_token = crate::env_text::secret(DRAIN_TOKEN)?.filter(|t| !t.is_empty());
         if let Some(stale) = text(HEARTBEAT_STALE)? {
             let value = stale.trim().parse::<f64>().map_err(|_| ConfigError {
                 variable: HEARTBEAT_STALE,

@@ -155,6 +155,13 @@ fn metrics<B>(runtime: &Runtime, request: &Request<B>) -> Answer {
     response
 }
 
+/// The credentials of `Authorization: Bearer <token>`, the scheme in any
+/// case (RFC 9110, 11.1).
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+}
+
 fn drain<B>(runtime: &Runtime, settings: &Settings, request: &Request<B>) -> Answer {
     let Some(expected) = settings.drain_token.as_deref() else {
         return text(
@@ -165,7 +172,7 @@ fn drain<B>(runtime: &Runtime, settings: &Settings, request: &Request<B>) -> Ans
     let given = request
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|value| bearer(value.as_bytes()))
         .unwrap_or_default();
     if !constant_time_eq::constant_time_eq(given, expected.as_bytes()) {
         let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized");

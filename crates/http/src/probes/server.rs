@@ -5,13 +5,19 @@
 //!
 //! Costs, bounded: one thread (plus up to [`MAX_BLOCKING`] for readiness
 //! checks, started only when a check runs), at most [`MAX_CONNECTIONS`]
-//! connections at once (more are closed at once), [`MAX_BUFFER`] bytes of
-//! buffer each, headers within [`HEADER_TIMEOUT`], and a connection lives at
-//! most [`CONNECTION_LIFETIME`]. The stream counter's hot path is not
-//! touched.
+//! connections at once, [`MAX_BUFFER`] bytes of buffer each, headers within
+//! [`HEADER_TIMEOUT`], and a connection lives at most
+//! [`CONNECTION_LIFETIME`]. The stream counter's hot path is not touched.
+//!
+//! The port must answer the kubelet under any flood (any pod in the cluster
+//! can reach it): at the cap, a new connection closes the oldest one that
+//! has not sent a request (`connections.rs`), so that idle or slow clients
+//! cannot hold the port; the kubelet opens a connection and sends its
+//! request at once, and is answered.
 
 use super::options::{ProbeOptions, PROBE_ADDR};
 use super::routes::{self, Settings};
+use crate::connections::{Connections, Slot};
 use crate::error::Error;
 use crate::listener::{self, Spec};
 use crate::runtime::{lock, Runtime};
@@ -26,7 +32,9 @@ use std::time::Duration;
 const MAX_CONNECTIONS: usize = 256;
 const MAX_BLOCKING: usize = 8;
 const MAX_BUFFER: usize = 16 * 1024;
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Four tiny routes, asked by clients that send their whole request at
+/// once: whoever takes longer is not a probe.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Starts the probe listener of `runtime`, once per process; returns the
@@ -47,17 +55,19 @@ pub(crate) fn start(runtime: &Runtime, options: ProbeOptions) -> Result<SocketAd
         heartbeat_stale_after: options.heartbeat_stale_after,
     });
     let runtime_served = Arc::new(runtime.clone());
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Connections::new(MAX_CONNECTIONS);
     bound.accept(move |stream| {
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            return; // over the bound: dropping the stream closes it
+        let Some(slot) = connections.admit() else {
+            return; // every connection busy: dropping the stream closes it
         };
-        tokio::spawn(serve(
+        let slot = Arc::new(slot);
+        let task = tokio::spawn(serve(
             stream,
             Arc::clone(&runtime_served),
             Arc::clone(&settings),
-            permit,
+            Arc::clone(&slot),
         ));
+        slot.set_task(task.abort_handle());
     });
     let started = bound.run(runtime)?;
     shared.probe_listener = Some(started);
@@ -71,12 +81,18 @@ async fn serve(
     stream: tokio::net::TcpStream,
     runtime: Arc<Runtime>,
     settings: Arc<Settings>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    slot: Arc<Slot>,
 ) {
+    let service_slot = Arc::clone(&slot);
     let service = service_fn(move |request| {
         let runtime = Arc::clone(&runtime);
         let settings = Arc::clone(&settings);
-        async move { Ok::<_, Infallible>(routes::answer(&runtime, &settings, request).await) }
+        let slot = Arc::clone(&service_slot);
+        async move {
+            // Answering: not to be shed for a newcomer.
+            let _busy = slot.busy();
+            Ok::<_, Infallible>(routes::answer(&runtime, &settings, request).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -84,5 +100,5 @@ async fn serve(
         .max_buf_size(MAX_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
-    drop(permit);
+    drop(slot);
 }

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from last_call import hub
-from last_call.errors import InvalidArgumentError
+from last_call.errors import GracefulShutdownError, InvalidArgumentError
 from last_call.sse import StreamKind
 from last_call.wsgi import WAKE, wake_queue
 
@@ -199,15 +199,30 @@ class TaskService:
                 raise ExecutorFullException("every task worker is busy; retry later")
             if len(self._tasks) >= self._max_tasks:
                 raise ExecutorFullException("too many tasks are held; retry later")
-            self._tasks[task.task_id] = task
             if self.hub_mode:
-                # Only for an accepted task (a refused one holds no
-                # channel). At the streams' last moment the hub ends the
+                # The channel first, as one step with the task: a channel
+                # the hub refuses (GS_STREAM_MAX_CHANNELS) refuses the task
+                # (503, Retry-After), and nothing is left in the table (a
+                # task added first leaked for ever, until every new one was
+                # refused). At the streams' last moment the hub ends the
                 # channel's streams with this (pod-bound), even if the task
                 # itself is cancelled a moment later.
-                hub.set_final_event(hub_channel(task.task_id), "task_event", json.dumps(shutdown_event(task.task_id)))
+                try:
+                    hub.set_final_event(
+                        hub_channel(task.task_id), "task_event", json.dumps(shutdown_event(task.task_id))
+                    )
+                except GracefulShutdownError as error:
+                    raise ExecutorFullException(
+                        f"the stream hub cannot hold another channel ({error}); retry later"
+                    ) from error
                 task.on_published = _to_hub(task.task_id)
-            self._futures.append(self._executor.submit(self._run, task))
+            self._tasks[task.task_id] = task
+            try:
+                self._futures.append(self._executor.submit(self._run, task))
+            except RuntimeError:
+                # The executor has shut down meanwhile: nothing is kept.
+                del self._tasks[task.task_id]
+                raise InvalidOperationException("the task service has shut down") from None
         return task
 
     def get_task(self, task_id: str) -> Task | None:

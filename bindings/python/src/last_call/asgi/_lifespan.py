@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from .. import _environ
+from .._limits import raise_open_file_limit
 from ..interface import ShutdownManager
 from ..manager import GracefulShutdownManager, validate_environment
 from ..phase import Phase
@@ -70,6 +71,7 @@ def lifespan(
 
     @contextlib.asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
+        raise_open_file_limit()
         runtime = manager_or_default(manager)
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
@@ -80,7 +82,7 @@ def lifespan(
             # ports (last_call.workers), before the probe listener and the
             # app's hub start.
             set_worker_processes(workers)
-        address = probe_addr if probe_addr is not None else (os.environ.get(PROBE_ADDR_ENV) or None)
+        address = probe_addr if probe_addr is not None else _environ.address(PROBE_ADDR_ENV)
         if address is not None:
             runtime.start_probe_listener(address)
         on_main_thread = threading.current_thread() is threading.main_thread()
