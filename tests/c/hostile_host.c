@@ -10,6 +10,9 @@
  *   remove-self         2,000 callbacks that remove themselves on first delivery
  *   wait-in-callback    blocking waits from a callback and from a hook
  *   fork-in-callback    fork() from another thread while a callback runs
+ *   full-stderr         stderr is a pipe nobody reads, full: the watchdog ends us
+ *   no-reader-stderr    stderr is a pipe with no reader, SIGPIPE at its default:
+ *                       a warning comes before the hook, which still runs
  *
  * Timings come from the GS_* environment. Lines on stdout report progress;
  * exit status 0 means every check of the mode held (the watchdog and the
@@ -20,6 +23,8 @@
 #include "last_call.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -261,6 +266,61 @@ static int fork_in_callback(void) {
     return 1;
 }
 
+/* ---- full-stderr ------------------------------------------------------ */
+
+/* Fills stderr (a pipe nobody reads, given by the test) until it takes no
+ * more, then puts it back in blocking mode: every later write to it blocks. */
+static int fill_stderr(void) {
+    int flags = fcntl(STDERR_FILENO, F_GETFL);
+    if (flags < 0 || fcntl(STDERR_FILENO, F_SETFL, flags | O_NONBLOCK) != 0) return 0;
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    size_t filled = 0;
+    for (int i = 0; i < 1 << 16; i++) { /* bounded: a pipe holds 1 MiB at most by default */
+        ssize_t n = write(STDERR_FILENO, block, sizeof block);
+        if (n < 0) break;
+        filled += (size_t)n;
+    }
+    int full = errno == EAGAIN;
+    if (fcntl(STDERR_FILENO, F_SETFL, flags) != 0) return 0;
+    say("stderr filled with %.0f bytes", (double)filled);
+    return full;
+}
+
+static int full_stderr(void) {
+    if (!fill_stderr()) { say("could not fill stderr %.0f", 0); return 1; }
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends: warnings */
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 60), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    /* The warnings that did not fit are counted. */
+    static char metrics[16384];
+    if (!ok(gs_render_metrics(GS_METRICS_PROMETHEUS, metrics, sizeof metrics, NULL), "metrics")) return 1;
+    const char *dropped = strstr(metrics, "\ngs_log_lines_dropped_total ");
+    say("log lines dropped %.0f", dropped ? atof(dropped + strlen("\ngs_log_lines_dropped_total ")) : -1.0);
+    for (;;) pause(); /* only the watchdog ends us */
+}
+
+/* ---- no-reader-stderr ------------------------------------------------- */
+
+static bool marking_hook(double seconds, void *user_data) {
+    (void)seconds; (void)user_data;
+    say("hook ran at %.3f", elapsed());
+    return true;
+}
+
+static int no_reader_stderr(void) {
+    signal(SIGPIPE, SIG_DFL); /* a C host's default: death on a write with no reader */
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends: warnings */
+    if (!ok(gs_register_shutdown_hook("marks", marking_hook, NULL, NULL), "hook")) return 1;
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 60), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    return 0;
+}
+
 int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &started_at);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -270,6 +330,8 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "remove-self") == 0) return remove_self();
     if (strcmp(mode, "wait-in-callback") == 0) return wait_in_callback();
     if (strcmp(mode, "fork-in-callback") == 0) return fork_in_callback();
+    if (strcmp(mode, "full-stderr") == 0) return full_stderr();
+    if (strcmp(mode, "no-reader-stderr") == 0) return no_reader_stderr();
     fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
     return 2;
 }
