@@ -88,37 +88,19 @@ class ServerProcess:
 
     def wait_for_log(self, pattern: str, timeout: float = 15.0) -> str:
         """The first output line (new or already seen) matching `pattern`."""
-        for line in self.lines:
-            if re.search(pattern, line):
-                return line
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r} in {timeout} s; output:\n" + "\n".join(self.lines))
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"the app exited before {pattern!r}; output:\n" + "\n".join(self.lines))
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
+        return self.wait_for_logs(pattern, 1, timeout)[0]
 
     def wait_for_logs(self, pattern: str, count: int, timeout: float = 15.0) -> List[str]:
-        """The first `count` output lines matching `pattern` (several
-        workers announce the same line)."""
+        """The first `count` output lines (new or already seen) matching
+        `pattern` (several workers announce the same line)."""
         deadline = time.monotonic() + timeout
-        while True:
-            matching = [line for line in self.lines if re.search(pattern, line)]
-            if len(matching) >= count:
-                return matching[:count]
+        matching = [line for line in self.lines if re.search(pattern, line)]
+        while len(matching) < count:
             left = deadline - time.monotonic()
             if left <= 0:
+                found = "no line" if not matching else f"{len(matching)} of {count} lines"
                 raise AssertionError(
-                    f"{len(matching)} of {count} lines matching {pattern!r} in {timeout} s; output:\n"
-                    + "\n".join(self.lines)
+                    f"{found} matching {pattern!r} in {timeout} s; output:\n" + "\n".join(self.lines)
                 )
             try:
                 line = self._queue.get(timeout=left)
@@ -127,6 +109,9 @@ class ServerProcess:
             if line is None:
                 raise AssertionError(f"the app exited before {pattern!r}; output:\n" + "\n".join(self.lines))
             self.lines.append(line)
+            if re.search(pattern, line):
+                matching.append(line)
+        return matching[:count]
 
     def signal(self, signum: int) -> float:
         """Sends `signum`; returns when it was sent (time.monotonic())."""
