@@ -23,6 +23,9 @@ impl WaitWord {
     }
 
     /// The atomic itself, for loads and read-modify-writes.
+    /// Whether a signal handler may call `wake_all`. FUTEX_WAKE is a plain system call: no lock.
+    pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = true;
+
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word

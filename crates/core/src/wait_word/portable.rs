@@ -59,6 +59,13 @@ impl WaitWord {
     }
 
     /// The atomic itself, for loads and read-modify-writes.
+    /// Whether a signal handler may call `wake_all`. `wake_all` takes a mutex, which a signal handler must not: a handler
+    /// on a thread inside `wait` or `wake_all` on the same word would wait
+    /// for itself.
+    // Unused where the tests compile this beside the futex.
+    #[allow(dead_code)]
+    pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = false;
+
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word
@@ -91,6 +98,13 @@ impl WaitWord {
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             ),
         }
+    }
+
+    /// The mutex, held: what a thread inside `wait` or `wake_all` holds, for
+    /// the test that a signal handler's path never takes it.
+    #[cfg(all(test, feature = "portable-wait", not(loom)))]
+    pub(crate) fn hold_mutex_for_test(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.sleepers.lock().unwrap()
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.
