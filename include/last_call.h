@@ -28,6 +28,19 @@
 #include <stdint.h>
 
 /**
+ * The size of a buffer that holds any address a start function copies
+ * out (`[v6-address%scope]:port` and the NUL): a smaller `bound` is
+ * refused before anything starts.
+ */
+#define GS_ADDRESS_LENGTH_MAX 64
+
+/**
+ * The size of an `id_out` buffer that holds any id the hub numbers (a
+ * 64-bit number in decimal, and the NUL).
+ */
+#define GS_EVENT_NUMBER_LENGTH_MAX 21
+
+/**
  * The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
  * ("internal software error"), distinct from 0 and from 128 + a signal.
  */
@@ -342,8 +355,10 @@ enum gs_status gs_host_exiting(double timeout_seconds);
  * port); NULL reads `GS_STREAM_ADDR`. The secret comes from
  * `GS_STREAM_SECRET` (required), the CORS allow-list and bounds from the
  * other `GS_STREAM_*` variables. Prints `streams on http://HOST:PORT` on
- * stdout and copies `HOST:PORT` into `bound` (if not NULL; see
- * `gs_render_metrics` for the buffer rules).
+ * stdout and copies `HOST:PORT`, NUL-terminated, into `bound` if not NULL
+ * (and its length into `*written` if not NULL). A `bound` smaller than
+ * `GS_ADDRESS_LENGTH_MAX` is `GS_ERR_BUFFER_TOO_SMALL` with nothing
+ * started.
  *
  * `GS_ERR_INVALID_CONFIG` for a missing secret, a malformed value or a
  * port in use (the last error names the variable);
@@ -361,8 +376,11 @@ enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, 
  * (line breaks become several `data:` lines), the id `id` (NULL: the
  * channel's next number), and the channel's kind from now on
  * (`GS_STREAM_RESUMABLE` or `GS_STREAM_POD_BOUND`). Copies the event's id
- * into `id_out` (if not NULL; see `gs_render_metrics` for the buffer
- * rules).
+ * into `id_out` if not NULL, and its length into `*written` if not NULL.
+ * An `id_out` that could not hold the id (`id`'s length and a NUL, or
+ * `GS_EVENT_NUMBER_LENGTH_MAX` when the hub numbers the event) is
+ * `GS_ERR_BUFFER_TOO_SMALL` with nothing published and `*written` set to
+ * the length to make room for: retrying never publishes twice.
  *
  * `GS_ERR_INVALID_ARGUMENT` for a bad channel name (1 to 200 of
  * `A-Z a-z 0-9 - _ . ~ :`), a name or id with a line break, data that is
@@ -459,8 +477,9 @@ enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, s
  * from `GS_DRAIN_TOKEN` (unset: `/drain` answers 403 and never drains) and
  * the heartbeat staleness from `GS_HEARTBEAT_STALE_SECONDS` (default 10).
  * Prints `probes on http://HOST:PORT` on stdout, and copies `HOST:PORT`,
- * NUL-terminated, into `bound` (if not NULL; see `gs_render_metrics` for
- * the buffer rules).
+ * NUL-terminated, into `bound` if not NULL (and its length into `*written`
+ * if not NULL). A `bound` smaller than `GS_ADDRESS_LENGTH_MAX` is
+ * `GS_ERR_BUFFER_TOO_SMALL` with nothing started.
  *
  * `GS_ERR_INVALID_CONFIG` for a malformed address, a port in use, or NULL
  * with `GS_PROBE_ADDR` unset (the last error names the variable);

@@ -16,8 +16,9 @@ use std::ffi::{c_char, c_void, CStr};
 /// from `GS_DRAIN_TOKEN` (unset: `/drain` answers 403 and never drains) and
 /// the heartbeat staleness from `GS_HEARTBEAT_STALE_SECONDS` (default 10).
 /// Prints `probes on http://HOST:PORT` on stdout, and copies `HOST:PORT`,
-/// NUL-terminated, into `bound` (if not NULL; see `gs_render_metrics` for
-/// the buffer rules).
+/// NUL-terminated, into `bound` if not NULL (and its length into `*written`
+/// if not NULL). A `bound` smaller than `GS_ADDRESS_LENGTH_MAX` is
+/// `GS_ERR_BUFFER_TOO_SMALL` with nothing started.
 ///
 /// `GS_ERR_INVALID_CONFIG` for a malformed address, a port in use, or NULL
 /// with `GS_PROBE_ADDR` unset (the last error names the variable);

@@ -22,10 +22,11 @@ impl WaitWord {
         }
     }
 
-    /// The atomic itself, for loads and read-modify-writes.
+    /// cbindgen:ignore
     /// Whether a signal handler may call `wake_all`. FUTEX_WAKE is a plain system call: no lock.
     pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = true;
 
+    /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word

@@ -26,6 +26,7 @@ impl WaitWord {
         }
     }
 
+    /// cbindgen:ignore
     /// Whether a signal handler may call `wake_all`. As the futex it models.
     pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = true;
 

@@ -58,14 +58,15 @@ impl WaitWord {
         }
     }
 
-    /// The atomic itself, for loads and read-modify-writes.
-    /// Whether a signal handler may call `wake_all`. `wake_all` takes a mutex, which a signal handler must not: a handler
-    /// on a thread inside `wait` or `wake_all` on the same word would wait
-    /// for itself.
+    /// cbindgen:ignore
+    /// Whether a signal handler may call `wake_all`: no, it takes a mutex,
+    /// and a handler on a thread inside `wait` or `wake_all` on the same
+    /// word would wait for itself.
     // Unused where the tests compile this beside the futex.
     #[allow(dead_code)]
     pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = false;
 
+    /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word
