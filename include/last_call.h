@@ -44,7 +44,7 @@
  * The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
  * ("internal software error"), distinct from 0 and from 128 + a signal.
  */
-#define DEFAULT_EXIT_WATCHDOG_STATUS 70
+#define GS_DEFAULT_EXIT_WATCHDOG_STATUS 70
 
 /**
  * "Not set": the drain delay, the close notice and the hooks' budget take
@@ -317,11 +317,6 @@ typedef void (*gs_phase_callback)(enum gs_phase from, enum gs_phase to, void *us
  * `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
  */
 typedef bool (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
-
-/**
- * Every variable the sequence's configuration reads.
- */
-#define ALL { DRAIN_DELAY, SHUTDOWN_TIMEOUT, CLOSE_NOTICE, HOOK_BUDGET, SECOND_SIGNAL, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, }
 
 
 

@@ -3,10 +3,6 @@
 
 use super::{boundary, gs_status, runtime, status, status_boundary};
 use crate::config::{self, duration_from_secs, exit_status, Config, SecondSignal};
-use crate::env::{
-    CLOSE_NOTICE, DRAIN_DELAY, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, HOOK_BUDGET, SECOND_SIGNAL,
-    SHUTDOWN_TIMEOUT,
-};
 use crate::seconds::config_to_secs;
 use crate::Error;
 
@@ -28,23 +24,7 @@ pub enum gs_second_signal {
 // The runtime crate's constant, spelled out here for cbindgen (which reads
 // this crate's items only); `the_c_constants_are_the_runtimes`
 // checks that they agree.
-pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
-
-/// Every variable the sequence's configuration reads.
-// cbindgen has always put the runtime's `env::ALL` into the header, as
-// `#define ALL { DRAIN_DELAY, ... }`, which no C program can use (it names
-// Rust constants). This issue keeps the header byte-identical, so it is
-// spelled out here; dropping it is a header change for an issue of its own.
-#[doc(hidden)]
-pub const ALL: [&str; 7] = [
-    DRAIN_DELAY,
-    SHUTDOWN_TIMEOUT,
-    CLOSE_NOTICE,
-    HOOK_BUDGET,
-    SECOND_SIGNAL,
-    EXIT_WATCHDOG,
-    EXIT_WATCHDOG_STATUS,
-];
+pub const GS_DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
 
 /// "Not set": the drain delay, the close notice and the hooks' budget take
 /// their default, scaled to the shutdown timeout (see `gs_config`).
@@ -241,8 +221,7 @@ pub unsafe extern "C" fn gs_configure(config: *const gs_config) -> gs_status {
 #[test]
 fn the_c_constants_are_the_runtimes() {
     assert_eq!(
-        DEFAULT_EXIT_WATCHDOG_STATUS,
+        GS_DEFAULT_EXIT_WATCHDOG_STATUS,
         crate::DEFAULT_EXIT_WATCHDOG_STATUS
     );
-    assert_eq!(ALL, crate::env::ALL);
 }
