@@ -47,6 +47,19 @@ wheel: $(PACKAGING_TOOLS)
 	  --plat $(WHEEL_PLATFORM) -w $(DIST) $(PACKAGING)/raw/*.whl
 	@ls -l $(DIST)/*.whl
 
+# The library builds for macOS (the portable wait, libc's names there).
+# ring (rustls's cryptography, for TLS to Redis) compiles C for the target,
+# which the system's gcc cannot do for macOS: cargo-zigbuild has zig do it,
+# from the packaging venv. Needs rustup's darwin standard library; where it
+# cannot be installed, says so.
+check-macos: $(PACKAGING_TOOLS)
+	@if rustup target add x86_64-apple-darwin >/dev/null 2>&1; then \
+	  zig=$$($(PACKAGING_PYTHON) -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))'); \
+	  PATH="$$zig:$(CURDIR)/$(PACKAGING_VENV)/bin:$$PATH" cargo-zigbuild check --lib --target x86_64-apple-darwin; \
+	else \
+	  echo "check-macos: SKIPPED, the x86_64-apple-darwin standard library cannot be installed here"; \
+	fi
+
 sdist: $(PACKAGING_TOOLS)
 	rm -f $(DIST)/*.tar.gz
 	$(PACKAGING_PYTHON) -m build --sdist --outdir $(DIST) bindings/python

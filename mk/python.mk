@@ -64,8 +64,9 @@ readme-suite:
 # every host in tools/hosts.py, each beside its baseline, run by the kubelet
 # stand-in from examples/kubernetes/deployment.yaml (as root: PID namespaces
 # and cgroups); the tables go to BENCHMARKS.md. `make test` runs the short
-# version (tests/rolling).
-# One round keeps the whole run near 14 minutes on two cores (two: ~24).
+# version (tests/rolling). The handoff scenario runs on the hub host only
+# (3 replicas, one round, no baseline; about 45 s).
+# One round keeps the whole run near 15 minutes on two cores (two: ~25).
 ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --example sse_server

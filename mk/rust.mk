@@ -48,14 +48,7 @@ test-portable:
 	$(CARGO) nextest run $(PORTABLE_CRATES) --features portable-wait --lib --tests
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) $(LOOM_CARGO) --features portable-wait
 
-# The core builds for macOS (the portable wait, libc's names there). Needs
-# rustup's darwin standard library; where it cannot be installed, says so.
-check-macos:
-	@if rustup target add x86_64-apple-darwin >/dev/null 2>&1; then \
-	  $(CARGO) check --lib --target x86_64-apple-darwin; \
-	else \
-	  echo "check-macos: SKIPPED, the x86_64-apple-darwin standard library cannot be installed here"; \
-	fi
+# check-macos is in packaging.mk: it needs the packaging venv's zig.
 
 # BENCHMARKS.md's rows for the portable wait primitive, beside the futex's:
 # the single-thread hot-path rows and the wake latency.

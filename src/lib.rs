@@ -51,7 +51,7 @@ pub mod ffi;
 
 #[cfg(feature = "http")]
 pub use last_call_http::{
-    hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime, StoreUrl,
+    hub, probes, HubOptions, ProbeOptions, ReadinessReport, Runtime, StoreTls, StoreUrl,
 };
 #[cfg(not(feature = "http"))]
 pub use last_call_runtime::Runtime;

@@ -1,16 +1,19 @@
 //! Two stream hubs (two "pods", `examples/hub_holder` in child processes)
 //! on one real redis-server (`GS_STREAM_STORE`): one order on every pod, a
-//! resume on the other pod exactly once, and Redis killed and restarted
-//! empty under them.
+//! resume on the other pod exactly once, Redis killed and restarted empty
+//! under them, and Redis over TLS with a private CA.
 
 mod common;
 
 #[path = "../crates/store/tests/common/mod.rs"]
 mod redis_server;
 
+#[path = "../crates/store/tests/pki/mod.rs"]
+mod pki;
+
 use common::sse::{self, Arrival, SseStream};
 use common::{clear_gs_environment, example, ChildProcess};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, ServerTls};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -394,6 +397,97 @@ fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_ga
     stop(&mut a);
 }
 
+#[test]
+fn two_hubs_on_a_tls_redis_with_a_private_ca_and_client_certificates() {
+    let pki = pki::Pki::new("hub");
+    let server = pki.issue("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_tls(ServerTls {
+        cert: server.cert,
+        key: server.key,
+        ca: pki.ca_file.clone(),
+        auth_clients: true,
+    });
+    let client_leaf = pki.issue("hub", &["hub"]);
+    let (ca, cert, key) = (
+        pki.ca_file.to_str().unwrap(),
+        client_leaf.cert.to_str().unwrap(),
+        client_leaf.key.to_str().unwrap(),
+    );
+    let tls = [
+        ("GS_STREAM_STORE_CA_FILE", ca),
+        ("GS_STREAM_STORE_CLIENT_CERT_FILE", cert),
+        ("GS_STREAM_STORE_CLIENT_KEY_FILE", key),
+    ];
+    let (a, b) = (pod_with(&redis.url(), &tls), pod_with(&redis.url(), &tls));
+    let client = client();
+    let on_a = feed(&client, &a, None);
+    let seen_a = ids(&on_a, 12);
+    // Part read on A, the rest on B after Last-Event-ID: exactly once.
+    let resumed = feed(&client, &b, Some(&seen_a[3]));
+    assert_eq!(ids(&resumed, seen_a.len() - 4), seen_a[4..]);
+    assert!(redis.cli(&["DBSIZE"]).parse::<u32>().unwrap() > 0);
+    for mut pod in [a, b] {
+        stop(&mut pod);
+    }
+}
+
+/// The hub does not start: exit 2, and stderr names `variable`.
+fn refused_at_start(store: &str, env: &[(&str, &str)], variable: &str) {
+    let mut command = Command::new(example("hub_holder"));
+    clear_gs_environment(&mut command);
+    command
+        .env("GS_STREAM_ADDR", "127.0.0.1:0")
+        .env("GS_STREAM_SECRET", "a secret every pod shares, 32 bytes")
+        .env("GS_STREAM_STORE", store)
+        .envs(env.iter().copied());
+    let mut child = ChildProcess::spawn(command);
+    let status = child.wait_exit(WAIT);
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(2), "{store} {env:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!("invalid {variable}=")),
+        "{store} {env:?}: {stderr}"
+    );
+}
+
+#[test]
+fn a_bad_tls_setting_for_the_store_stops_the_hub_at_start_naming_its_variable() {
+    let pki = pki::Pki::new("bad");
+    let garbage = pki.file("garbage.pem", "not a certificate\n");
+    let leaf = pki.issue("hub", &["hub"]);
+    let tls_store = "rediss://127.0.0.1:6390";
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", "/nonexistent/ca.pem")],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", garbage.to_str().unwrap())],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[("GS_STREAM_STORE_CA_FILE", "")],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start(
+        tls_store,
+        &[(
+            "GS_STREAM_STORE_CLIENT_CERT_FILE",
+            leaf.cert.to_str().unwrap(),
+        )],
+        "GS_STREAM_STORE_CLIENT_KEY_FILE",
+    );
+    // A CA for a plaintext store: TLS expected where there would be none.
+    refused_at_start(
+        "redis://127.0.0.1:6390",
+        &[("GS_STREAM_STORE_CA_FILE", pki.ca_file.to_str().unwrap())],
+        "GS_STREAM_STORE_CA_FILE",
+    );
+    refused_at_start("rediss://127.0.0.1:6390/#insecure", &[], "GS_STREAM_STORE");
+}
+
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
@@ -480,4 +574,54 @@ fn several_workers_refuse_the_in_process_store_and_port_0_by_name() {
     let any_port = worker(2, 0, &redis.url()).expect_err("port 0 with two workers");
     assert!(any_port.to_string().contains("port 0"), "{any_port}");
     assert!(last_call::Runtime::new().set_worker_processes(0).is_err());
+}
+
+#[test]
+fn a_hub_that_cannot_verify_the_tls_redis_runs_degraded_and_sends_nothing_in_plaintext() {
+    use last_call::{HubOptions, Runtime, StoreTls, StoreUrl, StreamKind};
+    common::require_process_per_test();
+    let (ours, theirs) = (pki::Pki::new("ours"), pki::Pki::new("theirs"));
+    let leaf = theirs.issue("redis", &["127.0.0.1"]);
+    let redis = RedisServer::start_tls(ServerTls {
+        cert: leaf.cert,
+        key: leaf.key,
+        ca: theirs.ca_file.clone(),
+        auth_clients: false,
+    });
+    let runtime = Runtime::global();
+    let mut options = HubOptions::new("127.0.0.1:0", "a secret every pod shares, 32 bytes");
+    options.store = StoreUrl::parse(&redis.url()).unwrap();
+    options.store_tls = StoreTls {
+        ca_file: Some(ours.ca_file.clone()),
+        ..StoreTls::default()
+    };
+    let addr = runtime.start_hub(options).unwrap();
+    let probes = runtime
+        .start_probe_listener(last_call::ProbeOptions::new("127.0.0.1:0"))
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body, _) =
+            common::request(probes, "GET", "/healthz", &[("accept", "application/json")]);
+        assert_eq!(status, 200, "{body}");
+        if body.contains(r#""state":"degraded""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reported degraded: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Local subscribers still get local publishes (degraded, this pod only).
+    let client = client();
+    let token = runtime
+        .hub_subscribe_token("local", Duration::from_secs(60))
+        .unwrap();
+    let subscriber = sse::open(&client, addr, &format!("/streams/local?token={token}"), &[]);
+    assert_eq!(subscriber.status, 200);
+    runtime
+        .hub_publish("local", "step", "here", None, StreamKind::Resumable)
+        .unwrap();
+    assert!(next(&subscriber).ends_with("data: here"));
+    // Nothing reached Redis: no plaintext fallback, no write on an
+    // unverified link.
+    assert_eq!(redis.cli(&["DBSIZE"]), "0");
 }

@@ -42,6 +42,12 @@ class BrowserReport:
     feed_continued: int = 0  # reopened and received events again
     task_finals: Counter = field(default_factory=Counter)
     task_error_before_final: int = 0
+    #: Task streams that ended with the task's final event and saw it once,
+    #: after task_started once and every step once, in order (across
+    #: reconnects: on the hub host a stream is handed off to another pod).
+    task_exactly_once: int = 0
+    task_reconnected: int = 0  # task streams told to reconnect (hand-off)
+    task_gaps: int = 0  # `gap` events on task streams (events may be missing)
     samples: list[str] = field(default_factory=list)
 
 
@@ -86,17 +92,54 @@ class Browsers:
         self.drivers = []
 
 
+def _exactly_once(events: list[dict]) -> bool:
+    """A task's events as one stream saw them: task_started once, steps 1,
+    2, ... each once, the final event once and last."""
+    kinds = [e["type"] for e in events]
+    steps = [e.get("step") for e in events if e["type"] == "progress_update"]
+    finals = [k for k in kinds if k in ("task_completed", "task_failed")]
+    return (
+        kinds[:1] == ["task_started"]
+        and kinds.count("task_started") == 1
+        and steps == list(range(1, len(steps) + 1))
+        and len(finals) == 1
+        and kinds[-1] == finals[0]
+    )
+
+
 def summarise(seen: list[dict], report: BrowserReport, page: str) -> None:
     by_name: dict[str, list[dict]] = defaultdict(list)
+    by_task: dict[str, list[dict]] = defaultdict(list)
     for record in seen:
         by_name[record["name"]].append(record)
+        if record["kind"] == "task" and record["what"] == "event" and record.get("task"):
+            by_task[record["task"]].append(record)
+    for task, events in by_task.items():
+        if any(e["type"] in ("task_completed", "task_failed") for e in events):
+            if _exactly_once(events):
+                report.task_exactly_once += 1
+            elif len(report.samples) < 5:
+                report.samples.append(f"{page}/{task[:8]}: {[(e['type'], e.get('step')) for e in events]}")
     for name, records in by_name.items():
         errors_in_a_row = 0
         opened = 0
         reopened_at = None
         waiting_final = False
+        told = False  # a reconnect hint: the error that follows is the reconnection
         for record in records:
             what = record["what"]
+            if what == "gap":
+                report.task_gaps += 1
+                continue
+            if what == "reconnect" and record["kind"] == "task":
+                told = True
+                if waiting_final:
+                    report.task_reconnected += 1
+                continue
+            if what == "error" and told and record.get("state") == 0:
+                told = False  # EventSource.CONNECTING: reconnecting, as told
+                report.error_events += 1
+                continue
             if what == "error":
                 report.error_events += 1
                 errors_in_a_row += 1

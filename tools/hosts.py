@@ -29,22 +29,28 @@ FLASK_HUB_ENV = (
 #: thread's): the saturated scenario opens as many streams as threads.
 THREAD_PER_STREAM = ("flask", "flask-gunicorn", "flask-hub")
 
+#: Hosts that start the runtime's stream hub: the rolling harness runs them
+#: as the manifest says, with a shared store (a redis-server of its own,
+#: ``GS_STREAM_STORE``) and their stream URLs through the load balancer
+#: (``PUBLIC_STREAM_BASE_URL``, a frontend of HAProxy's that routes to
+#: every pod's hub port, as the Service's ``streams`` port does).
+HUB_HOSTS = ("flask-hub",)
+
 #: What each host sets over the manifest's container environment
 #: (``examples/kubernetes/deployment.yaml`` describes the Flask app in hub
 #: mode). The rolling harness reports them with its overrides.
-# The manifest's shared store (GS_STREAM_STORE, from its Secret) is not run
-# here yet: every host keeps its channels in the process.
-_NO_SHARED_STORE = {"GS_STREAM_STORE": "memory:"}
+# GS_STREAM_STORE is read by the hub alone, when it starts: the hosts that
+# start no hub never read the manifest's value (here a random string, from
+# the Secret's stand-in), so none is overridden; the hub host gets the
+# harness's Redis (rolling.run).
 MANIFEST_OVERRIDES = {
     # Thread per stream: threads for the streams a pod carries, plus the API's.
-    "flask": {"STREAMS": "thread", "THREADS": "64", **_NO_SHARED_STORE},
-    "flask-gunicorn": {"STREAMS": "thread", "THREADS": "64", **_NO_SHARED_STORE},
-    # No ingress here: stream_url is absolute, on the pod's own hub port.
-    "flask-hub": {"PUBLIC_STREAM_BASE_URL": "", **_NO_SHARED_STORE},
-    "rust": dict(_NO_SHARED_STORE),
-    "asgi": dict(_NO_SHARED_STORE),
+    "flask": {"STREAMS": "thread", "THREADS": "64"},
+    "flask-gunicorn": {"STREAMS": "thread", "THREADS": "64"},
+    "flask-hub": {},
+    "rust": {},
+    "asgi": {},
 }
-
 
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
     """(argv, working directory) of an example server. The Rust one is the

@@ -65,8 +65,8 @@ DEFAULT_PIDS_MAX = 1024
 DEFAULT_GRACE_SECONDS = 30.0
 #: Which environment variable makes a host announce which port: the example
 #: servers' contract (docs/examples.md) — PORT for the HTTP server, GS_PROBE_ADDR for
-#: the runtime's probe listener.
-ANNOUNCED_BY = {"PORT": "serving", "GS_PROBE_ADDR": "probes"}
+#: the runtime's probe listener, GS_STREAM_ADDR for its stream hub.
+ANNOUNCED_BY = {"PORT": "serving", "GS_PROBE_ADDR": "probes", "GS_STREAM_ADDR": "streams"}
 
 
 class ManifestError(ValueError):
@@ -364,7 +364,9 @@ class Container:
                     return self.process.port
                 if announced == "probes" and self.process.probe_url:
                     return int(self.process.probe_url.rsplit(":", 1)[1].rstrip("/"))
-        raise ManifestError(f"container port {name} is not announced by this host (no probe listener?)")
+                if announced == "streams" and self.process.stream_url:
+                    return int(self.process.stream_url.rsplit(":", 1)[1].rstrip("/"))
+        raise ManifestError(f"container port {name} is not announced by this host (no probe listener or hub?)")
 
     def _oom_count(self) -> int:
         for line in (self._memory / "memory.oom_control").read_text().splitlines():

@@ -13,6 +13,11 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
 * runs the pods as containers (``kubelet.Container``: PID 1 of a PID
   namespace, memory and pids cgroups, the liveness probe, preStop, SIGKILL at
   the grace period) with the manifest's ``GS_*`` environment;
+* for the hub host (``hosts.HUB_HOSTS``), starts a redis-server of the
+  run's own as its shared store (``GS_STREAM_STORE``) and gives HAProxy a
+  streams frontend, a backend of every pod's hub port, which
+  ``PUBLIC_STREAM_BASE_URL`` names: stream URLs go through the load
+  balancer, as the manifest's do;
 * runs the scenario's clients through HAProxy (asyncio, httpx);
 * rolls the pods the way the Deployment's strategy says (maxSurge,
   maxUnavailable): a new pod, ready in HAProxy's eyes, then an old one
@@ -21,11 +26,14 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
 * reports streams completed, ended honestly (pod-bound ending), told to
   reconnect and cut, client-visible errors by kind, liveness restarts, OOM
   kills, SIGKILLs, exit codes, SIGTERM-to-exit against the grace period and
-  the reconnects' spread and peak rate.
+  the reconnects' spread and peak rate; the handoff scenario, on the hub
+  host, holds each subscriber against the store's record of its channel
+  (``handoff_clients.py``).
 
     python tools/rolling.py --rounds 3                   # everything
     python tools/rolling.py --short                      # make test's run
     python tools/rolling.py --host rust --scenario sunny
+    python tools/rolling.py --scenario handoff           # the hub host's hand-off
 """
 
 from __future__ import annotations
@@ -53,8 +61,11 @@ import httpx_sse
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import browser_clients
+import handoff_clients
 import hosts
 import kubelet
+from redis_process import RedisProcess
+from store_record import StoreRecord
 
 #: The time from a pod's deletion to the load balancer no longer sending it
 #: new requests. In a cluster the endpoints controller updates the
@@ -64,6 +75,10 @@ import kubelet
 ENDPOINT_LAG_SECONDS = 1.0
 SLOTS = 12
 BACKEND = "pods"
+#: The hub host's streams: HAProxy's second frontend (the Service's
+#: ``streams`` port, the manifest's ``PUBLIC_STREAM_BASE_URL``) and its
+#: backend of every pod's hub port.
+HUB_BACKEND = "hub"
 
 
 def free_port() -> int:
@@ -80,13 +95,15 @@ class HAProxy:
     """HAProxy in the foreground, its health checks from the readiness
     probe, driven through its admin socket to add and remove pods."""
 
-    def __init__(self, workdir: Path, readiness: kubelet.Probe | None) -> None:
+    def __init__(self, workdir: Path, readiness: kubelet.Probe | None, hub: bool = False) -> None:
         self.port = free_port()
         self.socket_path = workdir / "admin.sock"
         config = workdir / "haproxy.cfg"
         servers = "\n".join(
             f"    server slot{n} 127.0.0.1:1 cookie slot{n} check disabled" for n in range(1, SLOTS + 1)
         )
+        self.backends = [BACKEND, HUB_BACKEND] if hub else [BACKEND]
+        self.streams_port = free_port() if hub else None
         if readiness is None:  # no readiness probe: traffic once the port is open
             checks = "    default-server inter 1s fall 1 rise 1"
         else:
@@ -138,6 +155,7 @@ backend {BACKEND}
 {checks}
 {servers}
 """
+            + (self._hub_config(checks) if hub else "")
         )
         self.process = subprocess.Popen(
             ["haproxy", "-f", str(config), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -150,6 +168,30 @@ backend {BACKEND}
                 )
             time.sleep(0.02)
         self.url = f"http://127.0.0.1:{self.port}"
+        #: Where browsers reach the hub (the hub host's PUBLIC_STREAM_BASE_URL).
+        self.streams_url = f"http://127.0.0.1:{self.streams_port}" if hub else None
+
+    def _hub_config(self, checks: str) -> str:
+        """The streams' own origin, as the manifest's: the Service's
+        ``streams`` port behind a load balancer (``streams.example.com``),
+        another origin than the app's, which the hub allows with
+        ``GS_STREAM_CORS_ORIGINS``. With the shared store every pod serves
+        every channel: no stickiness, a subscription (and a reconnect, with
+        its Last-Event-ID) goes to whichever ready pod holds the fewest. The
+        same health checks as the app's: a pod leaves both at once."""
+        servers = "\n".join(f"    server slot{n} 127.0.0.1:1 check disabled" for n in range(1, SLOTS + 1))
+        return f"""
+frontend streams
+    bind 127.0.0.1:{self.streams_port}
+    maxconn 8000
+    default_backend {HUB_BACKEND}
+
+backend {HUB_BACKEND}
+    balance leastconn
+    http-response set-header X-Pod %s
+{checks}
+{servers}
+"""
 
     def command(self, line: str) -> str:
         with socket.socket(socket.AF_UNIX) as admin:
@@ -164,42 +206,54 @@ backend {BACKEND}
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def _stat(self, name: str, column: int) -> str:
+    def _stat(self, name: str, column: int, backend: str = BACKEND) -> str:
         for line in self.command("show stat").splitlines():
             cells = line.split(",")
-            if len(cells) > column and cells[0] == BACKEND and cells[1] == name:
+            if len(cells) > column and cells[0] == backend and cells[1] == name:
                 return cells[column]
         return ""
 
-    def status(self, slot: int) -> str:
-        return self._stat(f"slot{slot}", 17) or "?"
+    def status(self, slot: int, backend: str = BACKEND) -> str:
+        return self._stat(f"slot{slot}", 17, backend) or "?"
 
     def retries(self) -> int:
         """Requests HAProxy retried on another pod (``wretr``)."""
         return int(self._stat("BACKEND", 15) or 0)
 
-    def enable(self, slot: int, port: int, check_port: int, timeout: float = 60.0) -> None:
-        self.command(f"set server {BACKEND}/slot{slot} addr 127.0.0.1 port {port}")
-        self.command(f"set server {BACKEND}/slot{slot} check-port {check_port}")
-        self.command(f"set server {BACKEND}/slot{slot} state ready")
+    def enable(
+        self, slot: int, port: int, check_port: int, hub_port: int | None = None, timeout: float = 60.0
+    ) -> None:
+        """The pod's ports (its hub's too, on the hub host), ready once
+        HAProxy's health checks say UP."""
+        self.repoint(slot, port, check_port, hub_port)
+        for backend in self.backends:
+            self.command(f"set server {backend}/slot{slot} state ready")
         deadline = time.monotonic() + timeout
-        while self.status(slot) != "UP":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"slot{slot} never became UP (status {self.status(slot)})")
-            time.sleep(0.05)
+        for backend in self.backends:
+            while self.status(slot, backend) != "UP":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{backend}/slot{slot} never became UP (status {self.status(slot, backend)})")
+                time.sleep(0.05)
 
-    def repoint(self, slot: int, port: int, check_port: int) -> None:
-        """A restarted container's new ports."""
-        self.command(f"set server {BACKEND}/slot{slot} addr 127.0.0.1 port {port}")
-        self.command(f"set server {BACKEND}/slot{slot} check-port {check_port}")
+    def repoint(self, slot: int, port: int, check_port: int, hub_port: int | None = None) -> None:
+        """A (restarted) container's ports."""
+        for backend, target in ((BACKEND, port), (HUB_BACKEND, hub_port)):
+            if backend not in self.backends:
+                continue
+            if target is None:
+                raise RuntimeError(f"slot{slot}: no {backend} port (the hub host announces its hub's)")
+            self.command(f"set server {backend}/slot{slot} addr 127.0.0.1 port {target}")
+            self.command(f"set server {backend}/slot{slot} check-port {check_port}")
 
     def drain(self, slot: int) -> None:
         """The pod left the endpoints: no new requests (a task's stream,
         sticky by its cookie, still reaches it)."""
-        self.command(f"set server {BACKEND}/slot{slot} state drain")
+        for backend in self.backends:
+            self.command(f"set server {backend}/slot{slot} state drain")
 
     def disable(self, slot: int) -> None:
-        self.command(f"set server {BACKEND}/slot{slot} state maint")
+        for backend in self.backends:
+            self.command(f"set server {backend}/slot{slot} state maint")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -230,6 +284,7 @@ class Tally:
     reopened_on: Counter = field(default_factory=Counter)
     slow_reader_outcomes: Counter = field(default_factory=Counter)
     streams_opened: int = 0
+    gaps: int = 0  # `gap` events: events the stream says it may have lost
 
     def error(self, kind: str, text: str) -> None:
         self.errors[kind] += 1
@@ -248,6 +303,13 @@ class ClientMix:
     feed_clients: int = 0
     slow_clients: int = 0
     browser_pages: int = 0  # headless Chromium pages, 2 feeds and 3 task streams each
+    #: The handoff scenario (handoff_clients.py): tasks of these many 1 s
+    #: steps, started through the load balancer before the rollout, and
+    #: this many hub subscribers spread over them; the rollout begins
+    #: `rollout_after` seconds after the tasks start.
+    handoff_steps: tuple[int, ...] = ()
+    handoff_subscribers: int = 0
+    rollout_after: float = 0.0
 
 
 async def _read_events(response: httpx.Response, delay: float = 0.0):
@@ -312,9 +374,15 @@ async def task_client(
             tally.slow_reader_outcomes[outcome] += 1
 
 
+#: Reconnect hints a task stream honours at most. A pod-bound stream gets
+#: none; on the hub host with its shared store every hub stream is handed
+#: off at drain, and one may land on an old pod that drains later.
+MAX_TASK_RECONNECTS = 8
+
+
 async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, stop: asyncio.Event, delay: float) -> str:
     last_id: str | None = None
-    for attempt in range(2):
+    for attempt in range(MAX_TASK_RECONNECTS + 1):
         headers = {"Last-Event-ID": last_id} if last_id else {}
         told = False
         try:
@@ -335,6 +403,9 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
                         last_id = sse.id
                     if sse.event == "reconnect":
                         told = True
+                        continue
+                    if sse.event == "gap":
+                        tally.gaps += 1
                         continue
                     if sse.event != "task_event":
                         continue
@@ -486,6 +557,43 @@ class Scenario:
     hung_hook: bool = False
     #: How this version differs from the full scenario, for the report.
     note: str = ""
+    #: The hosts it runs on (empty: every host).
+    hosts: tuple[str, ...] = ()
+    #: Whether it runs beside its baseline.
+    baseline: bool = True
+    #: Its own number of replicas (over the manifest's and --replicas).
+    replicas: int | None = None
+    #: Its own number of rounds (over --rounds): the handoff scenario's
+    #: tasks run on the first pods only.
+    rounds: int | None = None
+
+
+def _handoff_mix(spec: kubelet.PodSpec, subscribers: int, browser_pages: int = 0) -> ClientMix:
+    """16 tasks of 1 s steps, started 12 s before the rollout. Three in four
+    last 26 to 38 s: beyond the drain delay and the hand-off's window
+    (nudges from 5 to 10 s after SIGTERM, on the manifest's clock) on the
+    old pod that runs them, and ending before the streams' last moment
+    (21 s) or at it, depending on when their pod's SIGTERM comes; the
+    fourth lasts twice the grace period and ends with task_failed
+    (shutdown) at the streams' last moment."""
+    beyond = int(2 * spec.grace_seconds)
+    steps = tuple((26, 30, 34, beyond)[n % 4] + 4 * (n // 4 % 2) * (n % 4 != 3) for n in range(16))
+    return ClientMix(
+        handoff_steps=steps,
+        handoff_subscribers=subscribers,
+        rollout_after=12.0,
+        browser_pages=browser_pages,
+        steps=20,
+        step_seconds=1.0,
+    )
+
+
+def _short_handoff_mix(spec: kubelet.PodSpec) -> ClientMix:
+    """make test's clock (SHORT_ENV: nudges from 1 to 2.5 s after SIGTERM,
+    the streams' last moment at 4.6 s): 8 tasks of 6 to 10 s and 2x the
+    grace period, started 3 s before the rollout; 200 subscribers."""
+    beyond = int(2 * spec.grace_seconds)
+    return ClientMix(handoff_steps=(6, 8, 10, beyond) * 2, handoff_subscribers=200, rollout_after=3.0)
 
 
 def _threads(spec: kubelet.PodSpec) -> int:
@@ -541,9 +649,24 @@ SCENARIOS: dict[str, Scenario] = {
             env={"SSE_TEST_HANG_SHUTDOWN_HOOK": "1"},
             hung_hook=True,
         ),
+        Scenario(
+            "handoff",
+            "hub host, 3 replicas: 16 long tasks (26-38 s, a quarter 2x the grace period), 2,000 hub "
+            "subscribers through the load balancer, handed off at drain and resumed from Redis; browsers",
+            lambda host, spec: _handoff_mix(spec, subscribers=2000, browser_pages=2),
+            hosts=hosts.HUB_HOSTS,
+            # Without the runtime there is no hand-off to compare with: the
+            # pods die at SIGTERM under their tasks (the other scenarios'
+            # baselines show that damage already).
+            baseline=False,
+            replicas=3,
+            rounds=1,
+        ),
     )
 }
 SHORT = ("sunny", "saturated")
+#: make test's handoff, on the hub host alone (tests/rolling).
+SHORT_HANDOFF = "handoff"
 #: make test's versions of them: 1,000 streams instead of 2,000 on the
 #: hosts without a thread per stream (a pair of runs then fits the client
 #: budget at once, within make test's time).
@@ -553,6 +676,13 @@ SHORT_SCENARIOS: dict[str, Scenario] = {
         SCENARIOS["saturated"],
         mix=lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 1000)),
         note="short run: 1,000 streams instead of 2,000 on the Rust and uvicorn hosts",
+    ),
+    "handoff": replace(
+        SCENARIOS["handoff"],
+        what="hub host: 8 tasks, 200 hub subscribers through the load balancer, handed off at drain",
+        mix=lambda host, spec: _short_handoff_mix(spec),
+        replicas=None,
+        note="short run: 2 replicas, 8 tasks of 6 to 16 s, 200 subscribers, no browsers",
     ),
 }
 #: make test's budget: one short saturated pair at once.
@@ -591,6 +721,7 @@ def run(
     browsers: bool = False,
 ) -> dict:
     """One scenario on one host, with the runtime or as the baseline."""
+    rounds = scenario.rounds or rounds
     if shutil.which("haproxy") is None:
         raise RuntimeError("haproxy is not installed (make setup installs it)")
     command, cwd = hosts.command(host, profile=profile)
@@ -598,13 +729,33 @@ def run(
         spec = spec.override(label=host, env=hosts.MANIFEST_OVERRIDES[host])
     if scenario.env:
         spec = spec.override(env=scenario.env)
+    if scenario.replicas is not None and scenario.replicas != spec.replicas:
+        spec = spec.override(label=scenario.name, replicas=scenario.replicas)
     extra = {"LAST_CALL_DISABLED": "1"} if baseline else {}
     mix = scenario.mix(host, spec)
+    hub = host in hosts.HUB_HOSTS
+    # The hub host's shared store, as the manifest's pods share Redis: a
+    # redis-server of this run's own (killed in the `finally` below, or
+    # here if HAProxy does not start), with the settings docs/hub.md says
+    # the hub needs (an eviction would drop a history silently).
+    store = RedisProcess(extra=["--maxmemory", "256mb", "--maxmemory-policy", "noeviction"]) if hub else None
     workdir = Path(tempfile.mkdtemp(prefix="last-call-rolling-"))
-    proxy = HAProxy(workdir, spec.readiness)
+    try:
+        proxy = HAProxy(workdir, spec.readiness, hub=hub)
+    except BaseException:
+        if store is not None:
+            store.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    if store is not None:
+        extra["GS_STREAM_STORE"] = store.url
+        # Stream URLs through the load balancer, as the manifest's
+        # (streams.example.com): HAProxy's streams frontend, every pod's hub.
+        extra["PUBLIC_STREAM_BASE_URL"] = proxy.streams_url or ""
     if "GS_STREAM_CORS_ORIGINS" in spec.env:
         # The browser page is served on the load balancer's origin; the hub,
-        # on each pod's own port, is another origin that must allow it.
+        # behind the load balancer's streams frontend (another port), is
+        # another origin that must allow it, as the manifest's does.
         extra["GS_STREAM_CORS_ORIGINS"] = proxy.url
     free = list(range(1, SLOTS + 1))
     free_lock = threading.Lock()
@@ -614,6 +765,9 @@ def run(
     everything: list[kubelet.Container] = []
     probes_note: list[str] = []
     clients: Clients | None = None
+    handoff: handoff_clients.HandoffClients | None = None
+    handoff_report: dict | None = None
+    exits: list[dict] = []
     pages: browser_clients.Browsers | None = None
     seen_by_browsers: browser_clients.BrowserReport | None = None
     if browsers and mix.browser_pages and not browser_clients.available():
@@ -635,12 +789,15 @@ def run(
             slot = free.pop(0)
 
         def restarted(container: kubelet.Container) -> None:
-            proxy.repoint(slot, container.process.port, check_port(container))
+            proxy.repoint(slot, container.process.port, check_port(container), hub_port(container))
 
         container = kubelet.Container(spec, command, cwd=cwd, extra_env=extra, on_restart=restarted)
         everything.append(container)
-        proxy.enable(slot, container.process.port, check_port(container))
+        proxy.enable(slot, container.process.port, check_port(container), hub_port(container))
         return Pod(slot, container)
+
+    def hub_port(container: kubelet.Container) -> int | None:
+        return container.port("streams") if hub else None
 
     def delete_pod(pod: Pod) -> None:
         # The endpoints update reaches the balancer after the lag, while the
@@ -648,7 +805,17 @@ def run(
         timer = threading.Timer(ENDPOINT_LAG_SECONDS, proxy.drain, args=(pod.slot,))
         timer.start()
         sigterm_times.append(time.monotonic())
-        endings.append(pod.container.terminate())
+        sigterm_wall = time.time()  # against the store's clock (its ids' ms)
+        ending = pod.container.terminate()
+        endings.append(ending)
+        exits.append(
+            {
+                "pod": f"slot{pod.slot}",
+                "sigterm_wall": sigterm_wall,
+                "seconds_to_exit": ending.seconds_to_exit,
+                "exit": ending.exit_code if ending.killed_by is None else ending.killed_by,
+            }
+        )
         timer.cancel()
         proxy.disable(pod.slot)
         with free_lock:
@@ -659,18 +826,28 @@ def run(
         with concurrent.futures.ThreadPoolExecutor(max_workers=spec.replicas) as starting:
             pods = list(starting.map(lambda _: start_pod(), range(spec.replicas)))
         clients = Clients(proxy.url, mix, spec.grace_seconds)
+        if mix.handoff_steps:
+            handoff = handoff_clients.HandoffClients(proxy.url, list(mix.handoff_steps), mix.handoff_subscribers)
         if browsers and mix.browser_pages:
             pages = browser_clients.Browsers(
                 proxy.url, mix.browser_pages, steps=mix.steps, step_seconds=mix.step_seconds
             )
         # Streams under way on every pod (thousands take a few seconds).
         time.sleep(1.0)
-        wanted = mix.feed_clients + mix.task_clients // 2
+        wanted = mix.feed_clients + mix.task_clients // 2 + mix.handoff_subscribers
+
+        def opened() -> int:
+            return clients.tally.streams_opened + (handoff.opened() if handoff else 0)
+
         deadline = time.monotonic() + 60
-        while clients.tally.streams_opened < wanted and time.monotonic() < deadline:
+        while opened() < wanted and time.monotonic() < deadline:
             time.sleep(0.1)
-        opened_before_rollout = clients.tally.streams_opened
+        opened_before_rollout = opened()
         warm_up_seconds = time.monotonic() - started
+        if handoff is not None:
+            # The tasks' lengths are counted from their start: the rollout
+            # begins at a set moment of them.
+            time.sleep(max(0.0, handoff.started_at + mix.rollout_after - time.monotonic()))
         for _ in range(rounds):
             old, new = list(pods), []
             while old:
@@ -684,18 +861,40 @@ def run(
         for worker in terminating:
             worker.join(timeout=spec.grace_seconds + 30)
         time.sleep(2.0)  # the clients see the last pod's connections end
+        if handoff is not None:
+            # Every task ran on an old pod, all gone now: each subscriber has
+            # its final event, or is still resuming it from the store.
+            deadline = time.monotonic() + 15
+            while handoff.finished() < handoff.opened() and time.monotonic() < deadline:
+                time.sleep(0.1)
         if pages is not None:
             seen_by_browsers = pages.stop()
         clients.stop(timeout=5)
+        if handoff is not None:
+            handoff.stop(timeout=5)
+            assert store is not None
+            record = StoreRecord(store.port)
+            try:
+                handoff_report = handoff_clients.report(handoff, record, {e["pod"]: e["sigterm_wall"] for e in exits})
+                handoff_report["redis"] = {
+                    key: record.info(section).get(key)
+                    for section, key in (("memory", "used_memory_peak_human"), ("stats", "total_commands_processed"))
+                }
+            finally:
+                record.close()
         retried = proxy.retries()
     finally:
         if clients is not None and clients.thread.is_alive():
             clients.stop(timeout=10)
+        if handoff is not None and handoff.thread.is_alive():
+            handoff.stop(timeout=10)
         if pages is not None:
             pages.close()
         for container in everything:
             container.close()
         proxy.close()
+        if store is not None:
+            store.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
     tally = clients.tally
@@ -711,8 +910,21 @@ def run(
         + probes_note
         + [f"endpoint removal lag: {ENDPOINT_LAG_SECONDS} s"]
         + (["GS_STREAM_CORS_ORIGINS: the load balancer's origin"] if "GS_STREAM_CORS_ORIGINS" in extra else [])
+        + (
+            [
+                (
+                    f"{host}: GS_STREAM_STORE: the harness's redis-server (no persistence); "
+                    "PUBLIC_STREAM_BASE_URL: the load balancer's streams frontend (every pod's hub port)"
+                )
+            ]
+            if store is not None
+            else []
+        )
         + ([scenario.note] if scenario.note else []),
         "streams_before_rollout": f"{opened_before_rollout} of {wanted}",
+        "gaps": tally.gaps,
+        "handoff": handoff_report,
+        "exits": exits,
         "warm_up_seconds": round(warm_up_seconds, 1),
         "tasks_started": tally.tasks_started,
         "completed": tally.completed,
@@ -764,12 +976,13 @@ def run_pair(
     other when their clients do not fit in the budget together."""
     budget = budget or _ClientBudget(CLIENT_BUDGET)
     mix = scenario.mix(host, spec)
-    weight = mix.task_clients + mix.long_clients + mix.feed_clients + mix.slow_clients
+    weight = mix.task_clients + mix.long_clients + mix.feed_clients + mix.slow_clients + mix.handoff_subscribers
 
     def one(disabled: bool) -> dict:
         with budget.hold(weight):
             return run(host, scenario, rounds, disabled, spec, profile, browsers)
 
+    baseline = baseline and scenario.baseline
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         runs = [pool.submit(one, disabled) for disabled in ((False, True) if baseline else (False,))]
         return [future.result() for future in runs]
@@ -790,6 +1003,7 @@ def run_scenario(
     one runs alone); the reports in host order, each baseline after its
     host."""
     budget = _ClientBudget(client_budget or CLIENT_BUDGET)
+    chosen = runs_on(scenario, chosen)
 
     def pair(host: str) -> list[dict]:
         return run_pair(host, scenario, rounds, spec, profile, browsers, budget=budget)
@@ -797,6 +1011,12 @@ def run_scenario(
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = [pool.submit(pair, host) for host in chosen]
         return [report for future in runs for report in future.result()]
+
+
+def runs_on(scenario: Scenario, chosen: list[str]) -> list[str]:
+    """The chosen hosts the scenario runs on (the handoff scenario: the hub
+    host only)."""
+    return [host for host in chosen if not scenario.hosts or host in scenario.hosts]
 
 
 #: The most client streams the harness runs at once (all of them in this
@@ -851,8 +1071,10 @@ ROWS = [
     ("ended honestly (pod-bound ending)", lambda r: r["ended_honestly"]),
     ("told to reconnect", lambda r: r["told_to_reconnect"]),
     ("**cut**", lambda r: r["cut"]),
+    ("`gap` events", lambda r: r["gaps"]),
     ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
     ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
+    ("browser task streams: exactly once / reconnected / `gap` events", lambda r: browser_row(r, "exact")),
     ("browser feeds: reopened / continued", lambda r: browser_row(r, "feeds")),
     ("client-visible errors", lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"),
     (
@@ -882,16 +1104,89 @@ def browser_row(report: dict, which: str) -> str:
     if which == "tasks":
         endings = ", ".join(f"{k}: {v}" for k, v in sorted(seen["task_finals"].items())) or "none"
         return f"{endings} / {seen['task_error_before_final']}"
+    if which == "exact":
+        return (
+            f"{seen['task_exactly_once']} of {sum(seen['task_finals'].values())} / {seen['task_reconnected']}"
+            f" / {seen.get('task_gaps', 0)}"
+        )
     return f"{seen['feed_reopened']} / {seen['feed_continued']}"
+
+
+def _total(report: dict, key: str) -> int:
+    return int(report["handoff"]["totals"].get(key, 0))
+
+
+#: The handoff scenario's rows (handoff_clients.report).
+HANDOFF_ROWS = [
+    ("subscribers open before the rollout / wanted", lambda r: r["streams_before_rollout"]),
+    (
+        "tasks: ended task_completed / task_failed (shutdown), as the store closed them",
+        lambda r: f"{_total(r, 'ending: task_completed')} / {_total(r, 'ending: task_failed (shutdown)')}",
+    ),
+    (
+        "**subscribers that saw every event exactly once** (against the store)",
+        lambda r: f"{_total(r, 'exactly_once')} of {_total(r, 'subscribers')}",
+    ),
+    (
+        "**subscribers that saw their task's true ending**",
+        lambda r: f"{_total(r, 'with_true_ending')} of {_total(r, 'subscribers')}",
+    ),
+    ("duplicates / holes", lambda r: f"{_total(r, 'duplicates')} / {_total(r, 'holes')}"),
+    ("**`gap` events**", lambda r: _total(r, "gaps")),
+    (
+        "subscribers handed off / reconnect hints honoured",
+        lambda r: f"{_total(r, 'handed_off')} / {_total(r, 'reconnects')}",
+    ),
+    ("**cut** (ended with no hint and no final event)", lambda r: _total(r, "cuts")),
+    ("(re)connections that failed before a response", lambda r: _total(r, "failed_connects")),
+    ("subscriber errors", lambda r: _total(r, "subscriber errors")),
+    ("browser error events / retry loops", lambda r: browser_row(r, "errors")),
+    ("browser task streams: endings / error before the end", lambda r: browser_row(r, "tasks")),
+    ("browser task streams: exactly once / reconnected / `gap` events", lambda r: browser_row(r, "exact")),
+    ("liveness restarts / OOM kills / SIGKILLs", lambda r: f"{r['liveness_restarts']} / {r['oom_kills']} / {r['sigkills']}"),
+    (
+        "old pods: SIGTERM -> exit (s), exit status",
+        lambda r: ", ".join(f"{e['pod']} {e['seconds_to_exit']:.1f} s ({e['exit']})" for e in r["exits"]),
+    ),
+    ("grace period (s)", lambda r: f"{r['grace_seconds']:g}"),
+    (
+        "Redis: commands / peak memory",
+        lambda r: f"{r['handoff']['redis']['total_commands_processed']} / {r['handoff']['redis']['used_memory_peak_human']}",
+    ),
+]
+
+
+def task_table(report: dict) -> str:
+    """The handoff scenario's per-task table."""
+    lines = [
+        "| task | pod | steps | true ending | ended, s after its pod's SIGTERM | exactly once | true ending seen "
+        "| handed off | reconnects | events after the hand-off, fewest | gaps | cut |",
+        "|---" * 12 + "|",
+    ]
+    for t in report["handoff"]["tasks"]:
+        if "start_error" in t:
+            lines.append(f"| {t['task']} | - | {t['steps']} | not started: {t['start_error']} |" + " - |" * 8)
+            continue
+        after = "-" if t["ended_after_sigterm"] is None else f"{t['ended_after_sigterm']:.1f}"
+        lines.append(
+            f"| {t['task']} | {t['started_on']} | {t['steps']} | {t['true_ending']} | {after} | "
+            f"{t['exactly_once']}/{t['subscribers']} | {t['with_true_ending']}/{t['subscribers']} | "
+            f"{t['handed_off']} | {t['reconnects']} | {t['fewest_events_after_handoff']} | {t['gaps']} | {t['cuts']} |"
+        )
+    return "\n".join(lines)
 
 
 def table(reports: list[dict]) -> str:
     header = "| | " + " | ".join(f"{r['host']}, {r['runtime']}" for r in reports) + " |"
     lines = [header, "|---" * (len(reports) + 1) + "|"]
-    for name, value in ROWS:
+    handoff = [r for r in reports if r.get("handoff")]
+    for name, value in HANDOFF_ROWS if handoff else ROWS:
         lines.append(f"| {name} | " + " | ".join(str(value(r)) for r in reports) + " |")
     notes = sorted({note for r in reports for note in r["overrides"]})
-    return "\n".join(lines) + ("\n\nOverrides: " + "; ".join(notes) if notes else "")
+    text = "\n".join(lines) + ("\n\nOverrides: " + "; ".join(notes) if notes else "")
+    for report in handoff:
+        text += f"\n\nPer task ({report['host']}: the pod that ran it, its subscribers):\n\n" + task_table(report)
+    return text
 
 
 def shows_damage(report: dict) -> bool:
@@ -915,9 +1210,11 @@ def failures(report: dict) -> list[str]:
     if report["runtime"] != "last-call":
         return []
     found = []
-    for key in ("cut", "liveness_restarts", "oom_kills", "sigkills"):
+    for key in ("cut", "gaps", "liveness_restarts", "oom_kills", "sigkills"):
         if report[key]:
             found.append(f"{key}: {report[key]}")
+    if report.get("handoff"):
+        found += handoff_clients.failures(report["handoff"])
     if report["errors"]:
         found.append(f"client-visible errors: {report['errors']} {report['error_samples'][:3]}")
     seen = report.get("browsers")
@@ -926,6 +1223,10 @@ def failures(report: dict) -> list[str]:
             f"browsers: {seen['retry_loops']} retry loops, {seen['task_error_before_final']} task streams "
             f"with an error before their end {seen['samples']}"
         )
+    if seen and seen.get("task_gaps"):
+        found.append(f"browsers: {seen['task_gaps']} gap events on task streams")
+    if seen and seen["task_exactly_once"] != sum(seen["task_finals"].values()):
+        found.append(f"browsers: task streams that did not see every step once {seen['samples']}")
     allowed = (report["expected_exit"], 70) if report["hung_hook"] else (report["expected_exit"],)
     wrong = [c for c in report["exit_codes"] if c not in allowed]
     if wrong:
@@ -946,7 +1247,9 @@ def main() -> int:
     parser.add_argument("--host", choices=hosts.NAMES, action="append", help="repeatable; default: every host")
     parser.add_argument("--scenario", choices=list(SCENARIOS), action="append", help="repeatable; default: all")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--short", action="store_true", help="make test's run: one round, sunny and saturated")
+    parser.add_argument(
+        "--short", action="store_true", help="make test's run: one round, sunny and saturated, a short handoff"
+    )
     parser.add_argument("--replicas", type=int, help="override the manifest's replicas (reported)")
     parser.add_argument("--profile", default="release")
     parser.add_argument("--no-browsers", action="store_true", help="no headless Chromium clients")
@@ -961,15 +1264,23 @@ def main() -> int:
         spec = short_spec(spec)
     if args.replicas is not None:
         spec = spec.override(replicas=args.replicas)
-    names = args.scenario or (list(SHORT) if args.short else list(SCENARIOS))
+    names = args.scenario or ([*SHORT, SHORT_HANDOFF] if args.short else list(SCENARIOS))
     rounds = 1 if args.short else args.rounds
     reports: list[dict] = []
     ok = True
     for name in names:
         scenario = SHORT_SCENARIOS[name] if args.short else SCENARIOS[name]
-        chosen = args.host or list(hosts.NAMES)
+        chosen = runs_on(scenario, args.host or list(hosts.NAMES))
+        if not chosen:
+            print(f"rolling: {name} runs on {', '.join(scenario.hosts)} only: skipped", flush=True)
+            continue
         began = time.monotonic()
-        print(f"rolling: {name}, {', '.join(chosen)}, each beside its baseline, {rounds} round(s)...", flush=True)
+        print(
+            f"rolling: {name}, {', '.join(chosen)}, "
+            + ("each beside its baseline, " if scenario.baseline else "")
+            + f"{scenario.rounds or rounds} round(s)...",
+            flush=True,
+        )
         browsers = not args.no_browsers and not args.short
         budget = SHORT_CLIENT_BUDGET if args.short else CLIENT_BUDGET
         pair = run_scenario(scenario, chosen, rounds, spec, args.profile, browsers, args.jobs, budget)

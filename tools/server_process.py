@@ -76,10 +76,16 @@ class ServerProcess:
         # The runtime's own probe listener, when GS_PROBE_ADDR started one
         # (it announces itself before the server does).
         self.probe_url: Optional[str] = None
+        # The runtime's stream hub, when the host started one (STREAMS=hub:
+        # "streams on http://HOST:PORT", before the server's line too).
+        self.stream_url: Optional[str] = None
         for seen in self.lines:
             found = re.search(r"probes on (http://[^\s]+)", seen)
             if found:
                 self.probe_url = found.group(1)
+            found = re.search(r"streams on (http://[^\s]+)", seen)
+            if found:
+                self.stream_url = found.group(1)
 
     def _read(self) -> None:
         for line in self.process.stdout:

@@ -120,7 +120,9 @@ setup(
             path=os.path.join(CRATE, "Cargo.toml"),
             binding=Binding.NoBinding,
             # No debug info in the shipped library, and no symbol table
-            # beyond the exported (dynamic) symbols.
+            # beyond the exported (dynamic) symbols. No LTO: it would shrink
+            # the library by a fifth at the cost of a long single-threaded
+            # link on every build (docs/packaging.md has the figures).
             args=[
                 "--config",
                 "profile.release.debug=false",

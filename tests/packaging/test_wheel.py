@@ -1,5 +1,5 @@
 """The built wheel (make wheel): one wheel for every Python 3, tagged
-py3-none-manylinux, at most 2 MB, with a stripped library old enough for
+py3-none-manylinux, at most 2.5 MB, with a stripped library old enough for
 glibc 2.17, the licences and complete metadata."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
 ARCH = platform.machine()
-# About 1.3 MB since the shared store's Redis client (redis-rs) came in,
-# 0.6 MB before it: a bound that still catches a library left unstripped
-# (about 10 MB) or a second copy of it.
-MAX_WHEEL_BYTES = 2_000_000
+# About 2.2 MB since TLS to Redis (rustls, ring), 1.3 MB with the Redis
+# client alone, 0.6 MB before it: a bound that still catches a library left
+# unstripped (about 12 MB) or a second copy of it (docs/packaging.md).
+MAX_WHEEL_BYTES = 2_500_000
 OLDEST_GLIBC = (2, 17)
 LIBRARY = "last_call/liblast_call.so"
 

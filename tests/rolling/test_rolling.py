@@ -49,3 +49,26 @@ def test_a_rolling_update_cuts_nothing_and_the_baseline_shows_the_damage(scenari
         # period's SIGKILL (a PID 1 with no SIGTERM handler ignores SIGTERM).
         for report in baselines:
             assert rolling.shows_damage(report), report
+
+
+@needs_root
+@pytest.mark.timeout(120)
+def test_hub_streams_are_handed_off_through_the_load_balancer_and_resumed_from_the_store_exactly_once():
+    """The handoff scenario on make test's clock (about 15 s): the hub host
+    with a redis-server of its own and its stream URLs through HAProxy;
+    every subscriber of a task running on a draining pod is nudged,
+    reconnects to another pod and gets every event once, with the ending
+    the store closed the channel with. No baseline: without the runtime
+    there is no hand-off."""
+    spec = rolling.short_spec(kubelet.load())
+    scenario = rolling.SHORT_SCENARIOS[rolling.SHORT_HANDOFF]
+    reports = rolling.run_scenario(scenario, list(hosts.NAMES), 1, spec, PROFILE)
+    print(rolling.table(reports))
+    assert [(r["host"], r["runtime"]) for r in reports] == [(h, "last-call") for h in hosts.HUB_HOSTS]
+    for report in reports:
+        assert rolling.failures(report) == [], report
+        totals = report["handoff"]["totals"]
+        assert totals["subscribers"] == 200, totals
+        assert totals["exactly_once"] == totals["with_true_ending"] == 200, totals
+        assert totals["gaps"] == 0 and totals["handed_off"] > 0, totals
+        assert report["exit_codes"] == [0, 0], report

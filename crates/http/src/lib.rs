@@ -19,6 +19,6 @@ use last_call_core::{clock, monotonic_ns, phase};
 use last_call_runtime::{config, error, fork, log, metrics, reconnect_spread, seconds};
 
 pub use hub::HubOptions;
-pub use last_call_store::StoreUrl;
+pub use last_call_store::{StoreTls, StoreUrl};
 pub use probes::{ProbeOptions, ReadinessReport};
 pub use runtime::{Listeners, Runtime};

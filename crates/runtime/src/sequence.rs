@@ -147,10 +147,15 @@ fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
     }
     inner.sleep_until(timeline.drain_over, generation);
     if !drained && inner.is_generation(generation) {
+        let work = inner.work.active();
+        let and_work = if work > 0 {
+            format!(", and {work} piece(s) of work still running")
+        } else {
+            String::new()
+        };
         warn!(
-            "{} stream(s) still open and {} piece(s) of work still counted when the hooks' budget began",
-            inner.streams.active(),
-            inner.work.active()
+            "{} stream(s) still open when the hooks' budget began{and_work}",
+            inner.streams.active()
         );
     }
 }

@@ -8,7 +8,7 @@ use crate::url::StoreUrl;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
 use std::time::Duration;
 
 /// How long connecting may take before the attempt counts as failed.
@@ -24,18 +24,30 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    pub(crate) fn new(url: &StoreUrl) -> RedisResult<Option<Target>> {
+    /// `certs`: the CA and client certificate for a TLS URL (`None`: the
+    /// system's roots, no client certificate).
+    pub(crate) fn new(
+        url: &StoreUrl,
+        certs: Option<TlsCertificates>,
+    ) -> RedisResult<Option<Target>> {
+        if url.is_tls() {
+            crate::tls::ensure_provider();
+        }
         Ok(match url {
             StoreUrl::Memory => None,
-            StoreUrl::Redis(url) => {
-                Some(Target::Single(Box::new(redis::Client::open(url.as_str())?)))
-            }
-            StoreUrl::Cluster(urls) => Some(Target::Cluster(Box::new(
-                ClusterClient::builder(urls.iter().map(String::as_str))
+            StoreUrl::Redis(url) => Some(Target::Single(Box::new(match certs {
+                None => redis::Client::open(url.as_str())?,
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs)?,
+            }))),
+            StoreUrl::Cluster(urls) => {
+                let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .build()?,
-            ))),
+                    .response_timeout(RESPONSE_TIMEOUT);
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                Some(Target::Cluster(Box::new(builder.build()?)))
+            }
         })
     }
 

@@ -33,16 +33,24 @@
 //!   idle time; each bucket log keeps about `log_len` entries. Redis must
 //!   run with `maxmemory` and `maxmemory-policy noeviction`: an eviction
 //!   would drop histories silently, where a refused write is reported.
+//! * **TLS.** `rediss://` verifies the server's certificate (chain, name,
+//!   validity) against the system's roots or [`StoreTls::ca_file`], with a
+//!   client certificate for mutual TLS ([`tls`]); a certificate that does
+//!   not verify makes the store unreachable, never plaintext.
 
 mod connection;
 pub mod ids;
 pub mod keys;
 mod log_reader;
 mod store;
+pub mod tls;
 pub mod url;
 mod values;
 
 pub use log_reader::{LogEntry, LogItem, LogReader};
 pub use store::{Append, Appended, Kind, Limits, RedisStore, Resume, ResumeStatus};
-pub use url::{StoreUrl, StoreUrlError, STREAM_STORE};
+pub use tls::{
+    StoreTls, STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE, STREAM_STORE_CLIENT_KEY_FILE,
+};
+pub use url::{StoreConfigError, StoreUrl, STREAM_STORE};
 pub use values::{Entry, Flag};

@@ -5,7 +5,8 @@
 use crate::connection::{is_connection_error, Conn, Target, RESPONSE_TIMEOUT};
 use crate::ids::{fresh_epoch, EventId};
 use crate::keys::ChannelKeys;
-use crate::url::StoreUrl;
+use crate::tls::StoreTls;
+use crate::url::{StoreConfigError, StoreUrl, STREAM_STORE};
 use crate::values::{self, Entry, Flag};
 use redis::{RedisError, RedisResult, Script, Value};
 use std::sync::OnceLock;
@@ -171,10 +172,27 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `url` (`None` for `memory:`). Connects on first use: an
-    /// unreachable server is not an error here.
-    pub fn new(url: &StoreUrl, limits: Limits) -> RedisResult<Option<RedisStore>> {
-        Ok(Target::new(url)?.map(|target| RedisStore {
+    /// A store for `url` (`None` for `memory:`), TLS with the system's
+    /// roots. Connects on first use: an unreachable server is not an error
+    /// here.
+    pub fn new(url: &StoreUrl, limits: Limits) -> Result<Option<RedisStore>, StoreConfigError> {
+        RedisStore::with_tls(url, &StoreTls::default(), limits)
+    }
+
+    /// A store for `url` with TLS's files (read and checked now: a missing
+    /// or malformed one is an error naming its variable).
+    pub fn with_tls(
+        url: &StoreUrl,
+        tls: &StoreTls,
+        limits: Limits,
+    ) -> Result<Option<RedisStore>, StoreConfigError> {
+        let certs = tls.certificates(url)?;
+        let target = Target::new(url, certs).map_err(|error| StoreConfigError {
+            variable: STREAM_STORE,
+            value: url.redacted(),
+            reason: error.to_string(),
+        })?;
+        Ok(target.map(|target| RedisStore {
             target,
             limits,
             conn: Mutex::new(None),

@@ -11,7 +11,7 @@
 //!
 //! A malformed value is an error that names the variable (and never shows
 //! the password); an unreachable server is not: the hub starts degraded and
-//! connects when it can.
+//! connects when it can. TLS's files are other variables ([`crate::tls`]).
 
 use std::fmt;
 
@@ -29,26 +29,29 @@ pub enum StoreUrl {
     Cluster(Vec<String>),
 }
 
-/// A malformed `GS_STREAM_STORE`.
+/// A malformed `GS_STREAM_STORE`, or a TLS file of the store's that is
+/// missing or malformed: the variable, its value, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreUrlError {
+pub struct StoreConfigError {
+    /// The variable: `GS_STREAM_STORE` or one of [`crate::tls`]'s.
+    pub variable: &'static str,
     /// The value with any password replaced by `***`.
     pub value: String,
     /// What is wrong with it.
     pub reason: String,
 }
 
-impl fmt::Display for StoreUrlError {
+impl fmt::Display for StoreConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid {STREAM_STORE}={:?}: {}",
-            self.value, self.reason
+            "invalid {}={:?}: {}",
+            self.variable, self.value, self.reason
         )
     }
 }
 
-impl std::error::Error for StoreUrlError {}
+impl std::error::Error for StoreConfigError {}
 
 impl fmt::Debug for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,12 +61,13 @@ impl fmt::Debug for StoreUrl {
 
 impl StoreUrl {
     /// Reads `GS_STREAM_STORE`: unset is [`StoreUrl::Memory`].
-    pub fn from_env() -> Result<StoreUrl, StoreUrlError> {
+    pub fn from_env() -> Result<StoreUrl, StoreConfigError> {
         match std::env::var_os(STREAM_STORE) {
             None => Ok(StoreUrl::Memory),
             Some(raw) => match raw.to_str() {
                 Some(text) => StoreUrl::parse(text),
-                None => Err(StoreUrlError {
+                None => Err(StoreConfigError {
+                    variable: STREAM_STORE,
                     value: redact(&raw.to_string_lossy()),
                     reason: "not valid UTF-8".into(),
                 }),
@@ -72,8 +76,9 @@ impl StoreUrl {
     }
 
     /// Parses a `GS_STREAM_STORE` value.
-    pub fn parse(text: &str) -> Result<StoreUrl, StoreUrlError> {
-        let error = |reason: &str| StoreUrlError {
+    pub fn parse(text: &str) -> Result<StoreUrl, StoreConfigError> {
+        let error = |reason: &str| StoreConfigError {
+            variable: STREAM_STORE,
             value: redact(text),
             reason: reason.into(),
         };
@@ -102,8 +107,14 @@ impl StoreUrl {
                 ))
             }
         };
-        if tls && !cfg!(feature = "tls") {
-            return Err(error("TLS (rediss://) is not built into this library"));
+        // redis-rs's `rediss://host#insecure` accepts any certificate:
+        // whoever is on the path could then read and forge every stream.
+        // Refused by name: trust a private CA with GS_STREAM_STORE_CA_FILE.
+        if rest.to_ascii_lowercase().contains("#insecure") {
+            return Err(error(
+                "#insecure (no certificate check) is refused: trust the server's CA with \
+                 GS_STREAM_STORE_CA_FILE instead",
+            ));
         }
         if rest.contains(['?', '#']) {
             return Err(error("no query string or fragment is understood"));
@@ -151,6 +162,15 @@ impl StoreUrl {
         } else {
             StoreUrl::Redis(urls.remove(0))
         })
+    }
+
+    /// `rediss://` or `rediss+cluster://`.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            StoreUrl::Memory => false,
+            StoreUrl::Redis(url) => url.starts_with("rediss://"),
+            StoreUrl::Cluster(urls) => urls.iter().all(|url| url.starts_with("rediss://")),
+        }
     }
 
     /// The value as it can be shown: any password replaced by `***`.
@@ -236,6 +256,37 @@ mod tests {
                 "redis://:pw@[::1]:7002".into()
             ]))
         );
+    }
+
+    #[test]
+    fn tls_for_a_server_and_a_cluster() {
+        let server = StoreUrl::parse("rediss://:pw@cache.internal:6380/2").unwrap();
+        assert_eq!(
+            server,
+            StoreUrl::Redis("rediss://:pw@cache.internal:6380/2".into())
+        );
+        assert!(server.is_tls());
+        let cluster = StoreUrl::parse("rediss+cluster://a:7000,b:7001").unwrap();
+        assert_eq!(
+            cluster,
+            StoreUrl::Cluster(vec!["rediss://a:7000".into(), "rediss://b:7001".into()])
+        );
+        assert!(cluster.is_tls());
+        assert!(!StoreUrl::parse("redis://a:1").unwrap().is_tls());
+        assert!(!StoreUrl::Memory.is_tls());
+    }
+
+    #[test]
+    fn insecure_tls_is_refused_by_name() {
+        for bad in [
+            "rediss://a:1#insecure",
+            "rediss://a:1/#insecure",
+            "rediss+cluster://a:1,b:2#INSECURE",
+        ] {
+            let text = StoreUrl::parse(bad).unwrap_err().to_string();
+            assert!(text.contains("#insecure"), "{bad:?}: {text}");
+            assert!(text.contains("GS_STREAM_STORE_CA_FILE"), "{bad:?}: {text}");
+        }
     }
 
     #[test]

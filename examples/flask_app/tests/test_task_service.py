@@ -107,3 +107,33 @@ def test_cancel_for_shutdown_publishes_once(service):
     assert '"reason": "shutdown"' in text and text.startswith("id: ")
     assert service.cancel_for_shutdown(task) == ""
     assert [e["event_type"] for e in task.history].count("task_failed") == 1
+
+
+def test_a_cancelled_task_ends_its_work_with_its_final_event_not_a_step_later(service, manager):
+    # The pod's shutdown waits for a task's work: once the task is
+    # cancelled (its final event published), the work ends at once, not
+    # at the end of its step (30 s here).
+    task = service.start_task(3, 30.0)
+    deadline = time.monotonic() + 5
+    while manager.active_work != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager.active_work == 1
+    service.cancel_for_shutdown(task)
+    deadline = time.monotonic() + 5
+    while manager.active_work != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager.active_work == 0
+    assert [e["event_type"] for e in task.history] == ["task_started", "task_failed"]
+
+
+def test_shutdown_wakes_a_task_in_its_step(manager):
+    service = TaskService(manager, max_workers=1, keep_finished_seconds=0.0, heartbeat_seconds=0.05)
+    task = service.start_task(3, 30.0)
+    began = time.monotonic()
+    assert service.shutdown(0.1) is False
+    deadline = time.monotonic() + 5
+    while manager.active_work != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager.active_work == 0, "the task slept on through its 30 s step"
+    assert time.monotonic() - began < 5
+    assert task.history[-1]["event_type"] == "task_failed"

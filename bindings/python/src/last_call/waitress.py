@@ -227,7 +227,7 @@ def serve(
         )
     hook = manager.register_shutdown_hook("waitress", stopper)
     logger.info("last_call: serving on %s", _where(server))
-    pump = _LoopPump(stopper, manager, threads)
+    pump = _LoopPump(stopper, manager, threads, lambda: int(server.task_dispatcher.active_count))
     pump.start()
     try:
         server.run()
@@ -245,11 +245,15 @@ class _LoopPump(threading.Thread):
     (the loop runs the thunk, so a wedged loop stops the heartbeat), and
     warns when the open streams leave fewer than THREAD_HEADROOM threads."""
 
-    def __init__(self, stopper: WaitressStopper, manager: ShutdownManager, threads: int) -> None:
+    def __init__(
+        self, stopper: WaitressStopper, manager: ShutdownManager, threads: int, busy: Callable[[], int]
+    ) -> None:
         super().__init__(name="last-call-heartbeat", daemon=True)
         self._stopper = stopper
         self._manager = manager
         self._threads = threads
+        #: Waitress's threads running a request now.
+        self._busy = busy
         self._stopped = threading.Event()
         self._warned = False
 
@@ -263,14 +267,19 @@ class _LoopPump(threading.Thread):
             self._look_at_sizing()
 
     def _look_at_sizing(self) -> None:
-        free = self._threads - self._manager.active_streams
+        # The streams that hold a thread: the process's open streams include
+        # the stream hub's, which hold none (the hub has its own thread), so
+        # no more than the threads busy now. Counting the hub's told a host
+        # whose streams are all in the hub to raise its threads.
+        held = min(self._manager.active_streams, self._busy())
+        free = self._threads - held
         if free < THREAD_HEADROOM and not self._warned:
             self._warned = True
             logger.warning(
                 "last_call: %d open streams hold %d of Waitress's %d threads; new requests will queue. "
                 "Raise threads (>= streams + %d), or hold streams in the runtime's hub",
-                self._manager.active_streams,
-                min(self._manager.active_streams, self._threads),
+                held,
+                min(held, self._threads),
                 self._threads,
                 THREAD_HEADROOM,
             )

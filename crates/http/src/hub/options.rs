@@ -20,6 +20,11 @@ pub const STREAM_QUEUE: &str = "GS_STREAM_QUEUE_EVENTS";
 /// Where channels live: unset or `memory:` (this process), `redis://...`,
 /// `rediss://...`, `redis+cluster://...` (shared by every pod).
 pub use last_call_store::STREAM_STORE;
+/// TLS to the shared store: the CAs to trust instead of the system's roots,
+/// and the client certificate and key for mutual TLS (PEM files).
+pub use last_call_store::{
+    STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE, STREAM_STORE_CLIENT_KEY_FILE,
+};
 /// Events waiting to be written to the shared store, at most.
 pub const STREAM_PUBLISH_QUEUE: &str = "GS_STREAM_PUBLISH_QUEUE_EVENTS";
 /// Seconds a subscriber's connection may take no bytes while events wait
@@ -36,6 +41,14 @@ pub const STREAM_MAX_CHANNEL_BYTES: &str = "GS_STREAM_MAX_CHANNEL_BYTES";
 /// Seconds after which a channel with no subscriber and no publish is
 /// forgotten.
 pub const STREAM_IDLE: &str = "GS_STREAM_IDLE_SECONDS";
+
+fn store_error(error: last_call_store::StoreConfigError) -> ConfigError {
+    ConfigError {
+        variable: error.variable,
+        value: error.value,
+        reason: error.reason,
+    }
+}
 
 /// How the hub is set up. [`HubOptions::new`] gives the documented
 /// defaults.
@@ -70,6 +83,9 @@ pub struct HubOptions {
     pub channel_idle: Duration,
     /// Where channels live (default: this process).
     pub store: last_call_store::StoreUrl,
+    /// TLS's files for a `rediss://` store (default: the system's roots,
+    /// no client certificate); read and checked when the hub starts.
+    pub store_tls: last_call_store::StoreTls,
     /// Events waiting to be written to a shared store, at most (default
     /// 10,000); a publish beyond it is refused ([`crate::error::Error::HubBusy`]).
     pub publish_queue: usize,
@@ -94,6 +110,7 @@ impl std::fmt::Debug for HubOptions {
             .field("max_channel_bytes", &self.max_channel_bytes)
             .field("channel_idle", &self.channel_idle)
             .field("store", &self.store)
+            .field("store_tls", &self.store_tls)
             .field("publish_queue", &self.publish_queue)
             .field("stall", &self.stall)
             .finish()
@@ -115,6 +132,7 @@ impl HubOptions {
             max_channel_bytes: 1024 * 1024,
             channel_idle: Duration::from_secs(300),
             store: last_call_store::StoreUrl::Memory,
+            store_tls: last_call_store::StoreTls::default(),
             publish_queue: 10_000,
             stall: Duration::from_secs(5),
         }
@@ -164,11 +182,8 @@ impl HubOptions {
         if let Some(value) = seconds(STREAM_IDLE)? {
             options.channel_idle = value;
         }
-        options.store = last_call_store::StoreUrl::from_env().map_err(|error| ConfigError {
-            variable: STREAM_STORE,
-            value: error.value,
-            reason: error.reason,
-        })?;
+        options.store = last_call_store::StoreUrl::from_env().map_err(store_error)?;
+        options.store_tls = last_call_store::StoreTls::from_env().map_err(store_error)?;
         if let Some(value) = count(STREAM_PUBLISH_QUEUE)? {
             options.publish_queue = value;
         }

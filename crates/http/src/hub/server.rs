@@ -83,8 +83,9 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         variable: STREAM_ADDR,
         blocking: None,
     };
-    let store = last_call_store::RedisStore::new(
+    let store = last_call_store::RedisStore::with_tls(
         &options.store,
+        &options.store_tls,
         last_call_store::Limits {
             history_len: options.history_len,
             history_age: options.history_age,
@@ -95,9 +96,9 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
     )
     .map_err(|error| {
         Error::Config(crate::config::ConfigError {
-            variable: STREAM_STORE,
-            value: options.store.redacted(),
-            reason: error.to_string(),
+            variable: error.variable,
+            value: error.value,
+            reason: error.reason,
         })
     })?;
     let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;

@@ -13,6 +13,54 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    tls: Option<ServerTls>,
+}
+
+/// A server that speaks TLS only (`--port 0 --tls-port`): its certificate
+/// and key, the CA it checks client certificates against, and whether it
+/// demands one (`--tls-auth-clients`). PEM files.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub auth_clients: bool,
+}
+
+impl ServerTls {
+    /// redis-cli's arguments to talk to it: the CA, and the server's own
+    /// certificate as the client's (signed by the same CA).
+    fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["--tls".to_string(), "--cacert".into(), path(&self.ca)];
+        args.extend([
+            "--cert".into(),
+            path(&self.cert),
+            "--key".into(),
+            path(&self.key),
+        ]);
+        args
+    }
+
+    fn server_args(&self, port: u16) -> Vec<String> {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&self.cert),
+            "--tls-key-file".into(),
+            path(&self.key),
+            "--tls-ca-cert-file".into(),
+            path(&self.ca),
+            "--tls-auth-clients".into(),
+            if self.auth_clients { "yes" } else { "no" }.into(),
+        ]
+    }
+}
+
+fn path(path: &std::path::Path) -> String {
+    path.to_str().expect("a UTF-8 path").to_string()
 }
 
 fn free_port() -> u16 {
@@ -30,6 +78,15 @@ impl RedisServer {
 
     /// A server with these extra arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
+        RedisServer::start_full(args, None)
+    }
+
+    /// A server without persistence that speaks TLS only.
+    pub fn start_tls(tls: ServerTls) -> RedisServer {
+        RedisServer::start_full(&["--save", "", "--appendonly", "no"], Some(tls))
+    }
+
+    fn start_full(args: &[&str], tls: Option<ServerTls>) -> RedisServer {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("last-call-redis-{}-{port}", std::process::id()));
@@ -39,15 +96,19 @@ impl RedisServer {
             dir,
             child: None,
             extra: args.iter().map(|s| s.to_string()).collect(),
+            tls,
         };
         server.run();
         server
     }
 
     fn run(&mut self) {
+        let listen = match &self.tls {
+            None => vec!["--port".to_string(), self.port.to_string()],
+            Some(tls) => tls.server_args(self.port),
+        };
         let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
+            .args(listen)
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
@@ -66,7 +127,9 @@ impl RedisServer {
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 let out = Command::new("redis-cli")
-                    .args(["-p", &self.port.to_string(), "ping"])
+                    .args(["-p", &self.port.to_string()])
+                    .args(self.cli_tls())
+                    .arg("ping")
                     .output();
                 if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")) {
                     return;
@@ -77,8 +140,18 @@ impl RedisServer {
         panic!("redis-server on port {} did not start", self.port);
     }
 
+    /// `redis://`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn cli_tls(&self) -> Vec<String> {
+        self.tls.as_ref().map_or(Vec::new(), ServerTls::cli_args)
     }
 
     pub fn pid(&self) -> i32 {
@@ -104,6 +177,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(self.cli_tls())
             .args(args)
             .output()
             .expect("redis-cli");
@@ -127,27 +201,39 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(primaries: usize) -> RedisCluster {
+        RedisCluster::start_full(primaries, None)
+    }
+
+    /// Every node TLS only, the cluster bus and replication included.
+    pub fn start_tls(primaries: usize, tls: ServerTls) -> RedisCluster {
+        RedisCluster::start_full(primaries, Some(tls))
+    }
+
+    fn start_full(primaries: usize, tls: Option<ServerTls>) -> RedisCluster {
+        let mut args = vec![
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            "--cluster-config-file",
+            "nodes.conf",
+        ];
+        if tls.is_some() {
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
         let nodes: Vec<RedisServer> = (0..primaries * 2)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-            })
+            .map(|_| RedisServer::start_full(&args, tls.clone()))
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(nodes[0].cli_tls())
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -221,14 +307,20 @@ impl RedisCluster {
         panic!("the cluster did not become ok");
     }
 
-    /// `redis+cluster://` naming every node as a seed.
+    /// `redis+cluster://` (`rediss+cluster://` over TLS) naming every node
+    /// as a seed.
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.nodes[0].tls.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{}", seeds.join(","))
     }
 
     /// The node that is the primary for `key` now.

@@ -69,6 +69,11 @@ class Task:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     cancelled: bool = False
+    #: Set when the task is cancelled or the service stops: wakes the
+    #: worker from its step at once, so that the task's work (which the
+    #: pod's shutdown waits for) ends with its final event, not a step
+    #: later (a step may last up to a minute).
+    wake: threading.Event = field(default_factory=threading.Event)
     #: Called with each event and its id, in order, under the task's lock
     #: (hub mode: the event goes to the task's hub channel).
     on_published: Callable[[int, dict], None] | None = None
@@ -105,6 +110,7 @@ class Task:
         the worker stops at its next step). Returns that event as SSE text,
         or "" if the task had already ended."""
         self.cancelled = True
+        self.wake.set()
         event_id = self.publish(TASK_FAILED, shutdown_event(self.task_id)["data"])
         return sse_text(self.history[event_id - 1], event_id) if event_id else ""
 
@@ -233,7 +239,7 @@ class TaskService:
         try:
             self._publish(task, TASK_STARTED, {"steps": task.steps})
             for step in range(1, task.steps + 1):
-                if self._stopped.wait(task.step_seconds) or task.cancelled:
+                if task.wake.wait(task.step_seconds) or self._stopped.is_set() or task.cancelled:
                     self.cancel_for_shutdown(task)
                     return
                 percent = round(100 * step / task.steps)
@@ -348,9 +354,11 @@ class TaskService:
             futures = list(self._futures)
         self._executor.shutdown(wait=False, cancel_futures=True)
         _done, not_done = wait(futures, timeout=max(seconds_left, 0.0))
-        self._stopped.set()  # remaining tasks stop at their next step, as failed
         with self._lock:
-            self._stopped.set()
+            self._stopped.set()  # remaining tasks stop now, as failed
+            running = list(self._tasks.values())
+        for task in running:
+            task.wake.set()
         if not_done:
             logger.warning("%d task(s) still running at the deadline were stopped", len(not_done))
         return not not_done
