@@ -170,6 +170,12 @@ typedef enum gs_status {
    * slower than the publishers (retry later, or publish less).
    */
   GS_ERR_HUB_BUSY = 16,
+  /**
+   * Too late in the shutdown for this to take effect: a shutdown hook
+   * registered once Stopping has begun would never run, so it is refused
+   * (the last error says why).
+   */
+  GS_ERR_TOO_LATE = 17,
 } gs_status;
 
 /**
@@ -610,8 +616,10 @@ enum gs_status gs_install_signal_handlers(const struct gs_config *config);
 enum gs_status gs_begin_shutdown(void);
 
 /**
- * Registers `callback` for every phase change from now on, and writes its
- * id to `*id` (if not NULL) for `gs_remove_phase_callback`.
+ * Registers `callback` for every phase change from now on (only those
+ * made after this call, even when the delivery thread is still telling
+ * earlier callbacks of earlier ones), and writes its id to `*id` (if not
+ * NULL) for `gs_remove_phase_callback`.
  * `GS_ERR_INVALID_ARGUMENT` if `callback` is NULL.
  *
  * # Safety
@@ -637,8 +645,9 @@ enum gs_status gs_remove_phase_callback(uint64_t id);
  * Registers a shutdown hook named `name` (copied; used in logs and
  * reports), to run in Stopping after the hooks registered before it, and
  * writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
- * or `hook` is NULL or `name` is not UTF-8. The same as
- * `gs_register_shutdown_hook_ex` with `flags` 0.
+ * or `hook` is NULL or `name` is not UTF-8; `GS_ERR_TOO_LATE` once
+ * Stopping has begun (the hooks have been taken to run: this one never
+ * would). The same as `gs_register_shutdown_hook_ex` with `flags` 0.
  *
  * # Safety
  * `name` must be NULL or a NUL-terminated string; `hook` must be safe to

@@ -25,8 +25,9 @@ pub const GS_HOOK_WITH_PREVIOUS: u32 = 1;
 /// Registers a shutdown hook named `name` (copied; used in logs and
 /// reports), to run in Stopping after the hooks registered before it, and
 /// writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
-/// or `hook` is NULL or `name` is not UTF-8. The same as
-/// `gs_register_shutdown_hook_ex` with `flags` 0.
+/// or `hook` is NULL or `name` is not UTF-8; `GS_ERR_TOO_LATE` once
+/// Stopping has begun (the hooks have been taken to run: this one never
+/// would). The same as `gs_register_shutdown_hook_ex` with `flags` 0.
 ///
 /// # Safety
 /// `name` must be NULL or a NUL-terminated string; `hook` must be safe to

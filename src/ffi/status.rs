@@ -53,6 +53,10 @@ pub enum gs_status {
     /// The stream hub's queue to its shared store is full: the store is
     /// slower than the publishers (retry later, or publish less).
     GS_ERR_HUB_BUSY = 16,
+    /// Too late in the shutdown for this to take effect: a shutdown hook
+    /// registered once Stopping has begun would never run, so it is refused
+    /// (the last error says why).
+    GS_ERR_TOO_LATE = 17,
 }
 
 thread_local! {
@@ -82,6 +86,7 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
         Error::HubBusy => gs_status::GS_ERR_HUB_BUSY,
         Error::HubFull => gs_status::GS_ERR_HUB_FULL,
+        Error::TooLate(_) => gs_status::GS_ERR_TOO_LATE,
         // `Error` is non-exhaustive, and defined in the runtime crate: a
         // variant added there without a code here is an internal error.
         _ => gs_status::GS_ERR_PANIC,
@@ -116,6 +121,7 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         14 => c"the stream hub has not been started",
         15 => c"the stream hub holds as many channels as it may",
         16 => c"the stream hub's queue to its shared store is full",
+        17 => c"too late in the shutdown: it would never take effect",
         _ => c"unknown status",
     };
     text.as_ptr()

@@ -117,6 +117,22 @@ impl PhaseWord {
     pub fn from_bits(bits: u32) -> PhaseWord {
         PhaseWord(bits)
     }
+
+    /// Whether change number `index` (from 0) of `seen.changes_until(..)`
+    /// was made after this word was read: for a listener registered when
+    /// the word was `self`, which is told of later changes only. (Transition
+    /// numbers wrap; a listener older than half their range, 2^26 changes,
+    /// is told of every change.)
+    pub fn change_is_after(self, seen: PhaseWord, index: usize) -> bool {
+        let mask = u32::MAX >> TRANSITION_SHIFT;
+        let number = seen
+            .transition_number()
+            .wrapping_add(index as u32)
+            .wrapping_add(1)
+            & mask;
+        let after = number.wrapping_sub(self.transition_number()) & mask;
+        after != 0 && after <= mask / 2
+    }
 }
 
 impl PhaseWord {
