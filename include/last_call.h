@@ -92,7 +92,11 @@
  * value is distinct and stable. `gs_status_message` describes a code;
  * `gs_last_error_message` gives the details of this thread's last failure.
  */
-typedef enum gs_status {
+enum gs_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * Success.
    */
@@ -176,7 +180,14 @@ typedef enum gs_status {
    * (the last error says why).
    */
   GS_ERR_TOO_LATE = 17,
-} gs_status;
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum gs_status gs_status;
+#else
+typedef uint32_t gs_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * The phase of the process. See the phase table in the README.
@@ -241,7 +252,7 @@ typedef enum gs_metrics_format {
  * A readiness check: returns whether the host is ready. Called on one of
  * the probe listener's threads, at most once at a time per check.
  */
-typedef bool (*gs_readiness_check)(void *user_data);
+typedef uint8_t (*gs_readiness_check)(void *user_data);
 
 /**
  * Shutdown timings, all in seconds (NaN or negative: invalid; INFINITY:
@@ -256,8 +267,21 @@ typedef bool (*gs_readiness_check)(void *user_data);
  * never more than what the values set leave). `gs_config_from_env` leaves
  * each one that no variable sets at `GS_DEFAULT_SECONDS`, so that changing
  * the timeout afterwards rescales them.
+ *
+ * The struct can grow: `size` comes first, and the caller sets it to
+ * `sizeof(gs_config)` as compiled (`gs_config config = { .size = sizeof
+ * config };`) before passing it to any function. Fields added in later
+ * versions go after the ones here, and are read or written only when
+ * `size` covers them; a `size` smaller than this version's first fields
+ * is `GS_ERR_INVALID_ARGUMENT`. No field is a C `bool` (a byte other than
+ * 0 or 1 would be undefined behaviour on the library's side): flags are
+ * `uint8_t`, non-zero meaning true.
  */
 typedef struct gs_config {
+  /**
+   * `sizeof(gs_config)` in the caller's build: set it before any call.
+   */
+  size_t size;
   /**
    * Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS;
    * `GS_DEFAULT_SECONDS`: 5, at most T/5).
@@ -284,9 +308,10 @@ typedef struct gs_config {
    */
   uint32_t second_signal;
   /**
-   * Whether SIGINT starts the sequence as SIGTERM does (default true).
+   * Whether SIGINT starts the sequence as SIGTERM does: non-zero (the
+   * default, 1) or 0.
    */
-  bool handle_sigint;
+  uint8_t handle_sigint;
   /**
    * The last part of the shutdown timeout, kept for the shutdown hooks
    * when one is registered: the sequence stops waiting for streams this
@@ -322,7 +347,7 @@ typedef void (*gs_phase_callback)(enum gs_phase from, enum gs_phase to, void *us
  * starts with its own share. Inside it, `gs_wait_for_streams` and
  * `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
  */
-typedef bool (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
+typedef uint8_t (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
 
 
 
@@ -348,7 +373,7 @@ extern "C" {
  * (CPython before 3.14 calls `pthread_exit`, and the process aborts).
  * A forked child starts with the gate open.
  */
-enum gs_status gs_host_exiting(double timeout_seconds);
+gs_status gs_host_exiting(double timeout_seconds);
 
 /**
  * Starts the stream hub (`GET /streams/<channel>`, Server-Sent Events) on
@@ -369,7 +394,7 @@ enum gs_status gs_host_exiting(double timeout_seconds);
  * `addr` NULL or NUL-terminated; `bound` valid for `bound_length` bytes of
  * writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_t *written);
+gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_t *written);
 
 /**
  * Publishes an event to `channel` without blocking, from any thread: the
@@ -394,7 +419,7 @@ enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, 
  * `id_out` valid for `id_out_length` bytes of writes; `written` NULL or
  * valid for one write.
  */
-enum gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
+gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
 
 /**
  * Publishes like `gs_hub_publish`, in the fewest arguments: for hosts
@@ -428,7 +453,7 @@ int64_t gs_hub_send(const char *channel, uint32_t kind, const char *event, const
  * `channel` NUL-terminated; `event` and `data` NULL or NUL-terminated;
  * `known` NULL or valid for one write.
  */
-enum gs_status gs_hub_close_channel(const char *channel, const char *event, const char *data, bool *known);
+gs_status gs_hub_close_channel(const char *channel, const char *event, const char *data, bool *known);
 
 /**
  * Sets the final event of `channel` and its kind: a pod-bound channel is
@@ -438,7 +463,7 @@ enum gs_status gs_hub_close_channel(const char *channel, const char *event, cons
  * # Safety
  * `channel`, `event` and `data` NUL-terminated.
  */
-enum gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char *event, const char *data);
+gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char *event, const char *data);
 
 /**
  * Mints a subscription token for `channel`, valid `ttl_seconds` on every
@@ -449,7 +474,7 @@ enum gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const 
  * `channel` NUL-terminated; `token` valid for `token_length` bytes of
  * writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_hub_subscribe_token(const char *channel, double ttl_seconds, char *token, size_t token_length, size_t *written);
+gs_status gs_hub_subscribe_token(const char *channel, double ttl_seconds, char *token, size_t token_length, size_t *written);
 
 /**
  * Hub clients disconnected for falling too far behind.
@@ -468,7 +493,7 @@ uint64_t gs_hub_slow_clients_disconnected_total(void);
  * `buffer` must be valid for `length` bytes of writes; `written` NULL or
  * valid for one write.
  */
-enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
+gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
 
 /**
  * Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,
@@ -490,7 +515,7 @@ enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, s
  * `addr` must be NULL or a NUL-terminated string; `bound` valid for
  * `bound_length` bytes of writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_start_probe_listener(const char *addr, char *bound, size_t bound_length, size_t *written);
+gs_status gs_start_probe_listener(const char *addr, char *bound, size_t bound_length, size_t *written);
 
 /**
  * Records a liveness heartbeat (one atomic store; any thread, as often as
@@ -512,12 +537,12 @@ void gs_heartbeat(void);
  * `name` must be NULL or NUL-terminated; `check` must be safe to call with
  * `user_data` from another thread until removed; `id` NULL or writable.
  */
-enum gs_status gs_add_readiness_check(const char *name, gs_readiness_check check, void *user_data, double timeout_seconds, uint64_t *id);
+gs_status gs_add_readiness_check(const char *name, gs_readiness_check check, void *user_data, double timeout_seconds, uint64_t *id);
 
 /**
  * Removes a readiness check. `GS_ERR_NOT_FOUND` for an unknown id.
  */
-enum gs_status gs_remove_readiness_check(uint64_t id);
+gs_status gs_remove_readiness_check(uint64_t id);
 
 /**
  * Says that this process is one of `workers` worker processes serving one
@@ -530,7 +555,7 @@ enum gs_status gs_remove_readiness_check(uint64_t id);
  * subscriber on one worker gets the events another publishes.
  * `GS_ERR_INVALID_ARGUMENT` for 0.
  */
-enum gs_status gs_set_worker_processes(uint32_t workers);
+gs_status gs_set_worker_processes(uint32_t workers);
 
 /**
  * Fills `*config` with the defaults, overridden by every `GS_*`
@@ -540,7 +565,7 @@ enum gs_status gs_set_worker_processes(uint32_t workers);
  * # Safety
  * `config` must be NULL (an error) or valid for one write.
  */
-enum gs_status gs_config_from_env(struct gs_config *config);
+gs_status gs_config_from_env(struct gs_config *config);
 
 /**
  * Replaces each `GS_DEFAULT_SECONDS` in `*config` with the duration it
@@ -553,7 +578,7 @@ enum gs_status gs_config_from_env(struct gs_config *config);
  * `config` must be NULL (an error) or point to a valid, writable
  * `gs_config`.
  */
-enum gs_status gs_config_resolve(struct gs_config *config);
+gs_status gs_config_resolve(struct gs_config *config);
 
 /**
  * Validates `*config` (NULL: the `GS_*` environment, as
@@ -565,7 +590,7 @@ enum gs_status gs_config_resolve(struct gs_config *config);
  * # Safety
  * `config` must be NULL or point to a valid `gs_config`.
  */
-enum gs_status gs_configure(const struct gs_config *config);
+gs_status gs_configure(const struct gs_config *config);
 
 /**
  * Arms the exit watchdog with the configuration in force (as
@@ -576,7 +601,7 @@ enum gs_status gs_configure(const struct gs_config *config);
  * never came. The watchdog runs on a thread of its own that no callback or
  * hook can delay. A configuration with the watchdog at 0 disarms it.
  */
-enum gs_status gs_arm_exit_watchdog(void);
+gs_status gs_arm_exit_watchdog(void);
 
 /**
  * **For tests only.** Returns the process-wide runtime to a fresh state:
@@ -586,7 +611,7 @@ enum gs_status gs_arm_exit_watchdog(void);
  * while signal handlers are installed in this process: it can never undo
  * a real shutdown. `GS_ERR_REENTRANT` from a callback or hook.
  */
-enum gs_status gs_testing_reset(void);
+gs_status gs_testing_reset(void);
 
 /**
  * Installs SIGTERM (and SIGINT, per `handle_sigint`) handling that starts
@@ -603,7 +628,7 @@ enum gs_status gs_testing_reset(void);
  * # Safety
  * `config` must be NULL or point to a valid `gs_config`.
  */
-enum gs_status gs_install_signal_handlers(const struct gs_config *config);
+gs_status gs_install_signal_handlers(const struct gs_config *config);
 
 /**
  * Starts the shutdown sequence as SIGTERM would (Draining at once, the
@@ -613,7 +638,7 @@ enum gs_status gs_install_signal_handlers(const struct gs_config *config);
  * only the second one received is subject to the second-signal policy.
  * Uses the configured configuration, else the environment's.
  */
-enum gs_status gs_begin_shutdown(void);
+gs_status gs_begin_shutdown(void);
 
 /**
  * Registers `callback` for every phase change from now on (only those
@@ -626,7 +651,7 @@ enum gs_status gs_begin_shutdown(void);
  * `callback` must be safe to call with `user_data` from another thread
  * until removed; `id` NULL or valid for one write.
  */
-enum gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t *id);
+gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t *id);
 
 /**
  * Removes a phase callback. `GS_ERR_NOT_FOUND` for an unknown id.
@@ -639,7 +664,7 @@ enum gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t
  *   the removed callback is not called again after the call in flight,
  *   if any, returns.
  */
-enum gs_status gs_remove_phase_callback(uint64_t id);
+gs_status gs_remove_phase_callback(uint64_t id);
 
 /**
  * Registers a shutdown hook named `name` (copied; used in logs and
@@ -653,7 +678,7 @@ enum gs_status gs_remove_phase_callback(uint64_t id);
  * `name` must be NULL or a NUL-terminated string; `hook` must be safe to
  * call with `user_data` from another thread; `id` NULL or writable.
  */
-enum gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook, void *user_data, uint64_t *id);
+gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook, void *user_data, uint64_t *id);
 
 /**
  * Registers a shutdown hook, as `gs_register_shutdown_hook`, with `flags`:
@@ -666,13 +691,13 @@ enum gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook
  * # Safety
  * As `gs_register_shutdown_hook`.
  */
-enum gs_status gs_register_shutdown_hook_ex(const char *name, gs_shutdown_hook hook, void *user_data, uint32_t flags, uint64_t *id);
+gs_status gs_register_shutdown_hook_ex(const char *name, gs_shutdown_hook hook, void *user_data, uint32_t flags, uint64_t *id);
 
 /**
  * Removes a shutdown hook that has not run yet. `GS_ERR_NOT_FOUND` for an
  * unknown id or a hook that already ran.
  */
-enum gs_status gs_remove_shutdown_hook(uint64_t id);
+gs_status gs_remove_shutdown_hook(uint64_t id);
 
 /**
  * A static, NUL-terminated description of `status` (never NULL; an unknown
@@ -693,7 +718,7 @@ const char *gs_status_message(uint32_t status);
  * `buffer` must be valid for `length` bytes of writes; `message_length`
  * must be NULL or valid for one write.
  */
-enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_length);
+gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_length);
 
 /**
  * Draws when a stream of `kind` (`GS_STREAM_RESUMABLE` or
@@ -710,14 +735,14 @@ enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *messag
  * # Safety
  * `seconds_out` must be NULL or point to a writable `double`.
  */
-enum gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
+gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
 
 /**
  * Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the
  * default) or `GS_RECONNECT_ALL_AT_ONCE`. `GS_ERR_INVALID_ARGUMENT` for
  * any other value.
  */
-enum gs_status gs_set_reconnect_spread(uint32_t spread);
+gs_status gs_set_reconnect_spread(uint32_t spread);
 
 /**
  * The library version, as a static NUL-terminated string ("0.1.0").
@@ -728,14 +753,14 @@ const char *gs_version(void);
  * Counts one more active stream. Lock-free; safe from any thread.
  * `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already active.
  */
-enum gs_status gs_increment_active_streams(void);
+gs_status gs_increment_active_streams(void);
 
 /**
  * Counts one stream as ended. Lock-free; safe from any thread. Without a
  * matching increment: `GS_ERR_NO_ACTIVE_STREAM`, and the count stays at 0.
  * The end that brings the count to 0 wakes every `gs_wait_for_streams`.
  */
-enum gs_status gs_decrement_active_streams(void);
+gs_status gs_decrement_active_streams(void);
 
 /**
  * Streams active now.
@@ -753,11 +778,11 @@ uint64_t gs_streams_started_total(void);
 uint64_t gs_streams_finished_total(void);
 
 /**
- * `true`: leave rotation (Serving -> Draining) without starting the
- * shutdown sequence; a no-op in any later phase. `false`: back to Serving;
+ * Non-zero: leave rotation (Serving -> Draining) without starting the
+ * shutdown sequence; a no-op in any later phase. 0: back to Serving;
  * `GS_ERR_SEQUENCE_STARTED` once the shutdown sequence has started.
  */
-enum gs_status gs_set_draining(bool draining);
+gs_status gs_set_draining(uint8_t draining);
 
 /**
  * `true` in every phase but Serving (not ready, refuse new tasks).
@@ -777,7 +802,7 @@ enum gs_phase gs_current_phase(void);
  * negative timeout. `GS_ERR_REENTRANT`, at once, from a phase callback or
  * a shutdown hook.
  */
-enum gs_status gs_wait_for_streams(double timeout_seconds);
+gs_status gs_wait_for_streams(double timeout_seconds);
 
 /**
  * Blocks until the phase is at least `phase` (a `gs_phase` value), or
@@ -788,20 +813,20 @@ enum gs_status gs_wait_for_streams(double timeout_seconds);
  * the caller). Typical use: the host's main thread waits for
  * `GS_PHASE_STOPPED`, then returns from `main`.
  */
-enum gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
+gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
 
 /**
  * Counts one more piece of work: the shutdown sequence waits for it as
  * for a stream, until the hooks' budget begins. Lock-free; safe from any
  * thread. `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already counted.
  */
-enum gs_status gs_work_begin(void);
+gs_status gs_work_begin(void);
 
 /**
  * Counts one piece of work as done. Without a matching begin:
  * `GS_ERR_NO_ACTIVE_STREAM`, and the count stays at 0.
  */
-enum gs_status gs_work_end(void);
+gs_status gs_work_end(void);
 
 /**
  * Work counted now.

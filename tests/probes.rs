@@ -227,10 +227,12 @@ fn bad_addresses_and_a_port_in_use_are_refused_naming_the_variable() {
     assert_eq!(status, gs_status::GS_ERR_ALREADY_STARTED);
 }
 
-unsafe extern "C" fn c_check(user_data: *mut c_void) -> bool {
+unsafe extern "C" fn c_check(user_data: *mut c_void) -> u8 {
     // SAFETY: the test passes a pointer to a live AtomicBool.
-    unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }
-        .load(std::sync::atomic::Ordering::SeqCst)
+    u8::from(
+        unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }
+            .load(std::sync::atomic::Ordering::SeqCst),
+    )
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub extern "C" fn gs_heartbeat() {
 
 /// A readiness check: returns whether the host is ready. Called on one of
 /// the probe listener's threads, at most once at a time per check.
-pub type gs_readiness_check = Option<unsafe extern "C" fn(user_data: *mut c_void) -> bool>;
+pub type gs_readiness_check = Option<unsafe extern "C" fn(user_data: *mut c_void) -> u8>;
 
 /// Adds a readiness check named `name` (copied) that the probe listener's
 /// `/readyz` consults while serving: one that returns false, or takes longer
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn gs_add_readiness_check(
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for this
             // argument until it is removed.
-            unsafe { check(user_data.0) }
+            unsafe { check(user_data.0) != 0 }
         });
         // SAFETY: `id` is NULL or writable per the contract.
         unsafe { registered(added, id) }

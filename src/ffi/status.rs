@@ -7,7 +7,10 @@ use std::ffi::{c_char, CStr, CString};
 /// The result of every fallible `gs_` function. `GS_OK` is 0; every other
 /// value is distinct and stable. `gs_status_message` describes a code;
 /// `gs_last_error_message` gives the details of this thread's last failure.
-#[repr(C)]
+// `repr(u32)`: a fixed width on both sides (C gets `typedef uint32_t
+// gs_status`, C++ an enum with `uint32_t` as its underlying type), so that
+// new codes never change its size.
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum gs_status {
     /// Success.

@@ -104,14 +104,14 @@ static int blocking_callback(void) {
 
 /* ---- hung-hook -------------------------------------------------------- */
 
-static bool hang_hook(double seconds, void *user_data) {
+static uint8_t hang_hook(double seconds, void *user_data) {
     (void)user_data;
     say("hook hangs: given %.3f", seconds);
     for (;;) pause();
     return true;
 }
 
-static bool instant_hook(double seconds, void *user_data) {
+static uint8_t instant_hook(double seconds, void *user_data) {
     (void)user_data;
     say("hook instant: given %.3f", seconds);
     return true;
@@ -195,7 +195,7 @@ static void wait_from_callback(gs_phase from, gs_phase to, void *user_data) {
     sem_post(&callback_done);
 }
 
-static bool wait_from_hook(double seconds, void *user_data) {
+static uint8_t wait_from_hook(double seconds, void *user_data) {
     (void)seconds; (void)user_data;
     hook_phase_wait = gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY);
     return true;
@@ -251,7 +251,7 @@ static int child_main(void) {
 static int fork_in_callback(void) {
     sem_init(&in_callback, 0, 0);
     if (!ok(gs_on_phase(slow_callback, NULL, NULL), "on_phase")) return 1;
-    if (!ok(gs_set_draining(true), "set_draining")) return 1;
+    if (!ok(gs_set_draining(1), "set_draining")) return 1;
     if (!wait_sem(&in_callback, 10)) return 1;
     pid_t child = fork();
     if (child < 0) return 1;
@@ -305,7 +305,7 @@ static int full_stderr(void) {
 
 /* ---- no-reader-stderr ------------------------------------------------- */
 
-static bool marking_hook(double seconds, void *user_data) {
+static uint8_t marking_hook(double seconds, void *user_data) {
     (void)seconds; (void)user_data;
     say("hook ran at %.3f", elapsed());
     return true;
