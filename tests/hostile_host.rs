@@ -326,3 +326,28 @@ fn a_warning_to_a_stderr_pipe_with_no_reader_does_not_kill_a_c_host_before_its_h
     assert!(stdout.contains("hook ran at"), "{stdout}");
     assert!(stdout.contains("stopped reached at"), "{stdout}");
 }
+
+#[test]
+fn a_probe_listener_whose_runtime_cannot_be_built_is_an_error_with_nothing_left_behind() {
+    // The listening socket fits under RLIMIT_NOFILE, its runtime's epoll
+    // does not: the start must fail (not GS_OK with no listener), record no
+    // descriptor for the fork handler to close in a child (the host's own
+    // file may have that number by then), and leave a retry free to start.
+    let mut child = start("emfile-probe", &[]);
+    let status = child.wait_exit(LONG);
+    child.read_to_end(LONG);
+    let stdout = child.seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{stdout}\n{}", child.stderr());
+    let started = child
+        .seen
+        .iter()
+        .find(|l| l.starts_with("start status"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        value_after(started, "start status"),
+        9.0,
+        "GS_ERR_OS: {stdout}"
+    );
+    assert!(stdout.contains("child kept the host's file 1"), "{stdout}");
+    assert!(stdout.contains("second start status 0"), "{stdout}");
+}

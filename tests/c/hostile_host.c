@@ -13,6 +13,8 @@
  *   full-stderr         stderr is a pipe nobody reads, full: the watchdog ends us
  *   no-reader-stderr    stderr is a pipe with no reader, SIGPIPE at its default:
  *                       a warning comes before the hook, which still runs
+ *   emfile-probe        the probe listener started with one descriptor left
+ *                       (its runtime cannot be built), then fork
  *
  * Timings come from the GS_* environment. Lines on stdout report progress;
  * exit status 0 means every check of the mode held (the watchdog and the
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -321,6 +324,43 @@ static int no_reader_stderr(void) {
     return 0;
 }
 
+/* ---- emfile-probe ----------------------------------------------------- */
+
+static int emfile_probe(void) {
+    /* Every runtime thread first, so that only the listener needs more. */
+    if (!ok(gs_increment_active_streams(), "increment")) return 1;
+    if (!ok(gs_decrement_active_streams(), "decrement")) return 1;
+    struct rlimit saved;
+    if (getrlimit(RLIMIT_NOFILE, &saved) != 0) return 1;
+    int next = dup(0); /* the lowest free descriptor */
+    if (next < 0) return 1;
+    close(next);
+    /* Room for the listening socket, not for its runtime's epoll. */
+    struct rlimit tight = {(rlim_t)next + 1, saved.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &tight) != 0) return 1;
+    char bound[GS_ADDRESS_LENGTH_MAX];
+    gs_status status = gs_start_probe_listener("127.0.0.1:0", bound, sizeof bound, NULL);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    say("start status %.0f", (double)status);
+    /* The host's own file, on whatever number is free now (the listener's,
+     * if it was closed). A forked child must still have it. */
+    int mine = open("/dev/null", O_RDONLY);
+    if (mine < 0) return 1;
+    say("host file on %.0f", (double)mine);
+    pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) _exit(fcntl(mine, F_GETFD) == -1 ? 4 : 0);
+    int child_status = 0;
+    if (waitpid(child, &child_status, 0) != child) return 1;
+    say("child kept the host's file %.0f", WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+    /* A start that failed left nothing started: a second start may run. */
+    if (status != GS_OK) {
+        gs_status again = gs_start_probe_listener("127.0.0.1:0", NULL, 0, NULL);
+        say("second start status %.0f", (double)again);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &started_at);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -332,6 +372,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "fork-in-callback") == 0) return fork_in_callback();
     if (strcmp(mode, "full-stderr") == 0) return full_stderr();
     if (strcmp(mode, "no-reader-stderr") == 0) return no_reader_stderr();
+    if (strcmp(mode, "emfile-probe") == 0) return emfile_probe();
     fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
     return 2;
 }
