@@ -351,3 +351,24 @@ fn a_probe_listener_whose_runtime_cannot_be_built_is_an_error_with_nothing_left_
     assert!(stdout.contains("child kept the host's file 1"), "{stdout}");
     assert!(stdout.contains("second start status 0"), "{stdout}");
 }
+
+#[test]
+fn children_forked_while_a_thread_publishes_to_the_hub_answer_their_first_send() {
+    // Each child's first gs_hub_send takes the locks the publisher may have
+    // held at the fork: each must be taken by the fork handlers and given
+    // back on both sides (reported: 5 of 600 children hung).
+    let mut child = start(
+        "fork-while-publishing",
+        &[("GS_STREAM_SECRET", "fork secret")],
+    );
+    let status = child.wait_exit(Duration::from_secs(120));
+    child.read_to_end(LONG);
+    let stdout = child.seen.join("\n");
+    assert!(
+        stdout.contains("forks 600, hung 0"),
+        "{stdout}\n{}",
+        child.stderr()
+    );
+    assert!(stdout.contains("wrong answers 0"), "{stdout}");
+    assert_eq!(status.code(), Some(0), "{stdout}");
+}

@@ -15,6 +15,8 @@
  *                       a warning comes before the hook, which still runs
  *   emfile-probe        the probe listener started with one descriptor left
  *                       (its runtime cannot be built), then fork
+ *   fork-while-publishing  600 forks while a thread publishes to the hub;
+ *                       each child's first gs_hub_send must answer at once
  *
  * Timings come from the GS_* environment. Lines on stdout report progress;
  * exit status 0 means every check of the mode held (the watchdog and the
@@ -361,6 +363,44 @@ static int emfile_probe(void) {
     return 0;
 }
 
+/* ---- fork-while-publishing ------------------------------------------- */
+
+static int stop_publishing;
+
+static void *publish_loop(void *unused) {
+    (void)unused;
+    while (!__atomic_load_n(&stop_publishing, __ATOMIC_ACQUIRE)) {
+        gs_hub_send("c", GS_STREAM_RESUMABLE, NULL, "x", NULL);
+    }
+    return NULL;
+}
+
+static int fork_while_publishing(void) {
+    if (!ok(gs_hub_start("127.0.0.1:0", NULL, 0, NULL), "hub_start")) return 1;
+    pthread_t publisher;
+    if (pthread_create(&publisher, NULL, publish_loop, NULL) != 0) return 1;
+    int hung = 0, wrong = 0;
+    for (int i = 0; i < 600; i++) {
+        pid_t child = fork();
+        if (child < 0) return 1;
+        if (child == 0) {
+            alarm(10); /* a child stuck on a lock inherited held dies of SIGALRM */
+            /* Not this process's hub: refused at once. */
+            int64_t sent = gs_hub_send("c", GS_STREAM_RESUMABLE, NULL, "x", NULL);
+            _exit(sent == -(int64_t)GS_ERR_HUB_NOT_STARTED ? 0 : 3);
+        }
+        int status = 0;
+        if (waitpid(child, &status, 0) != child) return 1;
+        if (WIFSIGNALED(status)) hung++;
+        else if (WEXITSTATUS(status) != 0) wrong++;
+    }
+    __atomic_store_n(&stop_publishing, 1, __ATOMIC_RELEASE);
+    pthread_join(publisher, NULL);
+    say("forks 600, hung %.0f", hung);
+    say("wrong answers %.0f", wrong);
+    return hung == 0 && wrong == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &started_at);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -373,6 +413,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "full-stderr") == 0) return full_stderr();
     if (strcmp(mode, "no-reader-stderr") == 0) return no_reader_stderr();
     if (strcmp(mode, "emfile-probe") == 0) return emfile_probe();
+    if (strcmp(mode, "fork-while-publishing") == 0) return fork_while_publishing();
     fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
     return 2;
 }

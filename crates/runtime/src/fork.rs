@@ -28,6 +28,19 @@
 //! * Layers above the runtime (the listeners) keep state of their own and
 //!   [`join`] these handlers: theirs run after the runtime's lock is taken,
 //!   and in the child after the runtime's own reset.
+//!
+//! The order in which `before_fork` takes the locks (never the other way
+//! round anywhere else, so a fork cannot deadlock the parent): the
+//! runtime's one lock (`Shared`), then each joined layer's in the order
+//! they joined (the listeners': their `State`, which holds the stream hub
+//! and the probe listener). Every other lock of the layers (the hub's
+//! channel map, each channel's state, the shared store's health) belongs
+//! to a hub that names its process image: a forked child never reaches the
+//! parent's hub through `State` (it answers "hub not started" until the
+//! child starts its own, with fresh locks), so those are fork-safe by
+//! construction and not taken here (`tests/hostile_host.rs` forks 600
+//! children while a thread publishes). The exception is the portable wait
+//! (no futex), whose words carry a mutex: see `wait_word/portable.rs`.
 
 use crate::log::warn;
 use crate::runtime::{lock, Runtime, Shared};
