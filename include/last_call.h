@@ -637,6 +637,12 @@ gs_status gs_install_signal_handlers(const struct gs_config *config);
  * received afterwards is a first signal (a no-op for the sequence), and
  * only the second one received is subject to the second-signal policy.
  * Uses the configured configuration, else the environment's.
+ *
+ * Not async-signal-safe: it may lock, allocate and start the runtime's
+ * threads. A host with its own signal handling calls it from a thread
+ * (its signal-handling thread, or after its handler woke one), never from
+ * inside a signal handler; `gs_install_signal_handlers` is the handler
+ * that is safe there.
  */
 gs_status gs_begin_shutdown(void);
 
