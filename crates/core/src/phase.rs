@@ -237,6 +237,12 @@ impl PhaseCell {
         }
     }
 
+    /// The word's lock, if it has one, for the fork handlers.
+    #[cfg(not(loom))]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.word.hold_across_fork()
+    }
+
     pub fn load(&self) -> PhaseWord {
         PhaseWord(self.word.atomic().load(Ordering::Acquire))
     }

@@ -197,6 +197,12 @@ impl StreamCounter {
         }
     }
 
+    /// The zeros word's lock, if it has one, for the fork handlers.
+    #[cfg(not(loom))]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.line.zeros.hold_across_fork()
+    }
+
     /// Number of streams active now.
     #[inline]
     pub fn active(&self) -> u32 {

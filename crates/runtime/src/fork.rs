@@ -52,6 +52,8 @@ thread_local! {
     /// The global runtime's lock, held across `fork()` by the forking
     /// thread (the prepare handler and the parent/child handlers run on it).
     static HELD: RefCell<Option<MutexGuard<'static, Shared>>> = const { RefCell::new(None) };
+    /// Its wait words' locks (the portable wait's), held likewise.
+    static WORDS_HELD: RefCell<Vec<MutexGuard<'static, ()>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Forks this process image has gone through as a child: a value read in
@@ -121,6 +123,8 @@ extern "C" fn before_fork() {
     if let Some(runtime) = Runtime::global_if_created() {
         let guard = lock(&runtime.inner.shared);
         HELD.with(|held| *held.borrow_mut() = Some(guard));
+        let words = runtime.inner.hold_wait_words_across_fork();
+        WORDS_HELD.with(|held| *held.borrow_mut() = words);
     }
     for handlers in joined() {
         (handlers.before)();
@@ -131,11 +135,14 @@ extern "C" fn after_fork_in_parent() {
     for handlers in joined() {
         (handlers.parent)();
     }
+    WORDS_HELD.with(|held| held.borrow_mut().clear());
     HELD.with(|held| drop(held.borrow_mut().take()));
 }
 
 extern "C" fn after_fork_in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    // The words' locks first: the reset below wakes on the phase word.
+    WORDS_HELD.with(|held| held.borrow_mut().clear());
     HELD.with(|held| {
         let mut held = held.borrow_mut();
         if let (Some(runtime), Some(shared)) = (Runtime::global_if_created(), held.as_mut()) {

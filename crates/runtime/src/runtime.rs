@@ -625,6 +625,24 @@ impl Runtime {
 }
 
 impl Inner {
+    /// The locks of the wait words (the portable wait's; none with the
+    /// futex), in one order, for `fork.rs`: taken after the runtime's own
+    /// lock. No code holds one of them while it takes another lock.
+    pub(crate) fn hold_wait_words_across_fork(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        [
+            self.phase.hold_across_fork(),
+            self.streams.hold_across_fork(),
+            self.work.hold_across_fork(),
+            self.delivery.hold_across_fork(),
+            self.bell.hold_across_fork(),
+            self.sequence_running.hold_across_fork(),
+            self.host_calls.hold_across_fork(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// This runtime's address, to tell its callbacks from others'.
     pub(crate) fn address(&self) -> usize {
         self as *const Inner as usize

@@ -32,6 +32,11 @@ impl WaitWord {
         &self.word
     }
 
+    /// Nothing to hold across `fork()`: the futex is the word itself.
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        None
+    }
+
     /// Sleeps while the word equals `expected`, for at most `timeout`
     /// (`None`: no limit). May return spuriously; callers re-check the word.
     pub fn wait(&self, expected: u32, timeout: Option<Duration>) {

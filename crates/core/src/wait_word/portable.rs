@@ -23,8 +23,10 @@
 //!
 //! One difference from the futex: the mutex is held for a few instructions
 //! inside `wait` and `wake_all`. A `fork()` from another thread at that
-//! instant leaves the child's copy locked, so the child's next wait or wake
-//! on that word blocks forever. The futex implementation has no such window.
+//! instant would leave the child's copy locked, so the child's next wait or
+//! wake on that word would block forever: the runtime's fork handlers take
+//! every word's mutex before the fork (`hold_across_fork`) and release it
+//! on both sides after. The futex implementation has no such window.
 
 use super::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -106,6 +108,20 @@ impl WaitWord {
     #[cfg(all(test, feature = "portable-wait", not(loom)))]
     pub(crate) fn hold_mutex_for_test(&self) -> std::sync::MutexGuard<'_, ()> {
         self.sleepers.lock().unwrap()
+    }
+
+    /// Holds this word's mutex, for a `fork()` handler: taken just before
+    /// the fork and released on both sides after it, so that the child
+    /// never inherits it held by a thread it does not have.
+    #[cfg(not(loom))]
+    // Unused where the tests compile this beside the futex.
+    #[allow(dead_code)]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        Some(
+            self.sleepers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.
