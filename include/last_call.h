@@ -28,10 +28,23 @@
 #include <stdint.h>
 
 /**
+ * The size of a buffer that holds any address a start function copies
+ * out (`[v6-address%scope]:port` and the NUL): a smaller `bound` is
+ * refused before anything starts.
+ */
+#define GS_ADDRESS_LENGTH_MAX 64
+
+/**
+ * The size of an `id_out` buffer that holds any id the hub numbers (a
+ * 64-bit number in decimal, and the NUL).
+ */
+#define GS_EVENT_NUMBER_LENGTH_MAX 21
+
+/**
  * The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
  * ("internal software error"), distinct from 0 and from 128 + a signal.
  */
-#define DEFAULT_EXIT_WATCHDOG_STATUS 70
+#define GS_DEFAULT_EXIT_WATCHDOG_STATUS 70
 
 /**
  * "Not set": the drain delay, the close notice and the hooks' budget take
@@ -79,7 +92,11 @@
  * value is distinct and stable. `gs_status_message` describes a code;
  * `gs_last_error_message` gives the details of this thread's last failure.
  */
-typedef enum gs_status {
+enum gs_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * Success.
    */
@@ -157,7 +174,20 @@ typedef enum gs_status {
    * slower than the publishers (retry later, or publish less).
    */
   GS_ERR_HUB_BUSY = 16,
-} gs_status;
+  /**
+   * Too late in the shutdown for this to take effect: a shutdown hook
+   * registered once Stopping has begun would never run, so it is refused
+   * (the last error says why).
+   */
+  GS_ERR_TOO_LATE = 17,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum gs_status gs_status;
+#else
+typedef uint32_t gs_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * The phase of the process. See the phase table in the README.
@@ -222,7 +252,7 @@ typedef enum gs_metrics_format {
  * A readiness check: returns whether the host is ready. Called on one of
  * the probe listener's threads, at most once at a time per check.
  */
-typedef bool (*gs_readiness_check)(void *user_data);
+typedef uint8_t (*gs_readiness_check)(void *user_data);
 
 /**
  * Shutdown timings, all in seconds (NaN or negative: invalid; INFINITY:
@@ -237,8 +267,21 @@ typedef bool (*gs_readiness_check)(void *user_data);
  * never more than what the values set leave). `gs_config_from_env` leaves
  * each one that no variable sets at `GS_DEFAULT_SECONDS`, so that changing
  * the timeout afterwards rescales them.
+ *
+ * The struct can grow: `size` comes first, and the caller sets it to
+ * `sizeof(gs_config)` as compiled (`gs_config config = { .size = sizeof
+ * config };`) before passing it to any function. Fields added in later
+ * versions go after the ones here, and are read or written only when
+ * `size` covers them; a `size` smaller than this version's first fields
+ * is `GS_ERR_INVALID_ARGUMENT`. No field is a C `bool` (a byte other than
+ * 0 or 1 would be undefined behaviour on the library's side): flags are
+ * `uint8_t`, non-zero meaning true.
  */
 typedef struct gs_config {
+  /**
+   * `sizeof(gs_config)` in the caller's build: set it before any call.
+   */
+  size_t size;
   /**
    * Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS;
    * `GS_DEFAULT_SECONDS`: 5, at most T/5).
@@ -265,9 +308,10 @@ typedef struct gs_config {
    */
   uint32_t second_signal;
   /**
-   * Whether SIGINT starts the sequence as SIGTERM does (default true).
+   * Whether SIGINT starts the sequence as SIGTERM does: non-zero (the
+   * default, 1) or 0.
    */
-  bool handle_sigint;
+  uint8_t handle_sigint;
   /**
    * The last part of the shutdown timeout, kept for the shutdown hooks
    * when one is registered: the sequence stops waiting for streams this
@@ -303,12 +347,7 @@ typedef void (*gs_phase_callback)(enum gs_phase from, enum gs_phase to, void *us
  * starts with its own share. Inside it, `gs_wait_for_streams` and
  * `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
  */
-typedef bool (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
-
-/**
- * Every variable the sequence's configuration reads.
- */
-#define ALL { DRAIN_DELAY, SHUTDOWN_TIMEOUT, CLOSE_NOTICE, HOOK_BUDGET, SECOND_SIGNAL, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, }
+typedef uint8_t (*gs_shutdown_hook)(double remaining_seconds, void *user_data);
 
 
 
@@ -334,7 +373,7 @@ extern "C" {
  * (CPython before 3.14 calls `pthread_exit`, and the process aborts).
  * A forked child starts with the gate open.
  */
-enum gs_status gs_host_exiting(double timeout_seconds);
+gs_status gs_host_exiting(double timeout_seconds);
 
 /**
  * Starts the stream hub (`GET /streams/<channel>`, Server-Sent Events) on
@@ -342,8 +381,10 @@ enum gs_status gs_host_exiting(double timeout_seconds);
  * port); NULL reads `GS_STREAM_ADDR`. The secret comes from
  * `GS_STREAM_SECRET` (required), the CORS allow-list and bounds from the
  * other `GS_STREAM_*` variables. Prints `streams on http://HOST:PORT` on
- * stdout and copies `HOST:PORT` into `bound` (if not NULL; see
- * `gs_render_metrics` for the buffer rules).
+ * stdout and copies `HOST:PORT`, NUL-terminated, into `bound` if not NULL
+ * (and its length into `*written` if not NULL). A `bound` smaller than
+ * `GS_ADDRESS_LENGTH_MAX` is `GS_ERR_BUFFER_TOO_SMALL` with nothing
+ * started.
  *
  * `GS_ERR_INVALID_CONFIG` for a missing secret, a malformed value or a
  * port in use (the last error names the variable);
@@ -353,7 +394,7 @@ enum gs_status gs_host_exiting(double timeout_seconds);
  * `addr` NULL or NUL-terminated; `bound` valid for `bound_length` bytes of
  * writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_t *written);
+gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_t *written);
 
 /**
  * Publishes an event to `channel` without blocking, from any thread: the
@@ -361,8 +402,11 @@ enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, 
  * (line breaks become several `data:` lines), the id `id` (NULL: the
  * channel's next number), and the channel's kind from now on
  * (`GS_STREAM_RESUMABLE` or `GS_STREAM_POD_BOUND`). Copies the event's id
- * into `id_out` (if not NULL; see `gs_render_metrics` for the buffer
- * rules).
+ * into `id_out` if not NULL, and its length into `*written` if not NULL.
+ * An `id_out` that could not hold the id (`id`'s length and a NUL, or
+ * `GS_EVENT_NUMBER_LENGTH_MAX` when the hub numbers the event) is
+ * `GS_ERR_BUFFER_TOO_SMALL` with nothing published and `*written` set to
+ * the length to make room for: retrying never publishes twice.
  *
  * `GS_ERR_INVALID_ARGUMENT` for a bad channel name (1 to 200 of
  * `A-Z a-z 0-9 - _ . ~ :`), a name or id with a line break, data that is
@@ -375,7 +419,7 @@ enum gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, 
  * `id_out` valid for `id_out_length` bytes of writes; `written` NULL or
  * valid for one write.
  */
-enum gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
+gs_status gs_hub_publish(const char *channel, const char *event, const uint8_t *data, size_t data_length, const char *id, uint32_t kind, char *id_out, size_t id_out_length, size_t *written);
 
 /**
  * Publishes like `gs_hub_publish`, in the fewest arguments: for hosts
@@ -409,7 +453,7 @@ int64_t gs_hub_send(const char *channel, uint32_t kind, const char *event, const
  * `channel` NUL-terminated; `event` and `data` NULL or NUL-terminated;
  * `known` NULL or valid for one write.
  */
-enum gs_status gs_hub_close_channel(const char *channel, const char *event, const char *data, bool *known);
+gs_status gs_hub_close_channel(const char *channel, const char *event, const char *data, bool *known);
 
 /**
  * Sets the final event of `channel` and its kind: a pod-bound channel is
@@ -419,7 +463,7 @@ enum gs_status gs_hub_close_channel(const char *channel, const char *event, cons
  * # Safety
  * `channel`, `event` and `data` NUL-terminated.
  */
-enum gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char *event, const char *data);
+gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char *event, const char *data);
 
 /**
  * Mints a subscription token for `channel`, valid `ttl_seconds` on every
@@ -430,7 +474,7 @@ enum gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const 
  * `channel` NUL-terminated; `token` valid for `token_length` bytes of
  * writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_hub_subscribe_token(const char *channel, double ttl_seconds, char *token, size_t token_length, size_t *written);
+gs_status gs_hub_subscribe_token(const char *channel, double ttl_seconds, char *token, size_t token_length, size_t *written);
 
 /**
  * Hub clients disconnected for falling too far behind.
@@ -449,7 +493,7 @@ uint64_t gs_hub_slow_clients_disconnected_total(void);
  * `buffer` must be valid for `length` bytes of writes; `written` NULL or
  * valid for one write.
  */
-enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
+gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
 
 /**
  * Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,
@@ -459,8 +503,9 @@ enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, s
  * from `GS_DRAIN_TOKEN` (unset: `/drain` answers 403 and never drains) and
  * the heartbeat staleness from `GS_HEARTBEAT_STALE_SECONDS` (default 10).
  * Prints `probes on http://HOST:PORT` on stdout, and copies `HOST:PORT`,
- * NUL-terminated, into `bound` (if not NULL; see `gs_render_metrics` for
- * the buffer rules).
+ * NUL-terminated, into `bound` if not NULL (and its length into `*written`
+ * if not NULL). A `bound` smaller than `GS_ADDRESS_LENGTH_MAX` is
+ * `GS_ERR_BUFFER_TOO_SMALL` with nothing started.
  *
  * `GS_ERR_INVALID_CONFIG` for a malformed address, a port in use, or NULL
  * with `GS_PROBE_ADDR` unset (the last error names the variable);
@@ -470,7 +515,7 @@ enum gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, s
  * `addr` must be NULL or a NUL-terminated string; `bound` valid for
  * `bound_length` bytes of writes; `written` NULL or valid for one write.
  */
-enum gs_status gs_start_probe_listener(const char *addr, char *bound, size_t bound_length, size_t *written);
+gs_status gs_start_probe_listener(const char *addr, char *bound, size_t bound_length, size_t *written);
 
 /**
  * Records a liveness heartbeat (one atomic store; any thread, as often as
@@ -492,12 +537,12 @@ void gs_heartbeat(void);
  * `name` must be NULL or NUL-terminated; `check` must be safe to call with
  * `user_data` from another thread until removed; `id` NULL or writable.
  */
-enum gs_status gs_add_readiness_check(const char *name, gs_readiness_check check, void *user_data, double timeout_seconds, uint64_t *id);
+gs_status gs_add_readiness_check(const char *name, gs_readiness_check check, void *user_data, double timeout_seconds, uint64_t *id);
 
 /**
  * Removes a readiness check. `GS_ERR_NOT_FOUND` for an unknown id.
  */
-enum gs_status gs_remove_readiness_check(uint64_t id);
+gs_status gs_remove_readiness_check(uint64_t id);
 
 /**
  * Says that this process is one of `workers` worker processes serving one
@@ -510,7 +555,7 @@ enum gs_status gs_remove_readiness_check(uint64_t id);
  * subscriber on one worker gets the events another publishes.
  * `GS_ERR_INVALID_ARGUMENT` for 0.
  */
-enum gs_status gs_set_worker_processes(uint32_t workers);
+gs_status gs_set_worker_processes(uint32_t workers);
 
 /**
  * Fills `*config` with the defaults, overridden by every `GS_*`
@@ -520,7 +565,7 @@ enum gs_status gs_set_worker_processes(uint32_t workers);
  * # Safety
  * `config` must be NULL (an error) or valid for one write.
  */
-enum gs_status gs_config_from_env(struct gs_config *config);
+gs_status gs_config_from_env(struct gs_config *config);
 
 /**
  * Replaces each `GS_DEFAULT_SECONDS` in `*config` with the duration it
@@ -533,7 +578,7 @@ enum gs_status gs_config_from_env(struct gs_config *config);
  * `config` must be NULL (an error) or point to a valid, writable
  * `gs_config`.
  */
-enum gs_status gs_config_resolve(struct gs_config *config);
+gs_status gs_config_resolve(struct gs_config *config);
 
 /**
  * Validates `*config` (NULL: the `GS_*` environment, as
@@ -545,7 +590,7 @@ enum gs_status gs_config_resolve(struct gs_config *config);
  * # Safety
  * `config` must be NULL or point to a valid `gs_config`.
  */
-enum gs_status gs_configure(const struct gs_config *config);
+gs_status gs_configure(const struct gs_config *config);
 
 /**
  * Arms the exit watchdog with the configuration in force (as
@@ -556,7 +601,7 @@ enum gs_status gs_configure(const struct gs_config *config);
  * never came. The watchdog runs on a thread of its own that no callback or
  * hook can delay. A configuration with the watchdog at 0 disarms it.
  */
-enum gs_status gs_arm_exit_watchdog(void);
+gs_status gs_arm_exit_watchdog(void);
 
 /**
  * **For tests only.** Returns the process-wide runtime to a fresh state:
@@ -566,7 +611,7 @@ enum gs_status gs_arm_exit_watchdog(void);
  * while signal handlers are installed in this process: it can never undo
  * a real shutdown. `GS_ERR_REENTRANT` from a callback or hook.
  */
-enum gs_status gs_testing_reset(void);
+gs_status gs_testing_reset(void);
 
 /**
  * Installs SIGTERM (and SIGINT, per `handle_sigint`) handling that starts
@@ -583,7 +628,7 @@ enum gs_status gs_testing_reset(void);
  * # Safety
  * `config` must be NULL or point to a valid `gs_config`.
  */
-enum gs_status gs_install_signal_handlers(const struct gs_config *config);
+gs_status gs_install_signal_handlers(const struct gs_config *config);
 
 /**
  * Starts the shutdown sequence as SIGTERM would (Draining at once, the
@@ -592,19 +637,27 @@ enum gs_status gs_install_signal_handlers(const struct gs_config *config);
  * received afterwards is a first signal (a no-op for the sequence), and
  * only the second one received is subject to the second-signal policy.
  * Uses the configured configuration, else the environment's.
+ *
+ * Not async-signal-safe: it may lock, allocate and start the runtime's
+ * threads. A host with its own signal handling calls it from a thread
+ * (its signal-handling thread, or after its handler woke one), never from
+ * inside a signal handler; `gs_install_signal_handlers` is the handler
+ * that is safe there.
  */
-enum gs_status gs_begin_shutdown(void);
+gs_status gs_begin_shutdown(void);
 
 /**
- * Registers `callback` for every phase change from now on, and writes its
- * id to `*id` (if not NULL) for `gs_remove_phase_callback`.
+ * Registers `callback` for every phase change from now on (only those
+ * made after this call, even when the delivery thread is still telling
+ * earlier callbacks of earlier ones), and writes its id to `*id` (if not
+ * NULL) for `gs_remove_phase_callback`.
  * `GS_ERR_INVALID_ARGUMENT` if `callback` is NULL.
  *
  * # Safety
  * `callback` must be safe to call with `user_data` from another thread
  * until removed; `id` NULL or valid for one write.
  */
-enum gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t *id);
+gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t *id);
 
 /**
  * Removes a phase callback. `GS_ERR_NOT_FOUND` for an unknown id.
@@ -617,20 +670,21 @@ enum gs_status gs_on_phase(gs_phase_callback callback, void *user_data, uint64_t
  *   the removed callback is not called again after the call in flight,
  *   if any, returns.
  */
-enum gs_status gs_remove_phase_callback(uint64_t id);
+gs_status gs_remove_phase_callback(uint64_t id);
 
 /**
  * Registers a shutdown hook named `name` (copied; used in logs and
  * reports), to run in Stopping after the hooks registered before it, and
  * writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
- * or `hook` is NULL or `name` is not UTF-8. The same as
- * `gs_register_shutdown_hook_ex` with `flags` 0.
+ * or `hook` is NULL or `name` is not UTF-8; `GS_ERR_TOO_LATE` once
+ * Stopping has begun (the hooks have been taken to run: this one never
+ * would). The same as `gs_register_shutdown_hook_ex` with `flags` 0.
  *
  * # Safety
  * `name` must be NULL or a NUL-terminated string; `hook` must be safe to
  * call with `user_data` from another thread; `id` NULL or writable.
  */
-enum gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook, void *user_data, uint64_t *id);
+gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook, void *user_data, uint64_t *id);
 
 /**
  * Registers a shutdown hook, as `gs_register_shutdown_hook`, with `flags`:
@@ -643,13 +697,13 @@ enum gs_status gs_register_shutdown_hook(const char *name, gs_shutdown_hook hook
  * # Safety
  * As `gs_register_shutdown_hook`.
  */
-enum gs_status gs_register_shutdown_hook_ex(const char *name, gs_shutdown_hook hook, void *user_data, uint32_t flags, uint64_t *id);
+gs_status gs_register_shutdown_hook_ex(const char *name, gs_shutdown_hook hook, void *user_data, uint32_t flags, uint64_t *id);
 
 /**
  * Removes a shutdown hook that has not run yet. `GS_ERR_NOT_FOUND` for an
  * unknown id or a hook that already ran.
  */
-enum gs_status gs_remove_shutdown_hook(uint64_t id);
+gs_status gs_remove_shutdown_hook(uint64_t id);
 
 /**
  * A static, NUL-terminated description of `status` (never NULL; an unknown
@@ -670,7 +724,7 @@ const char *gs_status_message(uint32_t status);
  * `buffer` must be valid for `length` bytes of writes; `message_length`
  * must be NULL or valid for one write.
  */
-enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_length);
+gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_length);
 
 /**
  * Draws when a stream of `kind` (`GS_STREAM_RESUMABLE` or
@@ -687,14 +741,14 @@ enum gs_status gs_last_error_message(char *buffer, size_t length, size_t *messag
  * # Safety
  * `seconds_out` must be NULL or point to a writable `double`.
  */
-enum gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
+gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
 
 /**
  * Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the
  * default) or `GS_RECONNECT_ALL_AT_ONCE`. `GS_ERR_INVALID_ARGUMENT` for
  * any other value.
  */
-enum gs_status gs_set_reconnect_spread(uint32_t spread);
+gs_status gs_set_reconnect_spread(uint32_t spread);
 
 /**
  * The library version, as a static NUL-terminated string ("0.1.0").
@@ -705,14 +759,14 @@ const char *gs_version(void);
  * Counts one more active stream. Lock-free; safe from any thread.
  * `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already active.
  */
-enum gs_status gs_increment_active_streams(void);
+gs_status gs_increment_active_streams(void);
 
 /**
  * Counts one stream as ended. Lock-free; safe from any thread. Without a
  * matching increment: `GS_ERR_NO_ACTIVE_STREAM`, and the count stays at 0.
  * The end that brings the count to 0 wakes every `gs_wait_for_streams`.
  */
-enum gs_status gs_decrement_active_streams(void);
+gs_status gs_decrement_active_streams(void);
 
 /**
  * Streams active now.
@@ -730,11 +784,11 @@ uint64_t gs_streams_started_total(void);
 uint64_t gs_streams_finished_total(void);
 
 /**
- * `true`: leave rotation (Serving -> Draining) without starting the
- * shutdown sequence; a no-op in any later phase. `false`: back to Serving;
+ * Non-zero: leave rotation (Serving -> Draining) without starting the
+ * shutdown sequence; a no-op in any later phase. 0: back to Serving;
  * `GS_ERR_SEQUENCE_STARTED` once the shutdown sequence has started.
  */
-enum gs_status gs_set_draining(bool draining);
+gs_status gs_set_draining(uint8_t draining);
 
 /**
  * `true` in every phase but Serving (not ready, refuse new tasks).
@@ -754,7 +808,7 @@ enum gs_phase gs_current_phase(void);
  * negative timeout. `GS_ERR_REENTRANT`, at once, from a phase callback or
  * a shutdown hook.
  */
-enum gs_status gs_wait_for_streams(double timeout_seconds);
+gs_status gs_wait_for_streams(double timeout_seconds);
 
 /**
  * Blocks until the phase is at least `phase` (a `gs_phase` value), or
@@ -765,20 +819,20 @@ enum gs_status gs_wait_for_streams(double timeout_seconds);
  * the caller). Typical use: the host's main thread waits for
  * `GS_PHASE_STOPPED`, then returns from `main`.
  */
-enum gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
+gs_status gs_wait_for_phase(uint32_t phase, double timeout_seconds);
 
 /**
  * Counts one more piece of work: the shutdown sequence waits for it as
  * for a stream, until the hooks' budget begins. Lock-free; safe from any
  * thread. `GS_ERR_TOO_MANY_STREAMS` if 2^24 - 1 are already counted.
  */
-enum gs_status gs_work_begin(void);
+gs_status gs_work_begin(void);
 
 /**
  * Counts one piece of work as done. Without a matching begin:
  * `GS_ERR_NO_ACTIVE_STREAM`, and the count stays at 0.
  */
-enum gs_status gs_work_end(void);
+gs_status gs_work_end(void);
 
 /**
  * Work counted now.

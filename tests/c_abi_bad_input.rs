@@ -109,10 +109,10 @@ fn values_outside_an_enum_are_invalid_arguments() {
 #[test]
 fn set_draining_false_is_refused_once_the_sequence_has_started() {
     common::require_process_per_test();
-    assert_eq!(gs_set_draining(true), gs_status::GS_OK);
+    assert_eq!(gs_set_draining(1), gs_status::GS_OK);
     assert!(gs_is_draining());
     assert_eq!(gs_current_phase(), gs_phase::GS_PHASE_DRAINING);
-    assert_eq!(gs_set_draining(false), gs_status::GS_OK);
+    assert_eq!(gs_set_draining(0), gs_status::GS_OK);
     assert_eq!(gs_current_phase(), gs_phase::GS_PHASE_SERVING);
 
     // Without installed handlers, gs_begin_shutdown takes its timings from
@@ -120,7 +120,7 @@ fn set_draining_false_is_refused_once_the_sequence_has_started() {
     std::env::set_var("GS_DRAIN_DELAY_SECONDS", "0");
     assert_eq!(gs_increment_active_streams(), gs_status::GS_OK);
     assert_eq!(gs_begin_shutdown(), gs_status::GS_OK);
-    assert_eq!(gs_set_draining(false), gs_status::GS_ERR_SEQUENCE_STARTED);
+    assert_eq!(gs_set_draining(0), gs_status::GS_ERR_SEQUENCE_STARTED);
     assert!(last_error().contains("sequence has started"));
     assert_eq!(gs_current_phase(), gs_phase::GS_PHASE_DRAINING);
     assert_eq!(gs_decrement_active_streams(), gs_status::GS_OK);
@@ -129,8 +129,8 @@ fn set_draining_false_is_refused_once_the_sequence_has_started() {
         gs_status::GS_OK
     );
     // Past Draining, both directions are answered without moving the phase.
-    assert_eq!(gs_set_draining(false), gs_status::GS_ERR_SEQUENCE_STARTED);
-    assert_eq!(gs_set_draining(true), gs_status::GS_OK);
+    assert_eq!(gs_set_draining(0), gs_status::GS_ERR_SEQUENCE_STARTED);
+    assert_eq!(gs_set_draining(1), gs_status::GS_OK);
     assert_eq!(gs_current_phase(), gs_phase::GS_PHASE_STOPPED);
     // A second begin never runs a second sequence.
     assert_eq!(gs_begin_shutdown(), gs_status::GS_OK);
@@ -171,8 +171,8 @@ fn null_pointers_are_rejected() {
     assert_eq!(gs_remove_shutdown_hook(12345), gs_status::GS_ERR_NOT_FOUND);
 }
 
-unsafe extern "C" fn hook(_remaining: f64, _user_data: *mut c_void) -> bool {
-    true
+unsafe extern "C" fn hook(_remaining: f64, _user_data: *mut c_void) -> u8 {
+    1
 }
 
 #[test]
@@ -211,12 +211,13 @@ fn a_small_buffer_gets_a_truncated_text_and_the_needed_size() {
 fn malformed_configuration_names_the_variable() {
     common::require_process_per_test();
     let mut config = gs_config {
+        size: std::mem::size_of::<gs_config>(),
         drain_delay_seconds: 1.0,
         shutdown_timeout_seconds: 10.0,
         close_notice_seconds: 2.0,
         exit_watchdog_seconds: 0.0,
         second_signal: 0,
-        handle_sigint: true,
+        handle_sigint: 1,
         hook_budget_seconds: 1.0,
         exit_watchdog_status: 70,
     };
@@ -339,4 +340,51 @@ fn host_exiting_refuses_a_nan_or_negative_timeout_and_may_be_called_again() {
     // atexit handler run twice, say) is no error.
     assert_eq!(gs_host_exiting(0.0), gs_status::GS_OK);
     assert_eq!(gs_host_exiting(f64::INFINITY), gs_status::GS_OK);
+}
+
+#[test]
+fn a_config_without_its_size_is_refused_and_any_flag_byte_is_a_flag() {
+    common::require_process_per_test();
+    // The struct can grow: its size, set by the host, says which fields it
+    // has. Unset (0 here), nothing is read or written.
+    let mut config = gs_config {
+        size: 0,
+        drain_delay_seconds: 0.0,
+        shutdown_timeout_seconds: 0.0,
+        close_notice_seconds: 0.0,
+        exit_watchdog_seconds: 0.0,
+        second_signal: 0,
+        handle_sigint: 0,
+        hook_budget_seconds: 0.0,
+        exit_watchdog_status: 0,
+    };
+    // SAFETY: a writable gs_config.
+    let status = unsafe { gs_config_from_env(&mut config) };
+    assert_eq!(status, gs_status::GS_ERR_INVALID_ARGUMENT);
+    assert!(
+        last_error().contains("sizeof(gs_config)"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(config.shutdown_timeout_seconds, 0.0, "nothing written");
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { gs_configure(&config) },
+        gs_status::GS_ERR_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("size"), "{}", last_error());
+    config.size = std::mem::size_of::<gs_config>();
+    // SAFETY: as above.
+    assert_eq!(unsafe { gs_config_from_env(&mut config) }, gs_status::GS_OK);
+    assert_eq!(config.size, std::mem::size_of::<gs_config>());
+    assert_eq!(config.handle_sigint, 1);
+    // Any non-zero byte is true: no value a C host passes is undefined
+    // behaviour here (a `bool` of 7 was).
+    config.handle_sigint = 7;
+    // SAFETY: a valid gs_config.
+    assert_eq!(unsafe { gs_configure(&config) }, gs_status::GS_OK);
+    assert_eq!(gs_set_draining(2), gs_status::GS_OK);
+    assert!(gs_is_draining());
+    assert_eq!(gs_set_draining(0), gs_status::GS_OK);
+    assert!(!gs_is_draining());
 }

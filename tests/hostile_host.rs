@@ -120,7 +120,8 @@ fn an_instant_hook_keeps_its_budget_beside_a_hung_hook_and_a_stream_that_never_e
     );
     assert!(!stderr.contains("\"instant\" overran"), "{stderr}");
     assert!(
-        stderr.contains("still open when the hooks' budget began"),
+        stderr.contains("1 stream(s) still open")
+            && stderr.contains("when the hooks' budget began"),
         "{stderr}"
     );
 }
@@ -243,4 +244,131 @@ fn a_child_forked_while_a_callback_runs_works_normally() {
         child.stderr()
     );
     assert_eq!(status.code(), Some(0));
+}
+
+/// `mode` with its stderr a pipe that the test holds but never reads
+/// (`close_reader`: whose read end the test closes at once).
+fn start_with_unread_stderr(
+    mode: &str,
+    env: &[(&str, &str)],
+    close_reader: bool,
+) -> (ChildProcess, Option<std::process::ChildStderr>) {
+    let mut command = Command::new(hostile_host());
+    command.arg(mode);
+    common::clear_gs_environment(&mut command);
+    command.envs(env.iter().copied());
+    let mut child = ChildProcess::spawn_keeping_stderr(command);
+    let stderr = child.child.stderr.take();
+    if close_reader {
+        drop(stderr);
+        return (child, None);
+    }
+    (child, stderr)
+}
+
+#[test]
+fn the_watchdog_ends_the_process_even_when_stderr_is_a_full_pipe_nobody_reads() {
+    // Before: the watchdog wrote its line with a blocking write before
+    // _exit, and the process never ended.
+    let (mut child, _unread) = start_with_unread_stderr(
+        "full-stderr",
+        &[
+            ("GS_DRAIN_DELAY_SECONDS", "0"),
+            ("GS_SHUTDOWN_TIMEOUT_SECONDS", "1"),
+            ("GS_CLOSE_NOTICE_SECONDS", "0.2"),
+            ("GS_HOOK_BUDGET_SECONDS", "0.2"),
+            ("GS_EXIT_WATCHDOG_SECONDS", "0.5"),
+        ],
+        false,
+    );
+    child.wait_for_line("stderr filled with", LONG);
+    let ready = Instant::now();
+    child.wait_for_line("ready", LONG);
+    // The sequence's own warnings (a stream still open) do not stall it.
+    child.wait_for_line("stopped reached at", LONG);
+    let dropped = child.wait_for_line("log lines dropped", LONG);
+    assert!(
+        value_after(&dropped, "log lines dropped") >= 1.0,
+        "{dropped}"
+    );
+    let status = child.wait_exit(LONG);
+    assert_eq!(
+        status.code(),
+        Some(i32::from(last_call::DEFAULT_EXIT_WATCHDOG_STATUS)),
+        "{status:?}"
+    );
+    // Shutdown timeout + watchdog (1.5 s), bounded generously.
+    assert!(
+        ready.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        ready.elapsed()
+    );
+}
+
+#[test]
+fn a_warning_to_a_stderr_pipe_with_no_reader_does_not_kill_a_c_host_before_its_hooks() {
+    // Before: the warning raised SIGPIPE, at its default in a C host, and
+    // the process died of signal 13 before its hook ran.
+    let (mut child, _) = start_with_unread_stderr(
+        "no-reader-stderr",
+        &[
+            ("GS_DRAIN_DELAY_SECONDS", "0"),
+            ("GS_SHUTDOWN_TIMEOUT_SECONDS", "1"),
+            ("GS_CLOSE_NOTICE_SECONDS", "0.2"),
+            ("GS_HOOK_BUDGET_SECONDS", "0.5"),
+        ],
+        true,
+    );
+    let status = child.wait_exit(LONG);
+    child.read_to_end(LONG);
+    let stdout = child.seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{status:?}: {stdout}");
+    assert!(stdout.contains("hook ran at"), "{stdout}");
+    assert!(stdout.contains("stopped reached at"), "{stdout}");
+}
+
+#[test]
+fn a_probe_listener_whose_runtime_cannot_be_built_is_an_error_with_nothing_left_behind() {
+    // The listening socket fits under RLIMIT_NOFILE, its runtime's epoll
+    // does not: the start must fail (not GS_OK with no listener), record no
+    // descriptor for the fork handler to close in a child (the host's own
+    // file may have that number by then), and leave a retry free to start.
+    let mut child = start("emfile-probe", &[]);
+    let status = child.wait_exit(LONG);
+    child.read_to_end(LONG);
+    let stdout = child.seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{stdout}\n{}", child.stderr());
+    let started = child
+        .seen
+        .iter()
+        .find(|l| l.starts_with("start status"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        value_after(started, "start status"),
+        9.0,
+        "GS_ERR_OS: {stdout}"
+    );
+    assert!(stdout.contains("child kept the host's file 1"), "{stdout}");
+    assert!(stdout.contains("second start status 0"), "{stdout}");
+}
+
+#[test]
+fn children_forked_while_a_thread_publishes_to_the_hub_answer_their_first_send() {
+    // Each child's first gs_hub_send takes the locks the publisher may have
+    // held at the fork: each must be taken by the fork handlers and given
+    // back on both sides (reported: 5 of 600 children hung).
+    let mut child = start(
+        "fork-while-publishing",
+        &[("GS_STREAM_SECRET", "fork secret")],
+    );
+    let status = child.wait_exit(Duration::from_secs(120));
+    child.read_to_end(LONG);
+    let stdout = child.seen.join("\n");
+    assert!(
+        stdout.contains("forks 600, hung 0"),
+        "{stdout}\n{}",
+        child.stderr()
+    );
+    assert!(stdout.contains("wrong answers 0"), "{stdout}");
+    assert_eq!(status.code(), Some(0), "{stdout}");
 }

@@ -814,6 +814,59 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
 }
 
 #[test]
+fn a_short_id_out_publishes_nothing_and_no_id_out_publishes_once() {
+    // Before: a small or absent `id_out` had published when it returned
+    // GS_ERR_BUFFER_TOO_SMALL, so following the retry rule published twice;
+    // NULL `id_out` published and reported failure.
+    use last_call::ffi::*;
+    use std::ffi::CStr;
+    use std::ptr::{null, null_mut};
+    common::require_process_per_test();
+    std::env::set_var("GS_STREAM_SECRET", "c secret");
+    // SAFETY: every pointer is NULL or a live NUL-terminated string or a
+    // buffer of the length given.
+    unsafe {
+        assert_eq!(
+            gs_hub_start(c"127.0.0.1:0".as_ptr(), null_mut(), 0, null_mut()),
+            gs_status::GS_OK
+        );
+        let data = b"x";
+        let publish = |id_out: *mut std::ffi::c_char, length: usize, written: *mut usize| {
+            gs_hub_publish(
+                c"short".as_ptr(),
+                null(),
+                data.as_ptr(),
+                data.len(),
+                null(),
+                GS_STREAM_RESUMABLE,
+                id_out,
+                length,
+                written,
+            )
+        };
+        let mut small = [0 as std::ffi::c_char; 4];
+        let mut needed = 0usize;
+        assert_eq!(
+            publish(small.as_mut_ptr(), small.len(), &mut needed),
+            gs_status::GS_ERR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(needed + 1, GS_EVENT_NUMBER_LENGTH_MAX);
+        // With no id_out: published, GS_OK, the id's length told.
+        let mut length = 0usize;
+        assert_eq!(publish(null_mut(), 0, &mut length), gs_status::GS_OK);
+        assert_eq!(length, 1);
+        // The retry with the size told: the second event published, not
+        // the third (the refused one published nothing).
+        let mut id = vec![0 as std::ffi::c_char; needed + 1];
+        assert_eq!(
+            publish(id.as_mut_ptr(), id.len(), null_mut()),
+            gs_status::GS_OK
+        );
+        assert_eq!(CStr::from_ptr(id.as_ptr()).to_str().unwrap(), "2");
+    }
+}
+
+#[test]
 fn gs_hub_send_returns_the_number_or_a_negated_status() {
     use last_call::ffi::*;
     use std::ptr::null;

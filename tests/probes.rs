@@ -243,10 +243,12 @@ fn bad_addresses_and_a_port_in_use_are_refused_naming_the_variable() {
     assert_eq!(status, gs_status::GS_ERR_ALREADY_STARTED);
 }
 
-unsafe extern "C" fn c_check(user_data: *mut c_void) -> bool {
+unsafe extern "C" fn c_check(user_data: *mut c_void) -> u8 {
     // SAFETY: the test passes a pointer to a live AtomicBool.
-    unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }
-        .load(std::sync::atomic::Ordering::SeqCst)
+    u8::from(
+        unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) }
+            .load(std::sync::atomic::Ordering::SeqCst),
+    )
 }
 
 #[test]
@@ -356,4 +358,47 @@ fn the_listeners_queue_a_wave_of_connections() {
         ))
         .unwrap();
     assert!(backlog(hub.port()) >= 1024, "{}", backlog(hub.port()));
+}
+
+#[test]
+fn a_start_with_no_bound_buffer_starts_and_a_small_one_starts_nothing() {
+    // Before: NULL `bound` started the listener, then returned
+    // GS_ERR_BUFFER_TOO_SMALL (and a retry got GS_ERR_ALREADY_STARTED).
+    common::require_process_per_test();
+    let mut small = [0 as std::ffi::c_char; 8];
+    let mut needed = 0usize;
+    // SAFETY: a NUL-terminated address, a writable buffer of its length.
+    let status = unsafe {
+        gs_start_probe_listener(
+            c"127.0.0.1:0".as_ptr(),
+            small.as_mut_ptr(),
+            small.len(),
+            &mut needed,
+        )
+    };
+    assert_eq!(status, gs_status::GS_ERR_BUFFER_TOO_SMALL);
+    assert_eq!(needed + 1, GS_ADDRESS_LENGTH_MAX);
+    // Nothing started: the next start is the first.
+    let mut length = 0usize;
+    // SAFETY: NULL bound (optional), a writable length.
+    let status = unsafe {
+        gs_start_probe_listener(
+            c"127.0.0.1:0".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            &mut length,
+        )
+    };
+    assert_eq!(status, gs_status::GS_OK);
+    assert!(length >= "127.0.0.1:1".len(), "{length}");
+    // SAFETY: as above.
+    let again = unsafe {
+        gs_start_probe_listener(
+            c"127.0.0.1:0".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(again, gs_status::GS_ERR_ALREADY_STARTED);
 }

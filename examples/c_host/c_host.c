@@ -117,7 +117,7 @@ static void on_phase(gs_phase from, gs_phase to, void *user_data) {
     if (to == GS_PHASE_STOPPED) sem_post(&stopped_seen);
 }
 
-static bool stop_workers_hook(double remaining_seconds, void *user_data) {
+static uint8_t stop_workers_hook(double remaining_seconds, void *user_data) {
     int *hook_runs = user_data;
     ++*hook_runs;
     printf("[%7.3f s] shutdown hook: %.3f s left before the deadline\n", elapsed_seconds(),
@@ -155,7 +155,7 @@ static int join_workers(struct worker *workers, int count) {
 static int drain(struct worker *workers, int count, double stream_seconds) {
     int ok = start_workers(workers, count, stream_seconds, 0);
     /* Every stream has begun: leave rotation. */
-    ok &= check(gs_set_draining(true), "set_draining(true)");
+    ok &= check(gs_set_draining(1), "set_draining(true)");
     printf("[%7.3f s] draining: is_draining=%d, phase=%s, active streams=%llu\n",
            elapsed_seconds(), gs_is_draining(), phase_name(gs_current_phase()),
            (unsigned long long)gs_active_streams());
@@ -177,7 +177,7 @@ static int drain(struct worker *workers, int count, double stream_seconds) {
     ok &= gs_wait_for_streams(INFINITY) == GS_OK;
 
     /* Back into rotation: allowed, the shutdown sequence never started. */
-    ok &= check(gs_set_draining(false), "set_draining(false)");
+    ok &= check(gs_set_draining(0), "set_draining(false)");
     ok &= gs_current_phase() == GS_PHASE_SERVING;
 
     size_t needed = 0;
@@ -194,7 +194,7 @@ static int drain(struct worker *workers, int count, double stream_seconds) {
 /* Readiness: every worker thread has started. */
 static int workers_started = 0;
 
-static bool workers_ready(void *user_data) {
+static uint8_t workers_ready(void *user_data) {
     (void)user_data;
     return __atomic_load_n(&workers_started, __ATOMIC_ACQUIRE) != 0;
 }
@@ -214,7 +214,7 @@ static void print_seconds(const char *name, double seconds) {
 static int serve(struct worker *workers, int count, double stream_seconds, const char *options) {
     int with_hook = strstr(options, "nohook") == NULL;
     int stuck = strstr(options, "stuck") != NULL;
-    gs_config config;
+    gs_config config = {.size = sizeof config}; /* the struct can grow: say how big it is here */
     if (!check(gs_config_from_env(&config), "config_from_env")) return 0;
     int ok = check(gs_install_signal_handlers(&config), "install_signal_handlers");
     ok &= gs_install_signal_handlers(&config) == GS_ERR_ALREADY_INSTALLED;

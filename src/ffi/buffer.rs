@@ -43,3 +43,26 @@ pub(crate) unsafe fn copy_out(
         gs_status::GS_OK
     }
 }
+
+/// As [`copy_out`], for an optional out-parameter: `buffer` NULL (with
+/// `length` 0) is not "too small", it is "not wanted": only `*written` is
+/// told.
+///
+/// # Safety
+/// As [`copy_out`].
+pub(crate) unsafe fn copy_out_optional(
+    bytes: &[u8],
+    buffer: *mut c_char,
+    length: usize,
+    written: *mut usize,
+) -> gs_status {
+    if buffer.is_null() {
+        if !written.is_null() {
+            // SAFETY: non-NULL, and the caller guarantees it is writable.
+            unsafe { *written = bytes.len() };
+        }
+        return gs_status::GS_OK;
+    }
+    // SAFETY: forwarded.
+    unsafe { copy_out(bytes, buffer, length, written) }
+}

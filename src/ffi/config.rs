@@ -3,10 +3,6 @@
 
 use super::{boundary, gs_status, runtime, status, status_boundary};
 use crate::config::{self, duration_from_secs, exit_status, Config, SecondSignal};
-use crate::env::{
-    CLOSE_NOTICE, DRAIN_DELAY, EXIT_WATCHDOG, EXIT_WATCHDOG_STATUS, HOOK_BUDGET, SECOND_SIGNAL,
-    SHUTDOWN_TIMEOUT,
-};
 use crate::seconds::config_to_secs;
 use crate::Error;
 
@@ -28,23 +24,7 @@ pub enum gs_second_signal {
 // The runtime crate's constant, spelled out here for cbindgen (which reads
 // this crate's items only); `the_c_constants_are_the_runtimes`
 // checks that they agree.
-pub const DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
-
-/// Every variable the sequence's configuration reads.
-// cbindgen has always put the runtime's `env::ALL` into the header, as
-// `#define ALL { DRAIN_DELAY, ... }`, which no C program can use (it names
-// Rust constants). This issue keeps the header byte-identical, so it is
-// spelled out here; dropping it is a header change for an issue of its own.
-#[doc(hidden)]
-pub const ALL: [&str; 7] = [
-    DRAIN_DELAY,
-    SHUTDOWN_TIMEOUT,
-    CLOSE_NOTICE,
-    HOOK_BUDGET,
-    SECOND_SIGNAL,
-    EXIT_WATCHDOG,
-    EXIT_WATCHDOG_STATUS,
-];
+pub const GS_DEFAULT_EXIT_WATCHDOG_STATUS: u8 = 70;
 
 /// "Not set": the drain delay, the close notice and the hooks' budget take
 /// their default, scaled to the shutdown timeout (see `gs_config`).
@@ -62,9 +42,20 @@ pub const GS_DEFAULT_SECONDS: f64 = -1.0;
 /// never more than what the values set leave). `gs_config_from_env` leaves
 /// each one that no variable sets at `GS_DEFAULT_SECONDS`, so that changing
 /// the timeout afterwards rescales them.
+///
+/// The struct can grow: `size` comes first, and the caller sets it to
+/// `sizeof(gs_config)` as compiled (`gs_config config = { .size = sizeof
+/// config };`) before passing it to any function. Fields added in later
+/// versions go after the ones here, and are read or written only when
+/// `size` covers them; a `size` smaller than this version's first fields
+/// is `GS_ERR_INVALID_ARGUMENT`. No field is a C `bool` (a byte other than
+/// 0 or 1 would be undefined behaviour on the library's side): flags are
+/// `uint8_t`, non-zero meaning true.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct gs_config {
+    /// `sizeof(gs_config)` in the caller's build: set it before any call.
+    pub size: usize,
     /// Keep serving this long after the signal (GS_DRAIN_DELAY_SECONDS;
     /// `GS_DEFAULT_SECONDS`: 5, at most T/5).
     pub drain_delay_seconds: f64,
@@ -80,8 +71,9 @@ pub struct gs_config {
     pub exit_watchdog_seconds: f64,
     /// A `gs_second_signal` value (GS_SECOND_SIGNAL: `ignore` or `exit`).
     pub second_signal: u32,
-    /// Whether SIGINT starts the sequence as SIGTERM does (default true).
-    pub handle_sigint: bool,
+    /// Whether SIGINT starts the sequence as SIGTERM does: non-zero (the
+    /// default, 1) or 0.
+    pub handle_sigint: u8,
     /// The last part of the shutdown timeout, kept for the shutdown hooks
     /// when one is registered: the sequence stops waiting for streams this
     /// long before the deadline (GS_HOOK_BUDGET_SECONDS;
@@ -95,12 +87,13 @@ pub struct gs_config {
 impl From<&Config> for gs_config {
     fn from(config: &Config) -> Self {
         gs_config {
+            size: std::mem::size_of::<gs_config>(),
             drain_delay_seconds: or_default(config.drain_delay),
             shutdown_timeout_seconds: config_to_secs(config.shutdown_timeout),
             close_notice_seconds: or_default(config.close_notice),
             exit_watchdog_seconds: config.exit_watchdog.map_or(0.0, config_to_secs),
             second_signal: config.second_signal as u32,
-            handle_sigint: config.handle_sigint,
+            handle_sigint: u8::from(config.handle_sigint),
             hook_budget_seconds: or_default(config.hook_budget),
             exit_watchdog_status: i32::from(config.exit_watchdog_status),
         }
@@ -155,7 +148,7 @@ impl TryFrom<&gs_config> for Config {
                     }))
                 }
             },
-            handle_sigint: c.handle_sigint,
+            handle_sigint: c.handle_sigint != 0,
         };
         config.validate()?;
         Ok(config)
@@ -174,10 +167,22 @@ pub unsafe extern "C" fn gs_config_from_env(config: *mut gs_config) -> gs_status
         if config.is_null() {
             return status::invalid_argument("config is NULL");
         }
+        // SAFETY: non-NULL; its first field is the caller's to set.
+        let size = unsafe { config.cast::<usize>().read() };
+        if let Err(code) = check_size(size) {
+            return code;
+        }
         match Config::from_env() {
             Ok(from_env) => {
-                // SAFETY: non-NULL, and the caller guarantees it is writable.
-                unsafe { config.write(gs_config::from(&from_env)) };
+                // This version's fields only (the caller's struct is at
+                // least as large, `check_size`), its `size` kept.
+                let filled = gs_config {
+                    size,
+                    ..gs_config::from(&from_env)
+                };
+                // SAFETY: non-NULL, and the caller guarantees `size` bytes
+                // are writable, which hold this version's struct.
+                unsafe { config.write(filled) };
                 gs_status::GS_OK
             }
             Err(error) => status::report(&error.into()),
@@ -200,6 +205,10 @@ pub unsafe extern "C" fn gs_config_resolve(config: *mut gs_config) -> gs_status 
         if config.is_null() {
             return status::invalid_argument("config is NULL");
         }
+        // SAFETY: non-NULL; its first field is the caller's to set.
+        if let Err(code) = check_size(unsafe { config.cast::<usize>().read() }) {
+            return code;
+        }
         // SAFETY: non-NULL, and the caller guarantees it is valid.
         let given = unsafe { &mut *config };
         match Config::try_from(&*given) {
@@ -215,10 +224,31 @@ pub unsafe extern "C" fn gs_config_resolve(config: *mut gs_config) -> gs_status 
     })
 }
 
+/// The size every caller's `gs_config` has at least: this version's.
+const SIZE_V1: usize = std::mem::size_of::<gs_config>();
+
+/// `GS_ERR_INVALID_ARGUMENT` (saying why) for a `size` field too small to
+/// hold this version's fields: unset, most likely.
+fn check_size(size: usize) -> Result<(), gs_status> {
+    if size < SIZE_V1 {
+        return Err(status::invalid_argument(&format!(
+            "gs_config.size is {size}: set it to sizeof(gs_config) ({SIZE_V1}) before the call"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn config_from_c(config: *const gs_config) -> Result<Config, Error> {
     if config.is_null() {
         Ok(Config::from_env()?)
     } else {
+        // SAFETY: non-NULL; its first field is the caller's to set.
+        let size = unsafe { config.cast::<usize>().read() };
+        if check_size(size).is_err() {
+            return Err(Error::InvalidArgument(
+                "gs_config.size is too small: set it to sizeof(gs_config) before the call",
+            ));
+        }
         // SAFETY: non-NULL, and the caller guarantees it is valid.
         Config::try_from(unsafe { &*config })
     }
@@ -241,8 +271,7 @@ pub unsafe extern "C" fn gs_configure(config: *const gs_config) -> gs_status {
 #[test]
 fn the_c_constants_are_the_runtimes() {
     assert_eq!(
-        DEFAULT_EXIT_WATCHDOG_STATUS,
+        GS_DEFAULT_EXIT_WATCHDOG_STATUS,
         crate::DEFAULT_EXIT_WATCHDOG_STATUS
     );
-    assert_eq!(ALL, crate::env::ALL);
 }

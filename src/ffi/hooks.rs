@@ -16,7 +16,7 @@ use std::ffi::{c_char, c_void, CStr};
 /// starts with its own share. Inside it, `gs_wait_for_streams` and
 /// `gs_wait_for_phase` return `GS_ERR_REENTRANT` at once.
 pub type gs_shutdown_hook =
-    Option<unsafe extern "C" fn(remaining_seconds: f64, user_data: *mut c_void) -> bool>;
+    Option<unsafe extern "C" fn(remaining_seconds: f64, user_data: *mut c_void) -> u8>;
 
 /// `flags` for `gs_register_shutdown_hook_ex`: run at the same time as the
 /// hook registered just before it (in its group, with the group's share).
@@ -25,8 +25,9 @@ pub const GS_HOOK_WITH_PREVIOUS: u32 = 1;
 /// Registers a shutdown hook named `name` (copied; used in logs and
 /// reports), to run in Stopping after the hooks registered before it, and
 /// writes its id to `*id` (if not NULL). `GS_ERR_INVALID_ARGUMENT` if `name`
-/// or `hook` is NULL or `name` is not UTF-8. The same as
-/// `gs_register_shutdown_hook_ex` with `flags` 0.
+/// or `hook` is NULL or `name` is not UTF-8; `GS_ERR_TOO_LATE` once
+/// Stopping has begun (the hooks have been taken to run: this one never
+/// would). The same as `gs_register_shutdown_hook_ex` with `flags` 0.
 ///
 /// # Safety
 /// `name` must be NULL or a NUL-terminated string; `hook` must be safe to
@@ -80,7 +81,7 @@ pub unsafe extern "C" fn gs_register_shutdown_hook_ex(
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for these
             // arguments.
-            unsafe { hook(config_to_secs(left), user_data.0) }
+            unsafe { hook(config_to_secs(left), user_data.0) != 0 }
         });
         // SAFETY: `id` is NULL or writable per the contract.
         unsafe { registered(result, id) }

@@ -55,8 +55,10 @@ fn kind_of(kind: u32) -> Result<StreamKind, gs_status> {
 /// port); NULL reads `GS_STREAM_ADDR`. The secret comes from
 /// `GS_STREAM_SECRET` (required), the CORS allow-list and bounds from the
 /// other `GS_STREAM_*` variables. Prints `streams on http://HOST:PORT` on
-/// stdout and copies `HOST:PORT` into `bound` (if not NULL; see
-/// `gs_render_metrics` for the buffer rules).
+/// stdout and copies `HOST:PORT`, NUL-terminated, into `bound` if not NULL
+/// (and its length into `*written` if not NULL). A `bound` smaller than
+/// `GS_ADDRESS_LENGTH_MAX` is `GS_ERR_BUFFER_TOO_SMALL` with nothing
+/// started.
 ///
 /// `GS_ERR_INVALID_CONFIG` for a missing secret, a malformed value or a
 /// port in use (the last error names the variable);
@@ -82,13 +84,20 @@ pub unsafe extern "C" fn gs_hub_start(
     unsafe { start_listener(listener, addr, bound, bound_length, written) }
 }
 
+/// The size of an `id_out` buffer that holds any id the hub numbers (a
+/// 64-bit number in decimal, and the NUL).
+pub const GS_EVENT_NUMBER_LENGTH_MAX: usize = 21;
+
 /// Publishes an event to `channel` without blocking, from any thread: the
 /// event `event` (NULL: `message`) with `data_length` bytes of UTF-8 `data`
 /// (line breaks become several `data:` lines), the id `id` (NULL: the
 /// channel's next number), and the channel's kind from now on
 /// (`GS_STREAM_RESUMABLE` or `GS_STREAM_POD_BOUND`). Copies the event's id
-/// into `id_out` (if not NULL; see `gs_render_metrics` for the buffer
-/// rules).
+/// into `id_out` if not NULL, and its length into `*written` if not NULL.
+/// An `id_out` that could not hold the id (`id`'s length and a NUL, or
+/// `GS_EVENT_NUMBER_LENGTH_MAX` when the hub numbers the event) is
+/// `GS_ERR_BUFFER_TOO_SMALL` with nothing published and `*written` set to
+/// the length to make room for: retrying never publishes twice.
 ///
 /// `GS_ERR_INVALID_ARGUMENT` for a bad channel name (1 to 200 of
 /// `A-Z a-z 0-9 - _ . ~ :`), a name or id with a line break, data that is
@@ -144,14 +153,34 @@ pub unsafe extern "C" fn gs_hub_publish(
             Ok(kind) => kind,
             Err(code) => return code,
         };
+        // Checked before publishing, so that following the buffer rule
+        // (retry with the size told) never publishes twice: the id is the
+        // one given, or a number the hub gives (at most 20 digits).
+        let needed = id.map_or(GS_EVENT_NUMBER_LENGTH_MAX - 1, str::len);
+        if !id_out.is_null() && id_out_length <= needed {
+            if !written.is_null() {
+                // SAFETY: non-NULL and writable per the contract.
+                unsafe { *written = needed };
+            }
+            status::set_last_error(format!(
+                "id_out holds {id_out_length} bytes; the id needs up to {} (nothing was published)",
+                needed + 1
+            ));
+            return gs_status::GS_ERR_BUFFER_TOO_SMALL;
+        }
         match runtime().hub_publish(channel, event, data, id, kind) {
-            Ok(assigned) if !id_out.is_null() || !written.is_null() => {
-                // SAFETY: forwarded from this function's contract.
+            Ok(assigned) => {
+                // SAFETY: forwarded from this function's contract; `id_out`
+                // is NULL (the id is optional) or big enough (above).
                 unsafe {
-                    super::buffer::copy_out(assigned.as_bytes(), id_out, id_out_length, written)
+                    super::buffer::copy_out_optional(
+                        assigned.as_bytes(),
+                        id_out,
+                        id_out_length,
+                        written,
+                    )
                 }
             }
-            Ok(_) => gs_status::GS_OK,
             Err(error) => status::report(&error),
         }
     })

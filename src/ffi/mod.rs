@@ -83,6 +83,11 @@ fn status_boundary(body: impl FnOnce() -> Result<(), crate::Error>) -> gs_status
     })
 }
 
+/// The size of a buffer that holds any address a start function copies
+/// out (`[v6-address%scope]:port` and the NUL): a smaller `bound` is
+/// refused before anything starts.
+pub const GS_ADDRESS_LENGTH_MAX: usize = 64;
+
 #[cfg(feature = "http")]
 /// How a listener is configured and started: the options read from the
 /// environment (`None`: its address variable is unset), or with an address
@@ -113,6 +118,19 @@ unsafe fn start_listener<O>(
         if bound.is_null() && bound_length != 0 {
             return status::invalid_argument("bound is NULL");
         }
+        // Checked before anything starts: a start either starts and
+        // succeeds, or fails with nothing started (the address is not
+        // known until it is bound, but never longer than this).
+        if !bound.is_null() && bound_length < GS_ADDRESS_LENGTH_MAX {
+            if !written.is_null() {
+                // SAFETY: non-NULL and writable per the contract.
+                unsafe { *written = GS_ADDRESS_LENGTH_MAX - 1 };
+            }
+            status::set_last_error(format!(
+                "bound holds {bound_length} bytes; an address needs up to GS_ADDRESS_LENGTH_MAX ({GS_ADDRESS_LENGTH_MAX})"
+            ));
+            return gs_status::GS_ERR_BUFFER_TOO_SMALL;
+        }
         let options = if addr.is_null() {
             match (listener.from_env)() {
                 Ok(Some(options)) => options,
@@ -135,8 +153,10 @@ unsafe fn start_listener<O>(
         match (listener.start)(runtime(), options) {
             Ok(address) => {
                 let text = address.to_string();
-                // SAFETY: forwarded from this function's contract.
-                unsafe { buffer::copy_out(text.as_bytes(), bound, bound_length, written) }
+                // SAFETY: forwarded from this function's contract; `bound`
+                // is NULL (the address is optional: only its length is
+                // told) or holds GS_ADDRESS_LENGTH_MAX bytes, enough.
+                unsafe { buffer::copy_out_optional(text.as_bytes(), bound, bound_length, written) }
             }
             Err(error) => status::report(&error),
         }

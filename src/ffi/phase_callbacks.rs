@@ -16,8 +16,10 @@ use std::ffi::c_void;
 pub type gs_phase_callback =
     Option<unsafe extern "C" fn(from: gs_phase, to: gs_phase, user_data: *mut c_void)>;
 
-/// Registers `callback` for every phase change from now on, and writes its
-/// id to `*id` (if not NULL) for `gs_remove_phase_callback`.
+/// Registers `callback` for every phase change from now on (only those
+/// made after this call, even when the delivery thread is still telling
+/// earlier callbacks of earlier ones), and writes its id to `*id` (if not
+/// NULL) for `gs_remove_phase_callback`.
 /// `GS_ERR_INVALID_ARGUMENT` if `callback` is NULL.
 ///
 /// # Safety

@@ -16,8 +16,9 @@ use std::ffi::{c_char, c_void, CStr};
 /// from `GS_DRAIN_TOKEN` (unset: `/drain` answers 403 and never drains) and
 /// the heartbeat staleness from `GS_HEARTBEAT_STALE_SECONDS` (default 10).
 /// Prints `probes on http://HOST:PORT` on stdout, and copies `HOST:PORT`,
-/// NUL-terminated, into `bound` (if not NULL; see `gs_render_metrics` for
-/// the buffer rules).
+/// NUL-terminated, into `bound` if not NULL (and its length into `*written`
+/// if not NULL). A `bound` smaller than `GS_ADDRESS_LENGTH_MAX` is
+/// `GS_ERR_BUFFER_TOO_SMALL` with nothing started.
 ///
 /// `GS_ERR_INVALID_CONFIG` for a malformed address, a port in use, or NULL
 /// with `GS_PROBE_ADDR` unset (the last error names the variable);
@@ -54,7 +55,7 @@ pub extern "C" fn gs_heartbeat() {
 
 /// A readiness check: returns whether the host is ready. Called on one of
 /// the probe listener's threads, at most once at a time per check.
-pub type gs_readiness_check = Option<unsafe extern "C" fn(user_data: *mut c_void) -> bool>;
+pub type gs_readiness_check = Option<unsafe extern "C" fn(user_data: *mut c_void) -> u8>;
 
 /// Adds a readiness check named `name` (copied) that the probe listener's
 /// `/readyz` consults while serving: one that returns false, or takes longer
@@ -97,7 +98,7 @@ pub unsafe extern "C" fn gs_add_readiness_check(
             let user_data = user_data;
             // SAFETY: the caller registered a function valid for this
             // argument until it is removed.
-            unsafe { check(user_data.0) }
+            unsafe { check(user_data.0) != 0 }
         });
         // SAFETY: `id` is NULL or writable per the contract.
         unsafe { registered(added, id) }

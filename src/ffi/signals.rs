@@ -28,6 +28,12 @@ pub unsafe extern "C" fn gs_install_signal_handlers(config: *const gs_config) ->
 /// received afterwards is a first signal (a no-op for the sequence), and
 /// only the second one received is subject to the second-signal policy.
 /// Uses the configured configuration, else the environment's.
+///
+/// Not async-signal-safe: it may lock, allocate and start the runtime's
+/// threads. A host with its own signal handling calls it from a thread
+/// (its signal-handling thread, or after its handler woke one), never from
+/// inside a signal handler; `gs_install_signal_handlers` is the handler
+/// that is safe there.
 #[no_mangle]
 pub extern "C" fn gs_begin_shutdown() -> gs_status {
     status_boundary(|| runtime().begin_shutdown().map(|_| ()))

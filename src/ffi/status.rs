@@ -7,7 +7,10 @@ use std::ffi::{c_char, CStr, CString};
 /// The result of every fallible `gs_` function. `GS_OK` is 0; every other
 /// value is distinct and stable. `gs_status_message` describes a code;
 /// `gs_last_error_message` gives the details of this thread's last failure.
-#[repr(C)]
+// `repr(u32)`: a fixed width on both sides (C gets `typedef uint32_t
+// gs_status`, C++ an enum with `uint32_t` as its underlying type), so that
+// new codes never change its size.
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum gs_status {
     /// Success.
@@ -53,6 +56,10 @@ pub enum gs_status {
     /// The stream hub's queue to its shared store is full: the store is
     /// slower than the publishers (retry later, or publish less).
     GS_ERR_HUB_BUSY = 16,
+    /// Too late in the shutdown for this to take effect: a shutdown hook
+    /// registered once Stopping has begun would never run, so it is refused
+    /// (the last error says why).
+    GS_ERR_TOO_LATE = 17,
 }
 
 thread_local! {
@@ -82,6 +89,7 @@ pub(super) fn report(error: &Error) -> gs_status {
         Error::HubNotStarted => gs_status::GS_ERR_HUB_NOT_STARTED,
         Error::HubBusy => gs_status::GS_ERR_HUB_BUSY,
         Error::HubFull => gs_status::GS_ERR_HUB_FULL,
+        Error::TooLate(_) => gs_status::GS_ERR_TOO_LATE,
         // `Error` is non-exhaustive, and defined in the runtime crate: a
         // variant added there without a code here is an internal error.
         _ => gs_status::GS_ERR_PANIC,
@@ -116,6 +124,7 @@ pub extern "C" fn gs_status_message(status: u32) -> *const c_char {
         14 => c"the stream hub has not been started",
         15 => c"the stream hub holds as many channels as it may",
         16 => c"the stream hub's queue to its shared store is full",
+        17 => c"too late in the shutdown: it would never take effect",
         _ => c"unknown status",
     };
     text.as_ptr()

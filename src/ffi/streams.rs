@@ -81,12 +81,14 @@ pub extern "C" fn gs_streams_finished_total() -> u64 {
     boundary(0, || runtime().streams_finished_total())
 }
 
-/// `true`: leave rotation (Serving -> Draining) without starting the
-/// shutdown sequence; a no-op in any later phase. `false`: back to Serving;
+/// Non-zero: leave rotation (Serving -> Draining) without starting the
+/// shutdown sequence; a no-op in any later phase. 0: back to Serving;
 /// `GS_ERR_SEQUENCE_STARTED` once the shutdown sequence has started.
+// `uint8_t`, not `bool`: a C `bool` holding anything but 0 or 1 would be
+// undefined behaviour on this side; any byte is a valid `u8`.
 #[no_mangle]
-pub extern "C" fn gs_set_draining(draining: bool) -> gs_status {
-    status_boundary(|| runtime().set_draining(draining))
+pub extern "C" fn gs_set_draining(draining: u8) -> gs_status {
+    status_boundary(|| runtime().set_draining(draining != 0))
 }
 
 /// `true` in every phase but Serving (not ready, refuse new tasks).

@@ -10,6 +10,13 @@
  *   remove-self         2,000 callbacks that remove themselves on first delivery
  *   wait-in-callback    blocking waits from a callback and from a hook
  *   fork-in-callback    fork() from another thread while a callback runs
+ *   full-stderr         stderr is a pipe nobody reads, full: the watchdog ends us
+ *   no-reader-stderr    stderr is a pipe with no reader, SIGPIPE at its default:
+ *                       a warning comes before the hook, which still runs
+ *   emfile-probe        the probe listener started with one descriptor left
+ *                       (its runtime cannot be built), then fork
+ *   fork-while-publishing  600 forks while a thread publishes to the hub;
+ *                       each child's first gs_hub_send must answer at once
  *
  * Timings come from the GS_* environment. Lines on stdout report progress;
  * exit status 0 means every check of the mode held (the watchdog and the
@@ -20,6 +27,8 @@
 #include "last_call.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -27,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,14 +109,14 @@ static int blocking_callback(void) {
 
 /* ---- hung-hook -------------------------------------------------------- */
 
-static bool hang_hook(double seconds, void *user_data) {
+static uint8_t hang_hook(double seconds, void *user_data) {
     (void)user_data;
     say("hook hangs: given %.3f", seconds);
     for (;;) pause();
     return true;
 }
 
-static bool instant_hook(double seconds, void *user_data) {
+static uint8_t instant_hook(double seconds, void *user_data) {
     (void)user_data;
     say("hook instant: given %.3f", seconds);
     return true;
@@ -190,7 +200,7 @@ static void wait_from_callback(gs_phase from, gs_phase to, void *user_data) {
     sem_post(&callback_done);
 }
 
-static bool wait_from_hook(double seconds, void *user_data) {
+static uint8_t wait_from_hook(double seconds, void *user_data) {
     (void)seconds; (void)user_data;
     hook_phase_wait = gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY);
     return true;
@@ -246,7 +256,7 @@ static int child_main(void) {
 static int fork_in_callback(void) {
     sem_init(&in_callback, 0, 0);
     if (!ok(gs_on_phase(slow_callback, NULL, NULL), "on_phase")) return 1;
-    if (!ok(gs_set_draining(true), "set_draining")) return 1;
+    if (!ok(gs_set_draining(1), "set_draining")) return 1;
     if (!wait_sem(&in_callback, 10)) return 1;
     pid_t child = fork();
     if (child < 0) return 1;
@@ -261,6 +271,136 @@ static int fork_in_callback(void) {
     return 1;
 }
 
+/* ---- full-stderr ------------------------------------------------------ */
+
+/* Fills stderr (a pipe nobody reads, given by the test) until it takes no
+ * more, then puts it back in blocking mode: every later write to it blocks. */
+static int fill_stderr(void) {
+    int flags = fcntl(STDERR_FILENO, F_GETFL);
+    if (flags < 0 || fcntl(STDERR_FILENO, F_SETFL, flags | O_NONBLOCK) != 0) return 0;
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    size_t filled = 0;
+    for (int i = 0; i < 1 << 16; i++) { /* bounded: a pipe holds 1 MiB at most by default */
+        ssize_t n = write(STDERR_FILENO, block, sizeof block);
+        if (n < 0) break;
+        filled += (size_t)n;
+    }
+    int full = errno == EAGAIN;
+    if (fcntl(STDERR_FILENO, F_SETFL, flags) != 0) return 0;
+    say("stderr filled with %.0f bytes", (double)filled);
+    return full;
+}
+
+static int full_stderr(void) {
+    if (!fill_stderr()) { say("could not fill stderr %.0f", 0); return 1; }
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends: warnings */
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 60), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    /* The warnings that did not fit are counted. */
+    static char metrics[16384];
+    if (!ok(gs_render_metrics(GS_METRICS_PROMETHEUS, metrics, sizeof metrics, NULL), "metrics")) return 1;
+    const char *dropped = strstr(metrics, "\ngs_log_lines_dropped_total ");
+    say("log lines dropped %.0f", dropped ? atof(dropped + strlen("\ngs_log_lines_dropped_total ")) : -1.0);
+    for (;;) pause(); /* only the watchdog ends us */
+}
+
+/* ---- no-reader-stderr ------------------------------------------------- */
+
+static uint8_t marking_hook(double seconds, void *user_data) {
+    (void)seconds; (void)user_data;
+    say("hook ran at %.3f", elapsed());
+    return true;
+}
+
+static int no_reader_stderr(void) {
+    signal(SIGPIPE, SIG_DFL); /* a C host's default: death on a write with no reader */
+    if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends: warnings */
+    if (!ok(gs_register_shutdown_hook("marks", marking_hook, NULL, NULL), "hook")) return 1;
+    if (!ok(gs_begin_shutdown(), "begin_shutdown")) return 1;
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, 60), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    return 0;
+}
+
+/* ---- emfile-probe ----------------------------------------------------- */
+
+static int emfile_probe(void) {
+    /* Every runtime thread first, so that only the listener needs more. */
+    if (!ok(gs_increment_active_streams(), "increment")) return 1;
+    if (!ok(gs_decrement_active_streams(), "decrement")) return 1;
+    struct rlimit saved;
+    if (getrlimit(RLIMIT_NOFILE, &saved) != 0) return 1;
+    int next = dup(0); /* the lowest free descriptor */
+    if (next < 0) return 1;
+    close(next);
+    /* Room for the listening socket, not for its runtime's epoll. */
+    struct rlimit tight = {(rlim_t)next + 1, saved.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &tight) != 0) return 1;
+    char bound[GS_ADDRESS_LENGTH_MAX];
+    gs_status status = gs_start_probe_listener("127.0.0.1:0", bound, sizeof bound, NULL);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    say("start status %.0f", (double)status);
+    /* The host's own file, on whatever number is free now (the listener's,
+     * if it was closed). A forked child must still have it. */
+    int mine = open("/dev/null", O_RDONLY);
+    if (mine < 0) return 1;
+    say("host file on %.0f", (double)mine);
+    pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) _exit(fcntl(mine, F_GETFD) == -1 ? 4 : 0);
+    int child_status = 0;
+    if (waitpid(child, &child_status, 0) != child) return 1;
+    say("child kept the host's file %.0f", WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+    /* A start that failed left nothing started: a second start may run. */
+    if (status != GS_OK) {
+        gs_status again = gs_start_probe_listener("127.0.0.1:0", NULL, 0, NULL);
+        say("second start status %.0f", (double)again);
+    }
+    return 0;
+}
+
+/* ---- fork-while-publishing ------------------------------------------- */
+
+static int stop_publishing;
+
+static void *publish_loop(void *unused) {
+    (void)unused;
+    while (!__atomic_load_n(&stop_publishing, __ATOMIC_ACQUIRE)) {
+        gs_hub_send("c", GS_STREAM_RESUMABLE, NULL, "x", NULL);
+    }
+    return NULL;
+}
+
+static int fork_while_publishing(void) {
+    if (!ok(gs_hub_start("127.0.0.1:0", NULL, 0, NULL), "hub_start")) return 1;
+    pthread_t publisher;
+    if (pthread_create(&publisher, NULL, publish_loop, NULL) != 0) return 1;
+    int hung = 0, wrong = 0;
+    for (int i = 0; i < 600; i++) {
+        pid_t child = fork();
+        if (child < 0) return 1;
+        if (child == 0) {
+            alarm(10); /* a child stuck on a lock inherited held dies of SIGALRM */
+            /* Not this process's hub: refused at once. */
+            int64_t sent = gs_hub_send("c", GS_STREAM_RESUMABLE, NULL, "x", NULL);
+            _exit(sent == -(int64_t)GS_ERR_HUB_NOT_STARTED ? 0 : 3);
+        }
+        int status = 0;
+        if (waitpid(child, &status, 0) != child) return 1;
+        if (WIFSIGNALED(status)) hung++;
+        else if (WEXITSTATUS(status) != 0) wrong++;
+    }
+    __atomic_store_n(&stop_publishing, 1, __ATOMIC_RELEASE);
+    pthread_join(publisher, NULL);
+    say("forks 600, hung %.0f", hung);
+    say("wrong answers %.0f", wrong);
+    return hung == 0 && wrong == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &started_at);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -270,6 +410,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "remove-self") == 0) return remove_self();
     if (strcmp(mode, "wait-in-callback") == 0) return wait_in_callback();
     if (strcmp(mode, "fork-in-callback") == 0) return fork_in_callback();
+    if (strcmp(mode, "full-stderr") == 0) return full_stderr();
+    if (strcmp(mode, "no-reader-stderr") == 0) return no_reader_stderr();
+    if (strcmp(mode, "emfile-probe") == 0) return emfile_probe();
+    if (strcmp(mode, "fork-while-publishing") == 0) return fork_while_publishing();
     fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
     return 2;
 }

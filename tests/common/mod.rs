@@ -58,7 +58,17 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    pub fn spawn(mut command: Command) -> ChildProcess {
+    pub fn spawn(command: Command) -> ChildProcess {
+        Self::spawn_with(command, true)
+    }
+
+    /// As [`ChildProcess::spawn`], but its stderr is a pipe left in
+    /// `child.stderr` for the test (to hold unread, or to close).
+    pub fn spawn_keeping_stderr(command: Command) -> ChildProcess {
+        Self::spawn_with(command, false)
+    }
+
+    fn spawn_with(mut command: Command, read_stderr: bool) -> ChildProcess {
         command
             .stdout(Stdio::piped())
             .stdin(Stdio::piped())
@@ -66,17 +76,20 @@ impl ChildProcess {
         let mut child = command.spawn().expect("spawn child");
         let stdout: ChildStdout = child.stdout.take().unwrap();
         let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let errors_reader = child.stderr.take().map(|stderr| {
-            let errors = std::sync::Arc::clone(&errors);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let mut text = errors.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            })
-        });
+        let errors_reader = read_stderr
+            .then(|| child.stderr.take())
+            .flatten()
+            .map(|stderr| {
+                let errors = std::sync::Arc::clone(&errors);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stderr).lines() {
+                        let Ok(line) = line else { break };
+                        let mut text = errors.lock().unwrap();
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                })
+            });
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {

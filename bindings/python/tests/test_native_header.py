@@ -42,6 +42,8 @@ SCALARS: dict[str, Any] = {
     "uint32_t": ctypes.c_uint32,
     "int64_t": ctypes.c_int64,
     "uint64_t": ctypes.c_uint64,
+    # A fixed-width status: `typedef uint32_t gs_status` in C.
+    "gs_status": ctypes.c_uint32,
 }
 #: Pointers that ctypes passes as a type of their own, not as POINTER(...).
 POINTERS: dict[str, Any] = {
@@ -73,6 +75,10 @@ def parse_header() -> c_ast.FileAST:
     text = re.sub(r"//[^\n]*", "", text)
     # C++'s `extern "C" {` and its closing brace, then every other directive.
     text = re.sub(r"^#ifdef __cplusplus$.*?^#endif[^\n]*$", "", text, flags=re.S | re.M)
+    # gs_status's fixed underlying type (C++ and C23 only), and its C23
+    # typedef: the C11 branch is the one read here (`typedef uint32_t`).
+    text = re.sub(r"^#if defined\(__cplusplus\).*?^#endif[^\n]*$", "", text, flags=re.S | re.M)
+    text = re.sub(r"^#if __STDC_VERSION__ >= 202311L$.*?^#else$", "", text, flags=re.S | re.M)
     text = re.sub(r"^\s*#[^\n]*", "", text, flags=re.M)
     return c_parser.CParser().parse(PRELUDE + text, filename=str(HEADER))
 

@@ -24,7 +24,8 @@ HEADER = Path(__file__).resolve().parents[3] / "include" / "last_call.h"
 
 
 def header_statuses() -> dict[str, int]:
-    body = re.search(r"typedef enum gs_status \{(.*?)\} gs_status;", HEADER.read_text(), re.S)
+    # The enum's body, whatever its underlying type's lines (uint32_t).
+    body = re.search(r"^enum gs_status\b[^{]*\{(.*?)\};", HEADER.read_text(), re.S | re.M)
     assert body, "enum gs_status not found in the header"
     return {name: int(value) for name, value in re.findall(r"\b(GS_\w+) = (\d+)", body.group(1))}
 

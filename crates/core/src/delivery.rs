@@ -68,6 +68,12 @@ impl Default for DeliverySlot {
 }
 
 impl DeliverySlot {
+    /// Its word's lock, if it has one, for the fork handlers.
+    #[cfg(not(loom))]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.done.hold_across_fork()
+    }
+
     /// No call in flight.
     pub fn new() -> Self {
         Self {

@@ -24,7 +24,10 @@
 //!   never polls.
 //!
 //! Everything here is plain atomics plus one system call, which is why the
-//! signal handler may call [`PhaseCell::begin_sequence`].
+//! signal handler may call [`PhaseCell::begin_sequence_from_signal`]: with
+//! the futex that is the whole story; with the portable wait, whose wake
+//! takes a mutex, the handler changes the word without waking and has a
+//! thread of the runtime wake the sleepers (`signal_relay.rs` there).
 
 use crate::clock::{AtomicStamp, Mono, Stamp};
 use crate::wait_word::{Ordering, WaitWord};
@@ -113,6 +116,22 @@ impl PhaseWord {
 
     pub fn from_bits(bits: u32) -> PhaseWord {
         PhaseWord(bits)
+    }
+
+    /// Whether change number `index` (from 0) of `seen.changes_until(..)`
+    /// was made after this word was read: for a listener registered when
+    /// the word was `self`, which is told of later changes only. (Transition
+    /// numbers wrap; a listener older than half their range, 2^26 changes,
+    /// is told of every change.)
+    pub fn change_is_after(self, seen: PhaseWord, index: usize) -> bool {
+        let mask = u32::MAX >> TRANSITION_SHIFT;
+        let number = seen
+            .transition_number()
+            .wrapping_add(index as u32)
+            .wrapping_add(1)
+            & mask;
+        let after = number.wrapping_sub(self.transition_number()) & mask;
+        after != 0 && after <= mask / 2
     }
 }
 
@@ -218,6 +237,12 @@ impl PhaseCell {
         }
     }
 
+    /// The word's lock, if it has one, for the fork handlers.
+    #[cfg(not(loom))]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.word.hold_across_fork()
+    }
+
     pub fn load(&self) -> PhaseWord {
         PhaseWord(self.word.atomic().load(Ordering::Acquire))
     }
@@ -241,7 +266,16 @@ impl PhaseCell {
     /// error. Records the entry time and wakes sleepers on a change.
     fn update(
         &self,
+        decide: impl FnMut(PhaseWord) -> Result<Option<(Phase, bool)>, Refused>,
+    ) -> Result<(PhaseWord, PhaseWord), Refused> {
+        self.update_and_wake(decide, true)
+    }
+
+    /// [`PhaseCell::update`], waking the sleepers only if `wake`.
+    fn update_and_wake(
+        &self,
         mut decide: impl FnMut(PhaseWord) -> Result<Option<(Phase, bool)>, Refused>,
+        wake: bool,
     ) -> Result<(PhaseWord, PhaseWord), Refused> {
         let atomic = self.word.atomic();
         let mut current = PhaseWord(atomic.load(Ordering::Acquire));
@@ -274,7 +308,9 @@ impl PhaseCell {
             }
             match atomic.compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    self.word.wake_all();
+                    if wake {
+                        self.word.wake_all();
+                    }
                     return Ok((current, next));
                 }
                 Err(actual) => current = PhaseWord(actual),
@@ -303,15 +339,32 @@ impl PhaseCell {
 
     /// Starts the shutdown sequence: Draining at once, with the sequence bit
     /// set. Returns `true` for the call that started it, `false` when it had
-    /// already started. Async-signal-safe.
+    /// already started. Not for a signal handler: see
+    /// [`PhaseCell::begin_sequence_from_signal`].
     pub fn begin_sequence(&self) -> bool {
-        match self.update(|w| {
-            if w.sequence_started() {
-                Ok(None)
-            } else {
-                Ok(Some((Phase::Draining, true)))
-            }
-        }) {
+        self.begin_sequence_waking(true)
+    }
+
+    /// [`PhaseCell::begin_sequence`] from a signal handler: async-signal-safe
+    /// on every build. Returns whether the word changed and the sleepers
+    /// still need [`PhaseCell::wake_sleepers`] from a thread (never, with
+    /// the futex, whose wake is done here).
+    pub fn begin_sequence_from_signal(&self) -> bool {
+        let safe = WaitWord::WAKE_IS_ASYNC_SIGNAL_SAFE;
+        self.begin_sequence_waking(safe) && !safe
+    }
+
+    fn begin_sequence_waking(&self, wake: bool) -> bool {
+        match self.update_and_wake(
+            |w| {
+                if w.sequence_started() {
+                    Ok(None)
+                } else {
+                    Ok(Some((Phase::Draining, true)))
+                }
+            },
+            wake,
+        ) {
             Ok((before, after)) => before != after,
             Err(_) => false,
         }
@@ -373,6 +426,35 @@ impl PhaseCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signal handler's path, on a thread that the signal interrupted
+    /// inside a wait or a wake of the phase word (holding the portable
+    /// wait's mutex): it must not take that mutex. Before, it woke the
+    /// sleepers itself, under the mutex, and waited for itself for ever
+    /// (3 processes of 600 hung; `crates/runtime/tests/signal_stress.rs`).
+    #[cfg(all(feature = "portable-wait", not(loom)))]
+    #[test]
+    fn the_signal_path_never_takes_the_portable_wait_mutex() {
+        let cell = std::sync::Arc::new(PhaseCell::new());
+        let (done, finished) = std::sync::mpsc::channel();
+        {
+            let cell = std::sync::Arc::clone(&cell);
+            // Left behind (blocked for ever) if the path takes the mutex.
+            std::thread::spawn(move || {
+                let _held = cell.word.hold_mutex_for_test();
+                let needs_wake = cell.begin_sequence_from_signal();
+                let _ = done.send(needs_wake);
+            });
+        }
+        let needs_wake = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the signal path blocked on the wait word's mutex");
+        assert!(needs_wake, "the portable wait needs the relay's wake");
+        assert_eq!(cell.phase(), Phase::Draining);
+        assert!(cell.load().sequence_started());
+        // Once: a second signal changes nothing and asks for no wake.
+        assert!(!cell.begin_sequence_from_signal());
+    }
 
     #[test]
     fn draining_flips_back_until_the_sequence_starts() {

@@ -1,67 +1,66 @@
 //! Stream accounting: the hot path.
 //!
-//! One 32-bit word holds the number of active streams, a "someone is
-//! waiting for zero" bit, and a small count of the times the count reached
-//! zero, in the shape of tokio-util's `TaskTracker`:
+//! Two 32-bit words: the state (the number of active streams and a
+//! "someone is waiting for zero" bit) and the zeros (how many times the
+//! count has reached zero, wrapping), which is what waiters sleep on:
 //!
 //! ```text
-//!   bits 31..26       bits 25..1                      bit 0
-//!   [ zero epoch ]    [ active stream count (+guard) ][ W ]
+//!   state:  bits 31..26 unused  [ active stream count (+guard), bits 25..1 ][ W, bit 0 ]
+//!   zeros:  [ times the count reached zero, modulo 2^32 ]
 //! ```
 //!
 //! * `begin` is one `fetch_add`: no lock, no allocation, no system call.
 //! * `end` is one compare-and-swap (it must refuse to go below zero, so a
 //!   plain `fetch_sub` will not do). The end that brings the count to zero
-//!   also clears the waiter bit and moves the zero epoch on, in the same
-//!   compare-and-swap; only if the waiter bit was set does it make a
-//!   system call, to wake waiters.
-//! * `wait_for_zero` sets the waiter bit and sleeps on the word itself (a
-//!   futex, see `wait_word.rs`). Because the bit, the count and the epoch
-//!   live in one word, the waker's compare-and-swap and the sleeper's "is it
-//!   still this value?" check are ordered by the word itself: either the
-//!   sleeper sees the zero, or the waker sees the bit. And because every
-//!   zero moves the epoch, a zero followed at once by a new stream still
-//!   changes the word: a waiter can neither set its bit over it (its
-//!   compare-and-swap fails) nor sleep through it (it compares the epoch
-//!   when it wakes). That is what the loom model in
-//!   `tests/loom_stream_counter.rs` checks. (The epoch wraps after 64 zeros;
-//!   a waiter misses a zero only if exactly a multiple of 64 happen between
-//!   two of its reads of the word, nanoseconds apart.)
+//!   also clears the waiter bit in the same compare-and-swap, then counts
+//!   the zero in `zeros` and, if a waiter had set the bit (before the
+//!   compare-and-swap, or since), makes one system call to wake waiters.
+//! * `wait_for_zero` reads `zeros` first, then sets the waiter bit with a
+//!   read-modify-write that also tells it the count, re-reads `zeros` and
+//!   sleeps on it (a futex, see `wait_word`) only while it still holds the
+//!   first value. The waiter's "set the bit, read zeros" and the ender's
+//!   "count the zero, read the bit" are sequentially consistent: either the
+//!   waiter sees the zero or the ender sees the bit and wakes it; and since
+//!   it sleeps on `zeros`, a wake that comes before it sleeps makes the
+//!   sleep return at once. Any number of zeros between two of a waiter's
+//!   reads moves `zeros` (only exactly 2^32 of them would not: over a minute
+//!   of nothing but begin/end pairs between two instructions), so no burst
+//!   of zeros can hide one from a waiter. (Before, a 6-bit epoch in the
+//!   state word was the only trace of a zero, and exactly 64 zeros between
+//!   a waiter's wake-up and its next read, about a microsecond of
+//!   begin/end pairs, hid them all.) The loom model in
+//!   `tests/loom_stream_counter.rs` checks every interleaving, across the
+//!   wrap of `zeros` too.
 //!
 //! The totals of streams started and finished live on the same cache line:
 //! a begin/end pair touches one line, so under contention one line moves
 //! between cores, not three.
 
 use crate::clock::Mono;
-use crate::wait_word::{Ordering, WaitWord};
+use crate::wait_word::{AtomicU32, Ordering, WaitWord};
 use crossbeam_utils::CachePadded;
 use std::time::Duration;
 
-use crate::sync::AtomicU64;
+use crate::sync::{fence, AtomicU64};
 
 const WAITERS: u32 = 1;
 const ONE_STREAM: u32 = 2;
 const COUNT_BITS: u32 = 25;
 const COUNT_MASK: u32 = ((1 << COUNT_BITS) - 1) << 1;
-const EPOCH_SHIFT: u32 = COUNT_BITS + 1;
-const ONE_EPOCH: u32 = 1 << EPOCH_SHIFT;
 /// At most this many streams may be active at once (2^24 - 1). The count's
 /// field has room for twice as many, which leaves a guard band so that a
-/// `begin` that overshoots and then backs out can never carry into the
-/// epoch.
+/// `begin` that overshoots and then backs out can never carry out of the
+/// field.
 pub const MAX_ACTIVE_STREAMS: u32 = (1 << (COUNT_BITS - 1)) - 1;
 
 fn count(word: u32) -> u32 {
     (word & COUNT_MASK) >> 1
 }
 
-fn epoch(word: u32) -> u32 {
-    word >> EPOCH_SHIFT
-}
-
-/// The word after a zero: count 0, no waiter bit, the next epoch.
+/// The state after a zero: count 0, no waiter bit (the wake that follows
+/// serves everyone who had set it).
 fn after_zero(word: u32) -> u32 {
-    (word & !(COUNT_MASK | WAITERS)).wrapping_add(ONE_EPOCH)
+    word & !(COUNT_MASK | WAITERS)
 }
 
 /// Why a stream could not be counted.
@@ -91,7 +90,9 @@ impl std::error::Error for CountError {}
 
 #[derive(Debug)]
 struct Line {
-    state: WaitWord,
+    state: AtomicU32,
+    /// Zeros so far, wrapping: the word waiters sleep on.
+    zeros: WaitWord,
     started: AtomicU64,
     finished: AtomicU64,
 }
@@ -114,7 +115,8 @@ impl StreamCounter {
     pub const fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
-                state: WaitWord::new(0),
+                state: AtomicU32::new(0),
+                zeros: WaitWord::new(0),
                 started: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
             }),
@@ -126,7 +128,8 @@ impl StreamCounter {
     pub fn new() -> Self {
         Self {
             line: CachePadded::new(Line {
-                state: WaitWord::new(0),
+                state: AtomicU32::new(0),
+                zeros: WaitWord::new(0),
                 started: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
             }),
@@ -136,13 +139,13 @@ impl StreamCounter {
     /// Counts one more active stream.
     #[inline]
     pub fn begin(&self) -> Result<(), CountError> {
-        let state = self.line.state.atomic();
+        let state = &self.line.state;
         // Relaxed is enough: nothing is published by starting a stream.
         let previous = state.fetch_add(ONE_STREAM, Ordering::Relaxed);
         if count(previous) >= MAX_ACTIVE_STREAMS {
             // Back out. Never reaches zero (previous count >= 2^24 - 1), so no
             // waiter needs waking; the guard band keeps the count from
-            // carrying into the epoch.
+            // carrying out of the count's field.
             state.fetch_sub(ONE_STREAM, Ordering::Relaxed);
             return Err(CountError::TooManyStreams);
         }
@@ -154,14 +157,14 @@ impl StreamCounter {
     /// stream is active. The end that reaches zero wakes every waiter.
     #[inline]
     pub fn end(&self) -> Result<(), CountError> {
-        let state = self.line.state.atomic();
+        let state = &self.line.state;
         let mut current = state.load(Ordering::Relaxed);
         loop {
             if count(current) == 0 {
                 return Err(CountError::NoActiveStream);
             }
             // Reaching zero clears the waiter bit (the wake below serves
-            // everyone who set it) and moves the epoch on.
+            // everyone who set it).
             let next = if count(current) == 1 {
                 after_zero(current)
             } else {
@@ -174,16 +177,36 @@ impl StreamCounter {
             }
         }
         self.line.finished.fetch_add(1, Ordering::Relaxed);
-        if count(current) == 1 && current & WAITERS != 0 {
-            self.line.state.wake_all();
+        if count(current) == 1 {
+            self.zero_reached(current & WAITERS != 0);
         }
         Ok(())
+    }
+
+    /// Counts a zero and wakes the waiters: those whose bit the zero
+    /// cleared (`had_waiters`) and any that set it since. The SeqCst fence
+    /// pairs with the waiter's, between its "set the bit" and "read
+    /// `zeros`": either it sees this zero, or this reload sees its bit.
+    /// (Fences, not SeqCst accesses: the two are the same on x86 and ARM,
+    /// and loom models only the fences as sequentially consistent.)
+    fn zero_reached(&self, had_waiters: bool) {
+        self.line.zeros.atomic().fetch_add(1, Ordering::AcqRel);
+        fence(Ordering::SeqCst);
+        if had_waiters || self.line.state.load(Ordering::Relaxed) & WAITERS != 0 {
+            self.line.zeros.wake_all();
+        }
+    }
+
+    /// The zeros word's lock, if it has one, for the fork handlers.
+    #[cfg(not(loom))]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.line.zeros.hold_across_fork()
     }
 
     /// Number of streams active now.
     #[inline]
     pub fn active(&self) -> u32 {
-        count(self.line.state.atomic().load(Ordering::Acquire))
+        count(self.line.state.load(Ordering::Acquire))
     }
 
     /// Streams begun since the counter was created.
@@ -207,33 +230,39 @@ impl StreamCounter {
     }
 
     pub fn wait_for_zero_until(&self, deadline: Mono) -> bool {
-        let state = self.line.state.atomic();
-        let mut current = state.load(Ordering::Acquire);
-        let first_epoch = epoch(current);
+        self.wait_for_zero_since(self.zeros_so_far(), deadline)
+    }
+
+    /// The count of zeros so far (wrapping), for
+    /// [`StreamCounter::wait_for_zero_since`].
+    #[doc(hidden)]
+    pub fn zeros_so_far(&self) -> u32 {
+        self.line.zeros.atomic().load(Ordering::Acquire)
+    }
+
+    /// As [`StreamCounter::wait_for_zero_until`], for a wait that began when
+    /// [`StreamCounter::zeros_so_far`] returned `first`: true when the count
+    /// is zero or has been zero since. (The loom model takes `first` before
+    /// it starts the threads that end streams, so that "during the wait" is
+    /// defined.)
+    #[doc(hidden)]
+    pub fn wait_for_zero_since(&self, first: u32, deadline: Mono) -> bool {
+        let zeros = self.line.zeros.atomic();
         loop {
-            if count(current) == 0 || epoch(current) != first_epoch {
+            // One read-modify-write sets the bit and reads the count; an
+            // ender that does not see the bit counted its zero before the
+            // read of `zeros` just after (the fences: see `zero_reached`).
+            let current = self.line.state.fetch_or(WAITERS, Ordering::AcqRel);
+            fence(Ordering::SeqCst);
+            if count(current) == 0 || zeros.load(Ordering::Acquire) != first {
                 return true;
-            }
-            if current & WAITERS == 0 {
-                match state.compare_exchange_weak(
-                    current,
-                    current | WAITERS,
-                    Ordering::Acquire,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => current |= WAITERS,
-                    Err(actual) => {
-                        current = actual;
-                        continue;
-                    }
-                }
             }
             let left = deadline.left();
             if left == Some(Duration::ZERO) {
                 return false;
             }
-            self.line.state.wait(current, left);
-            current = state.load(Ordering::Acquire);
+            // Returns at once if a zero has moved `zeros` since `first`.
+            self.line.zeros.wait(first, left);
         }
     }
 
@@ -241,17 +270,34 @@ impl StreamCounter {
     /// waiter: the testing reset. Streams still held by the caller's
     /// threads end later with [`CountError::NoActiveStream`].
     pub fn reset_active(&self) {
-        let state = self.line.state.atomic();
-        let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(after_zero(w)));
-        self.line.state.wake_all();
+        self.line
+            .state
+            .fetch_and(!(COUNT_MASK | WAITERS), Ordering::AcqRel);
+        self.line.zeros.atomic().fetch_add(1, Ordering::AcqRel);
+        self.line.zeros.wake_all();
     }
 
     /// Returns the counter to zero, as at creation. For a forked child, whose
     /// parent's streams are not its own; see the runtime crate's `fork.rs`.
     pub fn reset_after_fork(&self) {
-        self.line.state.atomic().store(0, Ordering::Relaxed);
+        self.line.state.store(0, Ordering::Relaxed);
+        self.line.zeros.atomic().store(0, Ordering::Relaxed);
         self.line.started.store(0, Ordering::Relaxed);
         self.line.finished.store(0, Ordering::Relaxed);
+    }
+
+    /// A counter whose count of zeros is about to wrap: for the loom model
+    /// of the wrap (`tests/loom_stream_counter.rs`).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_zeros_before_wrap() -> Self {
+        let counter = Self::new();
+        counter
+            .line
+            .zeros
+            .atomic()
+            .store(u32::MAX, Ordering::Relaxed);
+        counter
     }
 }
 
@@ -306,7 +352,6 @@ mod tests {
         counter
             .line
             .state
-            .atomic()
             .store(MAX_ACTIVE_STREAMS << 1, Ordering::Relaxed);
         assert_eq!(counter.begin(), Err(CountError::TooManyStreams));
         assert_eq!(counter.active(), MAX_ACTIVE_STREAMS);
@@ -343,7 +388,7 @@ mod tests {
             let counter = Arc::clone(&counter);
             std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(30))))
         };
-        while counter.line.state.atomic().load(Ordering::Acquire) & WAITERS == 0 {
+        while counter.line.state.load(Ordering::Acquire) & WAITERS == 0 {
             std::thread::yield_now();
         }
         let started = std::time::Instant::now();
@@ -352,6 +397,34 @@ mod tests {
         assert!(waiter.join().unwrap());
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(counter.active(), 1);
+    }
+
+    #[test]
+    fn exactly_64_zeros_during_a_wait_are_seen() {
+        // 64 end/begin pairs take about a microsecond, a futex wake-up
+        // much longer. Before, the 6-bit zero epoch had wrapped by the time
+        // the woken waiter read the word again: the same epoch, one stream,
+        // and it slept on to its timeout (5 rounds of 5). 63 or 65 zeros
+        // were seen.
+        for zeros in [64, 128, 63, 65] {
+            let counter = Arc::new(StreamCounter::new());
+            counter.begin().unwrap();
+            let waiter = {
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(10))))
+            };
+            // Bounded by the waiter, which sets its bit at once.
+            while counter.line.state.load(Ordering::Acquire) & WAITERS == 0 {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(5)); // asleep by now
+            for _ in 0..zeros {
+                counter.end().unwrap();
+                counter.begin().unwrap();
+            }
+            assert!(waiter.join().unwrap(), "{zeros} zeros went unseen");
+            assert_eq!(counter.active(), 1);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! the ordinary tests.
 #![cfg(loom)]
 
+use last_call_core::clock::Mono;
 use last_call_core::StreamCounter;
 use loom::sync::Arc;
 use loom::thread;
@@ -115,10 +116,13 @@ fn a_brief_zero_is_seen_even_when_a_new_stream_begins_at_once() {
     // The end reaches zero and a new stream begins straight after: the
     // waiter must still return (the count did touch zero), whatever the
     // interleaving. Before the "zeros" count, it could wake, see one stream
-    // again and sleep on, which loom reports as a deadlock.
+    // again and sleep on, which loom reports as a deadlock. (The wait
+    // begins before the churn starts: a waiter that first looks after the
+    // zero and the new begin rightly waits for the next zero.)
     loom::model(|| {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
+        let first = counter.zeros_so_far(); // the wait begins before the zero
         let churn = {
             let counter = Arc::clone(&counter);
             thread::spawn(move || {
@@ -126,8 +130,84 @@ fn a_brief_zero_is_seen_even_when_a_new_stream_begins_at_once() {
                 counter.begin().unwrap();
             })
         };
-        assert!(counter.wait_for_zero(None));
+        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
         churn.join().unwrap();
         assert_eq!(counter.active(), 1);
+    });
+}
+
+#[test]
+fn two_zeros_in_a_row_are_seen_whatever_the_waiter_read_between_them() {
+    // Any number of zeros between two of the waiter's reads must move what
+    // it compares: before, a 6-bit epoch did, and exactly 64 zeros (one
+    // full turn) hid them all. Two zeros with a begin after each put the
+    // count back where it was, twice, in every interleaving with the
+    // waiter's reads, its sleep and its wake-up.
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let first = counter.zeros_so_far();
+        let churn = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    counter.end().unwrap();
+                    counter.begin().unwrap();
+                }
+            })
+        };
+        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
+        churn.join().unwrap();
+        assert_eq!(counter.active(), 1);
+    });
+}
+
+#[test]
+fn a_zero_is_seen_across_the_wrap_of_the_zeros_count() {
+    // The count of zeros waiters compare wraps from u32::MAX to 0 during
+    // the wait.
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::with_zeros_before_wrap());
+        counter.begin().unwrap();
+        let first = counter.zeros_so_far();
+        assert_eq!(first, u32::MAX);
+        let churn = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                counter.end().unwrap();
+                counter.begin().unwrap();
+            })
+        };
+        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
+        churn.join().unwrap();
+    });
+}
+
+#[test]
+fn a_zero_is_seen_when_another_thread_begins_a_stream_right_after_it() {
+    // The waiter's "set the bit" can read the state after the zero and a
+    // begin from a thread that has no order with the ender: the ender then
+    // neither saw the bit before its zero nor is seen by it, unless one of
+    // them looks again (the fences in `zero_reached` and the wait).
+    loom::model(|| {
+        let counter = Arc::new(StreamCounter::new());
+        counter.begin().unwrap();
+        let first = counter.zeros_so_far();
+        let ender = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || counter.end().unwrap())
+        };
+        let beginner = {
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                while counter.active() != 0 {
+                    thread::yield_now();
+                }
+                counter.begin().unwrap();
+            })
+        };
+        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
+        ender.join().unwrap();
+        beginner.join().unwrap();
     });
 }

@@ -41,6 +41,9 @@ pub enum Error {
     HubFull,
     /// The stream hub's queue to its shared store is full.
     HubBusy,
+    /// Too late in the shutdown for this to take effect (a shutdown hook
+    /// registered once Stopping has begun); says why.
+    TooLate(&'static str),
 }
 
 impl std::fmt::Display for Error {
@@ -74,6 +77,7 @@ impl std::fmt::Display for Error {
             Error::HubFull => f.write_str(
                 "the stream hub holds as many channels as it may (GS_STREAM_MAX_CHANNELS), none of them idle",
             ),
+            Error::TooLate(why) => f.write_str(why),
             Error::HubBusy => f.write_str(
                 "the stream hub's queue to its shared store is full (GS_STREAM_PUBLISH_QUEUE_EVENTS): the store is slower than the publishers",
             ),

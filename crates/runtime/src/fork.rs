@@ -28,6 +28,19 @@
 //! * Layers above the runtime (the listeners) keep state of their own and
 //!   [`join`] these handlers: theirs run after the runtime's lock is taken,
 //!   and in the child after the runtime's own reset.
+//!
+//! The order in which `before_fork` takes the locks (never the other way
+//! round anywhere else, so a fork cannot deadlock the parent): the
+//! runtime's one lock (`Shared`), then each joined layer's in the order
+//! they joined (the listeners': their `State`, which holds the stream hub
+//! and the probe listener). Every other lock of the layers (the hub's
+//! channel map, each channel's state, the shared store's health) belongs
+//! to a hub that names its process image: a forked child never reaches the
+//! parent's hub through `State` (it answers "hub not started" until the
+//! child starts its own, with fresh locks), so those are fork-safe by
+//! construction and not taken here (`tests/hostile_host.rs` forks 600
+//! children while a thread publishes). The exception is the portable wait
+//! (no futex), whose words carry a mutex: see `wait_word/portable.rs`.
 
 use crate::log::warn;
 use crate::runtime::{lock, Runtime, Shared};
@@ -39,6 +52,8 @@ thread_local! {
     /// The global runtime's lock, held across `fork()` by the forking
     /// thread (the prepare handler and the parent/child handlers run on it).
     static HELD: RefCell<Option<MutexGuard<'static, Shared>>> = const { RefCell::new(None) };
+    /// Its wait words' locks (the portable wait's), held likewise.
+    static WORDS_HELD: RefCell<Vec<MutexGuard<'static, ()>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Forks this process image has gone through as a child: a value read in
@@ -108,6 +123,8 @@ extern "C" fn before_fork() {
     if let Some(runtime) = Runtime::global_if_created() {
         let guard = lock(&runtime.inner.shared);
         HELD.with(|held| *held.borrow_mut() = Some(guard));
+        let words = runtime.inner.hold_wait_words_across_fork();
+        WORDS_HELD.with(|held| *held.borrow_mut() = words);
     }
     for handlers in joined() {
         (handlers.before)();
@@ -118,11 +135,14 @@ extern "C" fn after_fork_in_parent() {
     for handlers in joined() {
         (handlers.parent)();
     }
+    WORDS_HELD.with(|held| held.borrow_mut().clear());
     HELD.with(|held| drop(held.borrow_mut().take()));
 }
 
 extern "C" fn after_fork_in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    // The words' locks first: the reset below wakes on the phase word.
+    WORDS_HELD.with(|held| held.borrow_mut().clear());
     HELD.with(|held| {
         let mut held = held.borrow_mut();
         if let (Some(runtime), Some(shared)) = (Runtime::global_if_created(), held.as_mut()) {

@@ -45,11 +45,18 @@ pub(crate) struct Hooks {
     /// Hooks running now (the watchdog names them).
     pub(crate) running: Vec<RunningHook>,
     reports: Vec<HookReport>,
+    /// Stopping has taken the hooks to run: later ones would never run.
+    taken: bool,
 }
 
 impl Hooks {
-    pub(crate) fn register(&mut self, entry: HookEntry) {
+    /// `false` (and the hook dropped) once the hooks have been taken.
+    pub(crate) fn register(&mut self, entry: HookEntry) -> bool {
+        if self.taken {
+            return false;
+        }
         self.registered.push(entry);
+        true
     }
 
     /// `false` if none had that id (or it already ran).
@@ -65,6 +72,7 @@ impl Hooks {
 
     /// The registered hooks, for the sequence to run (once).
     pub(crate) fn take(&mut self) -> Vec<HookEntry> {
+        self.taken = true;
         std::mem::take(&mut self.registered)
     }
 
@@ -82,6 +90,7 @@ impl Hooks {
     pub(crate) fn reset_after_fork(&mut self) {
         self.running.clear();
         self.reports.clear();
+        self.taken = false; // the child's sequence has not run
     }
 }
 

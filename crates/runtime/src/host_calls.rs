@@ -39,6 +39,11 @@ pub(crate) struct HostCalls {
 }
 
 impl HostCalls {
+    /// Its word's lock, if it has one, for the fork handlers.
+    pub(crate) fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.in_flight.hold_across_fork()
+    }
+
     pub(crate) fn new() -> HostCalls {
         HostCalls {
             closed: AtomicBool::new(false),

@@ -22,6 +22,10 @@ pub(crate) struct Listener {
     pub(crate) id: RegistrationId,
     pub(crate) removed: RemovedFlag,
     pub(crate) call: ListenerFn,
+    /// The phase word when it was registered: it is told only of the
+    /// changes made after, even by a delivery thread still catching up
+    /// with earlier ones.
+    pub(crate) since: PhaseWord,
 }
 
 /// Removes listener `id`; `false` if there was none. Outside a listener of
@@ -57,17 +61,22 @@ pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
             generation = current;
             seen = inner.reset_word();
         }
-        for change in seen.changes_until(now) {
-            deliver(&inner, change);
+        for (index, change) in seen.changes_until(now).into_iter().enumerate() {
+            deliver(&inner, change, seen, index);
         }
         seen = now;
         inner.phase.wait_for_change(now, None);
     }
 }
 
-fn deliver(inner: &Inner, change: PhaseChange) {
+/// Delivers change number `index` after `seen` to the listeners
+/// registered before it was made.
+fn deliver(inner: &Inner, change: PhaseChange, seen: PhaseWord, index: usize) {
     let listeners: Vec<Arc<Listener>> = lock(&inner.shared).listeners.clone();
     for listener in listeners {
+        if !listener.since.change_is_after(seen, index) {
+            continue;
+        }
         if !inner.delivery.begin(listener.id.0, &listener.removed) {
             continue;
         }

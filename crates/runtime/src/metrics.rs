@@ -37,6 +37,7 @@ struct Snapshot {
     shutdown_started: f64,
     shutdown_duration: f64,
     closed_by_deadline: u64,
+    log_lines_dropped: u64,
     /// The layers' figures, read after the runtime's.
     added: Vec<Figure>,
 }
@@ -56,6 +57,7 @@ impl Snapshot {
                 .map_or(0.0, |d| d.as_secs_f64()),
             shutdown_duration: runtime.shutdown_duration().map_or(0.0, |d| d.as_secs_f64()),
             closed_by_deadline: runtime.streams_closed_by_deadline(),
+            log_lines_dropped: crate::log::lines_dropped(),
             added: {
                 let sources = crate::runtime::lock(&runtime.inner.shared)
                     .metrics_sources
@@ -124,6 +126,12 @@ impl Snapshot {
                 kind: "counter",
                 help: "Streams still open when ClosingStreams began, asked to finish.",
                 value: self.closed_by_deadline as f64,
+            },
+            Figure {
+                name: "gs_log_lines_dropped_total",
+                kind: "counter",
+                help: "Diagnostic lines not written because stderr could not take them (full, closed, no reader).",
+                value: self.log_lines_dropped as f64,
             },
         ]
         .into_iter()

@@ -362,10 +362,15 @@ impl Runtime {
     ) -> Result<RegistrationId, Error> {
         self.ensure_threads()?;
         let id = self.next_id();
-        lock(&self.inner.shared).listeners.push(Arc::new(Listener {
+        let mut shared = lock(&self.inner.shared);
+        // Read under the lock: the delivery thread skips, for this
+        // listener, every change made before this word.
+        let since = self.inner.phase.load();
+        shared.listeners.push(Arc::new(Listener {
             id,
             removed: RemovedFlag::new(),
             call: Box::new(listener),
+            since,
         }));
         Ok(id)
     }
@@ -400,7 +405,8 @@ impl Runtime {
     /// share of the time left when it starts (at least the hooks' budget in
     /// total); a hook that overruns is left running and reported. The name
     /// is used in logs and reports; [`Error::InvalidArgument`] if it
-    /// contains a NUL.
+    /// contains a NUL. [`Error::TooLate`] once Stopping has taken the hooks
+    /// to run: a hook registered then would never run.
     pub fn register_shutdown_hook_with(
         &self,
         name: impl Into<String>,
@@ -412,12 +418,17 @@ impl Runtime {
             return Err(Error::InvalidArgument("a hook name must not contain NUL"));
         }
         let id = self.next_id();
-        lock(&self.inner.shared).hooks.register(HookEntry {
+        let registered = lock(&self.inner.shared).hooks.register(HookEntry {
             id,
             name,
             order,
             hook: Box::new(hook),
         });
+        if !registered {
+            return Err(Error::TooLate(
+                "the shutdown hooks have already been run (Stopping has begun): a hook registered now would never run",
+            ));
+        }
         Ok(id)
     }
 
@@ -645,6 +656,24 @@ impl Runtime {
 }
 
 impl Inner {
+    /// The locks of the wait words (the portable wait's; none with the
+    /// futex), in one order, for `fork.rs`: taken after the runtime's own
+    /// lock. No code holds one of them while it takes another lock.
+    pub(crate) fn hold_wait_words_across_fork(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        [
+            self.phase.hold_across_fork(),
+            self.streams.hold_across_fork(),
+            self.work.hold_across_fork(),
+            self.delivery.hold_across_fork(),
+            self.bell.hold_across_fork(),
+            self.sequence_running.hold_across_fork(),
+            self.host_calls.hold_across_fork(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// This runtime's address, to tell its callbacks from others'.
     pub(crate) fn address(&self) -> usize {
         self as *const Inner as usize
@@ -813,6 +842,80 @@ mod tests {
         assert_eq!(*Runtime::new().extension(|| 7u32), 7);
         runtime.reset_for_testing().unwrap();
         assert_eq!(*runtime.extension(make), 11);
+    }
+
+    #[test]
+    fn a_hook_registered_once_stopping_began_is_refused_saying_why() {
+        // Before: GS_OK and an id, and the hook never ran nor appeared in
+        // any report.
+        let runtime = Runtime::new();
+        runtime
+            .configure(Config::millis(0, 5_000, 1_000, 1_000))
+            .unwrap();
+        runtime.register_shutdown_hook("early", |_| true).unwrap();
+        runtime.begin_shutdown().unwrap();
+        runtime
+            .wait_for_phase(Phase::Stopped, Some(Duration::from_secs(10)))
+            .unwrap();
+        let late = runtime.register_shutdown_hook("late", |_| true);
+        match late {
+            Err(Error::TooLate(why)) => assert!(why.contains("never run"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let reports = runtime.hook_reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].name, "early");
+    }
+
+    #[test]
+    fn a_listener_is_told_only_of_changes_after_its_registration() {
+        // Before: a listener registered after Stopped was told of the
+        // earlier changes by a delivery thread still catching up.
+        use std::sync::mpsc;
+        let runtime = Runtime::new();
+        runtime
+            .configure(Config::millis(0, 5_000, 1_000, 1_000))
+            .unwrap();
+        let (release, released) = mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        let (seen_tx, seen) = mpsc::channel::<PhaseChange>();
+        let seen_tx = std::sync::Mutex::new(seen_tx);
+        // Holds the delivery thread on the first change until released.
+        runtime
+            .on_phase(move |change| {
+                if change.to == Phase::Draining {
+                    let _ = released
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(20));
+                }
+                let _ = seen_tx.lock().unwrap().send(change);
+            })
+            .unwrap();
+        runtime.begin_shutdown().unwrap();
+        runtime
+            .wait_for_phase(Phase::Stopped, Some(Duration::from_secs(10)))
+            .unwrap();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let late = {
+            let told = Arc::clone(&told);
+            runtime
+                .on_phase(move |change| told.lock().unwrap().push(change))
+                .unwrap()
+        };
+        release.send(()).unwrap();
+        // The first listener has been told of Stopped: delivery caught up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let change = seen.recv_timeout(left).expect("delivery caught up");
+            if change.to == Phase::Stopped {
+                break;
+            }
+        }
+        // Returns once the late listener is not running.
+        assert!(runtime.remove_phase_listener(late));
+        assert_eq!(*told.lock().unwrap(), Vec::<PhaseChange>::new());
     }
 
     #[test]

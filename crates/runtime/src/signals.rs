@@ -9,7 +9,11 @@
 //!    found at install);
 //! 2. the compare-and-swap that moves the phase word to Draining with the
 //!    "sequence started" bit, `clock_gettime` to stamp the start, and a
-//!    `FUTEX_WAKE` system call that wakes the core thread;
+//!    `FUTEX_WAKE` system call that wakes the core thread; with the
+//!    portable wait (no futex: macOS, the BSDs, the `portable-wait`
+//!    feature), whose wake takes a mutex, one non-blocking `write` of a
+//!    byte to a pipe instead, whose reader thread wakes the sleepers
+//!    (`signal_relay.rs`);
 //! 3. counting the signal in an atomic: the *first signal received* starts
 //!    the sequence (a no-op if `begin_shutdown()` or a manual drain came
 //!    first: those are not signals), and only the *second signal received*
@@ -17,9 +21,10 @@
 //!
 //! No allocation, no lock, no formatting, no `std::io`. `errno` is saved and
 //! restored. Everything else (the drain delay, the waits, the hooks) happens
-//! on the core thread. Because the wake-up is a futex on process-private
-//! memory rather than a pipe, the handler needs no file descriptor and a
-//! forked child cannot wake its parent through one.
+//! on the core thread. With the futex the wake-up is on process-private
+//! memory, so the handler needs no file descriptor; with the portable wait
+//! each process that installs the handling makes its own pipe, so a forked
+//! child cannot wake its parent through one either.
 //!
 //! # Chaining
 //!
@@ -101,6 +106,7 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
     SECOND_SIGNAL.store(config.second_signal as u8, Ordering::Relaxed);
     SIGINT_STARTS_SEQUENCE.store(config.handle_sigint, Ordering::Relaxed);
     runtime.ensure_threads()?;
+    crate::signal_relay::start_if_needed(runtime)?;
     runtime.arm_exit_watchdog()?;
     if !*registered {
         TERM_WAS_DEFAULT.store(was_default(libc::SIGTERM), Ordering::Relaxed);
@@ -108,7 +114,8 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
         for signal in [libc::SIGTERM, libc::SIGINT] {
             // SAFETY: `on_signal` is async-signal-safe (see the module docs):
             // it uses getpid, atomics, clock_gettime, the futex system call
-            // and _exit, and never allocates or locks.
+            // (or a write to the relay's pipe) and _exit, and never
+            // allocates or locks.
             unsafe { signal_hook_registry::register(signal, move || on_signal(signal)) }
                 .map_err(Error::Os)?;
         }
@@ -176,8 +183,11 @@ fn handle(signal: libc::c_int) {
         .saturating_add(1);
     if received == 1 {
         // The first signal: start the sequence, or nothing if a call
-        // already did.
-        runtime.inner.phase.begin_sequence();
+        // already did. Where the wake takes a lock (the portable wait),
+        // the relay thread wakes the sleepers instead of this handler.
+        if runtime.inner.phase.begin_sequence_from_signal() {
+            crate::signal_relay::poke();
+        }
         return;
     }
     let exits = match SECOND_SIGNAL.load(Ordering::Relaxed) {

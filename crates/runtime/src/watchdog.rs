@@ -15,6 +15,8 @@
 //! the listener being called) and ends the process with `_exit` and the
 //! configured status (`GS_EXIT_WATCHDOG_STATUS`, default 70): not 0, so that
 //! the pod's last state shows that the process did not end by itself.
+//! The line is written without waiting ([`crate::log`]): a stderr that
+//! cannot take it at once loses it, and the process ends all the same.
 
 use crate::clock::Mono;
 use crate::config::Config;
@@ -118,7 +120,9 @@ fn fire(inner: &Inner, arming: Arming, started: Mono) -> ! {
         let _ = write!(line, ", phase callback #{in_flight} still running");
     }
     let _ = write!(line, "; exiting with status {}", arming.status);
-    crate::log::write_line(format_args!("{line}"));
+    // One non-blocking attempt: a stderr that nobody reads (or that has no
+    // reader) must not keep the process from ending.
+    crate::log::write_line_now(format_args!("{line}"));
     // SAFETY: _exit ends the process at once, without atexit handlers or
     // destructors: something in the host is stuck, and those could be too.
     unsafe { libc::_exit(i32::from(arming.status)) }

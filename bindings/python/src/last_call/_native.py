@@ -43,27 +43,33 @@ def _candidates() -> list[Path]:
 
 # --- types ---------------------------------------------------------------
 
-c_status = ctypes.c_int  # enum gs_status
+c_status = ctypes.c_uint32  # gs_status: typedef uint32_t
 
 
 class Config(ctypes.Structure):
-    """struct gs_config."""
+    """struct gs_config, its ``size`` set to this mirror's (the struct can
+    grow: the library reads and writes only the fields ``size`` covers)."""
 
     _fields_ = [
+        ("size", ctypes.c_size_t),
         ("drain_delay_seconds", ctypes.c_double),
         ("shutdown_timeout_seconds", ctypes.c_double),
         ("close_notice_seconds", ctypes.c_double),
         ("exit_watchdog_seconds", ctypes.c_double),
         ("second_signal", ctypes.c_uint32),
-        ("handle_sigint", ctypes.c_bool),
+        ("handle_sigint", ctypes.c_uint8),
         ("hook_budget_seconds", ctypes.c_double),
         ("exit_watchdog_status", ctypes.c_int32),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = ctypes.sizeof(self)
+
 
 PHASE_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-READINESS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
-HOOK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_double, ctypes.c_void_p)
+READINESS_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_uint8, ctypes.c_void_p)
+HOOK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_uint8, ctypes.c_double, ctypes.c_void_p)
 
 # --- declarations: every function, its arguments and its result ----------
 #
@@ -87,7 +93,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_set_worker_processes": ([ctypes.c_uint32], c_status),
     "gs_work_end": ([], c_status),
     "gs_active_work": ([], ctypes.c_uint64),
-    "gs_set_draining": ([ctypes.c_bool], c_status),
+    "gs_set_draining": ([ctypes.c_uint8], c_status),
     "gs_is_draining": ([], ctypes.c_bool),
     "gs_current_phase": ([], ctypes.c_int),
     "gs_wait_for_streams": ([ctypes.c_double], c_status),

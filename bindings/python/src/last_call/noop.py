@@ -57,6 +57,11 @@ METRICS = (
         "Streams still open when ClosingStreams began, asked to finish.",
     ),
     (
+        "gs_log_lines_dropped_total",
+        "counter",
+        "Diagnostic lines not written because stderr could not take them (full, closed, no reader).",
+    ),
+    (
         "gs_hub_slow_clients_disconnected_total",
         "counter",
         "Stream hub clients dropped for taking no bytes for the stall time.",
@@ -349,6 +354,8 @@ class _SimulatedRuntime:
                 "gs_shutdown_started_timestamp_seconds": self._started_at,
                 "gs_shutdown_duration_seconds": self._duration,
                 "gs_streams_closed_by_deadline_total": self._closed_by_deadline,
+                # The no-op manager writes no diagnostics of its own.
+                "gs_log_lines_dropped_total": 0,
                 # The no-op manager has no stream hub.
                 "gs_hub_slow_clients_disconnected_total": 0,
                 "gs_hub_events_skipped_total": 0,

@@ -40,6 +40,7 @@ class Status(enum.IntEnum):
     HUB_NOT_STARTED = 14
     HUB_FULL = 15
     HUB_BUSY = 16
+    TOO_LATE = 17
 
 
 #: The exception raised for each failing status. OK and TIMED_OUT are
@@ -60,6 +61,7 @@ EXCEPTIONS: dict[Status, type[GracefulShutdownError]] = {
     Status.HUB_NOT_STARTED: InvalidStateError,
     Status.HUB_FULL: InvalidStateError,
     Status.HUB_BUSY: InvalidStateError,
+    Status.TOO_LATE: InvalidStateError,
 }
 
 

@@ -22,10 +22,19 @@ impl WaitWord {
         }
     }
 
+    /// cbindgen:ignore
+    /// Whether a signal handler may call `wake_all`. FUTEX_WAKE is a plain system call: no lock.
+    pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = true;
+
     /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word
+    }
+
+    /// Nothing to hold across `fork()`: the futex is the word itself.
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        None
     }
 
     /// Sleeps while the word equals `expected`, for at most `timeout`

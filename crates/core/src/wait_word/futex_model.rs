@@ -26,6 +26,10 @@ impl WaitWord {
         }
     }
 
+    /// cbindgen:ignore
+    /// Whether a signal handler may call `wake_all`. As the futex it models.
+    pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = true;
+
     #[inline(always)]
     pub fn atomic(&self) -> &AtomicU32 {
         &self.word

@@ -23,8 +23,10 @@
 //!
 //! One difference from the futex: the mutex is held for a few instructions
 //! inside `wait` and `wake_all`. A `fork()` from another thread at that
-//! instant leaves the child's copy locked, so the child's next wait or wake
-//! on that word blocks forever. The futex implementation has no such window.
+//! instant would leave the child's copy locked, so the child's next wait or
+//! wake on that word would block forever: the runtime's fork handlers take
+//! every word's mutex before the fork (`hold_across_fork`) and release it
+//! on both sides after. The futex implementation has no such window.
 
 use super::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -57,6 +59,14 @@ impl WaitWord {
             wakeup: Condvar::new(),
         }
     }
+
+    /// cbindgen:ignore
+    /// Whether a signal handler may call `wake_all`: no, it takes a mutex,
+    /// and a handler on a thread inside `wait` or `wake_all` on the same
+    /// word would wait for itself.
+    // Unused where the tests compile this beside the futex.
+    #[allow(dead_code)]
+    pub const WAKE_IS_ASYNC_SIGNAL_SAFE: bool = false;
 
     /// The atomic itself, for loads and read-modify-writes.
     #[inline(always)]
@@ -91,6 +101,27 @@ impl WaitWord {
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             ),
         }
+    }
+
+    /// The mutex, held: what a thread inside `wait` or `wake_all` holds, for
+    /// the test that a signal handler's path never takes it.
+    #[cfg(all(test, feature = "portable-wait", not(loom)))]
+    pub(crate) fn hold_mutex_for_test(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.sleepers.lock().unwrap()
+    }
+
+    /// Holds this word's mutex, for a `fork()` handler: taken just before
+    /// the fork and released on both sides after it, so that the child
+    /// never inherits it held by a thread it does not have.
+    #[cfg(not(loom))]
+    // Unused where the tests compile this beside the futex.
+    #[allow(dead_code)]
+    pub fn hold_across_fork(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        Some(
+            self.sleepers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Wakes every thread sleeping in [`WaitWord::wait`] on this word.

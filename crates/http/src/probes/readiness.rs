@@ -5,11 +5,18 @@
 //! slow check cannot hang the probe. A check still running from an earlier
 //! probe is not started again (a hung check cannot pile up threads); it
 //! counts as failing until it returns.
+//!
+//! "Running" is held by a guard that the check's closure owns, so it ends
+//! however the closure ends: run, or dropped without running (the blocking
+//! thread could not start: tokio panics "OS can't spawn worker thread"
+//! under RLIMIT_NPROC). It also names the process image that runs it (the
+//! fork generation): in a forked child a check the parent was running is
+//! not running, since the parent's thread is not in the child.
 
 use crate::runtime::Runtime;
 use last_call_runtime::RegistrationId;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +27,8 @@ pub(crate) struct ReadinessCheck {
     pub(crate) name: String,
     pub(crate) timeout: Duration,
     pub(crate) call: CheckFn,
-    running: AtomicBool,
+    /// 0, or 1 + the fork generation of the process whose thread runs it.
+    running: AtomicU64,
 }
 
 impl ReadinessCheck {
@@ -35,8 +43,49 @@ impl ReadinessCheck {
             name,
             timeout,
             call,
-            running: AtomicBool::new(false),
+            running: AtomicU64::new(0),
         }
+    }
+
+    /// Marks the check running in this process, unless it already is.
+    fn start(self: &Arc<Self>) -> Option<Running> {
+        let mine = crate::fork::generation() + 1;
+        let mut current = self.running.load(Ordering::Acquire);
+        loop {
+            if current == mine {
+                return None;
+            }
+            // Not running, or running in the process this one was forked
+            // from (whose thread is not here).
+            match self
+                .running
+                .compare_exchange(current, mine, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Running {
+                        check: Arc::clone(self),
+                        mine,
+                    })
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// "This check is running": ends when dropped.
+struct Running {
+    check: Arc<ReadinessCheck>,
+    mine: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Only ours: a forked child's own run is not ended by a stale one.
+        let _ =
+            self.check
+                .running
+                .compare_exchange(self.mine, 0, Ordering::AcqRel, Ordering::Relaxed);
     }
 }
 
@@ -64,19 +113,19 @@ pub(crate) async fn run_all(
     let mut pending = Vec::with_capacity(checks.len());
     let mut failures = Vec::new();
     for check in checks {
-        if check.running.swap(true, Ordering::AcqRel) {
+        let Some(running) = check.start() else {
             failures.push(format!("{} (still running)", check.name));
             continue;
-        }
-        let worker = Arc::clone(&check);
+        };
         let runtime = runtime.clone();
+        // The closure owns `running`: dropped when it returns, or with the
+        // closure if it never runs.
         let handle = tokio::task::spawn_blocking(move || {
-            let passed = match runtime.enter_host_call() {
+            let worker = &running.check;
+            match runtime.enter_host_call() {
                 Some(_call) => catch_unwind(AssertUnwindSafe(|| (worker.call)())),
                 None => Ok(false),
-            };
-            worker.running.store(false, Ordering::Release);
-            passed
+            }
         });
         pending.push((check, handle));
     }
@@ -93,4 +142,43 @@ pub(crate) async fn run_all(
         }
     }
     ReadinessReport { failures }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> Arc<ReadinessCheck> {
+        Arc::new(ReadinessCheck::new(
+            RegistrationId(1),
+            "check".into(),
+            Duration::from_secs(1),
+            Box::new(|| true),
+        ))
+    }
+
+    #[test]
+    fn a_check_whose_closure_is_dropped_unrun_is_not_left_running() {
+        // Before: a flag set before spawn_blocking and cleared only inside
+        // the closure stayed set for ever when the thread never started,
+        // and every later /readyz said "(still running)".
+        let check = check();
+        let running = check.start().expect("not running yet");
+        assert!(check.start().is_none(), "running");
+        let closure = move || drop(running);
+        drop(closure); // never run, as when the blocking thread cannot start
+        assert!(check.start().is_some(), "left running");
+    }
+
+    #[test]
+    fn a_check_running_in_the_parent_process_is_not_running_in_a_forked_child() {
+        // The mark names the process image: one left by another
+        // generation (the parent's, whose thread is not in the child) does
+        // not hold the check.
+        let check = check();
+        check
+            .running
+            .store(crate::fork::generation() + 2, Ordering::Release);
+        assert!(check.start().is_some(), "stuck at the parent's mark");
+    }
 }
