@@ -4,8 +4,9 @@
 //! An event exists once per pod, however many subscribe and whichever
 //! store fed it (a publish in this process, or the shared store's log). A
 //! subscriber is an absolute position in the ring; a publish wakes the
-//! subscribers waiting at its end (one `Notify`), and each copies out what
-//! it has not written yet. A subscriber that falls behind the ring's oldest
+//! subscribers waiting at its end (one `Notify` per writer thread holding
+//! some, see `writers.rs`), and each copies out what it has not written
+//! yet. A subscriber that falls behind the ring's oldest
 //! event is not disconnected: it is told `event: gap` and goes on from the
 //! oldest event kept, so that a burst never costs a reader that keeps
 //! reading its connection. (A subscriber that stops reading is dropped by
@@ -21,7 +22,7 @@ use crate::runtime::lock;
 use bytes::Bytes;
 use last_call_store::ids::EventId;
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -60,6 +61,8 @@ struct State {
     /// The next number the hub gives an event published without an id.
     next_number: u64,
     subscribers: usize,
+    /// Of those, on each writer thread.
+    on_writer: Box<[u32]>,
     final_event: Option<(String, String)>,
     closed: Option<Frame>,
     last_active: Instant,
@@ -71,11 +74,24 @@ struct State {
 pub(crate) struct Channel {
     pub(crate) name: Box<str>,
     state: Mutex<State>,
-    /// Subscribers waiting at the ring's end wait on it.
-    pub(crate) notify: Arc<Notify>,
-    /// A wake of the waiting subscribers is on its way to the hub's thread
-    /// (see `Channels::wake`): one per burst, not one per publish.
+    /// One per writer thread.
+    sides: Box<[Side]>,
+    /// The writer threads that hold subscribers of it, one bit each:
+    /// changed under the state's lock, read without it (see
+    /// [`Channel::holders`]).
+    holders: AtomicU64,
+    /// A wake of the waiting subscribers is on its way to the hub's
+    /// dispatcher (see `Channels::wake`): one per burst, not one per
+    /// publish.
     pub(crate) wake_pending: AtomicBool,
+}
+
+/// A channel as one writer thread sees it.
+pub(crate) struct Side {
+    /// Its subscribers there waiting at the ring's end wait on it.
+    pub(crate) notify: Arc<Notify>,
+    /// A wake is on its way to that thread (see `Writers::wake`).
+    pub(crate) pending: AtomicBool,
 }
 
 /// What a subscriber's read found.
@@ -101,7 +117,8 @@ pub(crate) struct Start {
 }
 
 impl Channel {
-    pub(crate) fn new(name: &str, kind: StreamKind) -> Channel {
+    /// A channel served by `writers` writer threads (1 to 64).
+    pub(crate) fn new(name: &str, kind: StreamKind, writers: usize) -> Channel {
         Channel {
             name: name.into(),
             state: Mutex::new(State {
@@ -111,14 +128,34 @@ impl Channel {
                 bytes: 0,
                 next_number: 1,
                 subscribers: 0,
+                on_writer: vec![0; writers].into(),
                 final_event: None,
                 closed: None,
                 last_active: Instant::now(),
                 last_shared: None,
             }),
-            notify: Arc::new(Notify::new()),
+            sides: (0..writers)
+                .map(|_| Side {
+                    notify: Arc::new(Notify::new()),
+                    pending: AtomicBool::new(false),
+                })
+                .collect(),
+            holders: AtomicU64::new(0),
             wake_pending: AtomicBool::new(false),
         }
+    }
+
+    /// The channel as writer thread `writer` sees it.
+    pub(crate) fn side(&self, writer: usize) -> &Side {
+        &self.sides[writer]
+    }
+
+    /// The writer threads holding subscribers now, one bit each. Read
+    /// after an event is appended, it names every thread whose subscribers
+    /// may not have read it: a subscriber counted after the append (under
+    /// the same lock) reads the ring after that, and finds the event.
+    pub(crate) fn holders(&self) -> u64 {
+        self.holders.load(Ordering::Acquire)
     }
 
     pub(crate) fn kind(&self) -> StreamKind {
@@ -301,16 +338,25 @@ impl Channel {
         (cursor, false)
     }
 
-    /// Counts a subscriber that registered before asking the shared store.
-    pub(crate) fn add_subscriber(&self) {
+    /// Counts a subscriber served by writer thread `writer`, before it
+    /// reads the ring (or asks the shared store).
+    pub(crate) fn add_subscriber(&self, writer: usize) {
         let mut state = lock(&self.state);
         state.subscribers += 1;
+        state.on_writer[writer] += 1;
+        if state.on_writer[writer] == 1 {
+            self.holders.fetch_or(1 << writer, Ordering::Release);
+        }
         state.last_active = Instant::now();
     }
 
-    pub(crate) fn remove_subscriber(&self) {
+    pub(crate) fn remove_subscriber(&self, writer: usize) {
         let mut state = lock(&self.state);
         state.subscribers = state.subscribers.saturating_sub(1);
+        state.on_writer[writer] = state.on_writer[writer].saturating_sub(1);
+        if state.on_writer[writer] == 0 {
+            self.holders.fetch_and(!(1 << writer), Ordering::Release);
+        }
         state.last_active = Instant::now();
     }
 
@@ -416,7 +462,7 @@ mod tests {
 
     impl Channel {
         fn subscribe_local_counted(&self, limits: &Limits, last_event_id: Option<&str>) -> Start {
-            self.add_subscriber();
+            self.add_subscriber(0);
             self.start_local(limits, last_event_id)
         }
     }
@@ -445,7 +491,7 @@ mod tests {
 
     #[test]
     fn each_subscriber_reads_at_its_own_pace_and_a_lagging_one_skips_with_a_gap() {
-        let channel = Channel::new("c", StreamKind::Resumable);
+        let channel = Channel::new("c", StreamKind::Resumable, 1);
         let limits = limits(4);
         let mut fast = channel.subscribe_local_counted(&limits, None).cursor;
         let mut slow = fast;
@@ -489,8 +535,26 @@ mod tests {
     }
 
     #[test]
+    fn the_holders_name_each_writer_thread_with_subscribers_until_its_last_leaves() {
+        let channel = Channel::new("c", StreamKind::Resumable, 3);
+        assert_eq!(channel.holders(), 0);
+        channel.add_subscriber(2);
+        channel.add_subscriber(2);
+        assert_eq!(channel.holders(), 0b100);
+        channel.add_subscriber(0);
+        assert_eq!(channel.holders(), 0b101);
+        channel.remove_subscriber(2);
+        assert_eq!(channel.holders(), 0b101);
+        channel.remove_subscriber(2);
+        assert_eq!(channel.holders(), 0b001);
+        channel.remove_subscriber(0);
+        assert_eq!(channel.holders(), 0);
+        assert_eq!(lock(&channel.state).subscribers, 0);
+    }
+
+    #[test]
     fn a_resume_starts_after_the_clients_id_or_with_a_gap() {
-        let channel = Channel::new("c", StreamKind::Resumable);
+        let channel = Channel::new("c", StreamKind::Resumable, 1);
         let limits = limits(3);
         for n in 0..5 {
             channel
@@ -510,7 +574,7 @@ mod tests {
 
     #[test]
     fn shared_entries_are_fed_once_and_another_epoch_is_a_gap() {
-        let channel = Channel::new("c", StreamKind::Resumable);
+        let channel = Channel::new("c", StreamKind::Resumable, 1);
         let limits = limits(10);
         let id = |epoch: &str, ms| EventId::parse(&format!("{epoch}-{ms}-0")).unwrap();
         assert!(channel.feed(&limits, id("aa", 1), "e", "1", Flag::Event));

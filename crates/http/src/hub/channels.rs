@@ -1,10 +1,13 @@
 //! This pod's channels by name, bounded in number, and how their waiting
-//! subscribers are woken: a publish from the host's thread hands the
-//! channel to the hub's thread once (one cross-thread wake per burst, not
-//! one per subscriber), and the hub's thread wakes every subscriber waiting
-//! on it, where a wake costs no system call.
+//! subscribers are woken. A publish from the host's thread hands the
+//! channel over once (one cross-thread wake per burst, not one per
+//! subscriber, nor one per writer thread): to the writer thread that holds
+//! its subscribers when one does, else to the hub's dispatcher, which hands
+//! it to each writer thread holding some. Each writer thread then wakes its
+//! own subscribers of it, where a wake costs no system call.
 
 use super::channel::{Channel, Limits};
+use super::writers::Writers;
 use crate::reconnect_spread::StreamKind;
 use crate::runtime::lock;
 use last_call_store::keys::bucket;
@@ -22,23 +25,28 @@ pub(crate) struct Channels {
     map: Mutex<HashMap<Box<str>, Arc<Channel>>>,
     pub(crate) limits: Limits,
     max: usize,
-    wakes: mpsc::UnboundedSender<Arc<Channel>>,
+    writers: Arc<Writers>,
+    /// To the hub's dispatcher: channels whose subscribers are on several
+    /// writer threads.
+    dispatch: mpsc::UnboundedSender<Arc<Channel>>,
 }
 
 impl Channels {
-    /// The channels, and the receiving end of their wakes, for
-    /// [`wake_loop`] on the hub's thread.
+    /// The channels served by `writers`, and the receiving end of the
+    /// dispatcher's queue, for [`dispatch_loop`] on the hub's accepting thread.
     pub(crate) fn new(
         limits: Limits,
         max: usize,
+        writers: Arc<Writers>,
     ) -> (Channels, mpsc::UnboundedReceiver<Arc<Channel>>) {
-        let (wakes, receiver) = mpsc::unbounded_channel();
+        let (dispatch, receiver) = mpsc::unbounded_channel();
         (
             Channels {
                 map: Mutex::new(HashMap::new()),
                 limits,
                 max,
-                wakes,
+                writers,
+                dispatch,
             },
             receiver,
         )
@@ -62,7 +70,7 @@ impl Channels {
         if map.len() >= self.max {
             return Err(Full);
         }
-        let channel = Arc::new(Channel::new(name, kind));
+        let channel = Arc::new(Channel::new(name, kind, self.writers.len()));
         map.insert(name.into(), Arc::clone(&channel));
         Ok(channel)
     }
@@ -93,26 +101,42 @@ impl Channels {
             .collect()
     }
 
-    /// Wakes the subscribers waiting on `channel`, from any thread: the
-    /// channel goes to the hub's thread unless it is on its way already.
+    /// Wakes the subscribers waiting on `channel`, from any thread, after
+    /// an event was appended to it (or it was closed): one hand-over, to
+    /// the one writer thread holding its subscribers, or to the dispatcher
+    /// when several do, unless one is on its way already.
     pub(crate) fn wake(&self, channel: &Arc<Channel>) {
-        // AcqRel, paired with the wake loop's swap: when this swap finds
-        // the flag set, the loop's clearing swap comes later in the flag's
-        // order and synchronizes with this one, so the push made before it
-        // (under the channel's lock) is seen by the subscribers it wakes.
-        if !channel.wake_pending.swap(true, Ordering::AcqRel) {
-            let _ = self.wakes.send(Arc::clone(channel));
+        let holders = channel.holders();
+        match holders.count_ones() {
+            0 => {}
+            1 => self
+                .writers
+                .wake(holders.trailing_zeros() as usize, channel),
+            _ => {
+                // AcqRel, paired with the dispatcher's swap (as in
+                // `Writers::wake`).
+                if !channel.wake_pending.swap(true, Ordering::AcqRel) {
+                    let _ = self.dispatch.send(Arc::clone(channel));
+                }
+            }
         }
     }
 }
 
-/// On the hub's thread: wakes the subscribers of each channel handed over.
-pub(crate) async fn wake_loop(mut wakes: mpsc::UnboundedReceiver<Arc<Channel>>) {
-    while let Some(channel) = wakes.recv().await {
-        // Cleared before waking: a publish after this point hands the
-        // channel over again. A swap (not a store), so that it acquires
-        // what the publishes that found the flag set had pushed.
+/// On the hub's accepting thread: hands each channel to every writer thread holding
+/// its subscribers.
+pub(crate) async fn dispatch_loop(
+    mut channels: mpsc::UnboundedReceiver<Arc<Channel>>,
+    writers: Arc<Writers>,
+) {
+    while let Some(channel) = channels.recv().await {
+        // Cleared before the holders are read: a publish after this point
+        // hands the channel over again.
         channel.wake_pending.swap(false, Ordering::AcqRel);
-        channel.notify.notify_waiters();
+        let mut holders = channel.holders();
+        while holders != 0 {
+            writers.wake(holders.trailing_zeros() as usize, &channel);
+            holders &= holders - 1;
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The shutdown sequence applied to the hub's own connections, from a phase
-//! listener. Each stream follows the phase itself (it waits on
-//! `phase_changed` beside its channel), so that nothing here walks the
-//! subscribers:
+//! listener. Each stream follows the phase itself (it waits on its writer
+//! thread's `phase_changed` beside its channel), so that nothing here walks
+//! the subscribers:
 //!
 //! * Draining: nothing changes; new subscriptions are still accepted;
 //! * ClosingStreams: each resumable stream draws its own moment of the
@@ -35,7 +35,7 @@ impl Hub {
             }
             Phase::Serving | Phase::Draining => {}
         }
-        self.phase_changed.notify_waiters();
+        self.writers.phase_changed();
     }
 
     /// Closes every pod-bound channel, with its final event, at the streams'

@@ -11,6 +11,8 @@
 //!   through Redis, and what happens when it is away;
 //! * `frame.rs`: the SSE bytes, serialized once per event;
 //! * `server.rs`: the listener and each connection's body;
+//! * `writers.rs`: the threads that answer the connections and write the
+//!   streams (`GS_STREAM_THREADS`), each woken once per burst;
 //! * `drain.rs`: the shutdown sequence applied to the hub's connections.
 
 mod channel;
@@ -21,6 +23,7 @@ mod options;
 mod server;
 mod shared;
 mod token;
+mod writers;
 
 pub(crate) use frame::json_string;
 
@@ -30,6 +33,7 @@ pub use options::{
     STREAM_IDLE, STREAM_MAX_CHANNELS, STREAM_MAX_CHANNEL_BYTES, STREAM_MAX_CONNECTIONS,
     STREAM_PUBLISH_QUEUE, STREAM_QUEUE, STREAM_SECRET, STREAM_STALL, STREAM_STORE,
     STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE, STREAM_STORE_CLIENT_KEY_FILE,
+    STREAM_THREADS,
 };
 
 /// What a publish did.
@@ -59,8 +63,9 @@ pub(crate) struct Hub {
     channels: Arc<channels::Channels>,
     /// The shared store, when `GS_STREAM_STORE` names one.
     shared: Option<Arc<shared::Shared>>,
-    /// Every stream waits on it for a phase change (see `drain.rs`).
-    phase_changed: Arc<tokio::sync::Notify>,
+    /// The threads that serve the connections; every stream waits on its
+    /// own thread's word of a phase change (see `drain.rs`).
+    writers: Arc<writers::Writers>,
     /// Where it listens, and in which process image: a forked child does
     /// not have it.
     started: Started,
@@ -158,8 +163,10 @@ impl Runtime {
     }
 
     /// Publishes an event to `channel` from any thread, without blocking:
-    /// appended to the channel's history and queued to every subscriber (a
-    /// subscriber whose queue is full is disconnected as too slow). Returns
+    /// appended once to the channel's ring, which each subscriber reads at
+    /// its own pace (one that falls behind it skips ahead with `gap`); the
+    /// subscribers are woken on the hub's writer threads, with one
+    /// hand-over from this thread per burst whatever their number. Returns
     /// the event's id: `id`, or the channel's next number. `kind` is the
     /// channel's from now on. [`Error::InvalidArgument`] for a bad channel
     /// name, an event name or id with a line break, or a closed channel;

@@ -43,6 +43,8 @@ pub const STREAM_MAX_CHANNEL_BYTES: &str = "GS_STREAM_MAX_CHANNEL_BYTES";
 /// Seconds after which a channel with no subscriber and no publish is
 /// forgotten.
 pub const STREAM_IDLE: &str = "GS_STREAM_IDLE_SECONDS";
+/// Threads that write the hub's streams (and answer its requests).
+pub const STREAM_THREADS: &str = "GS_STREAM_THREADS";
 
 /// The shortest secret accepted: HMAC-SHA256's output size, and more than
 /// anyone recovers by trying.
@@ -64,6 +66,22 @@ pub const MAX_CHANNELS: usize = 10_000_000;
 pub const MAX_CHANNEL_BYTES: usize = 1 << 30;
 /// The largest `GS_STREAM_PUBLISH_QUEUE_EVENTS`.
 pub const MAX_PUBLISH_QUEUE: usize = 10_000_000;
+/// The largest `GS_STREAM_THREADS`: a channel records which writer threads
+/// hold its subscribers in one 64-bit word.
+pub const MAX_THREADS: usize = 64;
+/// The most writer threads the hub takes by default: past a few, the
+/// kernel's TCP path, not the threads, bounds the fan-out, and a pod's
+/// cores are also the app's.
+const DEFAULT_MAX_THREADS: usize = 4;
+
+/// The default `GS_STREAM_THREADS`: the cores this process may use (its
+/// CPU affinity and cgroup quota, as the standard library reads them), at
+/// most [`DEFAULT_MAX_THREADS`].
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(DEFAULT_MAX_THREADS)
+}
 
 fn store_error(error: last_call_store::StoreConfigError) -> ConfigError {
     ConfigError {
@@ -121,6 +139,11 @@ pub struct HubOptions {
     /// events wait for it is dropped as too slow (default 5 s); it resumes
     /// with `event: gap`.
     pub stall: Duration,
+    /// Threads that answer subscriptions and write the streams, each
+    /// connection on one of them (default: the cores this process may use,
+    /// at most 4; see [`default_threads`]). Accepting runs on a thread of
+    /// its own beside them.
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for HubOptions {
@@ -142,6 +165,7 @@ impl std::fmt::Debug for HubOptions {
             .field("store_tls", &self.store_tls)
             .field("publish_queue", &self.publish_queue)
             .field("stall", &self.stall)
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -165,6 +189,7 @@ impl HubOptions {
             store_tls: last_call_store::StoreTls::default(),
             publish_queue: 10_000,
             stall: Duration::from_secs(5),
+            threads: default_threads(),
         }
     }
 
@@ -223,6 +248,9 @@ impl HubOptions {
         if let Some(value) = seconds(STREAM_STALL)? {
             options.stall = value;
         }
+        if let Some(value) = count(STREAM_THREADS)? {
+            options.threads = value;
+        }
         Ok(options)
     }
 
@@ -244,6 +272,7 @@ impl HubOptions {
                 MAX_CHANNEL_BYTES,
             ),
             (STREAM_PUBLISH_QUEUE, self.publish_queue, MAX_PUBLISH_QUEUE),
+            (STREAM_THREADS, self.threads, MAX_THREADS),
         ] {
             // Past the range, a value is a mistake, and a huge one made
             // every subscription panic allocating its channel's ring.
@@ -367,6 +396,24 @@ mod tests {
             options.validate().unwrap_err().variable,
             STREAM_MAX_CONNECTIONS
         );
+        for threads in [0, MAX_THREADS + 1] {
+            let mut options = HubOptions::new("127.0.0.1:0", KEY);
+            options.threads = threads;
+            let error = options.validate().unwrap_err();
+            assert_eq!(error.variable, STREAM_THREADS);
+            assert!(error.to_string().contains("from 1 to 64"), "{error}");
+        }
+        let mut options = HubOptions::new("127.0.0.1:0", KEY);
+        options.threads = MAX_THREADS;
+        assert!(options.validate().is_ok());
+    }
+
+    #[test]
+    fn the_default_threads_are_the_usable_cores_at_most_four() {
+        let threads = HubOptions::new("127.0.0.1:0", KEY).threads;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads, cores.min(4));
+        assert!((1..=4).contains(&threads));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The hub's listener on the listeners' one skeleton (`listener.rs`: bound
-//! on the caller's thread, served by a thread of its own), with hyper's
-//! HTTP/1 server. No host code ever runs there.
+//! on the caller's thread, accepting on a thread of its own), with hyper's
+//! HTTP/1 server. Each accepted connection is placed on one of the writer
+//! threads (`writers.rs`), which answers its request and writes its stream.
+//! No host code ever runs there.
 //!
 //! `GET /streams/<channel>?token=...` (or `Authorization: Bearer ...`)
 //! answers `text/event-stream`: `retry:`, the history after the client's
@@ -27,6 +29,7 @@ use super::frame::{self, Frame as SseFrame};
 use super::options::{HubOptions, STREAM_ADDR, STREAM_STORE};
 use super::shared::Shared;
 use super::token::{self, TokenError};
+use super::writers::{Placed, Writers};
 use super::Hub;
 use crate::connections::{Connections, Slot};
 use crate::error::Error;
@@ -110,9 +113,10 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         })
     })?;
     let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;
+    let writers = Arc::new(Writers::start(options.threads).map_err(Error::Os)?);
     // One copy of each recent event per channel: enough for a resume
     // (history) and for a live subscriber's lag (queue), whichever is more.
-    let (channels, wakes) = Channels::new(
+    let (channels, dispatch) = Channels::new(
         channel::Limits {
             len: options.history_len.max(options.queue_capacity),
             history: options.history_len,
@@ -121,9 +125,12 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
             idle: options.channel_idle,
         },
         options.max_channels,
+        Arc::clone(&writers),
     );
     let channels = Arc::new(channels);
-    bound.handle().spawn(channels::wake_loop(wakes));
+    bound
+        .handle()
+        .spawn(channels::dispatch_loop(dispatch, Arc::clone(&writers)));
     let shared = store.map(|store| {
         Shared::start(
             store,
@@ -137,7 +144,7 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         options,
         channels,
         shared,
-        phase_changed: Arc::new(Notify::new()),
+        writers,
         started: bound.started(),
         handle: bound.handle().clone(),
         accepting: std::sync::Mutex::new(None),
@@ -157,8 +164,20 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
             }
             return;
         };
+        // Off this thread's event loop, onto the writer's: registered again
+        // there, where it is served from now on.
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
         let slot = Arc::new(slot);
-        let task = tokio::spawn(connection(stream, Arc::clone(&accepted), Arc::clone(&slot)));
+        let placed = accepted.writers.place();
+        let writer = placed.writer().handle.clone();
+        let task = writer.spawn(connection(
+            stream,
+            Arc::clone(&accepted),
+            Arc::clone(&slot),
+            placed,
+        ));
         slot.set_task(task.abort_handle());
     });
     *lock(&hub.accepting) = Some(accepting);
@@ -211,11 +230,12 @@ async fn evict_idle_channels(hub: Arc<Hub>) {
     }
 }
 
-/// One connection: hyper reads its request and writes every response
-/// head; a subscription's stream is then written by [`Stream::serve`] on
-/// the socket taken back from hyper, in a task of its own, so that hyper's
-/// per-connection buffers (8 KiB each way, whatever `max_buf_size` says)
-/// are freed instead of being held for the stream's whole life.
+/// One connection, on the writer thread it was placed on: hyper reads its
+/// request and writes every response head; a subscription's stream is then
+/// written by [`Stream::serve`] on the socket taken back from hyper, in a
+/// task of its own, so that hyper's per-connection buffers (8 KiB each way,
+/// whatever `max_buf_size` says) are freed instead of being held for the
+/// stream's whole life.
 ///
 /// Bounded: one request per connection (no keep-alive: a client cannot
 /// hold a connection open by asking again now and then), its headers within
@@ -223,7 +243,11 @@ async fn evict_idle_channels(hub: Arc<Hub>) {
 /// within [`ANSWER_LIFETIME`]. At the cap, the oldest connection that is
 /// not a stream nor being answered is closed to make room; with none, the
 /// newcomer is answered 503 with `Retry-After`.
-async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot>) {
+async fn connection(stream: std::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot>, placed: Placed) {
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let writer = placed.index;
     let accepted: AcceptedSlot = Arc::default();
     let stream_slot = Arc::clone(&accepted);
     let service_slot = Arc::clone(&slot);
@@ -233,7 +257,7 @@ async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot
         let slot = Arc::clone(&service_slot);
         async move {
             let _busy = slot.busy();
-            Ok::<_, Infallible>(answer(&hub, request, &accepted).await)
+            Ok::<_, Infallible>(answer(&hub, request, &accepted, writer).await)
         }
     });
     let served = http1::Builder::new()
@@ -252,7 +276,7 @@ async fn connection(stream: tokio::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot
     if let (Ok(Ok(parts)), Some(stream)) = (served, stream) {
         // A stream is never shed for a newcomer.
         slot.hold();
-        tokio::spawn(stream.serve(parts.io.into_inner(), slot));
+        tokio::spawn(stream.serve(parts.io.into_inner(), slot, placed));
     }
 }
 
@@ -319,6 +343,7 @@ async fn answer(
     hub: &Arc<Hub>,
     request: Request<Incoming>,
     accepted: &AcceptedSlot,
+    writer: usize,
 ) -> HubResponse {
     let origin = allowed_origin(hub, &request);
     // Percent-decoded: a client may encode any character (`:` as `%3A`);
@@ -394,7 +419,7 @@ async fn answer(
             origin,
         );
     }
-    match subscribe(hub, channel, last_event_id.as_deref()).await {
+    match subscribe(hub, channel, last_event_id.as_deref(), writer).await {
         Ok(stream) => {
             *lock(accepted) = Some(stream);
             let mut response = Response::new(Either::Right(FirstBytes(Some(frame::retry()))));
@@ -503,6 +528,7 @@ async fn subscribe(
     hub: &Arc<Hub>,
     name: String,
     last_event_id: Option<&str>,
+    writer: usize,
 ) -> Result<Stream, Refusal> {
     if hub.runtime.increment_active_streams().is_err() {
         return Err((503, "too_many_streams", "too many streams"));
@@ -518,7 +544,7 @@ async fn subscribe(
     // Counted before the shared store is asked (and its readers placed), so
     // that every event after what the store gives is fed to the ring; the
     // stream's drop uncounts it.
-    channel.add_subscriber();
+    channel.add_subscriber(writer);
     let from_ring = |pending: &mut VecDeque<Bytes>| {
         let start = channel.start_local(&hub.channels.limits, last_event_id);
         if let (true, Some(id)) = (start.gap, last_event_id) {
@@ -550,6 +576,7 @@ async fn subscribe(
     Ok(Stream {
         hub: Arc::clone(hub),
         channel,
+        writer,
         cursor,
         pending,
         last,
@@ -624,6 +651,8 @@ fn from_shared(
 pub(crate) struct Stream {
     hub: Arc<Hub>,
     channel: Arc<Channel>,
+    /// The writer thread serving it.
+    writer: usize,
     /// The absolute position in the channel's ring of the next event.
     cursor: u64,
     pending: VecDeque<Bytes>,
@@ -654,6 +683,16 @@ fn armed(notify: &Arc<Notify>) -> Pin<Box<OwnedNotified>> {
 }
 
 impl Stream {
+    /// Its channel's wake, on its thread.
+    fn channel_notify(&self) -> &Arc<Notify> {
+        &self.channel.side(self.writer).notify
+    }
+
+    /// Its thread's word of a phase change.
+    fn phase_notify(&self) -> &Arc<Notify> {
+        &self.hub.writers.get(self.writer).phase_changed
+    }
+
     fn reset_heartbeat(&mut self) {
         let at = tokio::time::Instant::now() + self.heartbeat;
         self.next_heartbeat.as_mut().reset(at);
@@ -711,14 +750,20 @@ impl Stream {
             {
                 return true;
             }
-            let channel = self
+            if self.channel_wait.is_none() {
+                self.channel_wait = Some(armed(self.channel_notify()));
+            }
+            let channel_woke = self
                 .channel_wait
-                .get_or_insert_with(|| armed(&self.channel.notify));
-            let channel_woke = channel.as_mut().poll(cx).is_ready();
-            let phase = self
+                .as_mut()
+                .is_some_and(|wait| wait.as_mut().poll(cx).is_ready());
+            if self.phase_wait.is_none() {
+                self.phase_wait = Some(armed(self.phase_notify()));
+            }
+            let phase_woke = self
                 .phase_wait
-                .get_or_insert_with(|| armed(&self.hub.phase_changed));
-            let phase_woke = phase.as_mut().poll(cx).is_ready();
+                .as_mut()
+                .is_some_and(|wait| wait.as_mut().poll(cx).is_ready());
             if !channel_woke && !phase_woke {
                 return false;
             }
@@ -747,7 +792,7 @@ impl Stream {
             }
             // The phase: armed before it is read, so no change is missed.
             if self.phase_wait.is_none() {
-                self.phase_wait = Some(armed(&self.hub.phase_changed));
+                self.phase_wait = Some(armed(self.phase_notify()));
             }
             let phase = self.hub.runtime.phase();
             // Serving (the hot path: every batch of events): nothing ends,
@@ -786,7 +831,7 @@ impl Stream {
             }
             // The channel: armed before it is read, so no publish is missed.
             if self.channel_wait.is_none() {
-                self.channel_wait = Some(armed(&self.channel.notify));
+                self.channel_wait = Some(armed(self.channel_notify()));
             }
             let before = self.pending.len();
             match self
@@ -847,7 +892,7 @@ impl Stream {
     /// it could not take anyway, and resumes, when it comes back, with
     /// `event: gap`. A stream whose end cannot be written is dropped so at
     /// once.
-    async fn serve(mut self, mut socket: tokio::net::TcpStream, slot: Arc<Slot>) {
+    async fn serve(mut self, mut socket: tokio::net::TcpStream, slot: Arc<Slot>, placed: Placed) {
         let mut batch = Batch::default();
         let stall_after = self.hub.options.stall;
         let mut stalled: Option<Pin<Box<Sleep>>> = None;
@@ -926,6 +971,7 @@ impl Stream {
         drop(self);
         drop(socket);
         drop(slot);
+        drop(placed);
     }
 }
 
@@ -1022,7 +1068,7 @@ fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.channel.remove_subscriber();
+        self.channel.remove_subscriber(self.writer);
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! * **Publishing** never waits on the network: an event is put on a
 //!   bounded queue (a full one is refused, [`Error::HubBusy`]); the writer,
-//!   on the hub's thread, appends what is queued in one round trip.
+//!   on the hub's accepting thread, appends what is queued in one round trip.
 //! * **Delivery** comes from the store, for local publishes too: the log
 //!   readers follow every bucket and feed the channels this pod holds, so
 //!   that every pod sees one order.
@@ -152,7 +152,7 @@ impl Shared {
                 seq: self.local_seq.fetch_add(1, Ordering::Relaxed),
             };
             if channel.feed(&channels.limits, id, &item.event, &item.data, item.flag) {
-                channel.notify.notify_waiters();
+                channels.wake(&channel);
             }
         }
     }
@@ -278,13 +278,13 @@ async fn read(shared: Arc<Shared>, mut reader: LogReader, channels: Arc<Channels
                             };
                             let e = entry.entry;
                             if channel.feed(&channels.limits, e.id, &e.event, &e.data, e.flag) {
-                                channel.notify.notify_waiters();
+                                channels.wake(&channel);
                             }
                         }
                         LogItem::Lost(bucket) => {
                             for channel in channels.in_bucket(bucket) {
                                 channel.gap(&channels.limits);
-                                channel.notify.notify_waiters();
+                                channels.wake(&channel);
                             }
                         }
                     }

@@ -1,0 +1,173 @@
+//! The hub's writer threads (`GS_STREAM_THREADS`): each runs a
+//! single-threaded tokio runtime of its own, which answers the connections
+//! placed on it and writes their streams, so that a fan-out is written by
+//! every core the process may use instead of one.
+//!
+//! The accepting thread (the listener's, `listener.rs`) places each new
+//! connection on the thread serving the fewest, and keeps accepting however
+//! busy the writers are; the probe listener has a thread of its own too.
+//!
+//! A thread is woken through its own queue, one hand-over per burst: for a
+//! channel, the thread wakes its own subscribers of it (one `Notify` per
+//! channel and thread, where a wake costs no system call); for a phase
+//! change, every stream it serves. A task woken from another thread would
+//! cost a write to that thread's eventfd per task: 10,000 system calls to
+//! wake 10,000 subscribers.
+
+use super::channel::Channel;
+use crate::log::warn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+
+/// What a writer thread is woken for.
+pub(crate) enum Wake {
+    /// Its subscribers of this channel have events to read.
+    Channel(Arc<Channel>),
+    /// The runtime's phase changed: every stream it serves looks.
+    Phase,
+}
+
+/// One writer thread.
+pub(crate) struct Writer {
+    /// Its event loop, where its connections are spawned.
+    pub(crate) handle: tokio::runtime::Handle,
+    /// Connections it serves now (answered, or streams).
+    load: AtomicUsize,
+    wakes: mpsc::UnboundedSender<Wake>,
+    /// Every stream it serves waits on it for a phase change.
+    pub(crate) phase_changed: Arc<Notify>,
+}
+
+/// The writer threads.
+pub(crate) struct Writers {
+    threads: Box<[Writer]>,
+}
+
+impl Writers {
+    /// Starts `count` writer threads (`last-call-hub-w0`, ...). A thread
+    /// ends when the `Writers` are dropped (a hub that failed to start).
+    pub(crate) fn start(count: usize) -> std::io::Result<Writers> {
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let tokio = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (wakes, receiver) = mpsc::unbounded_channel();
+            let phase_changed = Arc::new(Notify::new());
+            let writer = Writer {
+                handle: tokio.handle().clone(),
+                load: AtomicUsize::new(0),
+                wakes,
+                phase_changed: Arc::clone(&phase_changed),
+            };
+            std::thread::Builder::new()
+                .name(format!("last-call-hub-w{index}"))
+                .spawn(move || {
+                    // Signals are the host's threads' to take.
+                    last_call_runtime::keep_signals_off_this_thread();
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        tokio.block_on(wake_loop(receiver, index, phase_changed));
+                    }));
+                    if result.is_err() {
+                        warn!("a writer thread of the stream hub failed; please report this");
+                    }
+                })?;
+            threads.push(writer);
+        }
+        Ok(Writers {
+            threads: threads.into(),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    pub(crate) fn get(&self, index: usize) -> &Writer {
+        &self.threads[index]
+    }
+
+    /// The thread for a new connection: the one serving the fewest (a
+    /// connection's life is long, so placing by count spreads the streams
+    /// evenly however they come and go). Counted there until the returned
+    /// guard is dropped.
+    pub(crate) fn place(self: &Arc<Self>) -> Placed {
+        let index = self
+            .threads
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, writer)| writer.load.load(Ordering::Relaxed))
+            .map_or(0, |(index, _)| index);
+        self.threads[index].load.fetch_add(1, Ordering::Relaxed);
+        Placed {
+            writers: Arc::clone(self),
+            index,
+        }
+    }
+
+    /// Hands `channel` to writer `index`, which wakes its subscribers of it,
+    /// unless a hand-over is on its way already.
+    pub(crate) fn wake(&self, index: usize, channel: &Arc<Channel>) {
+        // AcqRel, paired with the wake loop's swap: when this swap finds
+        // the flag set, the loop's clearing swap comes later in the flag's
+        // order and synchronizes with this one, so what was appended before
+        // it is seen by the subscribers the loop then wakes.
+        if !channel.side(index).pending.swap(true, Ordering::AcqRel) {
+            let _ = self.threads[index]
+                .wakes
+                .send(Wake::Channel(Arc::clone(channel)));
+        }
+    }
+
+    /// Every stream looks at the phase again, on its own thread.
+    pub(crate) fn phase_changed(&self) {
+        for writer in self.threads.iter() {
+            let _ = writer.wakes.send(Wake::Phase);
+        }
+    }
+}
+
+/// A connection counted on its writer thread until dropped.
+pub(crate) struct Placed {
+    writers: Arc<Writers>,
+    /// The thread's index.
+    pub(crate) index: usize,
+}
+
+impl Placed {
+    pub(crate) fn writer(&self) -> &Writer {
+        self.writers.get(self.index)
+    }
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.writers.threads[self.index]
+            .load
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// On writer thread `index`: what other threads hand it, until the hub is
+/// gone.
+async fn wake_loop(
+    mut wakes: mpsc::UnboundedReceiver<Wake>,
+    index: usize,
+    phase_changed: Arc<Notify>,
+) {
+    while let Some(wake) = wakes.recv().await {
+        match wake {
+            Wake::Channel(channel) => {
+                let side = channel.side(index);
+                // Cleared before waking: a publish after this point hands
+                // the channel over again. A swap (not a store), so that it
+                // acquires what the publishes that found the flag set had
+                // appended.
+                side.pending.swap(false, Ordering::AcqRel);
+                side.notify.notify_waiters();
+            }
+            Wake::Phase => phase_changed.notify_waiters(),
+        }
+    }
+}
