@@ -985,6 +985,7 @@ fn a_huge_bound_is_refused_at_start_naming_its_variable() {
         "GS_STREAM_MAX_CHANNELS",
         "GS_STREAM_MAX_CHANNEL_BYTES",
         "GS_STREAM_PUBLISH_QUEUE_EVENTS",
+        "GS_STREAM_THREADS",
     ] {
         // Every subscription panicked inside the hub with the first.
         std::env::set_var(variable, "18446744073709551615");
@@ -997,6 +998,51 @@ fn a_huge_bound_is_refused_at_start_naming_its_variable() {
     }
     let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
     Runtime::global().start_hub(options).unwrap();
+}
+
+#[test]
+fn gs_stream_threads_sets_the_writer_threads_and_a_value_out_of_range_is_refused_by_name() {
+    common::require_process_per_test();
+    std::env::set_var("GS_STREAM_SECRET", std::str::from_utf8(SECRET).unwrap());
+    for bad in ["0", "-1", "two", "1.5"] {
+        std::env::set_var("GS_STREAM_THREADS", bad);
+        let error = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap_err();
+        assert_eq!(error.variable, "GS_STREAM_THREADS", "{bad}");
+    }
+    std::env::set_var("GS_STREAM_THREADS", "65");
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    match Runtime::global().start_hub(options) {
+        Err(last_call::Error::Config(error)) => {
+            assert_eq!(error.variable, "GS_STREAM_THREADS");
+            assert!(error.to_string().contains("from 1 to 64"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    std::env::set_var("GS_STREAM_THREADS", "3");
+    let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
+    assert_eq!(options.threads, 3);
+    let addr = Runtime::global().start_hub(options).unwrap();
+    let writers = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("last-call-hub-w"))
+        .count();
+    assert_eq!(writers, 3);
+    // Subscribers on each thread get a channel's events in order.
+    let client = client();
+    let streams: Vec<SseStream> = (0..6)
+        .map(|_| subscribe(&client, addr, "spread", &[]))
+        .collect();
+    wait_for_streams(6);
+    for n in 1..=20 {
+        publish("spread", &n.to_string());
+    }
+    for stream in &streams {
+        assert_eq!(event(stream), "retry: 1000");
+        for n in 1..=20 {
+            assert_eq!(event(stream), format!("id: {n}\nevent: step\ndata: {n}"));
+        }
+    }
 }
 
 #[test]
