@@ -104,6 +104,8 @@ bench: setup python
 	# thread-per-stream, publish cost, fan-out and disconnect detection.
 	$(PYTHON) benches/hub_capacity.py --streams 10000
 	$(PYTHON) benches/hub_publish.py
+	# The publish call to 10,000 subscribers beside 1, from Rust (issue 25).
+	target/release/examples/hub_publish_cost --subscribers 10000
 	target/release/examples/hub_load --fanout 9000 --events 50 --disconnects 50
 	# Where a hub stream's memory goes, by allocation size.
 	target/release/examples/hub_memory --streams 10000
