@@ -87,6 +87,8 @@ lane-run:
 
 # Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
 bench: setup python
+	# The hub's peers (nginx with nchan, Pushpin), for benches/peers.py.
+	@./scripts/setup.sh --bench
 	$(CARGO) build --release --features axum --examples
 	$(CARGO) bench --bench hot_path
 	$(CARGO) bench --bench wake_latency

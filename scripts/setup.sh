@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond the Rust toolchain, only when it is
 # missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy, Chromium, redis-server. Safe to run repeatedly.
+# With --bench (make bench), also the stream hub's peers that benches/peers.py
+# runs beside it: nginx with the nchan module, and Pushpin (which brings Qt 5
+# and ZeroMQ: about 60 MB, so only for the benchmarks).
 set -euo pipefail
 
 apt_packages=()
+if [[ "${1:-}" == "--bench" ]]; then
+  command -v nginx >/dev/null || apt_packages+=(nginx)
+  [[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ]] || apt_packages+=(libnginx-mod-nchan)
+  command -v pushpin >/dev/null || apt_packages+=(pushpin)
+fi
 command -v cc >/dev/null || apt_packages+=(gcc)
 command -v c++ >/dev/null || apt_packages+=(g++)
 command -v valgrind >/dev/null || apt_packages+=(valgrind)
