@@ -679,7 +679,7 @@ impl Client {
                 let until = Instant::now() + seconds;
                 let mut seq = 1u64;
                 while Instant::now() < until {
-                    if seq >= window + 1 {
+                    if seq > window {
                         // An event that never reaches everyone (a server
                         // that drops it) holds the window for 1 s at most.
                         let done = tally
