@@ -1022,12 +1022,19 @@ fn gs_stream_threads_sets_the_writer_threads_and_a_value_out_of_range_is_refused
     let options = HubOptions::from_env_with_addr("127.0.0.1:0").unwrap();
     assert_eq!(options.threads, 3);
     let addr = Runtime::global().start_hub(options).unwrap();
-    let writers = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("last-call-hub-w"))
-        .count();
-    assert_eq!(writers, 3);
+    // A thread names itself as it starts.
+    let writers = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("last-call-hub-w"))
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while writers() != 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(writers(), 3);
     // Subscribers on each thread get a channel's events in order.
     let client = client();
     let streams: Vec<SseStream> = (0..6)

@@ -177,7 +177,10 @@ fn burst_into_a_thousand_readers(threads: usize) {
     // would not be saved by a heartbeat's wake.
     options.heartbeat = Duration::from_secs(300);
     let addr = runtime.start_hub(options).unwrap();
-    assert_eq!(threads_named("last-call-hub-w").len(), threads);
+    // A thread names itself as it starts.
+    wait_until("the writer threads named", || {
+        threads_named("last-call-hub-w").len() == threads
+    });
     let token = runtime
         .hub_subscribe_token("burst", Duration::from_secs(600))
         .unwrap();

@@ -18,12 +18,11 @@
 
 use super::frame::{self, Frame};
 use crate::reconnect_spread::StreamKind;
-use crate::runtime::lock;
 use bytes::Bytes;
 use last_call_store::ids::EventId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -73,7 +72,9 @@ struct State {
 /// One channel of this pod.
 pub(crate) struct Channel {
     pub(crate) name: Box<str>,
-    state: Mutex<State>,
+    /// Read by every subscriber's read (on every writer thread at once),
+    /// written by a publish: a lock that readers share.
+    state: RwLock<State>,
     /// One per writer thread.
     sides: Box<[Side]>,
     /// The writer threads that hold subscribers of it, one bit each:
@@ -121,7 +122,7 @@ impl Channel {
     pub(crate) fn new(name: &str, kind: StreamKind, writers: usize) -> Channel {
         Channel {
             name: name.into(),
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 kind,
                 ring: VecDeque::new(),
                 base: 0,
@@ -159,15 +160,15 @@ impl Channel {
     }
 
     pub(crate) fn kind(&self) -> StreamKind {
-        lock(&self.state).kind
+        read(&self.state).kind
     }
 
     pub(crate) fn set_kind(&self, kind: StreamKind) {
-        lock(&self.state).kind = kind;
+        write(&self.state).kind = kind;
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.state).closed.is_some()
+        read(&self.state).closed.is_some()
     }
 
     /// Appends an event published in this process (no shared store):
@@ -180,7 +181,7 @@ impl Channel {
         data: &str,
         id: Option<&str>,
     ) -> Result<(Frame, Option<u64>), ()> {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         if state.closed.is_some() {
             return Err(());
         }
@@ -224,7 +225,7 @@ impl Channel {
         data: &str,
         flag: Flag,
     ) -> bool {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         if state.closed.is_some() {
             return false;
         }
@@ -267,7 +268,7 @@ impl Channel {
     /// Closes the channel with `last`, the final event the shared store
     /// gave a subscriber (its log feeds the same one; the first wins).
     pub(crate) fn feed_closed(&self, last: Frame) {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         if state.closed.is_none() {
             state.closed = Some(last);
         }
@@ -276,7 +277,7 @@ impl Channel {
     /// Tells every subscriber that events may have been lost here (the
     /// shared store's log could not vouch for its continuity).
     pub(crate) fn gap(&self, limits: &Limits) {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         if state.closed.is_none() {
             push(
                 &mut state,
@@ -291,7 +292,7 @@ impl Channel {
     /// ring alone (no shared store, or the store unreachable). Counting it
     /// is [`Channel::add_subscriber`]'s.
     pub(crate) fn start_local(&self, limits: &Limits, last_event_id: Option<&str>) -> Start {
-        let state = lock(&self.state);
+        let state = read(&self.state);
         let end = state.base + state.ring.len() as u64;
         // The history: the newest `limits.history` events of the ring.
         let first = state.ring.len().saturating_sub(limits.history);
@@ -318,7 +319,7 @@ impl Channel {
     /// subscriber before the store was asked, so the ring already holds
     /// every later event (or will).
     pub(crate) fn place_after_shared(&self, after: Option<&EventId>) -> (u64, bool) {
-        let state = lock(&self.state);
+        let state = read(&self.state);
         let end = state.base + state.ring.len() as u64;
         let Some(after) = after else {
             return (end, false);
@@ -341,7 +342,7 @@ impl Channel {
     /// Counts a subscriber served by writer thread `writer`, before it
     /// reads the ring (or asks the shared store).
     pub(crate) fn add_subscriber(&self, writer: usize) {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         state.subscribers += 1;
         state.on_writer[writer] += 1;
         if state.on_writer[writer] == 1 {
@@ -351,7 +352,7 @@ impl Channel {
     }
 
     pub(crate) fn remove_subscriber(&self, writer: usize) {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         state.subscribers = state.subscribers.saturating_sub(1);
         state.on_writer[writer] = state.on_writer[writer].saturating_sub(1);
         if state.on_writer[writer] == 0 {
@@ -363,7 +364,7 @@ impl Channel {
     /// Copies what `cursor` has not read yet (at most `room` events) into
     /// `out`, moving the cursor.
     pub(crate) fn read(&self, cursor: &mut u64, out: &mut VecDeque<Bytes>, room: usize) -> Read {
-        let state = lock(&self.state);
+        let state = read(&self.state);
         if *cursor < state.base {
             let skipped = state.base - *cursor;
             *cursor = state.base;
@@ -390,7 +391,7 @@ impl Channel {
     /// Closes the channel: `final_event`, else the one set in advance, else
     /// `event: close`. `false` if it was closed already.
     pub(crate) fn close(&self, final_event: Option<(&str, &str)>) -> bool {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         if state.closed.is_some() {
             return false;
         }
@@ -410,11 +411,11 @@ impl Channel {
 
     /// The final event set in advance, if any.
     pub(crate) fn final_event(&self) -> Option<(String, String)> {
-        lock(&self.state).final_event.clone()
+        read(&self.state).final_event.clone()
     }
 
     pub(crate) fn set_final_event(&self, kind: StreamKind, event: &str, data: &str) {
-        let mut state = lock(&self.state);
+        let mut state = write(&self.state);
         state.kind = kind;
         state.final_event = Some((event.to_owned(), data.to_owned()));
         state.last_active = Instant::now();
@@ -422,9 +423,23 @@ impl Channel {
 
     /// No subscriber, and nothing happened for the idle time.
     pub(crate) fn is_idle(&self, limits: &Limits, now: Instant) -> bool {
-        let state = lock(&self.state);
+        let state = read(&self.state);
         state.subscribers == 0 && now.duration_since(state.last_active) >= limits.idle
     }
+}
+
+/// The state to read; a panic elsewhere (none is expected) does not stop
+/// the channel.
+fn read(state: &RwLock<State>) -> RwLockReadGuard<'_, State> {
+    state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write(state: &RwLock<State>) -> RwLockWriteGuard<'_, State> {
+    state
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What a shared-store entry is (see `last_call_store::Flag`).
@@ -549,7 +564,7 @@ mod tests {
         assert_eq!(channel.holders(), 0b001);
         channel.remove_subscriber(0);
         assert_eq!(channel.holders(), 0);
-        assert_eq!(lock(&channel.state).subscribers, 0);
+        assert_eq!(read(&channel.state).subscribers, 0);
     }
 
     #[test]
@@ -569,7 +584,7 @@ mod tests {
         assert_eq!(text(&out), ["id: 5"]);
         let start = channel.subscribe_local_counted(&limits, Some("1"));
         assert!(start.gap);
-        assert_eq!(lock(&channel.state).subscribers, 2);
+        assert_eq!(read(&channel.state).subscribers, 2);
     }
 
     #[test]

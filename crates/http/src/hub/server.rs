@@ -29,7 +29,7 @@ use super::frame::{self, Frame as SseFrame};
 use super::options::{HubOptions, STREAM_ADDR, STREAM_STORE};
 use super::shared::Shared;
 use super::token::{self, TokenError};
-use super::writers::{Placed, Writers};
+use super::writers::{Handed, Placed, Writers};
 use super::Hub;
 use crate::connections::{Connections, Slot};
 use crate::error::Error;
@@ -50,11 +50,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::sync::futures::OwnedNotified;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
@@ -113,7 +114,18 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         })
     })?;
     let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;
-    let writers = Arc::new(Writers::start(options.threads).map_err(Error::Os)?);
+    // The writers serve what is handed to them once the hub is made (no
+    // connection is accepted before).
+    let made: Arc<OnceLock<Arc<Hub>>> = Arc::default();
+    let writers = Arc::new(
+        Writers::start(options.threads, |_| {
+            let made = Arc::clone(&made);
+            Box::new(move |handed| {
+                tokio::spawn(serve_handed(handed, made));
+            })
+        })
+        .map_err(Error::Os)?,
+    );
     // One copy of each recent event per channel: enough for a resume
     // (history) and for a live subscriber's lag (queue), whichever is more.
     let (channels, dispatch) = Channels::new(
@@ -149,36 +161,25 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         handle: bound.handle().clone(),
         accepting: std::sync::Mutex::new(None),
     });
-    let accepted = Arc::clone(&hub);
+    let _ = made.set(Arc::clone(&hub));
+    let writers = Arc::clone(&hub.writers);
     let connections = Connections::new(connection_cap(hub.options.max_connections));
     let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
-    let accepting = bound.accept(move |stream| {
+    let accepting = bound.accept_std(move |stream| {
         let Some(slot) = connections.admit() else {
             // Every connection a stream or being answered: a short answer,
             // a few at a time; past that, the connection is just closed.
             if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
-                tokio::spawn(async move {
-                    refuse_at_capacity(stream).await;
-                    drop(permit);
-                });
+                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                    tokio::spawn(async move {
+                        refuse_at_capacity(stream).await;
+                        drop(permit);
+                    });
+                }
             }
             return;
         };
-        // Off this thread's event loop, onto the writer's: registered again
-        // there, where it is served from now on.
-        let Ok(stream) = stream.into_std() else {
-            return;
-        };
-        let slot = Arc::new(slot);
-        let placed = accepted.writers.place();
-        let writer = placed.writer().handle.clone();
-        let task = writer.spawn(connection(
-            stream,
-            Arc::clone(&accepted),
-            Arc::clone(&slot),
-            placed,
-        ));
-        slot.set_task(task.abort_handle());
+        writers.hand(stream, Arc::new(slot));
     });
     *lock(&hub.accepting) = Some(accepting);
     bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
@@ -219,6 +220,32 @@ fn connection_cap(configured: usize) -> usize {
         return room;
     }
     configured
+}
+
+/// On a writer thread: serves each connection handed to it, in a task of
+/// its own there.
+async fn serve_handed(mut handed: UnboundedReceiver<Handed>, hub: Arc<OnceLock<Arc<Hub>>>) {
+    let mut batch = Vec::with_capacity(64);
+    while handed.recv_many(&mut batch, 64).await > 0 {
+        let Some(hub) = hub.get() else {
+            batch.clear();
+            continue;
+        };
+        for Handed {
+            stream,
+            slot,
+            placed,
+        } in batch.drain(..)
+        {
+            let task = tokio::spawn(connection(
+                stream,
+                Arc::clone(hub),
+                Arc::clone(&slot),
+                placed,
+            ));
+            slot.set_task(task.abort_handle());
+        }
+    }
 }
 
 async fn evict_idle_channels(hub: Arc<Hub>) {

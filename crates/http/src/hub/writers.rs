@@ -5,7 +5,10 @@
 //!
 //! The accepting thread (the listener's, `listener.rs`) places each new
 //! connection on the thread serving the fewest, and keeps accepting however
-//! busy the writers are; the probe listener has a thread of its own too.
+//! busy the writers are; the probe listener has a thread of its own too. A
+//! connection is handed over as a plain socket through the thread's queue
+//! (one wake of the thread for all those accepted together), and registered
+//! with the thread's event loop once, there.
 //!
 //! A thread is woken through its own queue, one hand-over per burst: for a
 //! channel, the thread wakes its own subscribers of it (one `Notify` per
@@ -15,6 +18,7 @@
 //! wake 10,000 subscribers.
 
 use super::channel::Channel;
+use crate::connections::Slot;
 use crate::log::warn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,13 +32,19 @@ pub(crate) enum Wake {
     Phase,
 }
 
+/// A connection handed to a writer thread, to be served there.
+pub(crate) struct Handed {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) placed: Placed,
+}
+
 /// One writer thread.
 pub(crate) struct Writer {
-    /// Its event loop, where its connections are spawned.
-    pub(crate) handle: tokio::runtime::Handle,
     /// Connections it serves now (answered, or streams).
     load: AtomicUsize,
     wakes: mpsc::UnboundedSender<Wake>,
+    connections: mpsc::UnboundedSender<Handed>,
     /// Every stream it serves waits on it for a phase change.
     pub(crate) phase_changed: Arc<Notify>,
 }
@@ -44,29 +54,44 @@ pub(crate) struct Writers {
     threads: Box<[Writer]>,
 }
 
+/// What a writer thread runs (it spawns its task on the thread's event
+/// loop): the connections handed to it.
+pub(crate) type Serve = Box<dyn FnOnce(mpsc::UnboundedReceiver<Handed>) + Send>;
+
 impl Writers {
-    /// Starts `count` writer threads (`last-call-hub-w0`, ...). A thread
-    /// ends when the `Writers` are dropped (a hub that failed to start).
-    pub(crate) fn start(count: usize) -> std::io::Result<Writers> {
+    /// Starts `count` writer threads (`last-call-hub-w0`, ...); on each,
+    /// `serve(n)` is spawned with the connections handed to thread `n`. A
+    /// thread ends when the `Writers` are dropped (a hub that failed to
+    /// start).
+    pub(crate) fn start(
+        count: usize,
+        mut serve: impl FnMut(usize) -> Serve,
+    ) -> std::io::Result<Writers> {
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let tokio = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let (wakes, receiver) = mpsc::unbounded_channel();
+            let (connections, handed) = mpsc::unbounded_channel();
             let phase_changed = Arc::new(Notify::new());
             let writer = Writer {
-                handle: tokio.handle().clone(),
                 load: AtomicUsize::new(0),
                 wakes,
+                connections,
                 phase_changed: Arc::clone(&phase_changed),
             };
+            let serve = serve(index);
             std::thread::Builder::new()
                 .name(format!("last-call-hub-w{index}"))
                 .spawn(move || {
                     // Signals are the host's threads' to take.
                     last_call_runtime::keep_signals_off_this_thread();
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        {
+                            let _entered = tokio.enter();
+                            serve(handed);
+                        }
                         tokio.block_on(wake_loop(receiver, index, phase_changed));
                     }));
                     if result.is_err() {
@@ -88,11 +113,21 @@ impl Writers {
         &self.threads[index]
     }
 
-    /// The thread for a new connection: the one serving the fewest (a
+    /// Hands `stream` to the thread serving the fewest connections (a
     /// connection's life is long, so placing by count spreads the streams
-    /// evenly however they come and go). Counted there until the returned
-    /// guard is dropped.
-    pub(crate) fn place(self: &Arc<Self>) -> Placed {
+    /// evenly however they come and go), counted there until its `Placed`
+    /// is dropped.
+    pub(crate) fn hand(self: &Arc<Self>, stream: std::net::TcpStream, slot: Arc<Slot>) {
+        let placed = self.place();
+        let index = placed.index;
+        let _ = self.threads[index].connections.send(Handed {
+            stream,
+            slot,
+            placed,
+        });
+    }
+
+    fn place(self: &Arc<Self>) -> Placed {
         let index = self
             .threads
             .iter()
@@ -133,12 +168,6 @@ pub(crate) struct Placed {
     writers: Arc<Writers>,
     /// The thread's index.
     pub(crate) index: usize,
-}
-
-impl Placed {
-    pub(crate) fn writer(&self) -> &Writer {
-        self.writers.get(self.index)
-    }
 }
 
 impl Drop for Placed {
