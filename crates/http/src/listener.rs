@@ -26,8 +26,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 /// What tells one listener from the other.
 pub(crate) struct Spec {
@@ -194,58 +192,14 @@ impl Bound {
         accepting.abort_handle()
     }
 
-    /// Accepts as [`Bound::accept`] does, but gives each connection as a
-    /// std socket (non-blocking, `TCP_NODELAY`) that this runtime never
-    /// registered: for a listener whose connections are served on other
-    /// threads (the hub's writers), each registered once, where it is
-    /// served. Every connection waiting is accepted at each wake.
-    pub(crate) fn accept_std(
-        &mut self,
-        mut connection: impl FnMut(std::net::TcpStream) + Send + 'static,
-    ) -> tokio::task::AbortHandle {
-        let listener = self.listener.take().expect("accept is called once");
-        let what = self.spec.what;
-        let accepting = self.tokio.spawn(async move {
-            let registered = listener.into_std().and_then(|std| {
-                // SAFETY: the listener owns its descriptor, which stays open
-                // and the same for as long as the `AsyncFd` holds it.
-                unsafe { AsyncFd::register_with_interest(std, Interest::READABLE) }
-                    .map_err(std::io::Error::from)
-            });
-            let listener = match registered {
-                Ok(listener) => listener,
-                Err(error) => {
-                    warn!("{what} cannot accept: {error}");
-                    return;
-                }
-            };
-            loop {
-                let Ok(mut ready) = listener.readable().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                loop {
-                    match accept_nonblocking(listener.get_ref()) {
-                        Ok(stream) => {
-                            let _ = stream.set_nodelay(true);
-                            connection(stream);
-                        }
-                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                            ready.clear_ready();
-                            break;
-                        }
-                        Err(_) => {
-                            // Out of file descriptors, or the like: back
-                            // off briefly instead of spinning.
-                            drop(ready);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        accepting.abort_handle()
+    /// The listening socket itself (non-blocking), no longer in this
+    /// runtime's event loop: for a listener that accepts on threads of its
+    /// own (the hub's writers).
+    pub(crate) fn take_listener(&mut self) -> std::io::Result<std::net::TcpListener> {
+        self.listener
+            .take()
+            .expect("the listener is taken once")
+            .into_std()
     }
 
     /// Starts the listener's thread, which runs its runtime for the life of
@@ -285,7 +239,9 @@ impl Bound {
 /// One connection from `listener`, non-blocking and close-on-exec from the
 /// start (`accept4`; std's `accept` would give a blocking socket, and one
 /// more system call to change it).
-fn accept_nonblocking(listener: &std::net::TcpListener) -> std::io::Result<std::net::TcpStream> {
+pub(crate) fn accept_nonblocking(
+    listener: &std::net::TcpListener,
+) -> std::io::Result<std::net::TcpStream> {
     // SAFETY: accept4 on the listener's open descriptor, with no address
     // wanted (both pointers null).
     let fd = unsafe {

@@ -28,7 +28,7 @@ impl Hub {
         match change.to {
             Phase::ClosingStreams => self.close_pod_bound_at_the_last_moment(),
             Phase::Stopping | Phase::Stopped => {
-                if let Some(accepting) = crate::runtime::lock(&self.accepting).take() {
+                for accepting in crate::runtime::lock(&self.accepting).drain(..) {
                     accepting.abort();
                 }
                 self.close_all(StreamKind::PodBound);

@@ -11,10 +11,13 @@
 //!   through Redis, and what happens when it is away;
 //! * `frame.rs`: the SSE bytes, serialized once per event;
 //! * `server.rs`: the listener and each connection's body;
+//! * `accept.rs`: how connections are taken, on the writer threads, and
+//!   by the accepting thread while they are all busy;
 //! * `writers.rs`: the threads that answer the connections and write the
 //!   streams (`GS_STREAM_THREADS`), each woken once per burst;
 //! * `drain.rs`: the shutdown sequence applied to the hub's connections.
 
+mod accept;
 mod channel;
 mod channels;
 mod drain;
@@ -71,8 +74,13 @@ pub(crate) struct Hub {
     started: Started,
     /// The hub's event loop, for timers started from other threads.
     handle: tokio::runtime::Handle,
-    /// The accept loop, aborted at Stopping.
-    accepting: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The connections held, under their cap.
+    connections: Arc<crate::connections::Connections>,
+    /// Answers at the cap being written now, a few at most.
+    refusing: Arc<tokio::sync::Semaphore>,
+    /// The accept loops (each writer's, and the accepting thread's sweep),
+    /// aborted at Stopping: the listening socket closes with the last.
+    accepting: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 /// Checks a channel name: 1 to 200 characters of `A-Z a-z 0-9 - _ . ~ :`,

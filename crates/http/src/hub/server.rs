@@ -1,8 +1,9 @@
 //! The hub's listener on the listeners' one skeleton (`listener.rs`: bound
-//! on the caller's thread, accepting on a thread of its own), with hyper's
-//! HTTP/1 server. Each accepted connection is placed on one of the writer
-//! threads (`writers.rs`), which answers its request and writes its stream.
-//! No host code ever runs there.
+//! on the caller's thread, a thread of its own), with hyper's HTTP/1 server.
+//! Each connection is served by one of the writer threads (`writers.rs`):
+//! the one that accepted it, or the one it was handed to (`accept.rs`),
+//! which answers its request and writes its stream. No host code ever runs
+//! there.
 //!
 //! `GET /streams/<channel>?token=...` (or `Authorization: Bearer ...`)
 //! answers `text/event-stream`: `retry:`, the history after the client's
@@ -23,6 +24,7 @@
 //! or the client gone, seen at once as the end of the socket's input (which
 //! is watched all along; a client that sends anything more is closed).
 
+use super::accept::{self, Listening};
 use super::channel::{self, Channel, Read};
 use super::channels::{self, Channels};
 use super::frame::{self, Frame as SseFrame};
@@ -114,14 +116,19 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         })
     })?;
     let mut bound = listener::bind(spec, &options.addr, addr, runtime.worker_processes())?;
-    // The writers serve what is handed to them once the hub is made (no
-    // connection is accepted before).
+    let listening = Listening(Arc::new(bound.take_listener().map_err(Error::Os)?));
+    // Each writer accepts, and serves what is handed to it, once the hub is
+    // made (until then, what comes waits in the kernel's queue).
     let made: Arc<OnceLock<Arc<Hub>>> = Arc::default();
+    let accepting: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     let writers = Arc::new(
-        Writers::start(options.threads, |_| {
-            let made = Arc::clone(&made);
+        Writers::start(options.threads, |index| {
+            let (made, listening, accepting) =
+                (Arc::clone(&made), listening.clone(), Arc::clone(&accepting));
             Box::new(move |handed| {
-                tokio::spawn(serve_handed(handed, made));
+                tokio::spawn(serve_handed(handed, Arc::clone(&made)));
+                let task = tokio::spawn(accept::on_writer(listening, made, index));
+                lock(&accepting).push(task.abort_handle());
             })
         })
         .map_err(Error::Os)?,
@@ -151,6 +158,7 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
             bound.handle(),
         )
     });
+    let max_connections = options.max_connections;
     let hub = Arc::new(Hub {
         runtime: runtime.clone(),
         options,
@@ -159,29 +167,15 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         writers,
         started: bound.started(),
         handle: bound.handle().clone(),
-        accepting: std::sync::Mutex::new(None),
+        connections: Connections::new(connection_cap(max_connections)),
+        refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
+        accepting: Arc::clone(&accepting),
     });
     let _ = made.set(Arc::clone(&hub));
-    let writers = Arc::clone(&hub.writers);
-    let connections = Connections::new(connection_cap(hub.options.max_connections));
-    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
-    let accepting = bound.accept_std(move |stream| {
-        let Some(slot) = connections.admit() else {
-            // Every connection a stream or being answered: a short answer,
-            // a few at a time; past that, the connection is just closed.
-            if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
-                if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                    tokio::spawn(async move {
-                        refuse_at_capacity(stream).await;
-                        drop(permit);
-                    });
-                }
-            }
-            return;
-        };
-        writers.hand(stream, Arc::new(slot));
-    });
-    *lock(&hub.accepting) = Some(accepting);
+    let sweeping = bound
+        .handle()
+        .spawn(accept::sweep(listening, Arc::clone(&hub)));
+    lock(&accepting).push(sweeping.abort_handle());
     bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
     let started = bound.run(runtime)?;
     state.hub = Some(Arc::clone(&hub));
@@ -222,8 +216,7 @@ fn connection_cap(configured: usize) -> usize {
     configured
 }
 
-/// On a writer thread: serves each connection handed to it, in a task of
-/// its own there.
+/// On a writer thread: serves each connection handed to it.
 async fn serve_handed(mut handed: UnboundedReceiver<Handed>, hub: Arc<OnceLock<Arc<Hub>>>) {
     let mut batch = Vec::with_capacity(64);
     while handed.recv_many(&mut batch, 64).await > 0 {
@@ -237,15 +230,26 @@ async fn serve_handed(mut handed: UnboundedReceiver<Handed>, hub: Arc<OnceLock<A
             placed,
         } in batch.drain(..)
         {
-            let task = tokio::spawn(connection(
-                stream,
-                Arc::clone(hub),
-                Arc::clone(&slot),
-                placed,
-            ));
-            slot.set_task(task.abort_handle());
+            serve_connection(hub, stream, slot, placed);
         }
     }
+}
+
+/// Serves `stream` on this (writer) thread, in a task of its own, which is
+/// what closes it if it is shed.
+pub(super) fn serve_connection(
+    hub: &Arc<Hub>,
+    stream: std::net::TcpStream,
+    slot: Arc<Slot>,
+    placed: Placed,
+) {
+    let task = tokio::spawn(connection(
+        stream,
+        Arc::clone(hub),
+        Arc::clone(&slot),
+        placed,
+    ));
+    slot.set_task(task.abort_handle());
 }
 
 async fn evict_idle_channels(hub: Arc<Hub>) {
@@ -317,7 +321,7 @@ content-length: 72\r\n\r\n\
 /// Answers [`AT_CAPACITY`] on `stream`, within a second: written at once,
 /// then the request read (and ignored) until the client closes, so that
 /// closing does not reset the answer away before it is read.
-async fn refuse_at_capacity(mut stream: tokio::net::TcpStream) {
+pub(super) async fn refuse_at_capacity(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(REFUSAL_LIFETIME, async {
         stream.write_all(AT_CAPACITY).await?;
@@ -607,7 +611,7 @@ async fn subscribe(
         cursor,
         pending,
         last,
-        heartbeat,
+        last_event_at: tokio::time::Instant::now(),
         next_heartbeat: Box::pin(tokio::time::sleep(heartbeat)),
         channel_wait: None,
         phase_wait: None,
@@ -685,7 +689,11 @@ pub(crate) struct Stream {
     pending: VecDeque<Bytes>,
     /// The last event id it carried (the client's, before any).
     last: Option<Bytes>,
-    heartbeat: Duration,
+    /// When it last read events: a heartbeat is due a heartbeat's time
+    /// after it. The timer is not moved at every event (a timer reset per
+    /// event and subscriber cost more than the clock); when it fires early,
+    /// it is set again for the time due.
+    last_event_at: tokio::time::Instant,
     next_heartbeat: Pin<Box<Sleep>>,
     /// Armed while it waits at the ring's end.
     channel_wait: Option<Pin<Box<OwnedNotified>>>,
@@ -720,9 +728,23 @@ impl Stream {
         &self.hub.writers.get(self.writer).phase_changed
     }
 
-    fn reset_heartbeat(&mut self) {
-        let at = tokio::time::Instant::now() + self.heartbeat;
-        self.next_heartbeat.as_mut().reset(at);
+    /// Its heartbeat's timer has fired: `true` if the stream has been
+    /// idle for the heartbeat time (a comment is due now); otherwise the
+    /// timer is set for when it will have been. Either way the timer is
+    /// armed again, with `cx`'s waker.
+    fn heartbeat_due(&mut self, cx: &mut Context<'_>) -> bool {
+        let heartbeat = self.hub.options.heartbeat;
+        let now = tokio::time::Instant::now();
+        let due = self.last_event_at + heartbeat;
+        let idle = due <= now;
+        if idle {
+            self.last_event_at = now;
+        }
+        self.next_heartbeat
+            .as_mut()
+            .reset(if idle { now + heartbeat } else { due });
+        let _ = self.next_heartbeat.as_mut().poll(cx);
+        idle
     }
 
     fn last_id(&self) -> Option<&str> {
@@ -868,7 +890,7 @@ impl Stream {
                 Read::Events => {
                     self.drop_replayed(before);
                     self.channel_wait = None;
-                    self.reset_heartbeat();
+                    self.last_event_at = tokio::time::Instant::now();
                     continue;
                 }
                 Read::Gap { skipped } => {
@@ -900,10 +922,7 @@ impl Stream {
                     continue;
                 }
             }
-            if self.next_heartbeat.as_mut().poll(cx).is_ready() {
-                self.reset_heartbeat();
-                // Register the new deadline's waker.
-                let _ = self.next_heartbeat.as_mut().poll(cx);
+            if self.next_heartbeat.as_mut().poll(cx).is_ready() && self.heartbeat_due(cx) {
                 return Poll::Ready(Some(Bytes::from_static(frame::HEARTBEAT)));
             }
             return Poll::Pending;

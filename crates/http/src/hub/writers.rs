@@ -3,12 +3,11 @@
 //! placed on it and writes their streams, so that a fan-out is written by
 //! every core the process may use instead of one.
 //!
-//! The accepting thread (the listener's, `listener.rs`) places each new
-//! connection on the thread serving the fewest, and keeps accepting however
-//! busy the writers are; the probe listener has a thread of its own too. A
-//! connection is handed over as a plain socket through the thread's queue
-//! (one wake of the thread for all those accepted together), and registered
-//! with the thread's event loop once, there.
+//! Each writer thread accepts connections itself (`accept.rs`); those the
+//! accepting thread takes while every writer is busy are handed to the one
+//! serving the fewest, as plain sockets through its queue (one wake for all
+//! those handed together), and registered with its event loop once, there.
+//! The probe listener has a thread of its own.
 //!
 //! A thread is woken through its own queue, one hand-over per burst: for a
 //! channel, the thread wakes its own subscribers of it (one `Notify` per
@@ -134,6 +133,12 @@ impl Writers {
             .enumerate()
             .min_by_key(|(_, writer)| writer.load.load(Ordering::Relaxed))
             .map_or(0, |(index, _)| index);
+        self.place_on(index)
+    }
+
+    /// A connection served by writer `index` (the one that accepted it),
+    /// counted there until the guard is dropped.
+    pub(crate) fn place_on(self: &Arc<Self>, index: usize) -> Placed {
         self.threads[index].load.fetch_add(1, Ordering::Relaxed);
         Placed {
             writers: Arc::clone(self),
