@@ -96,9 +96,14 @@ impl Slot {
         Busy(self)
     }
 
-    /// Busy for the rest of its life (a stream).
+    /// Busy for the rest of its life (a stream): never shed, so what would
+    /// have stopped its task is let go (it kept that task's memory, about a
+    /// KiB, allocated for the stream's life).
     pub(crate) fn hold(&self) {
         self.mark(true);
+        if let Some(entry) = lock(&self.connections.inner).busy.get_mut(&self.id) {
+            *entry = None;
+        }
     }
 
     fn mark(&self, busy: bool) {
