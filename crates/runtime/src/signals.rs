@@ -78,6 +78,36 @@ pub fn keep_signals_off_this_thread() {
     }
 }
 
+/// Starts a thread of the runtime's with SIGTERM and SIGINT blocked from
+/// its first instruction (it inherits the mask set here around the spawn):
+/// a thread that blocks them itself, once it runs, could be given one sent
+/// before it ran, while the host held it, and the default disposition killed
+/// the process (a hub's writer threads, started a moment before a SIGTERM,
+/// on a loaded machine).
+pub fn spawn_without_signals<F, T>(
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: both sets are initialized before use (sigemptyset, and
+    // pthread_sigmask writing the old mask); pthread_sigmask changes only
+    // the calling thread's mask, which is set back as it was below.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let spawned = builder.spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        spawned
+    }
+}
+
 fn was_default(signal: libc::c_int) -> bool {
     // SAFETY: a zeroed sigaction is a valid out-parameter; passing NULL as
     // the new action only queries the current one.

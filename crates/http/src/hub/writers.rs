@@ -81,11 +81,11 @@ impl Writers {
                 phase_changed: Arc::clone(&phase_changed),
             };
             let serve = serve(index);
-            std::thread::Builder::new()
-                .name(format!("last-call-hub-w{index}"))
-                .spawn(move || {
-                    // Signals are the host's threads' to take.
-                    last_call_runtime::keep_signals_off_this_thread();
+            // Signals are the host's threads' to take, from the thread's
+            // first instruction.
+            last_call_runtime::spawn_without_signals(
+                std::thread::Builder::new().name(format!("last-call-hub-w{index}")),
+                move || {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         {
                             let _entered = tokio.enter();
@@ -96,7 +96,8 @@ impl Writers {
                     if result.is_err() {
                         warn!("a writer thread of the stream hub failed; please report this");
                     }
-                })?;
+                },
+            )?;
             threads.push(writer);
         }
         Ok(Writers {
