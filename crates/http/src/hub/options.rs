@@ -141,8 +141,8 @@ pub struct HubOptions {
     pub stall: Duration,
     /// Threads that answer subscriptions and write the streams, each
     /// connection on one of them (default: the cores this process may use,
-    /// at most 4; see [`default_threads`]). Accepting runs on a thread of
-    /// its own beside them.
+    /// its CPU affinity and cgroup quota, at most 4). The listener's own
+    /// thread accepts beside them while they are all busy.
     pub threads: usize,
 }
 
