@@ -85,7 +85,7 @@ lane-compile:
 lane-run:
 	$(MAKE) --no-print-directory -j1 run-rust python-suites
 
-# Every row of BENCHMARKS.md (about 5 minutes on 2 cores).
+# Every row of BENCHMARKS.md (about 25 minutes on 2 cores).
 bench: setup python
 	# The hub's peers (nginx with nchan, Pushpin), for benches/peers.py.
 	@./scripts/setup.sh --bench
@@ -116,5 +116,8 @@ bench: setup python
 	# at once and spread; a Python publish with Redis beside memory.
 	target/release/examples/hub_store_bench --rates 1000,10000 --seconds 10
 	$(PYTHON) benches/hub_publish_store.py
+	# The hub beside nchan (1 and 2 workers) and Pushpin, the same client
+	# against each in turn, 3 rounds (issue 25; about 12 minutes).
+	$(PYTHON) benches/peers.py --rounds 3
 
 include mk/rust.mk mk/python.mk mk/packaging.mk mk/install.mk

@@ -452,6 +452,10 @@ def report(rounds: list[dict[str, dict[str, object]]]) -> None:
         median = statistics.median(ratios)
         met = median <= bound if sense == "<=" else median >= bound
         print(f"| {label} | " + " | ".join(cells) + f" | {ratio} | {sense} {bound}x | {'yes' if met else 'no'} |")
+    for name in names:
+        died = sum(1 for r in rounds if not r[name].get("server_alive", True))
+        if died:
+            print(f"\n{name}: a server process had exited by the end of {died} of {len(rounds)} round(s).")
     print("\nThe client's share (cores it used / cores the server used), median over the rounds:\n")
     print("| measure | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
