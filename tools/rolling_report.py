@@ -57,15 +57,17 @@ def _slug(*parts: str) -> str:
 
 def open_streams(timeline: dict) -> dict[str, list[tuple[float, float]]]:
     """Per pod, the streams the clients held open on it: (time, count)
-    at every change, and at the end of the recording. A refused request
-    (a status other than 200) was never a stream."""
+    at every change, and at the end of the recording (a connection never
+    closed counts to the end). A refused request (a status other than 200)
+    was never a stream."""
     changes: dict[str, list[tuple[float, int]]] = defaultdict(list)
     end = timeline["end"]
     for pod, _kind, _client, opened, closed, ending, _hint in timeline["connections"]:
         if ending == stream_log.REFUSED:
             continue
         changes[pod].append((opened, 1))
-        changes[pod].append((closed if closed is not None else end, -1))
+        if closed is not None:  # else still open when the recording ended
+            changes[pod].append((closed, -1))
     series = {}
     for pod, moves in changes.items():
         count, points = 0, []
@@ -75,7 +77,8 @@ def open_streams(timeline: dict) -> dict[str, list[tuple[float, float]]]:
                 points[-1] = (at, count)
             else:
                 points.append((at, count))
-        points.append((end, count))
+        if points[-1][0] < end:
+            points.append((end, count))
         series[pod] = points
     return series
 
@@ -277,10 +280,12 @@ def _unseen_stopping(lane: Lane, pod: dict) -> None:
         return
     stopped = names.index("Stopped") if "Stopped" in names else None
     until = phases[stopped]["at"] if stopped is not None else pod["exit"]
-    last = before[-1][2]
+    # A sample is stamped when its answer arrived, a few ms after the pod
+    # read its phase: the last one may come after the Stopped stamp.
+    last = min(before[-1][2], until)
     index = (stopped if stopped is not None else len(phases)) - 1
     at, _, colour, title, css = lane.segments[index]
-    if not at <= last <= until:
+    if not at <= last:
         return
     lane.segments[index] = (at, last, colour, title, css)
     lane.segments.insert(

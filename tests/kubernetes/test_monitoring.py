@@ -143,7 +143,9 @@ def test_a_broken_rule_fails_its_unit_tests(tmp_path):
     broken = tmp_path / "rules.yaml"
     broken.write_text(rules.replace("(gs_hub_store_degraded_seconds) > 30", "(gs_hub_store_degraded_seconds) > 60"))
     tests = tmp_path / "tests.yaml"
-    tests.write_text(RULE_TESTS.read_text().replace("../../examples/kubernetes/monitoring/last-call.rules.yaml", str(broken)))
+    tests.write_text(
+        RULE_TESTS.read_text().replace("../../examples/kubernetes/monitoring/last-call.rules.yaml", str(broken))
+    )
     tested = subprocess.run([promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert tested.returncode != 0, tested.stdout
     assert "LastCallStreamStoreDegraded" in tested.stdout + tested.stderr
