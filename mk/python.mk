@@ -67,7 +67,23 @@ readme-suite:
 # version (tests/rolling). The handoff scenario runs on the hub host only
 # (3 replicas, one round, no baseline; about 45 s).
 # One round keeps the whole run near 15 minutes on two cores (two: ~25).
+# Beside the tables (target/rolling.md) it writes the report page,
+# target/rolling.html (tools/rolling_report.py), and prints its path last.
 ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --features axum --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md
+
+# The README's picture of the report page (docs/rolling-report.png): the
+# saturated scenario on the Rust server beside its baseline, on the
+# manifest's clock (about 2 minutes, as root), its section of the page
+# captured by headless Chromium (tools/headless_page.py, which checks the
+# page first).
+SCREENSHOT_RUN := target/report-screenshot
+.PHONY: report-screenshot
+report-screenshot: setup python
+	$(CARGO) build --release --features axum --example sse_server
+	@mkdir -p $(SCREENSHOT_RUN)
+	$(PYTHON) tools/rolling.py --rounds 1 --replicas 2 --scenario saturated --host rust --no-browsers \
+	  --json $(SCREENSHOT_RUN)/rolling.json --markdown $(SCREENSHOT_RUN)/rolling.md
+	$(PYTHON) tools/headless_page.py $(SCREENSHOT_RUN)/rolling.html docs/rolling-report.png --element saturated-rust

@@ -122,17 +122,21 @@ class Page:
         return self.driver.execute_script(script)
 
     def screenshot(self, png: Path, element: str | None = None) -> Path:
-        """The page at its full height (or one element) as a PNG."""
+        """The page at its full height, or one element whole (taller than
+        the window as it may be), as a PNG."""
         png.parent.mkdir(parents=True, exist_ok=True)
         if element:
-            from selenium.webdriver.common.by import By
-
-            png.write_bytes(self.driver.find_element(By.ID, element).screenshot_as_png)
-            return png
-        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            box = self.driver.execute_script(
+                "const b = document.getElementById(arguments[0]).getBoundingClientRect();"
+                "return {x: b.left + window.scrollX, y: b.top + window.scrollY, width: b.width, height: b.height};",
+                element,
+            )
+        else:
+            size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            box = {"x": 0, "y": 0, "width": size["width"], "height": size["height"]}
         shot = self.driver.execute_cdp_cmd(
             "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True, "clip": {**size, "x": 0, "y": 0, "scale": 1}},
+            {"format": "png", "captureBeyondViewport": True, "clip": {**box, "scale": 1}},
         )
         png.write_bytes(base64.b64decode(shot["data"]))
         return png

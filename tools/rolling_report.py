@@ -571,7 +571,10 @@ def main() -> int:
     if not reports:
         print(f"{args.reports}: no run with a timeline (written before the report page existed?)", file=sys.stderr)
         return 1
-    print(f"report: {write(reports, args.output or args.reports.with_suffix('.html'))}")
+    import rolling  # here: rolling imports this module
+
+    described = {name: scenario.what for name, scenario in rolling.SCENARIOS.items()}
+    print(f"report: {write(reports, args.output or args.reports.with_suffix('.html'), rolling.failures, described)}")
     return 0
 
 

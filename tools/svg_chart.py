@@ -186,14 +186,18 @@ class Chart:
         """Crosses at (x, y), each with its title; a count beside it when
         the title starts with one above 1."""
         shapes = []
+        labels: list[tuple[float, float, float]] = []  # (left, right, y) of the counts written so far
         for t, v, title in points:
             cx, cy = self.x(self._clip_x(t)), self.y(v)
             count = title.split(" ", 1)[0]
-            beside = (
-                f'<text x="{cx + 7:.1f}" y="{cy - 6:.1f}" font-size="11" fill="{colour}">{_a(count)}</text>'
-                if count.isdigit() and int(count) > 1
-                else ""
-            )
+            beside = ""
+            if count.isdigit() and int(count) > 1:
+                # Moved down, row by row, off any count it would overwrite.
+                left, right, y = cx + 7, cx + 7 + 7 * len(count), cy - 6
+                while any(a < right + 8 and left < b + 8 and abs(y - c) < 12 for a, b, c in labels):
+                    y += 13
+                labels.append((left, right, y))
+                beside = f'<text x="{left:.1f}" y="{y:.1f}" font-size="11" fill="{colour}">{_a(count)}</text>'
             shapes.append(
                 f'<g class="mark" transform="translate({cx:.1f},{cy:.1f})"><title>{_a(title)}</title>'
                 f'<path d="M-5,-5L5,5M-5,5L5,-5" stroke="{colour}" stroke-width="2.4"/></g>{beside}'
