@@ -28,9 +28,10 @@ python: $(PYTHON)
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
-# example app's, the end-to-end contract tests, the manifests, and one
-# round of the rolling update behind HAProxy; then the README's quick
-# starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
+# example app's, the end-to-end contract tests and the demo's picture,
+# the manifests with their dashboard and alert rules (promtool), and one
+# round of the rolling update behind HAProxy, its report page opened in
+# headless Chromium; then the README's quick starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
 # tests mostly wait on real servers, signals and timers, so four share two
 # cores well.
 PYTEST_WORKERS ?= 4

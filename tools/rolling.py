@@ -28,7 +28,11 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
   kills, SIGKILLs, exit codes, SIGTERM-to-exit against the grace period and
   the reconnects' spread and peak rate; the handoff scenario, on the hub
   host, holds each subscriber against the store's record of its channel
-  (``handoff_clients.py``).
+  (``handoff_clients.py``);
+* records the time series of each run (``rolling_timeline.py``: every
+  stream connection as the clients saw it, each pod's probe ``/metrics``,
+  each old pod's termination) and draws them as the report page beside the
+  tables (``rolling_report.py``), whose path it prints last.
 
     python tools/rolling.py --rounds 3                   # everything
     python tools/rolling.py --short                      # make test's run
