@@ -310,15 +310,19 @@ class Chart:
         for at, symbol, colour, title, css in sorted(lane.marks, key=lambda m: m[0]):
             x = self.x(self._clip_x(at))
             row = 0 if x + 3 > ends[0] else 1 if x + 3 > ends[1] else 0
+            width = 5.6 * len(symbol)
+            # A label that would run off the chart's right edge goes left of its mark.
+            left = x + 3 + width > self.width - 2
+            anchor = ' text-anchor="end"' if left else ""
             if symbol:
-                ends[row] = x + 3 + 5.6 * len(symbol) + 4
+                ends[row] = x + 3 + width + 4
             parts.append(
                 f'<g class="{_a(css)}"><title>{_a(title)}</title>'
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + 16 + 10 * row}" stroke="{colour}" '
                 'stroke-width="2"/>'
                 + (
-                    f'<text x="{x + 3:.1f}" y="{top + 12 + 11 * row}" font-size="10" fill="{colour}">'
-                    f"{_a(symbol)}</text>"
+                    f'<text x="{x - 3 if left else x + 3:.1f}" y="{top + 12 + 11 * row}" font-size="10" '
+                    f'fill="{colour}"{anchor}>{_a(symbol)}</text>'
                     if symbol
                     else ""
                 )
