@@ -209,6 +209,7 @@ fn run_group(
                 .name("last-call-hook".into())
                 .spawn(move || {
                     crate::signals::keep_signals_off_this_thread();
+                    let process = crate::fork::generation();
                     let ended = if let Some(_call) = inner.host_calls.enter() {
                         let _scope = callback_scope::enter(inner.address(), Kind::Hook);
                         match catch_unwind(AssertUnwindSafe(|| hook(given))) {
@@ -220,6 +221,13 @@ fn run_group(
                         // The host is exiting (`Runtime::host_exiting`).
                         NOT_CALLED
                     };
+                    if crate::fork::generation() != process {
+                        // The hook forked and this is the child: the
+                        // sequence that waits for this hook is the
+                        // parent's. The thread ends (and with it a child
+                        // that has no other thread, status 0).
+                        return;
+                    }
                     state
                         .ended_ns
                         .store(crate::monotonic_ns(), Ordering::Relaxed);

@@ -594,6 +594,9 @@ impl Runtime {
     /// Starts the sequence and delivery threads unless this process has
     /// them.
     pub(crate) fn ensure_threads(&self) -> Result<(), Error> {
+        // The threads tell a forked child by the fork generation, which
+        // the handlers move (a private runtime registers them here).
+        crate::fork::register_fork_handlers();
         self.ensure_thread(&self.inner.sequence_pid, crate::sequence::sequence_thread)?;
         // Read before the thread starts, so that no change made after this
         // call is missed.
