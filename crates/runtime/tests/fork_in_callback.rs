@@ -11,8 +11,8 @@
 //! most 30 s, then kills it.
 
 use last_call_runtime::{Config, Error, Phase, Runtime};
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(30);
