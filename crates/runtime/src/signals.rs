@@ -8,12 +8,13 @@
 //!    the handling (a forked child that has not is left to the disposition
 //!    found at install);
 //! 2. the compare-and-swap that moves the phase word to Draining with the
-//!    "sequence started" bit, `clock_gettime` to stamp the start, and a
-//!    `FUTEX_WAKE` system call that wakes the core thread; with the
-//!    portable wait (no futex: macOS, the BSDs, the `portable-wait`
-//!    feature), whose wake takes a mutex, one non-blocking `write` of a
-//!    byte to a pipe instead, whose reader thread wakes the sleepers
-//!    (`signal_relay.rs`);
+//!    "sequence started" bit, `clock_gettime` to stamp the start, and one
+//!    `FUTEX_WAKE` system call that wakes every thread asleep on the phase
+//!    word (the sequence, delivery and watchdog threads, the host's
+//!    waits); with the portable wait (no futex: macOS, the BSDs, the
+//!    `portable-wait` feature), whose wake takes a mutex, one non-blocking
+//!    `write` of a byte to a pipe instead, whose reader thread (a runtime
+//!    thread) wakes them (`signal_relay.rs`);
 //! 3. counting the signal in an atomic: the *first signal received* starts
 //!    the sequence (a no-op if `begin_shutdown()` or a manual drain came
 //!    first: those are not signals), and only the *second signal received*
