@@ -70,6 +70,10 @@ impl Hooks {
         !self.registered.is_empty()
     }
 
+    pub(crate) fn registered_count(&self) -> usize {
+        self.registered.len()
+    }
+
     /// The registered hooks, for the sequence to run (once).
     pub(crate) fn take(&mut self) -> Vec<HookEntry> {
         self.taken = true;
