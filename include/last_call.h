@@ -604,6 +604,20 @@ gs_status gs_configure(const struct gs_config *config);
 gs_status gs_arm_exit_watchdog(void);
 
 /**
+ * Turns the shutdown log on (`on` non-zero) or off (0, the default for a
+ * C host): one line on stderr when the shutdown sequence begins (the
+ * streams open, the drain delay, the deadline), one when ClosingStreams and
+ * Stopping begin, and one just before Stopped with what became of the
+ * streams (ended on their own, nudged to reconnect, given their final
+ * event, left open when the deadline came) and of each hook. Written
+ * without blocking (a line stderr cannot take at once is dropped and
+ * counted in `gs_log_lines_dropped_total`). `GS_SHUTDOWN_LOG=1` or `0` in
+ * the environment, read when the runtime is configured
+ * (`gs_install_signal_handlers`, `gs_configure`), wins over this.
+ */
+gs_status gs_set_shutdown_log(uint8_t on);
+
+/**
  * **For tests only.** Returns the process-wide runtime to a fresh state:
  * Serving, no active streams, no sequence running, every phase callback
  * and shutdown hook removed, reports and configuration cleared, the
@@ -742,6 +756,17 @@ gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_len
  * `seconds_out` must be NULL or point to a writable `double`.
  */
 gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
+
+/**
+ * Tells the runtime that the host has just sent a stream of `kind` its
+ * ending at its moment and is ending it: the reconnect hint for a
+ * `GS_STREAM_RESUMABLE` stream, the final event for a `GS_STREAM_POD_BOUND`
+ * one. Counted for the shutdown log's last line ("nudged to reconnect",
+ * "given their final event", see `gs_set_shutdown_log`); a stream ended
+ * without it counts as ended on its own. Lock-free.
+ * `GS_ERR_INVALID_ARGUMENT` for an unknown kind.
+ */
+gs_status gs_stream_ending_sent(uint32_t kind);
 
 /**
  * Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the

@@ -26,6 +26,8 @@ mod config;
 
 mod watchdog;
 
+mod shutdown_log;
+
 mod testing;
 
 mod signals;
@@ -52,6 +54,7 @@ pub use metrics::*;
 pub use phase_callbacks::*;
 #[cfg(feature = "http")]
 pub use probes::*;
+pub use shutdown_log::*;
 pub use signals::*;
 pub use status::*;
 pub use stream_endings::*;

@@ -24,6 +24,7 @@ pub mod reconnect_spread;
 mod runtime;
 pub mod seconds;
 mod sequence;
+mod shutdown_log;
 mod signal_relay;
 mod signals;
 mod watchdog;

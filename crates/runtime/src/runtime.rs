@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     watchdog_pid: AtomicI32,
     /// The [`crate::ReconnectSpread`] in force (see `reconnect_spread.rs`).
     pub(crate) reconnect_spread: AtomicU8,
+    /// The shutdown log's switch and counts (see `shutdown_log.rs`).
+    pub(crate) shutdown_log: crate::shutdown_log::ShutdownLog,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -144,6 +146,7 @@ impl Runtime {
                 delivery_pid: AtomicI32::new(0),
                 watchdog_pid: AtomicI32::new(0),
                 reconnect_spread: AtomicU8::new(0),
+                shutdown_log: crate::shutdown_log::ShutdownLog::default(),
             }),
         }
     }
@@ -314,6 +317,8 @@ impl Runtime {
     /// sequence reads them from the environment when it starts.
     pub fn configure(&self, config: Config) -> Result<(), Error> {
         config.validate()?;
+        let shutdown_log = crate::config::shutdown_log_from_env()?;
+        self.inner.shutdown_log.note_env(shutdown_log);
         lock(&self.inner.shared).config = Some(config);
         Ok(())
     }
@@ -324,6 +329,10 @@ impl Runtime {
             return Ok(config);
         }
         let config = Config::from_env()?;
+        // Valid: `from_env` checked it.
+        self.inner
+            .shutdown_log
+            .note_env(crate::config::shutdown_log_from_env().ok().flatten());
         Ok(lock(&self.inner.shared)
             .config
             .get_or_insert(config)
@@ -501,6 +510,7 @@ impl Runtime {
         let removed: Vec<Arc<Listener>> = {
             let mut shared = lock(&self.inner.shared);
             shared.config = None;
+            self.inner.shutdown_log.forget_env();
             shared.hooks.clear();
             shared.watchdog = None;
             shared.extensions.clear();
@@ -594,6 +604,9 @@ impl Runtime {
     /// Starts the sequence and delivery threads unless this process has
     /// them.
     pub(crate) fn ensure_threads(&self) -> Result<(), Error> {
+        // The threads tell a forked child by the fork generation, which
+        // the handlers move (a private runtime registers them here).
+        crate::fork::register_fork_handlers();
         self.ensure_thread(&self.inner.sequence_pid, crate::sequence::sequence_thread)?;
         // Read before the thread starts, so that no change made after this
         // call is missed.

@@ -40,7 +40,12 @@ pub(crate) fn start_if_needed(runtime: &'static Runtime) -> Result<(), Error> {
     let (read_fd, write_fd) = pipe()?;
     let spawned = std::thread::Builder::new()
         .name("last-call-signal".into())
-        .spawn(move || relay(runtime, read_fd));
+        .spawn(move || {
+            // A runtime thread like the others: SIGTERM/SIGINT go to the
+            // host's threads, never to this one.
+            crate::signals::keep_signals_off_this_thread();
+            relay(runtime, read_fd)
+        });
     if let Err(error) = spawned {
         // SAFETY: our two descriptors, closed once; nothing else has them.
         unsafe {

@@ -8,12 +8,13 @@
 //!    the handling (a forked child that has not is left to the disposition
 //!    found at install);
 //! 2. the compare-and-swap that moves the phase word to Draining with the
-//!    "sequence started" bit, `clock_gettime` to stamp the start, and a
-//!    `FUTEX_WAKE` system call that wakes the core thread; with the
-//!    portable wait (no futex: macOS, the BSDs, the `portable-wait`
-//!    feature), whose wake takes a mutex, one non-blocking `write` of a
-//!    byte to a pipe instead, whose reader thread wakes the sleepers
-//!    (`signal_relay.rs`);
+//!    "sequence started" bit, `clock_gettime` to stamp the start, and one
+//!    `FUTEX_WAKE` system call that wakes every thread asleep on the phase
+//!    word (the sequence, delivery and watchdog threads, the host's
+//!    waits); with the portable wait (no futex: macOS, the BSDs, the
+//!    `portable-wait` feature), whose wake takes a mutex, one non-blocking
+//!    `write` of a byte to a pipe instead, whose reader thread (a runtime
+//!    thread) wakes them (`signal_relay.rs`);
 //! 3. counting the signal in an atomic: the *first signal received* starts
 //!    the sequence (a no-op if `begin_shutdown()` or a manual drain came
 //!    first: those are not signals), and only the *second signal received*
@@ -51,6 +52,9 @@ static TERM_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 static INT_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 /// Signals received by this process since it installed the handling.
 static SIGNALS_RECEIVED: AtomicU32 = AtomicU32::new(0);
+/// The signal that started the sequence (0: none did), for the shutdown
+/// log's first line.
+static BEGUN_BY: AtomicI32 = AtomicI32::new(0);
 /// The signal-hook registrations survive fork (they are process memory), so
 /// they are made once per program image.
 static REGISTERED: Mutex<bool> = Mutex::new(false);
@@ -130,6 +134,13 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
 /// installed yet) and for the testing reset.
 pub(crate) fn reset_signal_count() {
     SIGNALS_RECEIVED.store(0, Ordering::Relaxed);
+    BEGUN_BY.store(0, Ordering::Relaxed);
+}
+
+/// The signal that started the running sequence, if one did (rather than
+/// `begin_shutdown`).
+pub(crate) fn signal_that_began() -> Option<libc::c_int> {
+    Some(BEGUN_BY.load(Ordering::Acquire)).filter(|signal| *signal != 0)
 }
 
 /// Whether this process has installed signal handling.
@@ -185,6 +196,11 @@ fn handle(signal: libc::c_int) {
         // The first signal: start the sequence, or nothing if a call
         // already did. Where the wake takes a lock (the portable wait),
         // the relay thread wakes the sleepers instead of this handler.
+        // Noted first, for the shutdown log (a begin_shutdown racing this
+        // handler within the same instant may be named as the signal).
+        if !runtime.inner.phase.load().sequence_started() {
+            BEGUN_BY.store(signal, Ordering::Release);
+        }
         if runtime.inner.phase.begin_sequence_from_signal() {
             crate::signal_relay::poke();
         }

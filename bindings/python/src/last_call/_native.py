@@ -130,6 +130,8 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_configure": ([ctypes.POINTER(Config)], c_status),
     "gs_arm_exit_watchdog": ([], c_status),
     "gs_stream_end_in": ([ctypes.c_uint32, ctypes.POINTER(ctypes.c_double)], c_status),
+    "gs_stream_ending_sent": ([ctypes.c_uint32], c_status),
+    "gs_set_shutdown_log": ([ctypes.c_uint8], c_status),
     "gs_set_reconnect_spread": ([ctypes.c_uint32], c_status),
     "gs_hub_start": (
         [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],

@@ -88,6 +88,10 @@ class Runtime(Protocol):
         """Infinity before ClosingStreams."""
         ...
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """gs_stream_ending_sent: counted for the shutdown log."""
+        ...
+
     def set_reconnect_spread(self, all_at_once: bool) -> None: ...
     def set_draining(self, draining: bool) -> None: ...
     def is_draining(self) -> bool: ...
@@ -241,6 +245,14 @@ class ShutdownManager:
         0 for every stream once ClosingStreams has begun."""
         left = self._runtime.stream_end_in(kind)
         return None if math.isinf(left) else left
+
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """Tells the runtime that a stream of ``kind`` has just been sent
+        its ending at its moment (a resumable one its reconnect hint, a
+        pod-bound one its final event) and is ending: counted in the
+        shutdown log's last line. The stream wrappers (``track_stream``,
+        ``@sse_stream``, the ASGI streams) call it themselves."""
+        self._runtime.stream_ending_sent(kind)
 
     def set_reconnect_spread(self, all_at_once: bool = False) -> None:
         """``all_at_once=True`` nudges every resumable stream at the start

@@ -38,6 +38,10 @@ class _NativeRuntime:
         self._lock = threading.Lock()
         self._checks: dict[str, int] = {}
         self._signals_set_up = False
+        # The shutdown log on stderr, on by default in every Python host so
+        # that the host's default logging shows the shutdown as it happens
+        # (GS_SHUTDOWN_LOG=0 turns it off; the runtime reads it).
+        _native.check(lib.gs_set_shutdown_log(1))
 
     def check(self, status: int) -> int:
         return _native.check(status)
@@ -64,6 +68,9 @@ class _NativeRuntime:
         left = ctypes.c_double()
         _native.check(self._lib.gs_stream_end_in(kind.native, ctypes.byref(left)))
         return left.value
+
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        _native.check(self._lib.gs_stream_ending_sent(kind.native))
 
     def set_reconnect_spread(self, all_at_once: bool) -> None:
         _native.check(self._lib.gs_set_reconnect_spread(1 if all_at_once else 0))

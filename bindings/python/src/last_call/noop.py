@@ -177,6 +177,10 @@ class _SimulatedRuntime:
         # No timeline to spread over: every stream ends at once.
         return math.inf if self._phase < Phase.CLOSING_STREAMS else 0.0
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """Nothing to count: the no-op manager writes no shutdown log."""
+        del kind
+
     def set_reconnect_spread(self, all_at_once: bool) -> None:
         """Accepted and ignored: the simulation always ends at once."""
         del all_at_once

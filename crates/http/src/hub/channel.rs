@@ -308,6 +308,11 @@ impl Channel {
         state.last_active = Instant::now();
     }
 
+    /// The subscribers reading it here now.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        lock(&self.state).subscribers
+    }
+
     pub(crate) fn remove_subscriber(&self) {
         let mut state = lock(&self.state);
         state.subscribers = state.subscribers.saturating_sub(1);

@@ -695,8 +695,10 @@ impl Stream {
         }
     }
 
-    /// Ends with the reconnect hint, after what is pending.
+    /// Ends with the reconnect hint, after what is pending (counted for the
+    /// shutdown log).
     fn end_with_reconnect(&mut self) {
+        self.hub.runtime.stream_ending_sent(StreamKind::Resumable);
         let hint = frame::reconnect(self.last_id());
         self.pending.push_back(hint);
         self.done = true;
