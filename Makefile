@@ -31,6 +31,7 @@ help:
 	@echo "make sdist  - the source distribution (target/packaging/dist)"
 	@echo "make install PREFIX=/usr/local - header, libraries, pkg-config file"
 	@echo "make lint   - rustfmt, clippy, rustdoc, mypy --strict, ruff"
+	@echo "make fuzz   - the property tests of the hub's request path and tokens, FUZZ_CASES (10000) cases each"
 	@echo "make test-rust, test-python, test-readme, test-packaging, loom - parts of make test"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by

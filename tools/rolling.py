@@ -683,7 +683,7 @@ SHORT_SCENARIOS: dict[str, Scenario] = {
     "saturated": replace(
         SCENARIOS["saturated"],
         mix=lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 1000)),
-        note="short run: 1,000 streams instead of 2,000 on the Rust and uvicorn hosts",
+        note="short run: 1,000 streams instead of 2,000 on the Rust, uvicorn and hub hosts",
     ),
     "handoff": replace(
         SCENARIOS["handoff"],
