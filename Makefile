@@ -99,6 +99,8 @@ bench: setup python
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
 	$(PYTHON) benches/probe_latency.py --probes 1000
+	# The kubelet's probe through a flood of the probe port (issue 27).
+	$(PYTHON) benches/probe_flood.py --held 10000
 	# Each host's reconnect spread, 200 resumable streams, one run (issue 22).
 	$(PYTHON) benches/reconnect_spread.py --streams 200
 	# The stream hub (issue 18): capacity in the Flask app beside
