@@ -205,10 +205,9 @@ fn run_group(
                 name: entry.name.clone(),
                 since: start,
             });
-            std::thread::Builder::new()
-                .name("last-call-hook".into())
-                .spawn(move || {
-                    crate::signals::keep_signals_off_this_thread();
+            crate::signals::spawn_without_signals(
+                std::thread::Builder::new().name("last-call-hook".into()),
+                move || {
                     let ended = if let Some(_call) = inner.host_calls.enter() {
                         let _scope = callback_scope::enter(inner.address(), Kind::Hook);
                         match catch_unwind(AssertUnwindSafe(|| hook(given))) {
@@ -226,7 +225,8 @@ fn run_group(
                     state.outcome.store(ended, Ordering::Release);
                     lock(&inner.shared).hooks.running.retain(|h| h.id != id);
                     inner.ring_bell();
-                })
+                },
+            )
         };
         if let Err(error) = &spawned {
             warn!("could not start shutdown hook {:?}: {error}", entry.name);
