@@ -32,6 +32,7 @@ help:
 	@echo "make sdist  - the source distribution (target/packaging/dist)"
 	@echo "make install PREFIX=/usr/local - header, libraries, pkg-config file"
 	@echo "make lint   - rustfmt, clippy, rustdoc, mypy --strict, ruff"
+	@echo "make fuzz   - the property tests of the hub's request path and tokens, FUZZ_CASES (10000) cases each"
 	@echo "make test-rust, test-python, test-readme, test-packaging, loom - parts of make test"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
@@ -100,6 +101,8 @@ bench: setup python
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
 	$(PYTHON) benches/probe_latency.py --probes 1000
+	# The kubelet's probe through a flood of the probe port (issue 27).
+	$(PYTHON) benches/probe_flood.py --held 10000
 	# Each host's reconnect spread, 200 resumable streams, one run (issue 22).
 	$(PYTHON) benches/reconnect_spread.py --streams 200
 	# The stream hub (issue 18): capacity in the Flask app beside

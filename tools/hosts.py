@@ -24,10 +24,11 @@ FLASK_HUB_ENV = (
 )
 
 
-#: Hosts that hold a thread for each stream (Waitress, gunicorn gthread;
-#: in hub mode the task streams are the hub's, the event feed still a
-#: thread's): the saturated scenario opens as many streams as threads.
-THREAD_PER_STREAM = ("flask", "flask-gunicorn", "flask-hub")
+#: Hosts that hold a thread for each stream (Waitress, gunicorn gthread):
+#: the saturated scenario opens as many streams as threads. In hub mode
+#: every stream is the hub's, the event feed's included (GET /api/events
+#: answers a redirect to the hub), so flask-hub holds none.
+THREAD_PER_STREAM = ("flask", "flask-gunicorn")
 
 #: Hosts that start the runtime's stream hub: the rolling harness runs them
 #: as the manifest says, with a shared store (a redis-server of its own,

@@ -334,7 +334,15 @@ def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClie
     (building a transport loads TLS certificates: ~30 ms of CPU each, too
     much for thousands of clients). Never closed: that would close the
     shared transport; ``Clients`` closes it."""
-    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, read=120), transport=transport, trust_env=False)
+    # Redirects followed, as EventSource does: the hub host's GET /api/events
+    # answers one to the hub's subscription of its feed.
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(10, read=120),
+        transport=transport,
+        trust_env=False,
+        follow_redirects=True,
+    )
 
 
 def new_transport(receive_buffer: int | None = None) -> httpx.AsyncHTTPTransport:
@@ -712,7 +720,7 @@ SHORT_SCENARIOS: dict[str, Scenario] = {
     "saturated": replace(
         SCENARIOS["saturated"],
         mix=lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 1000)),
-        note="short run: 1,000 streams instead of 2,000 on the Rust and uvicorn hosts",
+        note="short run: 1,000 streams instead of 2,000 on the Rust, uvicorn and hub hosts",
     ),
     "handoff": replace(
         SCENARIOS["handoff"],

@@ -205,20 +205,20 @@ impl Bound {
             ..
         } = self;
         let what = spec.what;
-        std::thread::Builder::new()
-            .name(spec.thread.into())
-            .spawn(move || {
-                // Signals are the host's threads' to take (the blocking
-                // threads started from here inherit the mask).
-                last_call_runtime::keep_signals_off_this_thread();
+        // Signals are the host's threads' to take: this thread is born
+        // with them blocked (and the blocking threads it starts inherit it).
+        last_call_runtime::spawn_without_signals(
+            std::thread::Builder::new().name(spec.thread.into()),
+            move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     tokio.block_on(std::future::pending::<()>());
                 }));
                 if result.is_err() {
                     warn!("{what} failed; please report this");
                 }
-            })
-            .map_err(Error::Os)?;
+            },
+        )
+        .map_err(Error::Os)?;
         if runtime.is_global() {
             close_in_a_forked_child(fd);
         }

@@ -255,10 +255,9 @@ fn run_group(
                 name: entry.name.clone(),
                 since: start,
             });
-            std::thread::Builder::new()
-                .name("last-call-hook".into())
-                .spawn(move || {
-                    crate::signals::keep_signals_off_this_thread();
+            crate::signals::spawn_without_signals(
+                std::thread::Builder::new().name("last-call-hook".into()),
+                move || {
                     let process = crate::fork::generation();
                     let call = inner.host_calls.enter();
                     // Called only if its share has not ended meanwhile.
@@ -293,7 +292,8 @@ fn run_group(
                     state.outcome.store(ended, Ordering::Release);
                     lock(&inner.shared).hooks.running.retain(|h| h.id != id);
                     inner.ring_bell();
-                })
+                },
+            )
         };
         if let Err(error) = &spawned {
             warn!("could not start shutdown hook {:?}: {error}", entry.name);

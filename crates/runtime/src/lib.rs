@@ -43,8 +43,6 @@ pub use reconnect_spread::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };
 pub use runtime::{RegistrationId, Runtime, StreamGuard};
-pub use signals::{
-    install_signal_handlers, keep_signals_off_this_thread, signal_handlers_installed,
-};
+pub use signals::{install_signal_handlers, signal_handlers_installed, spawn_without_signals};
 pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
 pub use work::WorkGuard;

@@ -633,14 +633,14 @@ impl Runtime {
             return Ok(()); // another thread of this process just started it
         }
         let inner = Arc::clone(&self.inner);
-        let spawned = std::thread::Builder::new()
-            .name("last-call".into())
-            .spawn(move || {
-                crate::signals::keep_signals_off_this_thread();
+        let spawned = crate::signals::spawn_without_signals(
+            std::thread::Builder::new().name("last-call".into()),
+            move || {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inner))).is_err() {
                     warn!("a runtime thread failed; please report this");
                 }
-            });
+            },
+        );
         match spawned {
             Ok(_) => Ok(()),
             Err(error) => {

@@ -18,6 +18,7 @@ mod channels;
 mod drain;
 mod frame;
 mod options;
+mod request;
 mod server;
 mod shared;
 mod token;

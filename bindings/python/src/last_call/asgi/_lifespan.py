@@ -85,6 +85,10 @@ def lifespan(
         address = probe_addr if probe_addr is not None else _environ.address(PROBE_ADDR_ENV)
         if address is not None:
             runtime.start_probe_listener(address)
+        # Registered before the signal handling, so that a SIGTERM held
+        # during the take-over finds the hook that stops uvicorn (with no
+        # drain delay the sequence may reach Stopping before the next line).
+        hook = runtime.register_shutdown_hook("uvicorn", stopper)
         on_main_thread = threading.current_thread() is threading.main_thread()
         if install_signal_handlers and on_main_thread:
             if stopper.server is None:
@@ -92,7 +96,6 @@ def lifespan(
             _signals.take_over(runtime, shutdown)
         elif install_signal_handlers:
             logger.warning("last_call: the lifespan runs off the main thread and installs no signal handlers")
-        hook = runtime.register_shutdown_hook("uvicorn", stopper)
         beat = asyncio.ensure_future(_heartbeat(runtime))
         try:
             if app_lifespan is None:
