@@ -192,11 +192,12 @@ pub fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError
 }
 
 impl Config {
-    /// The defaults, overridden by every `GS_*` variable that is set.
+    /// The defaults, overridden by every `GS_*` variable that is set (or
+    /// set from code: [`crate::settings`]).
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut values = Vec::with_capacity(env::ALL.len());
         for variable in env::ALL {
-            if let Some(raw) = std::env::var_os(variable) {
+            if let Some(raw) = crate::settings::var_os(variable) {
                 let Some(text) = raw.to_str() else {
                     return Err(ConfigError {
                         variable,
