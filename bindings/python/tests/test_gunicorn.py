@@ -165,7 +165,7 @@ def test_exactly_one_probe_listener_per_pod_held_by_the_master(gunicorn_server):
     ("options", "message"),
     [
         (["-k", "sync"], "cannot keep SSE streams alive"),
-        (["--graceful-timeout", "0"], "graceful_timeout=0 is shorter than GS_HOOK_BUDGET_SECONDS"),
+        (["--threads", "4", "--graceful-timeout", "0"], "graceful_timeout=0 is shorter than GS_HOOK_BUDGET_SECONDS"),
     ],
 )
 def test_settings_that_would_cut_streams_are_refused_at_start(options, message):
@@ -331,7 +331,11 @@ def test_a_sigterm_while_a_worker_boots_reaches_it(gunicorn_server):
     # on it, halt and let graceful_timeout kill it.
     env = {**NO_DRAIN_DELAY, "GS_DRAIN_DELAY_SECONDS": "0.2", "POST_FORK_SECONDS": "1"}
     server = ServerProcess(
-        [*GUNICORN[:3], "-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "gunicorn_app:app"],
+        [
+            *GUNICORN[:3],
+            *("-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "--threads", "4"),
+            "gunicorn_app:app",
+        ],
         env,
         cwd=APPS,
     )

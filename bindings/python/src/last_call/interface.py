@@ -95,7 +95,8 @@ class Runtime(Protocol):
     def install_signal_handlers(
         self, durations: dict[str, float], second_signal: SecondSignal | None, handle_sigint: bool
     ) -> None:
-        """``durations``: install_signal_handlers' keywords that were given."""
+        """``durations``: install_signal_handlers' keywords that were given
+        (``gs_config``'s field names, the exit status among them)."""
         ...
 
     def begin_shutdown(self) -> None: ...
@@ -306,17 +307,22 @@ class ShutdownManager:
     def install_signal_handlers(
         self,
         *,
-        drain_delay: float | None = None,
-        shutdown_timeout: float | None = None,
-        close_notice: float | None = None,
-        exit_watchdog: float | None = None,
+        shutdown_timeout_seconds: float | None = None,
+        drain_delay_seconds: float | None = None,
+        close_notice_seconds: float | None = None,
+        hook_budget_seconds: float | None = None,
+        exit_watchdog_seconds: float | None = None,
+        exit_watchdog_status: int | None = None,
         second_signal: SecondSignal | str | None = None,
         handle_sigint: bool = True,
     ) -> None:
         """Makes SIGTERM (and SIGINT) start the shutdown sequence. Each
-        duration, in seconds, defaults to its GS_* environment variable (see
-        the README); a malformed value raises ConfigError naming it. Raises
-        InvalidStateError if already installed in this process.
+        keyword is its setting (``shutdown_timeout_seconds`` is
+        ``GS_SHUTDOWN_TIMEOUT_SECONDS``, docs/configuration.md); one not
+        given is the value in force (given by the app's configuration, else
+        the environment, else the default). A malformed value raises
+        ConfigError naming it. Raises InvalidStateError if already
+        installed in this process.
 
         Python-level handlers installed *before* this call keep running
         (they are chained); a later ``signal.signal(SIGTERM, ...)`` replaces
@@ -326,13 +332,20 @@ class ShutdownManager:
         durations = {
             name: seconds(value, name)
             for name, value in (
-                ("drain_delay", drain_delay),
-                ("shutdown_timeout", shutdown_timeout),
-                ("close_notice", close_notice),
-                ("exit_watchdog", exit_watchdog),
+                ("drain_delay_seconds", drain_delay_seconds),
+                ("shutdown_timeout_seconds", shutdown_timeout_seconds),
+                ("close_notice_seconds", close_notice_seconds),
+                ("hook_budget_seconds", hook_budget_seconds),
+                ("exit_watchdog_seconds", exit_watchdog_seconds),
             )
             if value is not None
         }
+        if exit_watchdog_status is not None:
+            if isinstance(exit_watchdog_status, bool) or not isinstance(exit_watchdog_status, int):
+                raise ArgumentTypeError(
+                    f"exit_watchdog_status must be an int, not {type(exit_watchdog_status).__name__}"
+                )
+            durations["exit_watchdog_status"] = exit_watchdog_status
         second = None if second_signal is None else _second_signal(second_signal)
         self._runtime.install_signal_handlers(durations, second, bool(handle_sigint))
 

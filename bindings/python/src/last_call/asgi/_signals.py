@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import signal
 from types import FrameType
-from typing import Any
 
 from ..interface import ShutdownManager
 
@@ -20,11 +19,11 @@ def _signal_seen(signum: int, _frame: FrameType | None) -> None:
     logger.info("last_call: %s received; shutting down gracefully", signal.Signals(signum).name)
 
 
-def take_over(runtime: ShutdownManager, shutdown: dict[str, Any] | None) -> None:
+def take_over(runtime: ShutdownManager) -> None:
     """On the main thread, after uvicorn installed its handlers: the first
     SIGTERM starts the runtime's sequence while uvicorn keeps serving."""
     # Ours first, so that the runtime's native handler chains to it, not to
     # uvicorn's (which would stop uvicorn at once).
     signal.signal(signal.SIGTERM, _signal_seen)
     signal.signal(signal.SIGINT, _signal_seen)
-    runtime.install_signal_handlers(**(shutdown or {}))
+    runtime.install_signal_handlers()
