@@ -73,7 +73,7 @@ def test_a_python_value_becomes_the_text_the_variable_would_hold(name, value, te
 def test_a_value_of_the_wrong_kind_is_refused_naming_where_it_was_given(name, value):
     setting = settings.by_name(name)
     assert setting is not None
-    with pytest.raises(ConfigError, match="app.config"):
+    with pytest.raises(ConfigError, match=r"app\.config"):
         settings.to_text(setting, value, "app.config['X']")
 
 

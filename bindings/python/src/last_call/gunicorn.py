@@ -211,12 +211,14 @@ def _check_threads(threads: int) -> None:
 
 #: The settings gunicorn's master reads for the pod before any worker
 #: loads the app (without --preload): an app's value for one of these that
-#: differs fails the worker's start (``last_call.settings``). The drain
-#: delay, the close notice and the hooks' budget shape each worker's own
-#: sequence, which it configures after loading the app: those may be the
-#: app's.
+#: differs fails the worker's start (``last_call.settings``); the drain
+#: delay among them, since the master's sequence keeps the pod until its
+#: own ends. The close notice and the hooks' budget shape only each
+#: worker's own sequence, which it configures after loading the app: those
+#: may be the app's.
 MASTER_SETTINGS = (
     "GS_SHUTDOWN_TIMEOUT_SECONDS",
+    "GS_DRAIN_DELAY_SECONDS",
     "GS_SECOND_SIGNAL",
     "GS_EXIT_WATCHDOG_SECONDS",
     "GS_EXIT_WATCHDOG_STATUS",
@@ -224,7 +226,7 @@ MASTER_SETTINGS = (
     "GS_DRAIN_TOKEN",
     "GS_HEARTBEAT_STALE_SECONDS",
 )
-WORKER_SETTINGS = ("GS_DRAIN_DELAY_SECONDS", "GS_CLOSE_NOTICE_SECONDS", "GS_HOOK_BUDGET_SECONDS")
+WORKER_SETTINGS = ("GS_CLOSE_NOTICE_SECONDS", "GS_HOOK_BUDGET_SECONDS")
 
 #: Slots of the pod's figures (last_call's pod_figures): one per live
 #: worker, far more than a pod runs.

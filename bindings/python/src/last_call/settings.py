@@ -461,14 +461,20 @@ def apply(given: Mapping[str, Given], *, native: bool = True) -> None:
             already = _state.read.get(name)
             if already is not None and already[0] != new.text:
                 text, source, reader = already
-                shown = "unset" if text is None else repr(text)
+                held = "it has none" if text is None else f"it has {_shown(new.setting, text)}, from {source}"
                 raise ConfigError(
-                    f"{new.source} = {new.text!r} cannot take effect: {reader} read {name} before it "
-                    f"(it has {shown}, from {source}). {_READ_EARLY_FIX.get(reader, _DEFAULT_FIX).format(name=name)}"
+                    f"{new.source} = {_shown(new.setting, new.text)} cannot take effect: {reader} read {name} "
+                    f"before it ({held}). "
+                    f"{_READ_EARLY_FIX.get(reader, _DEFAULT_FIX).format(name=name)}"
                 )
             if native and new.setting.read_by == RUNTIME:
                 _native.set_setting(name, new.text)
             _state.applied[name] = new
+
+
+def _shown(setting: Setting, text: str) -> str:
+    """A value for a message: a secret's length only."""
+    return f"<{len(text)} characters>" if setting.kind == "secret" else repr(text)
 
 
 #: How to give a setting that a host part reads before the app is loaded.
