@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Protocol
 from ._arguments import metrics_format, seconds
 from ._arguments import phase as _phase
 from ._arguments import second_signal as _second_signal
-from .errors import ArgumentTypeError
+from .errors import ArgumentTypeError, ConfigError
 from .phase import Phase, SecondSignal
 from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
 from .sse import StreamKind
@@ -126,6 +126,31 @@ class Runtime(Protocol):
     def forget_registrations(self) -> None:
         """After the runtime has been reset: drop what Python still holds."""
         ...
+
+
+def _several_workers_hint() -> str:
+    """What a probe port already in use most often means: this process is
+    one of several workers that each start their own listener on the pod's
+    one port (uvicorn ``--workers N`` with the listener started at import,
+    a pre-fork server without ``last_call.gunicorn``)."""
+    import multiprocessing
+
+    worker = multiprocessing.parent_process() is not None or "gunicorn.workers" in sys.modules
+    who = (
+        "This process is one of uvicorn's --workers processes"
+        if worker and "uvicorn" in sys.modules
+        else "This process is one of several worker processes"
+        if worker
+        else "Another process holds the port; if this process is one of several workers (uvicorn --workers N, "
+        "gunicorn -w N)"
+    )
+    return (
+        f"{who}: each one started a probe listener on the pod's one port. Under uvicorn --workers N, start it "
+        "from last_call.asgi.lifespan() (each worker then shares the port, SO_REUSEPORT); under gunicorn, serve "
+        "with -c python:last_call.gunicorn (its master answers for the pod); in another pre-fork host, call "
+        "last_call.workers.set_worker_processes(N) in each worker before its listener starts; or run one "
+        "worker per pod (--workers 1) and scale with replicas (docs/asgi-uvicorn.md)"
+    )
 
 
 def _remove_one(registrations: list[tuple[Callable[..., Any], int]], callable_: Callable[..., Any]) -> int | None:
@@ -466,7 +491,12 @@ class ShutdownManager:
         and returns ``(host, port)``. ConfigError names ``GS_PROBE_ADDR`` for
         a malformed address or a port in use; once per process. The no-op
         manager has none (InvalidStateError)."""
-        bound = self._runtime.start_probe_listener(addr)
+        try:
+            bound = self._runtime.start_probe_listener(addr)
+        except ConfigError as error:
+            if "in use" not in str(error):
+                raise
+            raise ConfigError(f"{error}. {_several_workers_hint()}") from None
         host, _, port = bound.rpartition(":")
         return host.strip("[]"), int(port)
 
