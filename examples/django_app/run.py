@@ -97,7 +97,8 @@ def serve_uvicorn() -> None:
             yield
 
         app = with_last_call(app_lifespan=announced)
-    config = uvicorn.Config(app, lifespan="on", log_level="info", access_log=False)
+    # Django's own handler refuses the lifespan scope: none for the baseline.
+    config = uvicorn.Config(app, lifespan="off" if BASELINE else "on", log_level="info", access_log=False)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except SystemExit as exit_:

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._lifespan import lifespan
+from ._lifespan import Lifespan, lifespan
 from ._types import ASGIApp, Receive, Scope, Send
 
 
-def with_lifespan(app: ASGIApp, **settings: Any) -> ASGIApp:
+def with_lifespan(app: ASGIApp, app_lifespan: Lifespan | None = None, **settings: Any) -> ASGIApp:
     """``app``, with the ``lifespan`` scope answered by
-    ``last_call.asgi.lifespan(**settings)`` and every other scope passed
-    on. Startup fails (``lifespan.startup.failed``, naming the error) as
-    the lifespan does: uvicorn then exits with status 3."""
-    run = lifespan(**settings)
+    ``last_call.asgi.lifespan(app_lifespan, **settings)`` (``app_lifespan``:
+    the app's own start and end, run inside the runtime's) and every other
+    scope passed on. Startup fails (``lifespan.startup.failed``, naming the
+    error) as the lifespan does: uvicorn then exits with status 3."""
+    run = lifespan(app_lifespan, **settings)
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "lifespan":

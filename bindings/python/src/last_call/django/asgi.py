@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..asgi import ASGIApp, with_lifespan
+from ..asgi import ASGIApp, Lifespan, with_lifespan
 
 
-def get_asgi_application(**settings: Any) -> ASGIApp:
+def get_asgi_application(app_lifespan: Lifespan | None = None, **settings: Any) -> ASGIApp:
     """Django's ASGI application (``django.setup()`` included), answering
-    the lifespan protocol with the runtime's sequence. ``settings``: any
-    setting by keyword (docs/configuration.md)."""
+    the lifespan protocol with the runtime's sequence (and
+    ``app_lifespan``, the project's own start and end, inside it).
+    ``settings``: any setting by keyword (docs/configuration.md)."""
     from django.core.asgi import get_asgi_application as django_application  # type: ignore[import-untyped]
 
     application: ASGIApp = django_application()
-    return with_lifespan(application, **settings)
+    return with_lifespan(application, app_lifespan, **settings)
