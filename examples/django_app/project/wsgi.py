@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application
 
 DISCARD_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
