@@ -359,7 +359,7 @@ fn children_forked_while_a_thread_publishes_to_the_hub_answer_their_first_send()
     // back on both sides (reported: 5 of 600 children hung).
     let mut child = start(
         "fork-while-publishing",
-        &[("GS_STREAM_SECRET", "fork secret")],
+        &[("GS_STREAM_SECRET", "a fork test secret of 32 bytes or more")],
     );
     let status = child.wait_exit(Duration::from_secs(120));
     child.read_to_end(LONG);

@@ -822,7 +822,7 @@ fn a_short_id_out_publishes_nothing_and_no_id_out_publishes_once() {
     use std::ffi::CStr;
     use std::ptr::{null, null_mut};
     common::require_process_per_test();
-    std::env::set_var("GS_STREAM_SECRET", "c secret");
+    std::env::set_var("GS_STREAM_SECRET", std::str::from_utf8(SECRET).unwrap());
     // SAFETY: every pointer is NULL or a live NUL-terminated string or a
     // buffer of the length given.
     unsafe {
