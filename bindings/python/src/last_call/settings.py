@@ -534,7 +534,7 @@ def take(given: Mapping[str, Given], *, native: bool) -> None:
     rules, so that a bad
     value stops the app where it is built, its message naming the setting
     and where it was given."""
-    if not native or not given:
+    if not native:
         return
     apply(given)
     from .manager import validate_environment

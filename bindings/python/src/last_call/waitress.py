@@ -269,7 +269,10 @@ def _serve(
     if manager is None:
         manager = state.manager if state is not None else default_manager()
     settings.report_unknown_environment()
-    settings.take(given, native=isinstance(manager, GracefulShutdownManager))
+    if given:
+        # Checked with the rest in force; without keywords, the handling
+        # installed below checks what it reads.
+        settings.take(given, native=isinstance(manager, GracefulShutdownManager))
     threads = int(waitress_options.get("threads", 4))
     expected = given[EXPECTED_STREAMS].text if EXPECTED_STREAMS in given else settings.package_value(EXPECTED_STREAMS)
     if expected is not None and threads < int(expected) + THREAD_HEADROOM:
