@@ -164,3 +164,42 @@ def test_a_plain_wsgi_server_without_the_sequence_is_reported_naming_it_and_the_
     assert "served by WSGIServer/" in line, line
     assert "GS_DRAIN_DELAY_SECONDS from the app take no effect" in line, line
     assert "install_signal_handlers" in line and "last_call.waitress.serve" in line, line
+
+
+def _django(settings_py: dict, keywords: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    env = {"DJANGO_SETTINGS_JSON": json.dumps(settings_py), "LIFESPAN_KEYWORDS": json.dumps(keywords or {})}
+    return [sys.executable, str(APPS / "settings_django.py")], env
+
+
+@pytest.mark.parametrize(
+    ("settings_py", "keywords", "winner"),
+    [
+        ({}, {}, "env-token"),
+        ({"GS_DRAIN_TOKEN": "config-token"}, {}, "config-token"),
+        ({"GS_DRAIN_TOKEN": "config-token"}, {"drain_token": "keyword-token"}, "keyword-token"),
+    ],
+    ids=["environment", "settings-py", "keyword"],
+)
+def test_django_under_uvicorn_takes_the_keyword_then_settings_py_then_the_environment(
+    servers, settings_py, keywords, winner
+):
+    command, env = _django({**settings_py, "GS_DRAIN_DELAY_SECONDS": 1, "GS_DRAIN_DELAY": 2}, keywords)
+    server = servers(command, env)
+    output = "\n".join(server.lines)
+    assert "settings.GS_DRAIN_DELAY is not a setting" in output and "GS_DRAIN_DELAY_SECONDS?" in output, output
+    assert _accepted_token(server) == winner
+    _exits_after_the_apps_drain_delay(server)
+
+
+def test_django_under_gunicorn_takes_settings_py_with_preload_and_refuses_it_without(servers):
+    settings_py = {"GS_DRAIN_TOKEN": "config-token", "GS_DRAIN_DELAY_SECONDS": 1}
+    _, env = _django(settings_py)
+    server = servers([*GUNICORN, "--preload", "-w", "1", "--threads", "4", "settings_django:application"], env)
+    assert _accepted_token(server) == "config-token"
+    _exits_after_the_apps_drain_delay(server)
+    refused = servers([*GUNICORN, "-w", "1", "--threads", "4", "settings_django:application"], env)
+    assert refused.wait_exit(30) != 0
+    output = "\n".join(refused.lines)
+    # The first of the two the master read that settings.py gives anew.
+    assert "settings.GS_DRAIN_DELAY_SECONDS = '1' cannot take effect" in output, output
+    assert "gunicorn's master" in output and "--preload" in output, output
