@@ -24,12 +24,25 @@ pod's:
   master is restarted; a wedged worker is gunicorn's own business (its
   ``--timeout``, on a heartbeat the gthread worker sends from its loop,
   not from the threads that hold streams);
-* **the sequence**: at its SIGTERM the master counts one hold per running
-  worker and forwards SIGTERM to each; it reaches Stopping when the last
-  worker has exited (or at the hook budget), so the probe says Draining
-  until every worker is done. ``/metrics`` on the probe port shows those
-  holds as its active streams; each worker's own streams are in its own
-  figures (the app's ``/metrics``).
+* **the sequence**: at its SIGTERM the master counts one hold (work, not
+  a stream) per running worker and forwards SIGTERM to each; it reaches
+  Stopping when the last worker has exited (or at the hook budget), so the
+  probe says Draining until every worker is done;
+* **the figures**: the master shares a region with its workers before it
+  forks (``pre_fork`` gives each a slot, ``post_fork`` joins it,
+  ``child_exit`` frees it), each worker adds its streams and work to its
+  slot, and every ``/metrics`` of the pod (the probe port, each worker's
+  app port) reports the sums: the pod's streams, never the master's holds.
+
+**Settings the master reads for the pod.** Without ``--preload`` the master
+never loads the app: it reads ``MASTER_SETTINGS`` in ``when_ready``, and a
+worker whose app gives one of them another value fails to start, naming
+it (``last_call.settings``). With ``--preload`` the app's settings are the
+master's too, and ``graceful_timeout`` follows its timeout.
+
+**Threads.** A gthread worker with ``--threads`` below
+``GS_EXPECTED_STREAMS + 4`` (2 when it is unset) is refused at start, as the
+sync worker is (see ``_check_threads``).
 
 **The workers.** In ``post_worker_init`` each worker replaces gunicorn's
 SIGTERM handling (which stops accepting at once) with the runtime's, so the
