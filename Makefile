@@ -25,7 +25,8 @@ help:
 	@echo "make demo-rust - the same demonstration on the Rust server"
 	@echo "make demo-c - the C host's demonstration"
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
-	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime"
+	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime (tables, report page)"
+	@echo "make report-screenshot - the README's picture of the report page (docs/rolling-report.png)"
 	@echo "make header - regenerate include/last_call.h"
 	@echo "make wheel  - the manylinux wheel (target/packaging/dist)"
 	@echo "make sdist  - the source distribution (target/packaging/dist)"
@@ -47,7 +48,8 @@ $(BUILD)/c_host: examples/c_host/c_host.c include/last_call.h
 c-host: setup $(BUILD)/c_host
 
 # The demonstration: the Flask/Waitress example app, a task streaming over
-# SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py).
+# SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py),
+# printed and drawn (target/demo-timeline-flask.svg).
 demo: setup python
 	$(PYTHON) tools/demo_timeline.py --host flask
 

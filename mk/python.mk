@@ -29,9 +29,10 @@ python: $(PYTHON)
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
-# example app's, the end-to-end contract tests, the manifests, and one
-# round of the rolling update behind HAProxy; then the README's quick
-# starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
+# example app's, the end-to-end contract tests and the demo's picture,
+# the manifests with their dashboard and alert rules (promtool), and one
+# round of the rolling update behind HAProxy, its report page opened in
+# headless Chromium; then the README's quick starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
 # tests mostly wait on real servers, signals and timers, so four share two
 # cores well.
 PYTEST_WORKERS ?= 4
@@ -68,7 +69,23 @@ readme-suite:
 # version (tests/rolling). The handoff scenario runs on the hub host only
 # (3 replicas, one round, no baseline; about 45 s).
 # One round keeps the whole run near 15 minutes on two cores (two: ~25).
+# Beside the tables (target/rolling.md) it writes the report page,
+# target/rolling.html (tools/rolling_report.py), and prints its path last.
 ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --features axum --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md
+
+# The README's picture of the report page (docs/rolling-report.png): the
+# saturated scenario on the Rust server beside its baseline, on the
+# manifest's clock (about 2 minutes, as root), its section of the page
+# captured by headless Chromium (tools/headless_page.py, which checks the
+# page first).
+SCREENSHOT_RUN := target/report-screenshot
+.PHONY: report-screenshot
+report-screenshot: setup python
+	$(CARGO) build --release --features axum --example sse_server
+	@mkdir -p $(SCREENSHOT_RUN)
+	$(PYTHON) tools/rolling.py --rounds 1 --replicas 2 --scenario saturated --host rust --no-browsers \
+	  --json $(SCREENSHOT_RUN)/rolling.json --markdown $(SCREENSHOT_RUN)/rolling.md
+	$(PYTHON) tools/headless_page.py $(SCREENSHOT_RUN)/rolling.html docs/rolling-report.png --element saturated-rust
