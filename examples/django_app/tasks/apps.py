@@ -34,3 +34,8 @@ class TasksConfig(AppConfig):
         # stop hook (gunicorn's worker, uvicorn's lifespan), so the tasks
         # stop first.
         manager.register_shutdown_hook("task-service", tasks.shutdown)
+        # Test-only, off by default (run.py refused a bad value already).
+        from django.conf import settings
+        from last_call.testing import install_test_switches
+
+        install_test_switches(manager, settings.EXAMPLE.host)
