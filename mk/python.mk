@@ -4,7 +4,7 @@
 # The Python package: mypy --strict and ruff (settings in its pyproject.toml),
 # and ruff on the example app and the Python tests.
 PY_LINT_CONFIG := bindings/python/pyproject.toml
-PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app tests/readme
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app examples/django_app tests/readme
 
 lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
@@ -15,7 +15,8 @@ lint: python
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 # The Python package, built by pip (setuptools-rust compiles the library),
-# with flask, waitress, prometheus_client, pytest and httpx, in .venv.
+# with the examples' frameworks and servers (Flask, Waitress, Starlette,
+# uvicorn, gunicorn, Django), prometheus_client, pytest and httpx, in .venv.
 $(PYTHON):
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
@@ -24,7 +25,7 @@ $(PYTHON):
 # last build: cleared first, so that none is installed again.
 python: $(PYTHON)
 	rm -rf bindings/python/build
-	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r examples/django_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the

@@ -17,12 +17,14 @@ mod host_exit;
 #[cfg(feature = "http")]
 mod hub;
 mod metrics;
+mod pod_figures;
 #[cfg(feature = "http")]
 mod probes;
 #[cfg(feature = "http")]
 mod workers;
 
 mod config;
+mod settings;
 
 mod watchdog;
 
@@ -52,8 +54,10 @@ pub use host_exit::*;
 pub use hub::*;
 pub use metrics::*;
 pub use phase_callbacks::*;
+pub use pod_figures::*;
 #[cfg(feature = "http")]
 pub use probes::*;
+pub use settings::*;
 pub use shutdown_log::*;
 pub use signals::*;
 pub use status::*;

@@ -200,7 +200,7 @@ pub fn switch(variable: &'static str, text: &str) -> Result<bool, ConfigError> {
 /// `GS_SHUTDOWN_LOG` as the environment sets it: `None` when unset (the
 /// host's default applies), an error naming it when malformed.
 pub fn shutdown_log_from_env() -> Result<Option<bool>, ConfigError> {
-    match std::env::var_os(env::SHUTDOWN_LOG) {
+    match crate::settings::var_os(env::SHUTDOWN_LOG) {
         None => Ok(None),
         Some(raw) => match raw.to_str() {
             Some(text) => switch(env::SHUTDOWN_LOG, text).map(Some),
@@ -227,11 +227,12 @@ pub fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError
 }
 
 impl Config {
-    /// The defaults, overridden by every `GS_*` variable that is set.
+    /// The defaults, overridden by every `GS_*` variable that is set (or
+    /// set from code: [`crate::settings`]).
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut values = Vec::with_capacity(env::ALL.len());
         for variable in env::ALL {
-            if let Some(raw) = std::env::var_os(variable) {
+            if let Some(raw) = crate::settings::var_os(variable) {
                 let Some(text) = raw.to_str() else {
                     return Err(ConfigError {
                         variable,

@@ -188,6 +188,7 @@ impl Runtime {
     #[inline]
     pub fn begin_stream_of(&self, kind: StreamKind) -> Result<StreamGuard<'_>, Error> {
         self.inner.streams.begin()?;
+        self.in_pod_figures(crate::pod_figures::stream_began);
         Ok(StreamGuard {
             runtime: self,
             kind,
@@ -199,14 +200,28 @@ impl Runtime {
     /// [`Runtime::decrement_active_streams`]; prefer [`Runtime::begin_stream`]).
     #[inline]
     pub fn increment_active_streams(&self) -> Result<(), Error> {
-        Ok(self.inner.streams.begin()?)
+        self.inner.streams.begin()?;
+        self.in_pod_figures(crate::pod_figures::stream_began);
+        Ok(())
     }
 
     /// Counts one stream as ended. Without a matching increment this is an
     /// error and the count stays at zero.
     #[inline]
     pub fn decrement_active_streams(&self) -> Result<(), Error> {
-        Ok(self.inner.streams.end()?)
+        self.inner.streams.end()?;
+        self.in_pod_figures(crate::pod_figures::stream_ended);
+        Ok(())
+    }
+
+    /// Adds a count to this worker's slot of the pod's figures
+    /// (`pod_figures.rs`): the process-wide runtime's only, and only in a
+    /// worker that joined them (one load of a null pointer otherwise).
+    #[inline]
+    pub(crate) fn in_pod_figures(&self, note: fn()) {
+        if crate::pod_figures::joined() && self.is_global() {
+            note();
+        }
     }
 
     /// Streams active now.
@@ -823,7 +838,10 @@ impl Drop for StreamGuard<'_> {
     fn drop(&mut self) {
         // Cannot fail unless someone else decremented without a begin; the
         // counter then stays at zero, which is the most that can be done.
-        let _ = self.runtime.inner.streams.end();
+        if self.runtime.inner.streams.end().is_ok() {
+            self.runtime
+                .in_pod_figures(crate::pod_figures::stream_ended);
+        }
     }
 }
 

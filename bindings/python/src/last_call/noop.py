@@ -231,14 +231,16 @@ class _SimulatedRuntime:
         handle_sigint: bool,  # noqa: ARG002 - nothing to install
     ) -> None:
         """Checks the durations as the real one does; installs nothing."""
-        checked = {name: checked_seconds(value, name) for name, value in durations.items()}
+        checked = {
+            name: checked_seconds(value, name) for name, value in durations.items() if name != "exit_watchdog_status"
+        }
         with self._lock:
             if self._installed:
                 error = InvalidStateError("signal handlers are already installed in this process")
                 error.status = Status.ALREADY_INSTALLED
                 raise error
             self._installed = True
-            self._shutdown_timeout = checked.get("shutdown_timeout", self._shutdown_timeout)
+            self._shutdown_timeout = checked.get("shutdown_timeout_seconds", self._shutdown_timeout)
 
     def begin_shutdown(self) -> None:
         with self._lock:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import signal
 from types import FrameType
-from typing import Any
 
 from ..interface import ShutdownManager
 
@@ -16,9 +15,10 @@ logger = logging.getLogger("last_call.asgi")
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def take_over(runtime: ShutdownManager, shutdown: dict[str, Any] | None) -> None:
+def take_over(runtime: ShutdownManager) -> None:
     """On the main thread, after uvicorn installed its handlers: the first
-    SIGTERM starts the runtime's sequence while uvicorn keeps serving.
+    SIGTERM (or SIGINT) starts the runtime's sequence while uvicorn keeps
+    serving.
 
     A SIGTERM between uvicorn's handler and the runtime's handling was lost:
     the handler in between only logged, and the server served on (1 of 40
@@ -27,8 +27,6 @@ def take_over(runtime: ShutdownManager, shutdown: dict[str, Any] | None) -> None
     runtime's handling is installed, so that one sent then waits, pending,
     for the runtime; and the Python handler in between starts the sequence
     itself (idempotent), for a signal another thread of the process took."""
-    options = shutdown or {}
-    handles_sigint = bool(options.get("handle_sigint", True))
 
     def signal_seen(signum: int, _frame: FrameType | None) -> None:
         # The Python-level handler left in place of uvicorn's. The runtime's
@@ -36,8 +34,7 @@ def take_over(runtime: ShutdownManager, shutdown: dict[str, Any] | None) -> None
         # sequence, unless the signal came before it was installed; uvicorn
         # is told to stop only in Stopping.
         logger.info("last_call: %s received; shutting down gracefully", signal.Signals(signum).name)
-        if signum == signal.SIGTERM or handles_sigint:
-            runtime.begin_shutdown()
+        runtime.begin_shutdown()
 
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
@@ -45,7 +42,7 @@ def take_over(runtime: ShutdownManager, shutdown: dict[str, Any] | None) -> None
         # to uvicorn's (which would stop uvicorn at once).
         signal.signal(signal.SIGTERM, signal_seen)
         signal.signal(signal.SIGINT, signal_seen)
-        runtime.install_signal_handlers(**options)
+        runtime.install_signal_handlers()
     finally:
         # A signal held meanwhile is delivered here, to the runtime's
         # handling (or, had the installation failed, to the handler above).
