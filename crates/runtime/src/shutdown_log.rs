@@ -458,6 +458,16 @@ mod tests {
         // its own too.
         drop(runtime.begin_stream().unwrap());
         runtime.wait_for_phase(Phase::ClosingStreams, LONG).unwrap();
+        // The phase's line is written by the sequence thread after the
+        // phase is seen: the streams it counts end only once it is out.
+        let closing = std::time::Instant::now();
+        while written(&runtime).len() < 2 {
+            assert!(
+                closing.elapsed() < Duration::from_secs(20),
+                "no second line"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         runtime.stream_ending_sent(StreamKind::Resumable);
         drop(nudged);
         runtime.stream_ending_sent(StreamKind::PodBound);
