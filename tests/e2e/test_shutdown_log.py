@@ -28,7 +28,8 @@ def _follow_in_background(url: str, path: str):
     box: dict = {}
 
     def run():
-        with httpx.Client(base_url=url, timeout=30) as client:
+        # In hub mode the feed answers a redirect to the hub's channel.
+        with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as client:
             box["result"] = follow_stream(client, path)
 
     thread = threading.Thread(target=run, daemon=True)
