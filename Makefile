@@ -69,7 +69,8 @@ demo-c: c-host
 flask-gunicorn: python
 	cd examples/flask_app && ../../$(PYTHON) serve_gunicorn.py
 
-# Every test, from a fresh clone (about 11 minutes on two cores). After a
+# Every test, from a fresh clone (about 20 minutes on two cores, as the
+# README says; more when the machine is shared). After a
 # common start (the lint, which builds the Python package, and the Rust
 # build), two lanes run at once, so that the suites that mostly wait on
 # real servers, signals and timers overlap the ones that mostly compile:
