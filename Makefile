@@ -25,12 +25,14 @@ help:
 	@echo "make demo-rust - the same demonstration on the Rust server"
 	@echo "make demo-c - the C host's demonstration"
 	@echo "make bench  - run the benchmarks (BENCHMARKS.md)"
-	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime"
+	@echo "make rolling - rolling updates behind HAProxy, with and without the runtime (tables, report page)"
+	@echo "make report-screenshot - the README's picture of the report page (docs/rolling-report.png)"
 	@echo "make header - regenerate include/last_call.h"
 	@echo "make wheel  - the manylinux wheel (target/packaging/dist)"
 	@echo "make sdist  - the source distribution (target/packaging/dist)"
 	@echo "make install PREFIX=/usr/local - header, libraries, pkg-config file"
 	@echo "make lint   - rustfmt, clippy, rustdoc, mypy --strict, ruff"
+	@echo "make fuzz   - the property tests of the hub's request path and tokens, FUZZ_CASES (10000) cases each"
 	@echo "make test-rust, test-python, test-readme, test-packaging, loom - parts of make test"
 
 # Tools the project needs beyond the machine's Rust toolchain, installed by
@@ -47,7 +49,8 @@ $(BUILD)/c_host: examples/c_host/c_host.c include/last_call.h
 c-host: setup $(BUILD)/c_host
 
 # The demonstration: the Flask/Waitress example app, a task streaming over
-# SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py).
+# SSE, and a real SIGTERM mid-task, as a timeline (tools/demo_timeline.py),
+# printed and drawn (target/demo-timeline-flask.svg).
 demo: setup python
 	$(PYTHON) tools/demo_timeline.py --host flask
 
@@ -66,7 +69,8 @@ demo-c: c-host
 flask-gunicorn: python
 	cd examples/flask_app && ../../$(PYTHON) serve_gunicorn.py
 
-# Every test, from a fresh clone (about 11 minutes on two cores). After a
+# Every test, from a fresh clone (about 20 minutes on two cores, as the
+# README says; more when the machine is shared). After a
 # common start (the lint, which builds the Python package, and the Rust
 # build), two lanes run at once, so that the suites that mostly wait on
 # real servers, signals and timers overlap the ones that mostly compile:
@@ -100,6 +104,8 @@ bench: setup python
 	$(PYTHON) benches/capacity.py --runs 3 --streams 10000
 	$(PYTHON) benches/task_flood.py --posts 20000
 	$(PYTHON) benches/probe_latency.py --probes 1000
+	# The kubelet's probe through a flood of the probe port (issue 27).
+	$(PYTHON) benches/probe_flood.py --held 10000
 	# Each host's reconnect spread, 200 resumable streams, one run (issue 22).
 	$(PYTHON) benches/reconnect_spread.py --streams 200
 	# The stream hub (issue 18): capacity in the Flask app beside

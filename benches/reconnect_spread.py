@@ -69,29 +69,49 @@ class Spread:
 
 def _command(host: str, profile: str, streams: int) -> tuple[list[str], Path, dict[str, str]]:
     command, cwd = hosts.command(host, profile)
+    # A thread per stream on the thread-per-stream hosts; flask-hub keeps
+    # its 8 (hosts.FLASK_HUB_ENV): its feed is the hub's.
     threads = str(streams + 20)
-    if host == "flask-hub":
-        # Its task streams are the hub's; the feed is still a thread's.
-        command = [f"THREADS={threads}" if part.startswith("THREADS=") else part for part in command]
     return command, cwd, {**TIMINGS, "THREADS": threads}
+
+
+async def _open(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """GET ``target``, following a redirect (flask-hub answers the feed
+    with one to the hub, as EventSource follows it); the reader, the writer
+    and what was read past the head of a 307."""
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 307"):
+            return reader, writer, head
+        location = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"location:")
+        )
+        writer.close()
+        # http://127.0.0.1:PORT/streams/feed?token=...
+        address, _, path = location.removeprefix("http://").partition("/")
+        port, target = int(address.rsplit(":", 1)[1]), "/" + path
+    raise RuntimeError("redirected twice")
 
 
 async def _follow(port: int, opened: asyncio.Event, counter: list[int], streams: int) -> float | None:
     """One resumable stream: the moment its reconnect event arrived."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer, seen = await _open(port, "/api/events")
     try:
-        writer.write(
-            f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await writer.drain()
-        seen = b""
         counted = False
+        at = time.monotonic()
         while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                return None
-            at = time.monotonic()
-            seen = (seen + chunk)[-4096:]
             if not counted and b"200" in seen:
                 counted = True
                 counter[0] += 1
@@ -99,6 +119,11 @@ async def _follow(port: int, opened: asyncio.Event, counter: list[int], streams:
                     opened.set()
             if b"event: reconnect" in seen:
                 return at
+            chunk = await reader.read(65536)
+            if not chunk:
+                return None
+            at = time.monotonic()
+            seen = (seen + chunk)[-4096:]
     finally:
         writer.close()
 

@@ -496,6 +496,38 @@ uint64_t gs_hub_slow_clients_disconnected_total(void);
 gs_status gs_render_metrics(uint32_t format, char *buffer, size_t length, size_t *written);
 
 /**
+ * In the process that forks the workers (gunicorn's master), before the
+ * first fork: maps a region of `slots` slots (1 to 4096) shared with every
+ * child forked from now on. From then on `/metrics` in this process and
+ * in its children reports the pod: `gs_active_streams`,
+ * `gs_active_work`, `gs_streams_started_total` and
+ * `gs_streams_finished_total` are the sums over the workers' slots (this
+ * process's own counts, such as a master's holds, are left out), and
+ * `gs_pod_workers` says how many workers hold a slot. Each worker's own
+ * shutdown sequence still waits for its own streams only.
+ * `GS_ERR_ALREADY_INSTALLED` the second time; `GS_ERR_INVALID_ARGUMENT`
+ * for 0 or more than 4096.
+ */
+gs_status gs_pod_figures_share(uint32_t slots);
+
+/**
+ * In a worker forked after `gs_pod_figures_share`, before it serves:
+ * its streams and work are added to slot `slot` (which the master chose
+ * for it, one live worker per slot). `GS_ERR_INVALID_ARGUMENT` with no
+ * region shared, or for a slot beyond it.
+ */
+gs_status gs_pod_figures_join(uint32_t slot);
+
+/**
+ * In the process that shared the region, once the worker that held
+ * `slot` has exited: the streams it still counted ended with it (they
+ * move to the finished total, so totals never go down), and the slot is
+ * free for another worker. `GS_ERR_INVALID_ARGUMENT` for a slot beyond
+ * the region.
+ */
+gs_status gs_pod_figures_release(uint32_t slot);
+
+/**
  * Starts the probe listener (`GET /readyz`, `GET /healthz`, `GET /metrics`,
  * `POST /drain`) on a thread of the runtime's own, so that probes are
  * answered whatever the host's threads are doing. `addr` is `host:port`
@@ -593,6 +625,33 @@ gs_status gs_config_resolve(struct gs_config *config);
 gs_status gs_configure(const struct gs_config *config);
 
 /**
+ * Writes the name of every `GS_*` setting the library reads into
+ * `buffer`, one per line, by the out-buffer rule of `gs_render_metrics`
+ * (`length` 0 asks for the size in `*written`).
+ *
+ * # Safety
+ * `buffer` must be valid for `length` bytes of writes; `written` NULL or
+ * valid for one write.
+ */
+gs_status gs_setting_names(char *buffer, size_t length, size_t *written);
+
+/**
+ * Sets the `GS_*` setting `name` to `value` for every later read in this
+ * process, in place of its environment variable (`value` NULL: the
+ * environment's again). The value is read, checked and refused where the
+ * library reads the variable (`gs_config_from_env`, the listeners' start),
+ * exactly as the variable's would be, the error naming it; a forked child
+ * keeps what its parent set. Nothing already started changes: set a value
+ * before what reads it starts. `GS_ERR_INVALID_ARGUMENT` for a name the
+ * library does not read (`gs_setting_names`), NULL, or text that is not
+ * UTF-8 or holds a line break in a name.
+ *
+ * # Safety
+ * `name` must be NULL or NUL-terminated; `value` likewise.
+ */
+gs_status gs_set_setting(const char *name, const char *value);
+
+/**
  * Arms the exit watchdog with the configuration in force (as
  * `gs_install_signal_handlers` does): once the sequence has started, the
  * process is ended with `exit_watchdog_status`, after one line on stderr
@@ -604,12 +663,27 @@ gs_status gs_configure(const struct gs_config *config);
 gs_status gs_arm_exit_watchdog(void);
 
 /**
+ * Turns the shutdown log on (`on` non-zero) or off (0, the default for a
+ * C host): one line on stderr when the shutdown sequence begins (the
+ * streams open, the drain delay, the deadline), one when ClosingStreams and
+ * Stopping begin, and one just before Stopped with what became of the
+ * streams (ended on their own, nudged to reconnect, given their final
+ * event, left open when the deadline came) and of each hook. Written
+ * without blocking (a line stderr cannot take at once is dropped and
+ * counted in `gs_log_lines_dropped_total`). `GS_SHUTDOWN_LOG=1` or `0` in
+ * the environment, read when the runtime is configured
+ * (`gs_install_signal_handlers`, `gs_configure`), wins over this.
+ */
+gs_status gs_set_shutdown_log(uint8_t on);
+
+/**
  * **For tests only.** Returns the process-wide runtime to a fresh state:
  * Serving, no active streams, no sequence running, every phase callback
  * and shutdown hook removed, reports and configuration cleared, the
  * watchdog disarmed. `GS_ERR_ALREADY_INSTALLED` (and nothing changes)
  * while signal handlers are installed in this process: it can never undo
- * a real shutdown. `GS_ERR_REENTRANT` from a callback or hook.
+ * a real shutdown. `GS_ERR_REENTRANT` from a callback or hook. The
+ * settings set with `gs_set_setting` are forgotten too.
  */
 gs_status gs_testing_reset(void);
 
@@ -742,6 +816,17 @@ gs_status gs_last_error_message(char *buffer, size_t length, size_t *message_len
  * `seconds_out` must be NULL or point to a writable `double`.
  */
 gs_status gs_stream_end_in(uint32_t kind, double *seconds_out);
+
+/**
+ * Tells the runtime that the host has just sent a stream of `kind` its
+ * ending at its moment and is ending it: the reconnect hint for a
+ * `GS_STREAM_RESUMABLE` stream, the final event for a `GS_STREAM_POD_BOUND`
+ * one. Counted for the shutdown log's last line ("nudged to reconnect",
+ * "given their final event", see `gs_set_shutdown_log`); a stream ended
+ * without it counts as ended on its own. Lock-free.
+ * `GS_ERR_INVALID_ARGUMENT` for an unknown kind.
+ */
+gs_status gs_stream_ending_sent(uint32_t kind);
 
 /**
  * Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the

@@ -4,7 +4,7 @@
 # The Python package: mypy --strict and ruff (settings in its pyproject.toml),
 # and ruff on the example app and the Python tests.
 PY_LINT_CONFIG := bindings/python/pyproject.toml
-PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app tests/readme
+PY_LINT_PATHS := bindings/python examples/flask_app examples/asgi_app examples/django_app tests/readme
 
 lint: python
 	$(PYTHON) -m mypy --config-file $(PY_LINT_CONFIG) bindings/python/src/last_call
@@ -15,7 +15,8 @@ lint: python
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 # The Python package, built by pip (setuptools-rust compiles the library),
-# with flask, waitress, prometheus_client, pytest and httpx, in .venv.
+# with the examples' frameworks and servers (Flask, Waitress, Starlette,
+# uvicorn, gunicorn, Django), prometheus_client, pytest and httpx, in .venv.
 $(PYTHON):
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
@@ -24,13 +25,14 @@ $(PYTHON):
 # last build: cleared first, so that none is installed again.
 python: $(PYTHON)
 	rm -rf bindings/python/build
-	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r tests/requirements.txt
+	$(PYTHON) -m pip install -q ./bindings/python -r bindings/python/requirements-test.txt -r examples/flask_app/requirements.txt -r examples/asgi_app/requirements.txt -r examples/django_app/requirements.txt -r tests/requirements.txt
 
 # The package's tests (in random order: the package's own pytest plugin
 # isolates them), the legacy app's tests once more in file order, the
-# example app's, the end-to-end contract tests, the manifests, and one
-# round of the rolling update behind HAProxy; then the README's quick
-# starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
+# example app's, the end-to-end contract tests and the demo's picture,
+# the manifests with their dashboard and alert rules (promtool), and one
+# round of the rolling update behind HAProxy, its report page opened in
+# headless Chromium; then the README's quick starts. The suites run on PYTEST_WORKERS processes (pytest-xdist): their
 # tests mostly wait on real servers, signals and timers, so four share two
 # cores well.
 PYTEST_WORKERS ?= 4
@@ -67,7 +69,23 @@ readme-suite:
 # version (tests/rolling). The handoff scenario runs on the hub host only
 # (3 replicas, one round, no baseline; about 45 s).
 # One round keeps the whole run near 15 minutes on two cores (two: ~25).
+# Beside the tables (target/rolling.md) it writes the report page,
+# target/rolling.html (tools/rolling_report.py), and prints its path last.
 ROLLING_ROUNDS ?= 1
 rolling: setup python
 	$(CARGO) build --release --features axum --example sse_server
 	$(PYTHON) tools/rolling.py --rounds $(ROLLING_ROUNDS) --replicas 2 --json target/rolling.json --markdown target/rolling.md
+
+# The README's picture of the report page (docs/rolling-report.png): the
+# saturated scenario on the Rust server beside its baseline, on the
+# manifest's clock (about 2 minutes, as root), its section of the page
+# captured by headless Chromium (tools/headless_page.py, which checks the
+# page first).
+SCREENSHOT_RUN := target/report-screenshot
+.PHONY: report-screenshot
+report-screenshot: setup python
+	$(CARGO) build --release --features axum --example sse_server
+	@mkdir -p $(SCREENSHOT_RUN)
+	$(PYTHON) tools/rolling.py --rounds 1 --replicas 2 --scenario saturated --host rust --no-browsers \
+	  --json $(SCREENSHOT_RUN)/rolling.json --markdown $(SCREENSHOT_RUN)/rolling.md
+	$(PYTHON) tools/headless_page.py $(SCREENSHOT_RUN)/rolling.html docs/rolling-report.png --element saturated-rust

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond the Rust toolchain, only when it is
-# missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy, Chromium, redis-server. Safe to run repeatedly.
+# missing: cargo-nextest, valgrind, a C/C++ compiler, HAProxy, Chromium, redis-server, promtool. Safe to run repeatedly.
 # With --bench (make bench), also the stream hub's peers that benches/peers.py
 # runs beside it: nginx with the nchan module, and Pushpin (which brings Qt 5
 # and ZeroMQ: about 60 MB, so only for the benchmarks).
@@ -29,6 +29,11 @@ command -v redis-server >/dev/null || apt_packages+=(redis-server)
 command -v redis-cli >/dev/null || apt_packages+=(redis-tools)
 # ss (the listeners' backlog test reads the kernel's view of it).
 command -v ss >/dev/null || apt_packages+=(iproute2)
+# promtool checks and unit-tests the example's Prometheus alert rules
+# (examples/kubernetes/monitoring); Debian ships it in the prometheus
+# package (a 19 MB download). Where the machine starts services, the
+# package starts a Prometheus server too, as redis-server's and haproxy's do.
+command -v promtool >/dev/null || apt_packages+=(prometheus)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   apt-get update -qq

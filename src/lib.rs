@@ -93,6 +93,10 @@ pub use last_call_runtime::config::{
     Timings, DEFAULT_CLOSE_NOTICE, DEFAULT_DRAIN_DELAY, DEFAULT_HOOK_BUDGET,
 };
 pub use last_call_runtime::metrics;
+/// `GS_*` settings given from code over the environment
+/// ([`settings::set`]), read by every part of the runtime as the variable
+/// would be.
+pub use last_call_runtime::settings;
 pub use last_call_runtime::{env, Config, ConfigError, SecondSignal, DEFAULT_EXIT_WATCHDOG_STATUS};
 pub use last_call_runtime::{install_signal_handlers, signal_handlers_installed};
 pub use last_call_runtime::{

@@ -126,6 +126,43 @@ fn an_instant_hook_keeps_its_budget_beside_a_hung_hook_and_a_stream_that_never_e
     );
 }
 
+#[test]
+fn a_hook_whose_turn_comes_after_the_deadline_is_not_run_and_not_called_overrunning() {
+    // SIGSTOP in Draining, SIGCONT well past the deadline (as a node under
+    // memory pressure, a debugger or a frozen cgroup would): the hook's
+    // share is zero. Before, the instant hook was started, not waited for,
+    // and reported overran ("shutdown hook \"instant\" overran its share
+    // (0.000 s)").
+    let mut child = start(
+        "stopped-past-deadline",
+        &[
+            ("GS_DRAIN_DELAY_SECONDS", "1"),
+            ("GS_SHUTDOWN_TIMEOUT_SECONDS", "2"),
+            ("GS_EXIT_WATCHDOG_SECONDS", "20"),
+        ],
+    );
+    child.wait_for_line("ready", LONG);
+    ChildProcess::signal(child.pid(), libc::SIGTERM);
+    child.wait_for_line("draining at", LONG);
+    ChildProcess::signal(child.pid(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    ChildProcess::signal(child.pid(), libc::SIGCONT);
+    child.wait_for_line("stopped reached at", LONG);
+    assert_eq!(child.wait_exit(LONG).code(), Some(0));
+    let stderr = child.stderr();
+    assert!(
+        stderr.contains("shutdown hook \"instant\" not run: no time left"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("overran"), "{stderr}");
+    child.read_to_end(LONG);
+    assert!(
+        !child.seen.iter().any(|line| line.contains("hook instant")),
+        "{:?}",
+        child.seen
+    );
+}
+
 /// `gs_begin_shutdown()`, then `first` and `second` signals; returns the
 /// exit status.
 fn begin_then(policy: Option<&str>, first: libc::c_int, second: Option<libc::c_int>) -> i32 {
@@ -359,7 +396,7 @@ fn children_forked_while_a_thread_publishes_to_the_hub_answer_their_first_send()
     // back on both sides (reported: 5 of 600 children hung).
     let mut child = start(
         "fork-while-publishing",
-        &[("GS_STREAM_SECRET", "fork secret")],
+        &[("GS_STREAM_SECRET", "a fork test secret of 32 bytes or more")],
     );
     let status = child.wait_exit(Duration::from_secs(120));
     child.read_to_end(LONG);

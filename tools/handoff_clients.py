@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import httpx
 import httpx_sse
 
+import stream_log
 from store_record import StoredChannel, StoreRecord
 
 #: A subscriber's connections at most (its first and its reconnects): a
@@ -99,6 +100,8 @@ class HandoffClients:
         self.thread.start()
         self.stop_event = asyncio.Event()
         self.transports: list[httpx.AsyncHTTPTransport] = []
+        #: Every subscriber connection (the report page's charts).
+        self.streams = stream_log.StreamLog()
         self.future = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
 
     def opened(self) -> int:
@@ -158,6 +161,7 @@ class HandoffClients:
         http = httpx.AsyncClient(timeout=httpx.Timeout(10, read=60), transport=transport, trust_env=False)
         last_id: str | None = None
         retry = 1.0
+        client = self.streams.client()
         while seen.connections + seen.failed_connects < MAX_CONNECTIONS and not self.stop_event.is_set():
             headers = {"Last-Event-ID": last_id} if last_id else {}
             told = False
@@ -167,32 +171,43 @@ class HandoffClients:
                     connected = True
                     seen.connections += 1
                     seen.pods.append(response.headers.get("X-Pod", "?"))
-                    if response.status_code != 200:
-                        seen.errors.append(f"HTTP {response.status_code} from {seen.pods[-1]}")
-                    else:
-                        async for sse in httpx_sse.EventSource(response).aiter_sse():
-                            if sse.retry:
-                                retry = sse.retry / 1000
-                            if sse.event == "reconnect":
-                                told = True
-                                seen.reconnects += 1
-                                if sse.id and sse.id != last_id:
-                                    seen.hint_mismatches += 1
-                                last_id = sse.id or last_id
-                            elif sse.event == "gap":
-                                seen.gaps += 1
-                            elif sse.event == "task_event":
-                                data = json.loads(sse.data)
-                                seen.ids.append(sse.id)
-                                seen.events_after_handoff += seen.reconnects > 0
-                                last_id = sse.id
-                                step = (data.get("data") or {}).get("step")
-                                seen.events.append((str(data.get("event_type")), step))
-                                if data.get("event_type") in FINAL_TYPES:
-                                    seen.final = ending(data)
-                                    return
-                            elif sse.event not in ("", "message"):
-                                seen.errors.append(f"unexpected event {sse.event!r}: {sse.data[:80]}")
+                    logged = self.streams.open("subscriber", client, response.headers.get("X-Pod"))
+                    how: str | None = None
+                    try:
+                        if response.status_code != 200:
+                            how = stream_log.REFUSED
+                            seen.errors.append(f"HTTP {response.status_code} from {seen.pods[-1]}")
+                        else:
+                            async for sse in httpx_sse.EventSource(response).aiter_sse():
+                                if sse.retry:
+                                    retry = sse.retry / 1000
+                                if sse.event == "reconnect":
+                                    told = True
+                                    logged.hinted()
+                                    seen.reconnects += 1
+                                    if sse.id and sse.id != last_id:
+                                        seen.hint_mismatches += 1
+                                    last_id = sse.id or last_id
+                                elif sse.event == "gap":
+                                    seen.gaps += 1
+                                elif sse.event == "task_event":
+                                    data = json.loads(sse.data)
+                                    seen.ids.append(sse.id)
+                                    seen.events_after_handoff += seen.reconnects > 0
+                                    last_id = sse.id
+                                    step = (data.get("data") or {}).get("step")
+                                    seen.events.append((str(data.get("event_type")), step))
+                                    if data.get("event_type") in FINAL_TYPES:
+                                        seen.final = ending(data)
+                                        how = stream_log.FINAL
+                                        return
+                                elif sse.event not in ("", "message"):
+                                    seen.errors.append(f"unexpected event {sse.event!r}: {sse.data[:80]}")
+                    except asyncio.CancelledError:
+                        how = stream_log.END_OF_RUN
+                        raise
+                    finally:
+                        logged.close(how or (stream_log.HINT if told else stream_log.CUT))
             except httpx.HTTPError as error:
                 if not connected:
                     seen.failed_connects += 1

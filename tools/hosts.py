@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("flask", "rust", "asgi", "flask-gunicorn", "flask-hub")
+NAMES = ("flask", "rust", "asgi", "flask-gunicorn", "flask-hub", "django-gunicorn", "django-uvicorn")
 #: Hosts whose baseline cuts the rolling harness's short (3 s) streams.
 #: Plain gunicorn does not: it finishes in-flight requests for up to its
 #: graceful_timeout (30 s) before a worker stops; it fails on streams
@@ -24,10 +24,11 @@ FLASK_HUB_ENV = (
 )
 
 
-#: Hosts that hold a thread for each stream (Waitress, gunicorn gthread;
-#: in hub mode the task streams are the hub's, the event feed still a
-#: thread's): the saturated scenario opens as many streams as threads.
-THREAD_PER_STREAM = ("flask", "flask-gunicorn", "flask-hub")
+#: Hosts that hold a thread for each stream (Waitress, gunicorn gthread):
+#: the saturated scenario opens as many streams as threads. In hub mode
+#: every stream is the hub's, the event feed's included (GET /api/events
+#: answers a redirect to the hub), so flask-hub holds none.
+THREAD_PER_STREAM = ("flask", "flask-gunicorn", "django-gunicorn")
 
 #: Hosts that start the runtime's stream hub: the rolling harness runs them
 #: as the manifest says, with a shared store (a redis-server of its own,
@@ -50,6 +51,8 @@ MANIFEST_OVERRIDES = {
     "flask-hub": {},
     "rust": {},
     "asgi": {},
+    "django-gunicorn": {"THREADS": "64"},
+    "django-uvicorn": {},
 }
 
 def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
@@ -69,6 +72,13 @@ def command(name: str, profile: str = "debug") -> Tuple[List[str], Path]:
         # Starlette on uvicorn; LAST_CALL_DISABLED=1 is its baseline (plain
         # uvicorn signal handling), as for the others.
         return [sys.executable, "run.py"], ROOT / "examples" / "asgi_app"
+    if name in ("django-gunicorn", "django-uvicorn"):
+        # The Django example, served by gunicorn (WSGI, one gthread worker,
+        # last_call.gunicorn) or uvicorn (Django's ASGI handler with
+        # last_call's lifespan); LAST_CALL_DISABLED=1: plain gunicorn, or
+        # Django's own ASGI handler.
+        server = name.split("-", 1)[1]
+        return ["env", f"SERVER={server}", sys.executable, "run.py"], ROOT / "examples" / "django_app"
     if name == "rust":
         binary = ROOT / "target" / profile / "examples" / "sse_server"
         if not binary.exists():

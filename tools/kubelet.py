@@ -287,6 +287,12 @@ class Termination:
     watchdog_line: bool  # the runtime's exit watchdog said it ended the process
     hook_left_running: bool  # the runtime said a shutdown hook overran and was left behind
     output_tail: list[str] = field(default_factory=list)
+    #: time.monotonic() of the termination's start (preStop, or SIGTERM
+    #: without one), of SIGTERM and of the exit (or the SIGKILL): the
+    #: rolling report's marks.
+    started_at: float = 0.0
+    sigterm_at: float = 0.0
+    exited_at: float = 0.0
 
 
 class Container:
@@ -435,6 +441,7 @@ class Container:
         deadline = started + grace
         self._run_pre_stop(deadline)
         pre_stop_seconds = time.monotonic() - started
+        sigterm_at = time.monotonic()
         try:
             os.kill(self.pid1, signal.SIGTERM)
         except (ProcessLookupError, FileNotFoundError):
@@ -449,7 +456,8 @@ class Container:
                 pass
             self.process.process.wait(timeout=10)
             code, killed_by = None, "SIGKILL (grace period)"
-        seconds = time.monotonic() - started
+        exited_at = time.monotonic()
+        seconds = exited_at - started
         self.process.wait_exit(timeout=5)  # collects the rest of its output
         oom = self._oom_count() - self._oom_before
         if oom > 0:
@@ -465,6 +473,9 @@ class Container:
             watchdog_line=any("watchdog" in line.lower() for line in self.process.lines),
             hook_left_running=any("left running" in line for line in self.process.lines),
             output_tail=self.process.lines[-15:],
+            started_at=started,
+            sigterm_at=sigterm_at,
+            exited_at=exited_at,
         )
         self.process.close()
         self.terminations.append(ending)

@@ -28,7 +28,11 @@ the runtime and beside it the baseline (``LAST_CALL_DISABLED=1``), it:
   kills, SIGKILLs, exit codes, SIGTERM-to-exit against the grace period and
   the reconnects' spread and peak rate; the handoff scenario, on the hub
   host, holds each subscriber against the store's record of its channel
-  (``handoff_clients.py``).
+  (``handoff_clients.py``);
+* records the time series of each run (``rolling_timeline.py``: every
+  stream connection as the clients saw it, each pod's probe ``/metrics``,
+  each old pod's termination) and draws them as the report page beside the
+  tables (``rolling_report.py``), whose path it prints last.
 
     python tools/rolling.py --rounds 3                   # everything
     python tools/rolling.py --short                      # make test's run
@@ -64,6 +68,9 @@ import browser_clients
 import handoff_clients
 import hosts
 import kubelet
+import rolling_report
+import rolling_timeline
+import stream_log
 from redis_process import RedisProcess
 from store_record import StoreRecord
 
@@ -285,6 +292,9 @@ class Tally:
     slow_reader_outcomes: Counter = field(default_factory=Counter)
     streams_opened: int = 0
     gaps: int = 0  # `gap` events: events the stream says it may have lost
+    #: Every stream connection: when, on which pod, how it ended (the
+    #: report page's charts).
+    streams: stream_log.StreamLog = field(default_factory=stream_log.StreamLog)
 
     def error(self, kind: str, text: str) -> None:
         self.errors[kind] += 1
@@ -324,7 +334,15 @@ def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClie
     (building a transport loads TLS certificates: ~30 ms of CPU each, too
     much for thousands of clients). Never closed: that would close the
     shared transport; ``Clients`` closes it."""
-    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(10, read=120), transport=transport, trust_env=False)
+    # Redirects followed, as EventSource does: the hub host's GET /api/events
+    # answers one to the hub's subscription of its feed.
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(10, read=120),
+        transport=transport,
+        trust_env=False,
+        follow_redirects=True,
+    )
 
 
 def new_transport(receive_buffer: int | None = None) -> httpx.AsyncHTTPTransport:
@@ -382,43 +400,58 @@ MAX_TASK_RECONNECTS = 8
 
 async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, stop: asyncio.Event, delay: float) -> str:
     last_id: str | None = None
+    client = tally.streams.client()
     for attempt in range(MAX_TASK_RECONNECTS + 1):
         headers = {"Last-Event-ID": last_id} if last_id else {}
         told = False
         try:
             async with http.stream("GET", stream_url, headers=headers) as response:
                 tally.streams_opened += 1
-                if response.status_code != 200:
-                    kind = (
-                        "reconnect into a 404"
-                        if attempt and response.status_code == 404
-                        else f"stream HTTP {response.status_code}"
-                    )
-                    tally.error(kind, stream_url)
-                    return kind
-                async for sse in _read_events(response, delay):
-                    if stop.is_set():
-                        return "dropped at the end of the run"  # on a surviving pod
-                    if sse.id:
-                        last_id = sse.id
-                    if sse.event == "reconnect":
-                        told = True
-                        continue
-                    if sse.event == "gap":
-                        tally.gaps += 1
-                        continue
-                    if sse.event != "task_event":
-                        continue
-                    event = json.loads(sse.data)
-                    if event.get("event_type") == "task_completed":
-                        tally.completed += 1
-                        return "completed"
-                    if event.get("event_type") == "task_failed":
-                        if event.get("data", {}).get("reason") == "shutdown":
-                            tally.ended_honestly += 1
-                            return "ended honestly"
-                        tally.error("task_failed", sse.data[:100])
-                        return "failed"
+                seen = tally.streams.open("task", client, response.headers.get("X-Pod"))
+                ending: str | None = None
+                try:
+                    if response.status_code != 200:
+                        ending = stream_log.REFUSED
+                        kind = (
+                            "reconnect into a 404"
+                            if attempt and response.status_code == 404
+                            else f"stream HTTP {response.status_code}"
+                        )
+                        tally.error(kind, stream_url)
+                        return kind
+                    async for sse in _read_events(response, delay):
+                        if stop.is_set():
+                            ending = stream_log.END_OF_RUN
+                            return "dropped at the end of the run"  # on a surviving pod
+                        if sse.id:
+                            last_id = sse.id
+                        if sse.event == "reconnect":
+                            told = True
+                            seen.hinted()
+                            continue
+                        if sse.event == "gap":
+                            tally.gaps += 1
+                            continue
+                        if sse.event != "task_event":
+                            continue
+                        event = json.loads(sse.data)
+                        if event.get("event_type") == "task_completed":
+                            ending = stream_log.FINAL
+                            tally.completed += 1
+                            return "completed"
+                        if event.get("event_type") == "task_failed":
+                            ending = stream_log.FINAL
+                            if event.get("data", {}).get("reason") == "shutdown":
+                                tally.ended_honestly += 1
+                                return "ended honestly"
+                            tally.error("task_failed", sse.data[:100])
+                            return "failed"
+                except asyncio.CancelledError:
+                    ending = stream_log.END_OF_RUN  # the run's end cancelled a client still waiting
+                    raise
+                finally:
+                    # Counted as the tally counts it: told, else cut.
+                    seen.close(ending or (stream_log.HINT if told else stream_log.CUT))
         except httpx.HTTPError as error:
             if not told:
                 tally.cut += 1
@@ -439,28 +472,40 @@ async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: ht
     retry = 1.0
     http = client_for(url, transport)
     reopen = False
+    client = tally.streams.client()
     while not stop.is_set():
         headers = {"Last-Event-ID": last_id} if last_id else {}
         told = False
         try:
             async with http.stream("GET", "/api/events", headers=headers) as response:
                 tally.streams_opened += 1
-                if reopen:
-                    tally.reconnect_times.append(time.monotonic())
-                    tally.reopened_on[response.headers.get("X-Pod", "?")] += 1
-                if response.status_code != 200:
-                    tally.error(f"feed HTTP {response.status_code}", response.headers.get("X-Pod", "?"))
-                    await asyncio.sleep(retry)
-                    continue
-                async for sse in _read_events(response):
-                    if sse.id:
-                        last_id = sse.id
-                    if sse.retry:
-                        retry = sse.retry / 1000
-                    if sse.event == "reconnect":
-                        told = True
-                    if stop.is_set() and not told:
-                        return  # on a surviving pod: dropped at the end of the run
+                seen = tally.streams.open("feed", client, response.headers.get("X-Pod"))
+                ending: str | None = None
+                try:
+                    if reopen:
+                        tally.reconnect_times.append(time.monotonic())
+                        tally.reopened_on[response.headers.get("X-Pod", "?")] += 1
+                    if response.status_code != 200:
+                        ending = stream_log.REFUSED
+                        tally.error(f"feed HTTP {response.status_code}", response.headers.get("X-Pod", "?"))
+                        await asyncio.sleep(retry)
+                        continue
+                    async for sse in _read_events(response):
+                        if sse.id:
+                            last_id = sse.id
+                        if sse.retry:
+                            retry = sse.retry / 1000
+                        if sse.event == "reconnect":
+                            told = True
+                            seen.hinted()
+                        if stop.is_set() and not told:
+                            ending = stream_log.END_OF_RUN
+                            return  # on a surviving pod: dropped at the end of the run
+                except asyncio.CancelledError:
+                    ending = stream_log.END_OF_RUN
+                    raise
+                finally:
+                    seen.close(ending or (stream_log.HINT if told else stream_log.CUT))
         except httpx.HTTPError as error:
             if not told:
                 tally.error(f"feed {type(error).__name__}", str(error)[:100])
@@ -675,7 +720,7 @@ SHORT_SCENARIOS: dict[str, Scenario] = {
     "saturated": replace(
         SCENARIOS["saturated"],
         mix=lambda host, spec: ClientMix(feed_clients=_saturating(host, spec, 1000)),
-        note="short run: 1,000 streams instead of 2,000 on the Rust and uvicorn hosts",
+        note="short run: 1,000 streams instead of 2,000 on the Rust, uvicorn and hub hosts",
     ),
     "handoff": replace(
         SCENARIOS["handoff"],
@@ -688,15 +733,17 @@ SHORT_SCENARIOS: dict[str, Scenario] = {
 #: make test's budget: one short saturated pair at once.
 SHORT_CLIENT_BUDGET = 2000
 #: make test's short run keeps the manifest's proportions on a shorter clock
-#: (reported as overrides): the baselines' SIGKILL comes at 8 s, not 30 s.
+#: (reported as overrides): the baselines' SIGKILL comes at 9 s, not 30 s.
 #: The short tasks (3 s) still fit between SIGTERM and the close notice.
-SHORT_GRACE_SECONDS = 8.0
+#: The exit watchdog has 2 s (a Python pod's own exit after Stopped took
+#: more than 1 s on a loaded machine: status 70); 6 + 1 + 2 fit the grace.
+SHORT_GRACE_SECONDS = 9.0
 SHORT_ENV = {
     "GS_DRAIN_DELAY_SECONDS": "1",
     "GS_SHUTDOWN_TIMEOUT_SECONDS": "6",
     "GS_CLOSE_NOTICE_SECONDS": "1.5",
     "GS_HOOK_BUDGET_SECONDS": "1",
-    "GS_EXIT_WATCHDOG_SECONDS": "1",
+    "GS_EXIT_WATCHDOG_SECONDS": "2",
 }
 
 
@@ -709,6 +756,7 @@ def short_spec(spec: kubelet.PodSpec) -> kubelet.PodSpec:
 class Pod:
     slot: int
     container: kubelet.Container
+    record: rolling_timeline.PodRecord
 
 
 def run(
@@ -733,6 +781,8 @@ def run(
         spec = spec.override(label=scenario.name, replicas=scenario.replicas)
     extra = {"LAST_CALL_DISABLED": "1"} if baseline else {}
     mix = scenario.mix(host, spec)
+    if browsers and mix.browser_pages and not browser_clients.available():
+        raise RuntimeError("browser clients need chromium, chromedriver and selenium (make setup python)")
     hub = host in hosts.HUB_HOSTS
     # The hub host's shared store, as the manifest's pods share Redis: a
     # redis-server of this run's own (killed in the `finally` below, or
@@ -770,9 +820,14 @@ def run(
     exits: list[dict] = []
     pages: browser_clients.Browsers | None = None
     seen_by_browsers: browser_clients.BrowserReport | None = None
-    if browsers and mix.browser_pages and not browser_clients.available():
-        raise RuntimeError("browser clients need chromium, chromedriver and selenium (make setup python)")
     sigterm_times: list[float] = []
+    # The report page's time series (rolling_timeline.py): every pod's
+    # life, read from its probe listener while it lives (not the baseline's:
+    # it has none), beside the clients' record of each stream.
+    records: list[rolling_timeline.PodRecord] = []
+    probes = None if baseline or spec.readiness is None else spec.readiness.port
+    sampler = rolling_timeline.PodSampler(records, probes)
+    wall_offset = time.time() - time.monotonic()
 
     def check_port(container: kubelet.Container) -> int:
         port = spec.readiness.port if spec.readiness else "http"
@@ -791,10 +846,21 @@ def run(
         def restarted(container: kubelet.Container) -> None:
             proxy.repoint(slot, container.process.port, check_port(container), hub_port(container))
 
+        created = time.monotonic()
         container = kubelet.Container(spec, command, cwd=cwd, extra_env=extra, on_restart=restarted)
         everything.append(container)
+        with free_lock:
+            uses = sum(1 for r in records if r.slot == f"slot{slot}")
+            record = rolling_timeline.PodRecord(
+                name=f"slot{slot}" + (f" ({uses + 1})" if uses else ""),
+                slot=f"slot{slot}",
+                container=container,
+                created=created,
+            )
+            records.append(record)
         proxy.enable(slot, container.process.port, check_port(container), hub_port(container))
-        return Pod(slot, container)
+        record.ready = time.monotonic()
+        return Pod(slot, container, record)
 
     def hub_port(container: kubelet.Container) -> int | None:
         return container.port("streams") if hub else None
@@ -804,9 +870,11 @@ def run(
         # kubelet already runs preStop / SIGTERM.
         timer = threading.Timer(ENDPOINT_LAG_SECONDS, proxy.drain, args=(pod.slot,))
         timer.start()
+        pod.record.terminating = True
         sigterm_times.append(time.monotonic())
         sigterm_wall = time.time()  # against the store's clock (its ids' ms)
         ending = pod.container.terminate()
+        pod.record.termination = ending
         endings.append(ending)
         exits.append(
             {
@@ -819,6 +887,7 @@ def run(
         timer.cancel()
         proxy.disable(pod.slot)
         with free_lock:
+            pod.record.freed = time.monotonic()
             free.append(pod.slot)
 
     started = time.monotonic()
@@ -869,9 +938,13 @@ def run(
                 time.sleep(0.1)
         if pages is not None:
             seen_by_browsers = pages.stop()
+        clients_stopped = time.monotonic()
         clients.stop(timeout=5)
+        ended = time.monotonic()
+        sampler.stop()
         if handoff is not None:
             handoff.stop(timeout=5)
+            ended = time.monotonic()
             assert store is not None
             record = StoreRecord(store.port)
             try:
@@ -884,6 +957,7 @@ def run(
                 record.close()
         retried = proxy.retries()
     finally:
+        sampler.stop()
         if clients is not None and clients.thread.is_alive():
             clients.stop(timeout=10)
         if handoff is not None and handoff.thread.is_alive():
@@ -899,6 +973,16 @@ def run(
 
     tally = clients.tally
     sigkills = [e for e in endings if e.killed_by == "SIGKILL (grace period)"]
+    timeline = rolling_timeline.build(
+        records,
+        [tally.streams] + ([handoff.streams] if handoff is not None else []),
+        begun=started,
+        ended=ended,
+        clients_stopped=clients_stopped,
+        wall_offset=wall_offset,
+        env={**spec.env, **extra},
+        hub=hub,
+    )
     peak, spread = reconnect_peak(tally.reconnect_times, sigterm_times)
     return {
         "host": host,
@@ -957,6 +1041,7 @@ def run(
             for e in endings
             if e.exit_code != scenario.expected_exit or e.watchdog_line or e.hook_left_running
         ][:2],
+        "timeline": timeline,
     }
 
 
@@ -1256,6 +1341,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the reports here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here (BENCHMARKS.md's)")
     parser.add_argument(
+        "--html", type=Path, help="the report page (rolling_report.py); default: beside --markdown, as .html"
+    )
+    parser.add_argument(
         "--jobs", type=int, default=2, help="hosts run at once, each with its baseline beside it (default 2)"
     )
     args = parser.parse_args()
@@ -1297,6 +1385,10 @@ def main() -> int:
         args.json.write_text(json.dumps(reports, indent=2, default=str))
     if args.markdown:
         args.markdown.write_text(markdown(reports))
+    page = args.html or (args.markdown.with_suffix(".html") if args.markdown else None)
+    if page is not None and reports:
+        described = SHORT_SCENARIOS if args.short else SCENARIOS
+        page = rolling_report.write(reports, page, failures, {name: described[name].what for name in names})
     print(
         "verdict: "
         + (
@@ -1305,6 +1397,8 @@ def main() -> int:
             else "NOT proven"
         )
     )
+    if page is not None and reports:
+        print(f"report page: {page}")
     return 0 if ok else 1
 
 

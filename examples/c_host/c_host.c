@@ -11,7 +11,9 @@
  *       Installs SIGTERM/SIGINT handling (timings from the GS_* environment
  *       variables), then runs the same workers. Send it SIGTERM: it drains,
  *       lets the streams finish (or asks them to close near the deadline),
- *       runs its shutdown hook and exits 0. With GS_PROBE_ADDR set it also
+ *       runs its shutdown hook and exits 0. It opts in to the shutdown log
+ *       (gs_set_shutdown_log): a few lines on stderr say what the shutdown
+ *       did (GS_SHUTDOWN_LOG=0 turns them off). With GS_PROBE_ADDR set it also
  *       starts the runtime's probe listener (/readyz consults a readiness
  *       check of this host's; /healthz follows the heartbeat its main loop
  *       sends once a second).
@@ -100,6 +102,10 @@ static void *stream_worker(void *arg) {
             while (nanosleep(&pause, &pause) != 0) {
             }
         }
+        /* Here an SSE handler sends its ending; the runtime counts it for
+         * the shutdown log ("nudged to reconnect", "given their final
+         * event"). */
+        worker->ok &= check(gs_stream_ending_sent(kind), "stream_ending_sent");
         printf("[%7.3f s] stream %d (%s) ends after %.3f s\n", elapsed_seconds(), worker->index,
                kind == GS_STREAM_RESUMABLE ? "resumable: reconnect" : "pod-bound: final event", end_in);
     }
@@ -216,6 +222,8 @@ static int serve(struct worker *workers, int count, double stream_seconds, const
     int stuck = strstr(options, "stuck") != NULL;
     gs_config config = {.size = sizeof config}; /* the struct can grow: say how big it is here */
     if (!check(gs_config_from_env(&config), "config_from_env")) return 0;
+    /* Opt in to the shutdown log on stderr (off by default for a C host). */
+    if (!check(gs_set_shutdown_log(1), "set_shutdown_log")) return 0;
     int ok = check(gs_install_signal_handlers(&config), "install_signal_handlers");
     ok &= gs_install_signal_handlers(&config) == GS_ERR_ALREADY_INSTALLED;
     ok &= check(gs_on_phase(on_phase, NULL, NULL), "on_phase");

@@ -1,6 +1,6 @@
 """Serves the example app with Waitress through the last-call
-sequence. HOST, PORT, THREADS, EXPECTED_STREAMS (the streams one pod should
-carry; serve() warns when THREADS cannot hold them), SSE_HEARTBEAT_SECONDS,
+sequence. HOST, PORT, THREADS, GS_EXPECTED_STREAMS (the streams one pod should
+carry; serve() refuses THREADS that cannot hold them), SSE_HEARTBEAT_SECONDS,
 TASK_WORKERS, MAX_TASKS, TASK_KEEP_SECONDS, MAX_BODY_BYTES and the GS_*
 settings (GS_PROBE_ADDR starts the runtime's probe listener) come from the
 environment, validated at start (``settings.py``).
@@ -76,7 +76,6 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the baseline dies at once
         waitress.serve(app, host=settings.host, port=settings.port, threads=threads, connection_limit=connection_limit)
         sys.exit(0)
-    expected = os.environ.get("EXPECTED_STREAMS")
     # The runtime's handling replaces the early one (it chains handlers
     # installed before it, so the early one must go first). From here until
     # serve() has installed it, a SIGTERM would have its default effect:
@@ -90,7 +89,6 @@ def main() -> None:
         port=settings.port,
         threads=threads,
         connection_limit=connection_limit,
-        expected_streams=int(expected) if expected else None,
     )
     logging.getLogger("run").info("serve returned; exiting 0")
 

@@ -34,6 +34,9 @@ fn fail(message: String) -> ! {
 }
 
 fn main() {
+    // The shutdown log on stderr (GS_SHUTDOWN_LOG=0 turns it off): an
+    // operator watching the pod's log sees the shutdown as it happens.
+    Runtime::global().set_shutdown_log(true);
     let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
     // First, before anything slow: a SIGTERM during start-up then starts
     // the sequence (and ends in exit 0) instead of killing the process.

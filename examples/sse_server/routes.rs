@@ -187,6 +187,11 @@ async fn stream_task(
                 next += 1;
                 yield Ok::<Event, Infallible>(task_event(&event));
                 if event.final_event {
+                    if event.by_shutdown {
+                        // The pod-bound stream's final event, for the
+                        // shutdown log's count.
+                        Runtime::global().stream_ending_sent(StreamKind::PodBound);
+                    }
                     return;
                 }
             }

@@ -29,6 +29,8 @@ const FEED_BACKLOG: usize = 1024;
 pub struct Published {
     pub id: u64,
     pub final_event: bool,
+    /// The `task_failed` of a task the shutdown cancelled.
+    pub by_shutdown: bool,
     pub json: Arc<str>,
 }
 
@@ -167,12 +169,14 @@ impl Tasks {
             .to_string()
             .into();
         let final_event = FINAL_EVENTS.contains(&event_type);
+        let by_shutdown = event_type == "task_failed" && data["reason"] == "shutdown";
         let count = {
             let mut history = lock(&task.history);
             let id = history.len() as u64 + 1;
             history.push(Published {
                 id,
                 final_event,
+                by_shutdown,
                 json: Arc::clone(&json),
             });
             history.len()
@@ -185,6 +189,7 @@ impl Tasks {
         let _ = self.feed.send(Published {
             id: self.feed_ids.fetch_add(1, Ordering::Relaxed),
             final_event,
+            by_shutdown,
             json,
         });
     }

@@ -17,14 +17,18 @@ mod host_exit;
 #[cfg(feature = "http")]
 mod hub;
 mod metrics;
+mod pod_figures;
 #[cfg(feature = "http")]
 mod probes;
 #[cfg(feature = "http")]
 mod workers;
 
 mod config;
+mod settings;
 
 mod watchdog;
+
+mod shutdown_log;
 
 mod testing;
 
@@ -50,8 +54,11 @@ pub use host_exit::*;
 pub use hub::*;
 pub use metrics::*;
 pub use phase_callbacks::*;
+pub use pod_figures::*;
 #[cfg(feature = "http")]
 pub use probes::*;
+pub use settings::*;
+pub use shutdown_log::*;
 pub use signals::*;
 pub use status::*;
 pub use stream_endings::*;

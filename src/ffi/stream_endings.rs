@@ -46,14 +46,9 @@ pub const GS_RECONNECT_ALL_AT_ONCE: u32 = 1;
 #[no_mangle]
 pub unsafe extern "C" fn gs_stream_end_in(kind: u32, seconds_out: *mut f64) -> gs_status {
     boundary(gs_status::GS_ERR_PANIC, || {
-        let kind = match kind {
-            GS_STREAM_RESUMABLE => StreamKind::Resumable,
-            GS_STREAM_POD_BOUND => StreamKind::PodBound,
-            _ => {
-                return status::report(&crate::Error::InvalidArgument(
-                    "kind is not a gs_stream_kind value",
-                ))
-            }
+        let kind = match stream_kind(kind) {
+            Ok(kind) => kind,
+            Err(status) => return status,
         };
         if seconds_out.is_null() {
             return status::report(&crate::Error::InvalidArgument("seconds_out is NULL"));
@@ -66,6 +61,35 @@ pub unsafe extern "C" fn gs_stream_end_in(kind: u32, seconds_out: *mut f64) -> g
         unsafe { seconds_out.write(seconds) };
         gs_status::GS_OK
     })
+}
+
+/// Tells the runtime that the host has just sent a stream of `kind` its
+/// ending at its moment and is ending it: the reconnect hint for a
+/// `GS_STREAM_RESUMABLE` stream, the final event for a `GS_STREAM_POD_BOUND`
+/// one. Counted for the shutdown log's last line ("nudged to reconnect",
+/// "given their final event", see `gs_set_shutdown_log`); a stream ended
+/// without it counts as ended on its own. Lock-free.
+/// `GS_ERR_INVALID_ARGUMENT` for an unknown kind.
+#[no_mangle]
+pub extern "C" fn gs_stream_ending_sent(kind: u32) -> gs_status {
+    boundary(gs_status::GS_ERR_PANIC, || match stream_kind(kind) {
+        Ok(kind) => {
+            runtime().stream_ending_sent(kind);
+            gs_status::GS_OK
+        }
+        Err(status) => status,
+    })
+}
+
+/// A `gs_stream_kind` value, or `GS_ERR_INVALID_ARGUMENT` (reported).
+fn stream_kind(kind: u32) -> Result<StreamKind, gs_status> {
+    match kind {
+        GS_STREAM_RESUMABLE => Ok(StreamKind::Resumable),
+        GS_STREAM_POD_BOUND => Ok(StreamKind::PodBound),
+        _ => Err(status::report(&crate::Error::InvalidArgument(
+            "kind is not a gs_stream_kind value",
+        ))),
+    }
 }
 
 /// Chooses when resumable streams are nudged: `GS_RECONNECT_SPREAD` (the
@@ -121,5 +145,7 @@ mod tests {
             gs_status::GS_OK
         );
         assert_eq!(runtime().reconnect_spread(), ReconnectSpread::AllAtOnce);
+        assert_eq!(gs_stream_ending_sent(2), gs_status::GS_ERR_INVALID_ARGUMENT);
+        assert_eq!(gs_stream_ending_sent(GS_STREAM_POD_BOUND), gs_status::GS_OK);
     }
 }

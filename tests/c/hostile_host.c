@@ -17,6 +17,8 @@
  *                       (its runtime cannot be built), then fork
  *   fork-while-publishing  600 forks while a thread publishes to the hub;
  *                       each child's first gs_hub_send must answer at once
+ *   stopped-past-deadline  an instant hook; the test stops the process
+ *                       (SIGSTOP) in Draining and resumes it past the deadline
  *
  * Timings come from the GS_* environment. Lines on stdout report progress;
  * exit status 0 means every check of the mode held (the watchdog and the
@@ -126,6 +128,23 @@ static int hung_hook(void) {
     if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
     if (!ok(gs_increment_active_streams(), "increment")) return 1; /* never ends */
     if (!ok(gs_register_shutdown_hook("hangs", hang_hook, NULL, NULL), "hook")) return 1;
+    if (!ok(gs_register_shutdown_hook("instant", instant_hook, NULL, NULL), "hook")) return 1;
+    say("ready %.0f", 0);
+    if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase")) return 1;
+    say("stopped reached at %.3f", elapsed());
+    return 0;
+}
+
+/* ---- stopped-past-deadline -------------------------------------------- */
+
+static void say_draining(gs_phase from, gs_phase to, void *user_data) {
+    (void)from; (void)user_data;
+    if (to == GS_PHASE_DRAINING) say("draining at %.3f", elapsed());
+}
+
+static int stopped_past_deadline(void) {
+    if (!ok(gs_install_signal_handlers(NULL), "install")) return 1;
+    if (!ok(gs_on_phase(say_draining, NULL, NULL), "on_phase")) return 1;
     if (!ok(gs_register_shutdown_hook("instant", instant_hook, NULL, NULL), "hook")) return 1;
     say("ready %.0f", 0);
     if (!ok(gs_wait_for_phase(GS_PHASE_STOPPED, INFINITY), "wait_for_phase")) return 1;
@@ -414,6 +433,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "no-reader-stderr") == 0) return no_reader_stderr();
     if (strcmp(mode, "emfile-probe") == 0) return emfile_probe();
     if (strcmp(mode, "fork-while-publishing") == 0) return fork_while_publishing();
+    if (strcmp(mode, "stopped-past-deadline") == 0) return stopped_past_deadline();
     fprintf(stderr, "usage: hostile_host MODE (see the source)\n");
     return 2;
 }

@@ -1,8 +1,11 @@
 """Hostile and careless paths of the Flask example in hub mode (issue 27):
-a task whose channel the hub refuses, and its start-up errors."""
+a task whose channel the hub refuses, readers of the event feed that would
+hold the app's threads, and its start-up errors."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import hosts
@@ -19,7 +22,8 @@ def start_flask_hub(env: dict[str, str]) -> ServerProcess:
 def test_a_task_whose_channel_the_hub_refuses_is_503_and_nothing_leaks():
     server = start_flask_hub(
         {
-            "GS_STREAM_MAX_CHANNELS": "2",
+            # Two tasks' channels and the event feed's.
+            "GS_STREAM_MAX_CHANNELS": "3",
             "GS_STREAM_IDLE_SECONDS": "1",
             "MAX_TASKS": "3",
             "TASK_KEEP_SECONDS": "1",
@@ -32,7 +36,7 @@ def test_a_task_whose_channel_the_hub_refuses_is_503_and_nothing_leaks():
                 return client.post("/api/tasks", json={"steps": 1, "step_seconds": 0})
 
             assert [post().status_code for _ in range(2)] == [202, 202]
-            # The hub holds two channels, none idle yet: each new task is
+            # The hub holds three channels, none idle yet: each new task is
             # refused as a whole (it was a 500, and the task stayed in the
             # table for ever, until every task was refused).
             for _ in range(6):
@@ -47,6 +51,66 @@ def test_a_task_whose_channel_the_hub_refuses_is_503_and_nothing_leaks():
                 time.sleep(0.2)
     finally:
         server.close()
+
+
+def test_readers_of_the_event_feed_hold_no_waitress_thread_in_hub_mode():
+    """8 readers of ``GET /api/events`` with THREADS=8: each held a
+    Waitress thread, and ``POST /api/tasks`` went unanswered (5 s, three
+    times) while the probes said all was well. The feed is now the hub's:
+    the app answers a redirect to its subscription and holds nothing, and
+    every reader gets the new task's events from the hub."""
+    server = start_flask_hub({"THREADS": "8"})
+    readers = 8
+    connected = threading.Semaphore(0)
+    stop = threading.Event()
+    seen: list[list[dict]] = [[] for _ in range(readers)]
+    served_by: list[str] = [""] * readers
+
+    def read(index: int) -> None:
+        # As EventSource does: the redirect followed, Last-Event-ID kept.
+        with httpx.Client(base_url=server.url, timeout=httpx.Timeout(10, read=30), follow_redirects=True) as client:
+            try:
+                with client.stream("GET", "/api/events") as response:
+                    served_by[index] = f"{response.status_code} {response.url}"
+                    connected.release()
+                    for line in response.iter_lines():
+                        if line.startswith("data: "):
+                            seen[index].append(json.loads(line[6:]))
+                        if stop.is_set():
+                            return
+            except httpx.HTTPError:
+                connected.release()
+
+    threads = [threading.Thread(target=read, args=(n,), daemon=True) for n in range(readers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(readers):
+            assert connected.acquire(timeout=20), served_by
+        assert all(s.startswith("200 ") for s in served_by), served_by
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for _ in range(3):
+                response = client.post("/api/tasks", json={"steps": 1, "step_seconds": 0})
+                assert response.status_code == 202, response.text
+        task_id = response.json()["task_id"]
+
+        def every_reader_saw_the_task() -> bool:
+            return all(
+                any(e.get("task_id") == task_id and e.get("event_type") == "task_completed" for e in events)
+                for events in seen
+            )
+
+        deadline = time.monotonic() + 15
+        while not every_reader_saw_the_task():
+            assert time.monotonic() < deadline, [len(events) for events in seen]
+            time.sleep(0.05)
+        # Held by the hub, on its own port, not by the app.
+        assert all(f":{server.port}/" not in s for s in served_by), served_by
+    finally:
+        stop.set()
+        server.close()
+        for thread in threads:
+            thread.join(10)
 
 
 def run_to_exit(env: dict[str, str | bytes]) -> tuple[int, str]:

@@ -26,7 +26,15 @@ def _follow_in_background(url: str, path: str, headers=None):
     box: dict = {}
 
     def run():
-        with httpx.Client(base_url=url, timeout=30, headers=headers or {}) as client:
+        # Redirects followed, as EventSource does (flask-hub's feed is the
+        # hub's: GET /api/events answers a redirect to it). Connection:
+        # close: each client stands for a browser, which would reuse its
+        # connection to the app for its API calls; 100 clients of their own
+        # would leave 100 idle ones at the app after their redirects, as
+        # many as Waitress accepts with THREADS=8.
+        with httpx.Client(
+            base_url=url, timeout=30, headers={"Connection": "close", **(headers or {})}, follow_redirects=True
+        ) as client:
             box["result"] = follow_stream(client, path)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -171,14 +179,15 @@ def test_resumable_streams_reconnect_spread_over_the_notice_window(rust_server):
     print("spread:", _assert_spread(arrivals, _timeline(8, 4, 2)))
 
 
-@pytest.mark.parametrize("host", ["flask", "asgi"])
+@pytest.mark.parametrize("host", ["flask", "asgi", "flask-hub"])
 def test_100_resumable_streams_reconnect_each_at_its_own_moment(host):
     """Issue 22: on a thread-per-stream host every feed generator waits in
     ``queue.get(timeout=1)``, and the wrapper could only speak at a
     heartbeat (80 of 100 reconnects landed in one 100 ms bucket). The
     scheduler wakes each stream at its own drawn moment instead; the ASGI
     stream has a timer of its own. Heartbeats every second, as in
-    production: they must not be what carries the nudges."""
+    production: they must not be what carries the nudges. flask-hub: the
+    100 feeds are the hub's, on 8 Waitress threads (issue 27)."""
     command, cwd = hosts.command(host)
     env = {"GS_EXIT_WATCHDOG_SECONDS": "2", "GS_DRAIN_DELAY_SECONDS": "0.2", "GS_SHUTDOWN_TIMEOUT_SECONDS": "5",
            "GS_CLOSE_NOTICE_SECONDS": "2", "GS_HOOK_BUDGET_SECONDS": "1", "SSE_HEARTBEAT_SECONDS": "1",
@@ -303,3 +312,67 @@ def test_sigterm_early_in_start_up_exits_0(host, moment):
         except ProcessLookupError:
             pass
         process.wait(timeout=10)
+
+
+#: Where a host's start reaches the app's own start-up code, as it logs it,
+#: and how long after that line its take-over of the signals may run:
+#: uvicorn runs the lifespan (which replaces uvicorn's handler with the
+#: runtime's) right after "Waiting for application startup"; gunicorn's
+#: master runs when_ready (the runtime's handling) after "Listening at",
+#: then forks and boots its worker.
+START_MARKERS = {
+    "asgi": ("Waiting for application startup", 0.03),
+    "flask-gunicorn": ("Listening at", 0.6),
+}
+
+
+@pytest.mark.parametrize("host", sorted(START_MARKERS))
+def test_sigterm_at_many_moments_of_the_app_s_start_exits_0(host):
+    """Issue 27, the start-up window on the uvicorn and gunicorn hosts (the
+    Waitress one: tests/e2e/test_hostile_hub.py): SIGTERMs sent at ten
+    moments spread over the app's own start. Under uvicorn a SIGTERM
+    between the lifespan's replacing uvicorn's handler and the runtime's
+    being installed was lost (1 of 40 such SIGTERMs: the server logged it
+    and served on); each must now end the process with status 0."""
+    marker, span = START_MARKERS[host]
+    command, cwd = hosts.command(host)
+    env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0", "PYTHONUNBUFFERED": "1"})
+    results = []
+    for attempt in range(10):
+        delay = span * attempt / 9
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        output: list[str] = []
+        reached = threading.Event()
+
+        def read(process=process, output=output, reached=reached) -> None:
+            for line in process.stdout:
+                output.append(line)
+                if marker in line:
+                    reached.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert reached.wait(60), "".join(output)
+            time.sleep(delay)
+            process.send_signal(signal.SIGTERM)
+            try:
+                status = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                status = "still running 30 s after the SIGTERM"
+            results.append((round(delay, 3), status))
+            if status != 0:
+                print("".join(output))
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+            reader.join(10)
+    assert all(status == 0 for _, status in results), results
+

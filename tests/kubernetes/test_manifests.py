@@ -164,3 +164,24 @@ def test_the_shared_store_is_the_redis_of_the_manifests_with_the_settings_it_nee
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_network_policy_admits_the_app_and_hub_ports_and_keeps_the_probe_port_from_other_pods():
+    """docs/configuration.md's security section: any pod reached the probe
+    port (and its /metrics) without a policy."""
+    deployment, _, container, _ = deployment_settings()
+    policies = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "NetworkPolicy"}
+    policy = policies["sse-backend"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    declared = {port["name"] for port in container["ports"]}
+    from_anyone = {p["port"] for rule in policy["ingress"] if "from" not in rule for p in rule["ports"]}
+    restricted = {p["port"] for rule in policy["ingress"] if "from" in rule for p in rule["ports"]}
+    assert from_anyone == {"http", "streams"}
+    assert restricted == {"probes"}
+    assert (from_anyone | restricted) <= declared, "the policy names a port the container does not declare"
+    for rule in policy["ingress"]:
+        if "from" in rule:
+            assert all(source for source in rule["from"]), "an empty source admits everyone"
+    redis = policies["sse-redis"]["spec"]
+    assert [rule["from"] for rule in redis["ingress"]] == [[{"podSelector": {"matchLabels": {"app": "sse-backend"}}}]]

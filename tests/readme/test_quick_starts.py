@@ -322,5 +322,5 @@ def test_the_rust_quick_start_is_the_axum_example_verbatim() -> None:
 
 def test_every_host_has_a_quick_start() -> None:
     titles = " ".join(section.title for section in SECTIONS)
-    for host in ("Waitress", "gunicorn", "uvicorn", "Rust", "C"):
+    for host in ("Waitress", "gunicorn", "uvicorn", "Django", "Rust", "C"):
         assert host in titles, titles

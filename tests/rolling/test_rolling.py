@@ -2,7 +2,9 @@
 the sunny and saturated scenarios per host, run by the kubelet stand-in
 from the manifest on a shorter clock (rolling.short_spec, reported as
 overrides), each beside its baseline. `make rolling` runs
-every scenario, three rounds."""
+every scenario, three rounds. Each test then draws its runs' report page
+and checks it in headless Chromium (conftest.py), with a screenshot in
+target/rolling-short/."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root 
 @needs_root
 @pytest.mark.timeout(300)  # thousands of streams on two cores
 @pytest.mark.parametrize("scenario", rolling.SHORT)
-def test_a_rolling_update_cuts_nothing_and_the_baseline_shows_the_damage(scenario):
+def test_a_rolling_update_cuts_nothing_and_the_baseline_shows_the_damage(scenario, check_report_page):
     spec = rolling.short_spec(kubelet.load())
     reports = rolling.run_scenario(
         rolling.SHORT_SCENARIOS[scenario],
@@ -49,11 +51,14 @@ def test_a_rolling_update_cuts_nothing_and_the_baseline_shows_the_damage(scenari
         # period's SIGKILL (a PID 1 with no SIGTERM handler ignores SIGTERM).
         for report in baselines:
             assert rolling.shows_damage(report), report
+    check_report_page(reports, scenario)
 
 
 @needs_root
 @pytest.mark.timeout(120)
-def test_hub_streams_are_handed_off_through_the_load_balancer_and_resumed_from_the_store_exactly_once():
+def test_hub_streams_are_handed_off_through_the_load_balancer_and_resumed_from_the_store_exactly_once(
+    check_report_page,
+):
     """The handoff scenario on make test's clock (about 15 s): the hub host
     with a redis-server of its own and its stream URLs through HAProxy;
     every subscriber of a task running on a draining pod is nudged,
@@ -72,3 +77,4 @@ def test_hub_streams_are_handed_off_through_the_load_balancer_and_resumed_from_t
         assert totals["exactly_once"] == totals["with_true_ending"] == 200, totals
         assert totals["gaps"] == 0 and totals["handed_off"] > 0, totals
         assert report["exit_codes"] == [0, 0], report
+    check_report_page(reports, rolling.SHORT_HANDOFF)

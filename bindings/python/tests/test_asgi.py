@@ -242,6 +242,55 @@ def test_cancelling_an_awaitable_wait_lets_asyncio_run_return():
     assert done.stdout.strip() == "returned"
 
 
+def test_a_sigterm_while_the_lifespan_takes_over_from_uvicorn_starts_the_sequence_and_exits_0():
+    """Issue 27, the start-up window under uvicorn: a SIGTERM between the
+    lifespan's replacing uvicorn's handler and the runtime's handling being
+    installed reached the handler that only logs, and was lost: the server
+    served on ("SIGTERM received; shutting down gracefully", then nothing;
+    1 of 40 SIGTERMs sent 0-30 ms after "Waiting for application
+    startup"). Here the SIGTERM is sent from inside that moment every time
+    (the manager's install sends it to the process first), with no drain
+    delay and no stream, so that the sequence reaches Stopping at once:
+    real uvicorn, real signal, the process must exit 0."""
+    program = textwrap.dedent(
+        """
+        import os, signal, socket
+        import uvicorn
+        from starlette.applications import Starlette
+        from last_call import GracefulShutdownManager
+        from last_call.asgi import lifespan
+
+        class SignalledWhileInstalling(GracefulShutdownManager):
+            def install_signal_handlers(self, **options):
+                os.kill(os.getpid(), signal.SIGTERM)
+                super().install_signal_handlers(**options)
+
+        manager = SignalledWhileInstalling()
+        app = Starlette(lifespan=lifespan(manager=manager))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, lifespan="on", log_level="info")
+        uvicorn.Server(config).run(sockets=[sock])
+        print("uvicorn returned", flush=True)
+        """
+    )
+    env = {
+        **os.environ,
+        "GS_DRAIN_DELAY_SECONDS": "0",
+        "GS_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "GS_EXIT_WATCHDOG_SECONDS": "2",
+    }
+    env.pop("GS_PROBE_ADDR", None)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, cwd=ROOT, env=env
+        )
+    except subprocess.TimeoutExpired as hung:
+        raise AssertionError(f"the SIGTERM was lost: still serving after 30 s\n{hung.stdout}\n{hung.stderr}") from None
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "uvicorn returned" in done.stdout, done.stdout + done.stderr
+
+
 def test_an_app_callback_that_blocks_the_delivery_does_not_starve_wait_for_phase(
     graceful_shutdown: GracefulShutdownManager,
 ):

@@ -49,21 +49,30 @@ def make_app(manager=None, **config) -> Flask:
     return app
 
 
+def texts(app: Flask) -> dict[str, str]:
+    return {name: given.text for name, given in app.extensions[EXTENSION_KEY].settings.items()}
+
+
 def test_init_app_reads_app_config_and_registers_itself(monkeypatch):
     monkeypatch.setenv("GS_DRAIN_TOKEN", "from-environment")
     noop = NoopGracefulShutdownManager()
     shutdown = GracefulShutdown(manager=noop)
     app = Flask(__name__)
     app.config.update(
-        LAST_CALL_DRAIN_DELAY_SECONDS=2,
-        LAST_CALL_SHUTDOWN_TIMEOUT_SECONDS="40",
-        LAST_CALL_SECOND_SIGNAL="exit",
-        LAST_CALL_DRAIN_TOKEN="from-config",
+        GS_DRAIN_DELAY_SECONDS=2,
+        GS_SHUTDOWN_TIMEOUT_SECONDS="40",
+        GS_SECOND_SIGNAL=SecondSignal.EXIT,
+        GS_DRAIN_TOKEN="from-config",
     )
     shutdown.init_app(app)
     state = app.extensions[EXTENSION_KEY]
     assert state.manager is noop
-    assert state.shutdown_options == {"drain_delay": 2.0, "shutdown_timeout": 40.0, "second_signal": SecondSignal.EXIT}
+    assert texts(app) == {
+        "GS_DRAIN_DELAY_SECONDS": "2",
+        "GS_SHUTDOWN_TIMEOUT_SECONDS": "40",
+        "GS_SECOND_SIGNAL": "exit",
+        "GS_DRAIN_TOKEN": "from-config",
+    }
     assert state.drain_token == "from-config"
     client = app.test_client()
     assert client.post("/drain", headers={"Authorization": "Bearer from-environment"}).status_code == 401
@@ -71,27 +80,71 @@ def test_init_app_reads_app_config_and_registers_itself(monkeypatch):
     assert noop.is_draining()
 
 
+def test_a_keyword_wins_over_app_config_which_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("GS_DRAIN_TOKEN", "from-environment")
+    monkeypatch.setenv("GS_CLOSE_NOTICE_SECONDS", "4")
+    app = Flask(__name__)
+    app.config.update(GS_DRAIN_TOKEN="from-config", GS_SHUTDOWN_TIMEOUT_SECONDS=30)
+    GracefulShutdown(app, manager=NoopGracefulShutdownManager(), drain_token="from-keyword")
+    assert app.extensions[EXTENSION_KEY].drain_token == "from-keyword"
+    assert texts(app) == {"GS_DRAIN_TOKEN": "from-keyword", "GS_SHUTDOWN_TIMEOUT_SECONDS": "30"}
+
+
 def test_the_drain_token_falls_back_to_the_environment(monkeypatch):
     monkeypatch.setenv("GS_DRAIN_TOKEN", "from-environment")
     app = make_app(NoopGracefulShutdownManager())
     assert app.extensions[EXTENSION_KEY].drain_token == "from-environment"
-    assert app.extensions[EXTENSION_KEY].shutdown_options == {}
+    assert texts(app) == {}
 
 
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("LAST_CALL_SHUTDOWN_TIMEOUT_SECONDS", "abc"),
-        ("LAST_CALL_DRAIN_DELAY_SECONDS", -1),
-        ("LAST_CALL_CLOSE_NOTICE_SECONDS", float("nan")),
-        ("LAST_CALL_SECOND_SIGNAL", "sometimes"),
-        ("LAST_CALL_DRAIN_ENDPOINT", "no"),
-        ("LAST_CALL_DRAIN_TOKEN", ""),
+        ("GS_SHUTDOWN_TIMEOUT_SECONDS", "abc"),
+        ("GS_DRAIN_DELAY_SECONDS", -1),
+        ("GS_CLOSE_NOTICE_SECONDS", float("nan")),
+        ("GS_CLOSE_NOTICE_SECONDS", True),
+        ("GS_SECOND_SIGNAL", "sometimes"),
+        ("GS_DRAIN_ENDPOINT", "maybe"),
+        ("GS_DRAIN_TOKEN", ""),
+        ("GS_EXIT_WATCHDOG_STATUS", 0),
+        ("GS_STREAM_QUEUE_EVENTS", 2.5),
     ],
 )
 def test_a_malformed_setting_fails_at_init_app_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         make_app(NoopGracefulShutdownManager(), **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("LAST_CALL_SHUTDOWN_TIMEOUT_SECONDS", "GS_SHUTDOWN_TIMEOUT_SECONDS"),
+        ("LAST_CALL_DRAIN_TOKEN", "GS_DRAIN_TOKEN"),
+        ("LAST_CALL_HEALTH_BLUEPRINT", "GS_HEALTH_BLUEPRINT"),
+        ("LAST_CALL_HOOK_BUDGET_SECONDS", "GS_HOOK_BUDGET_SECONDS"),
+    ],
+)
+def test_a_last_call_key_is_refused_naming_its_new_name(old, new):
+    """The names before one name per setting (issue 29): never silently
+    ignored, as they were under gunicorn."""
+    with pytest.raises(ConfigError) as raised:
+        make_app(NoopGracefulShutdownManager(), **{old: 6})
+    assert old in str(raised.value) and new in str(raised.value), raised.value
+
+
+def test_an_unknown_gs_key_is_reported_once_with_the_closest_name(caplog):
+    caplog.set_level("WARNING", logger="last_call")
+    make_app(NoopGracefulShutdownManager(), GS_SHUTDOWN_TIMEOUT=6)
+    make_app(NoopGracefulShutdownManager(), GS_SHUTDOWN_TIMEOUT=6)
+    reports = [r.getMessage() for r in caplog.records if "GS_SHUTDOWN_TIMEOUT'" in r.getMessage()]
+    assert len(reports) == 1, reports
+    assert "did you mean GS_SHUTDOWN_TIMEOUT_SECONDS?" in reports[0]
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_the_closest():
+    with pytest.raises(TypeError, match="shutdown_timeout_seconds"):
+        GracefulShutdown(manager=NoopGracefulShutdownManager(), shutdown_timeout=6)
 
 
 def test_durations_that_do_not_fit_fail_at_init_app_with_the_real_manager(monkeypatch):
@@ -101,10 +154,19 @@ def test_durations_that_do_not_fit_fail_at_init_app_with_the_real_manager(monkey
     monkeypatch.setenv("GS_SHUTDOWN_TIMEOUT_SECONDS", "3")
     monkeypatch.setenv("GS_HOOK_BUDGET_SECONDS", "2")
     with pytest.raises(ConfigError, match="GS_CLOSE_NOTICE_SECONDS") as raised:
-        make_app(GracefulShutdownManager(), LAST_CALL_CLOSE_NOTICE_SECONDS=2)
-    assert "LAST_CALL_CLOSE_NOTICE_SECONDS" in str(raised.value)
+        make_app(GracefulShutdownManager(), GS_CLOSE_NOTICE_SECONDS=2)
+    assert "app.config['GS_CLOSE_NOTICE_SECONDS']" in str(raised.value)
     # The same values with a close notice that fits are accepted.
-    make_app(GracefulShutdownManager(), LAST_CALL_CLOSE_NOTICE_SECONDS=1)
+    make_app(GracefulShutdownManager(), GS_CLOSE_NOTICE_SECONDS=1)
+
+
+def test_the_real_manager_hands_the_app_settings_to_the_runtime(monkeypatch):
+    monkeypatch.setenv("GS_SHUTDOWN_TIMEOUT_SECONDS", "25")
+    make_app(GracefulShutdownManager(), GS_SHUTDOWN_TIMEOUT_SECONDS=7, GS_DRAIN_DELAY_SECONDS=0.5)
+    from last_call.gunicorn import _runtime_config
+
+    config = _runtime_config()  # gs_config_from_env: what the runtime reads now
+    assert (config.shutdown_timeout_seconds, config.drain_delay_seconds) == (7.0, 0.5)
 
 
 def test_a_malformed_gs_variable_fails_at_init_app(monkeypatch):
@@ -183,7 +245,7 @@ def test_the_decorator_resolves_the_manager_at_request_time():
 
 def test_the_blueprint_can_leave_out_drain_and_metrics():
     noop = NoopGracefulShutdownManager()
-    app = make_app(noop, LAST_CALL_DRAIN_ENDPOINT=False, LAST_CALL_METRICS_ENDPOINT=False)
+    app = make_app(noop, GS_DRAIN_ENDPOINT=False, GS_METRICS_ENDPOINT="false")
     client = app.test_client()
     assert client.post("/drain").status_code == 404
     assert client.get("/metrics").status_code == 404

@@ -165,7 +165,7 @@ def test_exactly_one_probe_listener_per_pod_held_by_the_master(gunicorn_server):
     ("options", "message"),
     [
         (["-k", "sync"], "cannot keep SSE streams alive"),
-        (["--graceful-timeout", "0"], "graceful_timeout=0 is shorter than GS_HOOK_BUDGET_SECONDS"),
+        (["--threads", "4", "--graceful-timeout", "0"], "graceful_timeout=0 is shorter than GS_HOOK_BUDGET_SECONDS"),
     ],
 )
 def test_settings_that_would_cut_streams_are_refused_at_start(options, message):
@@ -329,9 +329,20 @@ def test_a_sigterm_while_a_worker_boots_reaches_it(gunicorn_server):
     # that never runs in the worker: the forwarded SIGTERM would be lost,
     # the worker would serve on, and the master, once its sequence gave up
     # on it, halt and let graceful_timeout kill it.
-    env = {**NO_DRAIN_DELAY, "GS_DRAIN_DELAY_SECONDS": "0.2", "POST_FORK_SECONDS": "1"}
+    # A deadline long enough that reaching the worker is told apart from
+    # the master giving up on it even on a loaded machine.
+    env = {
+        **NO_DRAIN_DELAY,
+        "GS_SHUTDOWN_TIMEOUT_SECONDS": "10",
+        "GS_DRAIN_DELAY_SECONDS": "0.2",
+        "POST_FORK_SECONDS": "1",
+    }
     server = ServerProcess(
-        [*GUNICORN[:3], "-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "gunicorn_app:app"],
+        [
+            *GUNICORN[:3],
+            *("-c", "python:slow_boot_config", "--bind", "127.0.0.1:0", "-w", "1", "--threads", "4"),
+            "gunicorn_app:app",
+        ],
         env,
         cwd=APPS,
     )
@@ -348,4 +359,69 @@ def test_a_sigterm_while_a_worker_boots_reaches_it(gunicorn_server):
         assert bad not in log, log
     assert "last_call: worker" in log and "Worker exiting" in log, log
     # Well before the master's own sequence would have given up on it.
-    assert took < float(NO_DRAIN_DELAY["GS_SHUTDOWN_TIMEOUT_SECONDS"]) - 1, (took, log)
+    assert took < float(env["GS_SHUTDOWN_TIMEOUT_SECONDS"]) - 2, (took, log)
+
+
+class _Held:
+    """One SSE stream held open by a client of its own, until closed."""
+
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(timeout=30)
+        self._context = self.client.stream("GET", url)
+        response = self._context.__enter__()
+        self._lines = response.iter_lines()
+        first = next(line for line in self._lines if line.startswith("data: "))
+        #: The worker that serves it.
+        self.worker = int(first.split()[1])
+
+    def close(self) -> None:
+        try:
+            self._context.__exit__(None, None, None)
+        except httpx.HTTPError:
+            pass  # cut by its worker's death
+        self.client.close()
+
+
+def _pod(url: str) -> dict:
+    return httpx.get(f"{url}/metrics", headers={"Accept": "application/json"}, timeout=10).json()
+
+
+def test_every_metrics_of_the_pod_counts_the_streams_open_across_both_workers(gunicorn_server):
+    """Issue 29: the master's probe port showed gs_active_streams 1 with no
+    stream open (its own hold), and each worker's /metrics only its own
+    streams. Now both ports report the pod's streams, the sum over the
+    workers, and never the master's hold."""
+    server = gunicorn_server("-w", "2", "--threads", "8")
+    master = server.process.pid
+    eventually(lambda: _pod(server.probe_url)["pod_workers"] == 2, timeout=15)
+    idle = _pod(server.probe_url)
+    assert (idle["active_streams"], idle["active_work"]) == (0, 0), idle
+    assert "gs_active_streams 0\n" in httpx.get(f"{server.probe_url}/metrics", timeout=10).text
+    held: list[_Held] = []
+    try:
+        # New connections until both workers hold streams.
+        while len({h.worker for h in held}) < 2 or len(held) < 6:
+            assert len(held) < 40, "the kernel never gave the second worker a connection"
+            held.append(_Held(f"{server.url}/stream?events=500&interval=0.2"))
+        for port in (server.probe_url, server.url):
+            eventually(lambda port=port: _pod(port)["active_streams"] == len(held), timeout=10)
+        text = httpx.get(f"{server.probe_url}/metrics", timeout=10).text
+        assert f"gs_active_streams {len(held)}\n" in text, text
+        for stream in held[:2]:
+            stream.close()
+        eventually(lambda: _pod(server.probe_url)["active_streams"] == len(held) - 2, timeout=10)
+        figures = _pod(server.probe_url)
+        assert figures["streams_started_total"] >= len(held)
+        assert figures["streams_finished_total"] >= 2
+        # A worker killed mid-stream: its streams ended with it.
+        victim = next(h.worker for h in held[2:])
+        left = sum(1 for h in held[2:] if h.worker != victim)
+        os.kill(victim, signal.SIGKILL)
+        eventually(lambda: victim not in _worker_pids(master), timeout=10)
+        eventually(lambda: _pod(server.probe_url)["active_streams"] == left, timeout=10)
+        started = figures["streams_started_total"]
+        assert _pod(server.probe_url)["streams_started_total"] == started
+    finally:
+        for stream in held:
+            stream.close()
+    eventually(lambda: _pod(server.probe_url)["active_streams"] == 0, timeout=10)

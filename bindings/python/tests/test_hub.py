@@ -217,3 +217,53 @@ def test_publish_is_cheap_enough_to_call_on_every_event(start_app):
         started = time.monotonic()
         server.client.post("/publish", json={"channel": "stalled", "data": ["x" * 1000] * 500})
         assert time.monotonic() - started < 10
+
+
+def test_the_hub_s_thread_is_born_with_sigterm_blocked():
+    """Issue 27, the start-up window: a host that holds SIGTERM while it
+    starts (blocked in its main thread, the default disposition set until
+    the runtime's handling is installed, as examples/flask_app/run.py and
+    serve() do) was killed (-15) when the signal reached the hub's thread
+    before that thread had blocked it: the kernel hands a signal the main
+    thread blocks to another thread that does not, and a thread not yet
+    scheduled (a loaded machine) takes it, with the default disposition,
+    before its first instruction (1 of 8 SIGTERMs sent just after "streams
+    on", at load 42). Here that order is forced: the process on one CPU,
+    its main thread first-in-first-out scheduled, so that the hub's new
+    thread (of the same policy) runs only when the main thread sleeps, after
+    it has blocked SIGTERM, sent it and set the default disposition. The
+    signal must stay pending for the main thread, whose handler exits 0."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    program = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        from last_call import GracefulShutdownManager, hub
+
+        GracefulShutdownManager()  # the runtime's own threads, started now
+        time.sleep(0.2)
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            print("no SCHED_FIFO here", flush=True)
+            sys.exit(3)
+        hub.start()  # its thread is created, not yet run
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        time.sleep(0.3)  # the hub's thread runs now
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        time.sleep(5)
+        sys.exit(4)  # the signal was lost
+        """
+    )
+    env = {**os.environ, **HUB_ENV}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=30)
+    if done.returncode == 3:
+        pytest.skip("SCHED_FIFO needs CAP_SYS_NICE (CI runs as root)")
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)

@@ -198,7 +198,9 @@ SEQUENCE_SCRIPT = r"""
 import json, sys, threading
 from last_call import GracefulShutdownManager, Phase, InvalidStateError
 m = GracefulShutdownManager()
-m.install_signal_handlers(drain_delay=0, shutdown_timeout=5, close_notice=1, exit_watchdog=0)
+m.install_signal_handlers(
+    drain_delay_seconds=0, shutdown_timeout_seconds=5, close_notice_seconds=1, exit_watchdog_seconds=0
+)
 try:
     m.install_signal_handlers()
     again = "installed twice"

@@ -17,6 +17,7 @@ import time
 
 import httpx
 import pytest
+from flood import Flood, kubelet_probe
 from server_process import eventually
 
 from .conftest import APPS
@@ -171,72 +172,13 @@ def test_a_bad_probe_address_stops_the_start_naming_the_variable(addr):
     assert "GS_PROBE_ADDR" in result.stderr
 
 
-class _Flood:
-    """``held`` connections to ``port`` that never send a request (one in
-    ten sends the start of one), the oldest replaced by a new one again and
-    again as an attacker re-opens what is dropped; bounded in all."""
-
-    def __init__(self, port: int, held: int, rounds: float = 3) -> None:
-        import collections
-        import socket
-
-        self._stop = threading.Event()
-        self._filled = threading.Event()
-        self.opened = 0
-
-        def run() -> None:
-            open_ = collections.deque()
-            for n in range(int(held * rounds)):
-                if self._stop.is_set():
-                    break
-                if len(open_) >= held:
-                    open_.popleft().close()
-                    self._filled.set()
-                try:
-                    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
-                    if n % 10 == 0:
-                        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-                except OSError:
-                    continue
-                self.opened += 1
-                open_.append(sock)
-            self._filled.set()
-            self._stop.wait(60)
-            for sock in open_:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        assert self._filled.wait(60), "the flood never filled"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
-def kubelet_probe(port: int, path: str, within: float) -> int:
-    """What the kubelet does: a new connection, the whole request at once;
-    the status read within ``within`` seconds (an OSError otherwise)."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n".encode())
-        head = b""
-        while len(head) < 12:
-            chunk = sock.recv(64)
-            if not chunk:
-                raise ConnectionError(f"closed after {head!r}")
-            head += chunk
-    return int(head[9:12])
-
-
 def test_the_kubelet_is_answered_through_a_flood_of_idle_connections(start_app):
     server, _ = with_probes(start_app)
     port = int(server.probe_url.rsplit(":", 1)[1])
     # Ten times the probe port's cap, re-opened as they are dropped: each
     # probe is answered at its first try (the 256-connection cap and a 5 s
     # header timeout locked the kubelet out).
-    flood = _Flood(port, 2500)
+    flood = Flood(port, 2500)
     try:
         for n in range(10):
             assert kubelet_probe(port, "/healthz", 3.0) == 200, f"probe {n}"

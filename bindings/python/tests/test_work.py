@@ -57,7 +57,7 @@ CHILD = textwrap.dedent(
     import threading, time
     from last_call import GracefulShutdownManager, Phase
     manager = GracefulShutdownManager()
-    manager.install_signal_handlers(drain_delay=0, shutdown_timeout=20, close_notice=5)
+    manager.install_signal_handlers(drain_delay_seconds=0, shutdown_timeout_seconds=20, close_notice_seconds=5)
     with manager.work():
         manager.begin_shutdown()
         # No stream is open: without the work the pod would stop at once.

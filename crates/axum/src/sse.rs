@@ -280,13 +280,18 @@ impl TrackedBody {
         }
     }
 
-    /// The stream's last bytes at its moment, if its kind sends any.
+    /// The stream's last bytes at its moment, if its kind sends any
+    /// (counted for the shutdown log).
     fn ending_bytes(&mut self) -> Option<Bytes> {
         match self.ending.take()? {
             Ending::Reconnect(retry) => {
+                self.runtime.stream_ending_sent(StreamKind::Resumable);
                 Some(sse_bytes::reconnect_event(retry, self.last_id.as_deref()))
             }
-            Ending::Final(event) => Some(event_bytes(event)),
+            Ending::Final(event) => {
+                self.runtime.stream_ending_sent(StreamKind::PodBound);
+                Some(event_bytes(event))
+            }
             Ending::AtStopping => None,
         }
     }

@@ -1,5 +1,6 @@
 //! What the runtime's listeners (the probe listener, the stream hub) read
-//! from the environment in the same way: a `GS_*` variable's text, refused
+//! from the environment in the same way (or as set from code:
+//! `last_call_runtime::settings`): a `GS_*` variable's text, refused
 //! by name when it is not UTF-8, and a listener's `host:port`.
 
 use crate::config::ConfigError;
@@ -8,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 /// The text of `variable` (`None` when unset); not UTF-8 is an error
 /// naming it.
 pub(crate) fn text(variable: &'static str) -> Result<Option<String>, ConfigError> {
-    match std::env::var_os(variable) {
+    match last_call_runtime::settings::var_os(variable) {
         None => Ok(None),
         Some(raw) => raw.into_string().map(Some).map_err(|raw| ConfigError {
             variable,

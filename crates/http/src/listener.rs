@@ -215,9 +215,8 @@ impl Bound {
             ..
         } = self;
         let what = spec.what;
-        // Signals are the host's threads' to take, from the thread's first
-        // instruction (the blocking threads started from it inherit the
-        // mask).
+        // Signals are the host's threads' to take: this thread is born
+        // with them blocked (and the blocking threads it starts inherit it).
         last_call_runtime::spawn_without_signals(
             std::thread::Builder::new().name(spec.thread.into()),
             move || {

@@ -29,6 +29,16 @@ pub(crate) fn enter(runtime: usize, kind: Kind) -> Guard {
     Guard { previous }
 }
 
+/// In a forked child, on the thread that forked (the only one): whatever
+/// callback it was running belongs to the parent's runtime threads, which
+/// the child does not have. The child's waits wait for the child's own
+/// threads (started afresh on first use), never for this one, so they are
+/// not re-entrant here. A plain thread-local store, for the atfork child
+/// handler.
+pub(crate) fn forget_after_fork() {
+    CURRENT.with(|current| current.set(None));
+}
+
 /// Whether the thread is inside any runtime's listener or hook.
 pub(crate) fn inside_any() -> bool {
     CURRENT.with(Cell::get).is_some()

@@ -75,8 +75,12 @@ pub mod env {
     pub const EXIT_WATCHDOG_STATUS: &str = "GS_EXIT_WATCHDOG_STATUS";
     /// The shutdown hooks' budget, in seconds.
     pub const HOOK_BUDGET: &str = "GS_HOOK_BUDGET_SECONDS";
+    /// The shutdown log on stderr: `1`/`0` (also `true`/`false`,
+    /// `on`/`off`, `yes`/`no`); when set, it wins over the host's default
+    /// (see `shutdown_log.rs`).
+    pub const SHUTDOWN_LOG: &str = "GS_SHUTDOWN_LOG";
     /// Every variable the sequence's configuration reads.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         DRAIN_DELAY,
         SHUTDOWN_TIMEOUT,
         CLOSE_NOTICE,
@@ -84,6 +88,7 @@ pub mod env {
         SECOND_SIGNAL,
         EXIT_WATCHDOG,
         EXIT_WATCHDOG_STATUS,
+        SHUTDOWN_LOG,
     ];
 }
 
@@ -178,6 +183,36 @@ pub fn duration_from_secs(variable: &'static str, value: f64) -> Result<Duration
     })
 }
 
+/// An on/off setting: `1`, `true`, `on`, `yes` or `0`, `false`, `off`, `no`
+/// (any case, spaces around ignored).
+pub fn switch(variable: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(ConfigError {
+            variable,
+            value: text.to_owned(),
+            reason: "expected 1 or 0 (or true/false, on/off, yes/no)".to_owned(),
+        }),
+    }
+}
+
+/// `GS_SHUTDOWN_LOG` as the environment sets it: `None` when unset (the
+/// host's default applies), an error naming it when malformed.
+pub fn shutdown_log_from_env() -> Result<Option<bool>, ConfigError> {
+    match crate::settings::var_os(env::SHUTDOWN_LOG) {
+        None => Ok(None),
+        Some(raw) => match raw.to_str() {
+            Some(text) => switch(env::SHUTDOWN_LOG, text).map(Some),
+            None => Err(ConfigError {
+                variable: env::SHUTDOWN_LOG,
+                value: raw.to_string_lossy().into_owned(),
+                reason: "not valid UTF-8".to_owned(),
+            }),
+        },
+    }
+}
+
 /// Checks the watchdog's exit status: 1 to 255.
 pub fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError> {
     u8::try_from(value)
@@ -192,11 +227,12 @@ pub fn exit_status(variable: &'static str, value: i64) -> Result<u8, ConfigError
 }
 
 impl Config {
-    /// The defaults, overridden by every `GS_*` variable that is set.
+    /// The defaults, overridden by every `GS_*` variable that is set (or
+    /// set from code: [`crate::settings`]).
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut values = Vec::with_capacity(env::ALL.len());
         for variable in env::ALL {
-            if let Some(raw) = std::env::var_os(variable) {
+            if let Some(raw) = crate::settings::var_os(variable) {
                 let Some(text) = raw.to_str() else {
                     return Err(ConfigError {
                         variable,
@@ -242,6 +278,12 @@ impl Config {
                 reason: "expected a whole number from 1 to 255".to_owned(),
             })?;
             config.exit_watchdog_status = exit_status(env::EXIT_WATCHDOG_STATUS, status)?;
+        }
+        // Not part of the timings (the runtime keeps it, see
+        // `shutdown_log.rs`): checked here so that a typo stops the host
+        // where it starts.
+        if let Some(text) = lookup(env::SHUTDOWN_LOG) {
+            switch(env::SHUTDOWN_LOG, &text)?;
         }
         if let Some(text) = lookup(env::SECOND_SIGNAL) {
             config.second_signal = match text.trim().to_ascii_lowercase().as_str() {

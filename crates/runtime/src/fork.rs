@@ -25,6 +25,15 @@
 //!   and `pthread_atfork` handlers take it just before the fork and release
 //!   it on both sides after, so the child never inherits it held, nor the
 //!   registries half-updated.
+//! * A child forked from inside a phase listener or a shutdown hook (on the
+//!   runtime's delivery or hook thread) is not inside a callback: its
+//!   blocking waits work (they wait for the child's own threads, never for
+//!   the one that forked), and the calls it was inside are not counted in
+//!   its host-call gate. When the listener or hook returns in the child,
+//!   the thread that forked ends instead of going back to the parent's
+//!   work (delivering, reporting): as the child's last thread, that ends
+//!   the child, status 0. A child with more to do does it before it
+//!   returns (or `exec`s, or `_exit`s with a status of its own).
 //! * Layers above the runtime (the listeners) keep state of their own and
 //!   [`join`] these handlers: theirs run after the runtime's lock is taken,
 //!   and in the child after the runtime's own reset.
@@ -154,4 +163,7 @@ extern "C" fn after_fork_in_child() {
         drop(held.take());
     });
     crate::signals::reset_signal_count();
+    // This thread may be a listener's or a hook's, forking from inside it.
+    crate::callback_scope::forget_after_fork();
+    crate::host_calls::HostCalls::forget_own_calls_after_fork();
 }

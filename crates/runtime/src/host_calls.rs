@@ -60,7 +60,10 @@ impl HostCalls {
             return None;
         }
         INSIDE.with(|inside| inside.set(inside.get() + 1));
-        Some(HostCall { calls: self })
+        Some(HostCall {
+            calls: self,
+            process: crate::fork::generation(),
+        })
     }
 
     fn leave(&self) {
@@ -95,6 +98,13 @@ impl HostCalls {
         self.closed.store(false, Ordering::Relaxed);
     }
 
+    /// On the thread that forked, in the child: the calls it was inside
+    /// were counted in the parent's gate and are not the child's (plain
+    /// thread-local store, for the atfork child handler).
+    pub(crate) fn forget_own_calls_after_fork() {
+        INSIDE.with(|inside| inside.set(0));
+    }
+
     /// Open again (the testing reset); calls in flight stay counted.
     pub(crate) fn reopen(&self) {
         self.closed.store(false, Ordering::SeqCst);
@@ -104,10 +114,19 @@ impl HostCalls {
 /// One call into host code, counted until dropped.
 pub struct HostCall<'a> {
     calls: &'a HostCalls,
+    /// The fork generation it was entered in: a call that a forked child
+    /// returns from was never counted in the child's gate (reset to no
+    /// call at the fork), so it must not be uncounted there: the count
+    /// would wrap and the child's `host_exiting` wait for a call that does
+    /// not exist.
+    process: u64,
 }
 
 impl Drop for HostCall<'_> {
     fn drop(&mut self) {
+        if crate::fork::generation() != self.process {
+            return;
+        }
         INSIDE.with(|inside| inside.set(inside.get().saturating_sub(1)));
         self.calls.leave();
     }

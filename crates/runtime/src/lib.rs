@@ -20,10 +20,13 @@ mod host_calls;
 mod listeners;
 pub mod log;
 pub mod metrics;
+pub mod pod_figures;
 pub mod reconnect_spread;
 mod runtime;
 pub mod seconds;
 mod sequence;
+pub mod settings;
+mod shutdown_log;
 mod signal_relay;
 mod signals;
 mod watchdog;
@@ -42,9 +45,6 @@ pub use reconnect_spread::{
     nudge_margin, NoticeWindow, ReconnectSpread, StreamKind, NUDGE_MARGIN_MAX,
 };
 pub use runtime::{RegistrationId, Runtime, StreamGuard};
-pub use signals::{
-    install_signal_handlers, keep_signals_off_this_thread, signal_handlers_installed,
-    spawn_without_signals,
-};
+pub use signals::{install_signal_handlers, signal_handlers_installed, spawn_without_signals};
 pub use stream_counter::{CountError, StreamCounter, MAX_ACTIVE_STREAMS};
 pub use work::WorkGuard;

@@ -48,7 +48,16 @@ pub(crate) fn remove(inner: &Inner, id: RegistrationId) -> bool {
 
 /// The delivery thread's body: `seen` was read before the thread started,
 /// so no change made after its start is missed.
+///
+/// A listener that forks returns twice: in the parent, and in the child on
+/// the child's only thread, this one. The child's runtime was reset at the
+/// fork (no delivery thread; its own starts on its first use), so there
+/// this thread's work is over: it ends as soon as the listener returns,
+/// without touching the child's delivery slot (which a delivery thread of
+/// the child may be using by then). As the child's last thread, its end
+/// ends the child with status 0, as a process's last thread does.
 pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
+    let process = crate::fork::generation();
     let mut generation = inner.generation();
     loop {
         // The generation before the word: a new generation means the word
@@ -62,7 +71,9 @@ pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
             seen = inner.reset_word();
         }
         for (index, change) in seen.changes_until(now).into_iter().enumerate() {
-            deliver(&inner, change, seen, index);
+            if !deliver(&inner, change, seen, index, process) {
+                return; // in a child forked by a listener
+            }
         }
         seen = now;
         inner.phase.wait_for_change(now, None);
@@ -70,8 +81,15 @@ pub(crate) fn delivery_thread(inner: Arc<Inner>, mut seen: PhaseWord) {
 }
 
 /// Delivers change number `index` after `seen` to the listeners
-/// registered before it was made.
-fn deliver(inner: &Inner, change: PhaseChange, seen: PhaseWord, index: usize) {
+/// registered before it was made. `false` when a listener forked and this
+/// is the child (fork generation no longer `process`): stop delivering.
+fn deliver(
+    inner: &Inner,
+    change: PhaseChange,
+    seen: PhaseWord,
+    index: usize,
+    process: u64,
+) -> bool {
     let listeners: Vec<Arc<Listener>> = lock(&inner.shared).listeners.clone();
     for listener in listeners {
         if !listener.since.change_is_after(seen, index) {
@@ -83,15 +101,19 @@ fn deliver(inner: &Inner, change: PhaseChange, seen: PhaseWord, index: usize) {
         let Some(_call) = inner.host_calls.enter() else {
             // The host is exiting: nothing more is delivered.
             inner.delivery.finish();
-            return;
+            return true;
         };
         let panicked = {
             let _scope = callback_scope::enter(inner.address(), Kind::Listener);
             catch_unwind(AssertUnwindSafe(|| (listener.call)(change))).is_err()
         };
+        if crate::fork::generation() != process {
+            return false;
+        }
         inner.delivery.finish();
         if panicked {
             warn!("phase listener #{} panicked on {change:?}", listener.id.0);
         }
     }
+    true
 }

@@ -38,6 +38,9 @@ struct Snapshot {
     shutdown_duration: f64,
     closed_by_deadline: u64,
     log_lines_dropped: u64,
+    /// Worker processes whose figures these are (`None`: this process's
+    /// own).
+    workers: Option<u64>,
     /// The layers' figures, read after the runtime's.
     added: Vec<Figure>,
 }
@@ -45,12 +48,30 @@ struct Snapshot {
 impl Snapshot {
     fn take(runtime: &Runtime) -> Snapshot {
         let phase = runtime.phase();
+        // A pre-fork host's pod (`pod_figures.rs`): every process of it
+        // reports the workers' streams and work, not its own part.
+        let pod = crate::pod_figures::totals().filter(|_| runtime.is_global());
+        let (active, work, started_total, finished_total) = match pod {
+            Some(pod) => (
+                u32::try_from(pod.active_streams).unwrap_or(u32::MAX),
+                u32::try_from(pod.active_work).unwrap_or(u32::MAX),
+                pod.streams_started,
+                pod.streams_finished,
+            ),
+            None => (
+                runtime.active_streams(),
+                runtime.active_work(),
+                runtime.streams_started_total(),
+                runtime.streams_finished_total(),
+            ),
+        };
         Snapshot {
             phase,
-            active: runtime.active_streams(),
-            work: runtime.active_work(),
-            started_total: runtime.streams_started_total(),
-            finished_total: runtime.streams_finished_total(),
+            active,
+            work,
+            started_total,
+            finished_total,
+            workers: pod.map(|pod| pod.workers),
             shutdown_started: runtime
                 .shutdown_started_at()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -135,6 +156,12 @@ impl Snapshot {
             },
         ]
         .into_iter()
+        .chain(self.workers.map(|workers| Figure {
+            name: "gs_pod_workers",
+            kind: "gauge",
+            help: "Worker processes whose streams and work the figures above sum (a pre-fork host's pod).",
+            value: workers as f64,
+        }))
         .chain(self.added.iter().copied())
     }
 }

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     watchdog_pid: AtomicI32,
     /// The [`crate::ReconnectSpread`] in force (see `reconnect_spread.rs`).
     pub(crate) reconnect_spread: AtomicU8,
+    /// The shutdown log's switch and counts (see `shutdown_log.rs`).
+    pub(crate) shutdown_log: crate::shutdown_log::ShutdownLog,
 }
 
 /// The process-wide (or, for tests, a private) last-call runtime.
@@ -144,6 +146,7 @@ impl Runtime {
                 delivery_pid: AtomicI32::new(0),
                 watchdog_pid: AtomicI32::new(0),
                 reconnect_spread: AtomicU8::new(0),
+                shutdown_log: crate::shutdown_log::ShutdownLog::default(),
             }),
         }
     }
@@ -185,6 +188,7 @@ impl Runtime {
     #[inline]
     pub fn begin_stream_of(&self, kind: StreamKind) -> Result<StreamGuard<'_>, Error> {
         self.inner.streams.begin()?;
+        self.in_pod_figures(crate::pod_figures::stream_began);
         Ok(StreamGuard {
             runtime: self,
             kind,
@@ -196,14 +200,28 @@ impl Runtime {
     /// [`Runtime::decrement_active_streams`]; prefer [`Runtime::begin_stream`]).
     #[inline]
     pub fn increment_active_streams(&self) -> Result<(), Error> {
-        Ok(self.inner.streams.begin()?)
+        self.inner.streams.begin()?;
+        self.in_pod_figures(crate::pod_figures::stream_began);
+        Ok(())
     }
 
     /// Counts one stream as ended. Without a matching increment this is an
     /// error and the count stays at zero.
     #[inline]
     pub fn decrement_active_streams(&self) -> Result<(), Error> {
-        Ok(self.inner.streams.end()?)
+        self.inner.streams.end()?;
+        self.in_pod_figures(crate::pod_figures::stream_ended);
+        Ok(())
+    }
+
+    /// Adds a count to this worker's slot of the pod's figures
+    /// (`pod_figures.rs`): the process-wide runtime's only, and only in a
+    /// worker that joined them (one load of a null pointer otherwise).
+    #[inline]
+    pub(crate) fn in_pod_figures(&self, note: fn()) {
+        if crate::pod_figures::joined() && self.is_global() {
+            note();
+        }
     }
 
     /// Streams active now.
@@ -314,6 +332,8 @@ impl Runtime {
     /// sequence reads them from the environment when it starts.
     pub fn configure(&self, config: Config) -> Result<(), Error> {
         config.validate()?;
+        let shutdown_log = crate::config::shutdown_log_from_env()?;
+        self.inner.shutdown_log.note_env(shutdown_log);
         lock(&self.inner.shared).config = Some(config);
         Ok(())
     }
@@ -324,6 +344,10 @@ impl Runtime {
             return Ok(config);
         }
         let config = Config::from_env()?;
+        // Valid: `from_env` checked it.
+        self.inner
+            .shutdown_log
+            .note_env(crate::config::shutdown_log_from_env().ok().flatten());
         Ok(lock(&self.inner.shared)
             .config
             .get_or_insert(config)
@@ -501,6 +525,7 @@ impl Runtime {
         let removed: Vec<Arc<Listener>> = {
             let mut shared = lock(&self.inner.shared);
             shared.config = None;
+            self.inner.shutdown_log.forget_env();
             shared.hooks.clear();
             shared.watchdog = None;
             shared.extensions.clear();
@@ -594,6 +619,9 @@ impl Runtime {
     /// Starts the sequence and delivery threads unless this process has
     /// them.
     pub(crate) fn ensure_threads(&self) -> Result<(), Error> {
+        // The threads tell a forked child by the fork generation, which
+        // the handlers move (a private runtime registers them here).
+        crate::fork::register_fork_handlers();
         self.ensure_thread(&self.inner.sequence_pid, crate::sequence::sequence_thread)?;
         // Read before the thread starts, so that no change made after this
         // call is missed.
@@ -620,14 +648,14 @@ impl Runtime {
             return Ok(()); // another thread of this process just started it
         }
         let inner = Arc::clone(&self.inner);
-        let spawned = std::thread::Builder::new()
-            .name("last-call".into())
-            .spawn(move || {
-                crate::signals::keep_signals_off_this_thread();
+        let spawned = crate::signals::spawn_without_signals(
+            std::thread::Builder::new().name("last-call".into()),
+            move || {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inner))).is_err() {
                     warn!("a runtime thread failed; please report this");
                 }
-            });
+            },
+        );
         match spawned {
             Ok(_) => Ok(()),
             Err(error) => {
@@ -810,7 +838,10 @@ impl Drop for StreamGuard<'_> {
     fn drop(&mut self) {
         // Cannot fail unless someone else decremented without a begin; the
         // counter then stays at zero, which is the most that can be done.
-        let _ = self.runtime.inner.streams.end();
+        if self.runtime.inner.streams.end().is_ok() {
+            self.runtime
+                .in_pod_figures(crate::pod_figures::stream_ended);
+        }
     }
 }
 

@@ -24,7 +24,8 @@
 use crate::clock::Mono;
 use crate::log::warn;
 use crate::phase::Phase;
-use crate::runtime::Inner;
+use crate::runtime::{lock, Inner};
+use crate::shutdown_log::RunLog;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -114,21 +115,33 @@ fn run(inner: &Arc<Inner>, generation: u64) {
         // generation's run at its first check.
         Timeline::new(Mono::now(), &inner.sequence_config(), true)
     });
-    guarded("the drain", || drain(inner, timeline, generation));
+    let mut log = RunLog::begin(inner, &timeline);
+    guarded("the drain", || {
+        drain(inner, timeline, generation, log.as_ref())
+    });
     if !inner.is_generation(generation) {
         return;
+    }
+    if let Some(log) = log.as_mut() {
+        let hooks = lock(&inner.shared).hooks.registered_count();
+        log.stopping(inner, hooks, timeline.deadline);
     }
     inner.phase.advance(Phase::Stopping);
     guarded("the shutdown hooks", || {
         crate::hooks::run(inner, timeline.deadline, generation)
     });
     if inner.is_generation(generation) {
+        // Before Stopped: the host may exit as soon as it is entered.
+        if let Some(log) = &log {
+            let reports = lock(&inner.shared).hooks.reports();
+            log.done(inner, &reports);
+        }
         inner.phase.advance(Phase::Stopped);
     }
 }
 
 /// Draining, and ClosingStreams if streams outlast the close time.
-fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
+fn drain(inner: &Inner, timeline: Timeline, generation: u64, log: Option<&RunLog>) {
     // Keep serving through the drain delay (or until closing time, if the
     // configuration put that first).
     inner.sleep_until(timeline.drain_over.min(timeline.closing_at), generation);
@@ -143,6 +156,9 @@ fn drain(inner: &Inner, timeline: Timeline, generation: u64) {
             .streams_asked_to_close
             .store(u64::from(inner.streams.active()), Ordering::Relaxed);
         inner.phase.advance(Phase::ClosingStreams);
+        if let Some(log) = log {
+            log.closing(inner, &timeline);
+        }
         drained = inner.wait_idle_until(timeline.hooks_at);
     }
     inner.sleep_until(timeline.drain_over, generation);

@@ -38,9 +38,10 @@ pub(crate) fn start_if_needed(runtime: &'static Runtime) -> Result<(), Error> {
         return Ok(());
     }
     let (read_fd, write_fd) = pipe()?;
-    let spawned = std::thread::Builder::new()
-        .name("last-call-signal".into())
-        .spawn(move || relay(runtime, read_fd));
+    let spawned = crate::signals::spawn_without_signals(
+        std::thread::Builder::new().name("last-call-signal".into()),
+        move || relay(runtime, read_fd),
+    );
     if let Err(error) = spawned {
         // SAFETY: our two descriptors, closed once; nothing else has them.
         unsafe {

@@ -8,12 +8,13 @@
 //!    the handling (a forked child that has not is left to the disposition
 //!    found at install);
 //! 2. the compare-and-swap that moves the phase word to Draining with the
-//!    "sequence started" bit, `clock_gettime` to stamp the start, and a
-//!    `FUTEX_WAKE` system call that wakes the core thread; with the
-//!    portable wait (no futex: macOS, the BSDs, the `portable-wait`
-//!    feature), whose wake takes a mutex, one non-blocking `write` of a
-//!    byte to a pipe instead, whose reader thread wakes the sleepers
-//!    (`signal_relay.rs`);
+//!    "sequence started" bit, `clock_gettime` to stamp the start, and one
+//!    `FUTEX_WAKE` system call that wakes every thread asleep on the phase
+//!    word (the sequence, delivery and watchdog threads, the host's
+//!    waits); with the portable wait (no futex: macOS, the BSDs, the
+//!    `portable-wait` feature), whose wake takes a mutex, one non-blocking
+//!    `write` of a byte to a pipe instead, whose reader thread (a runtime
+//!    thread) wakes them (`signal_relay.rs`);
 //! 3. counting the signal in an atomic: the *first signal received* starts
 //!    the sequence (a no-op if `begin_shutdown()` or a manual drain came
 //!    first: those are not signals), and only the *second signal received*
@@ -51,59 +52,50 @@ static TERM_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 static INT_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 /// Signals received by this process since it installed the handling.
 static SIGNALS_RECEIVED: AtomicU32 = AtomicU32::new(0);
+/// The signal that started the sequence (0: none did), for the shutdown
+/// log's first line.
+static BEGUN_BY: AtomicI32 = AtomicI32::new(0);
 /// The signal-hook registrations survive fork (they are process memory), so
 /// they are made once per program image.
 static REGISTERED: Mutex<bool> = Mutex::new(false);
 
-/// Blocks SIGTERM and SIGINT in the calling thread, one of the runtime's
-/// own (its core thread, hook threads, the listeners' threads and the
-/// threads they start, which inherit the mask).
+/// Spawns one of the runtime's own threads (its core threads, hook
+/// threads, the listeners' threads, and so the threads those start, which
+/// inherit the mask) with SIGTERM and SIGINT blocked from its birth: they
+/// are blocked in the calling thread around the spawn (a new thread
+/// inherits its creator's mask), and the caller's mask is put back after.
 ///
 /// A process-directed signal goes to any thread that does not block it. A
 /// host that holds SIGTERM during its start (blocked in its main thread,
 /// pending until the runtime's handling is installed) had it delivered to
 /// the hub's thread instead, started a moment before, where the default
-/// disposition killed the process. The runtime's threads never take the
-/// signals: the host's threads do, where the host expects them.
-pub fn keep_signals_off_this_thread() {
-    // SAFETY: the set is initialized by sigemptyset before use, and
-    // pthread_sigmask only changes the calling thread's mask (NULL: the
-    // old mask is not wanted).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
-/// Starts a thread of the runtime's with SIGTERM and SIGINT blocked from
-/// its first instruction (it inherits the mask set here around the spawn):
-/// a thread that blocks them itself, once it runs, could be given one sent
-/// before it ran, while the host held it, and the default disposition killed
-/// the process (a hub's writer threads, started a moment before a SIGTERM,
-/// on a loaded machine).
+/// disposition killed the process. Blocking it as the new thread's first
+/// instruction was not enough: the kernel hands the signal to the new
+/// thread as soon as the main thread blocks it, and a thread not yet
+/// scheduled (a loaded machine) takes it on its way to user space, before
+/// any instruction of its own (`bindings/python/tests/test_hub.py` forces
+/// that order). The runtime's threads never take the signals: the host's
+/// threads do, where the host expects them.
 pub fn spawn_without_signals<F, T>(
     builder: std::thread::Builder,
-    f: F,
+    body: F,
 ) -> std::io::Result<std::thread::JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    // SAFETY: both sets are initialized before use (sigemptyset, and
-    // pthread_sigmask writing the old mask); pthread_sigmask changes only
-    // the calling thread's mask, which is set back as it was below.
+    // SAFETY: both sets are initialized before use (sigemptyset, and the
+    // old mask written by the first pthread_sigmask); pthread_sigmask only
+    // changes the calling thread's mask, and the second call restores it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        let spawned = builder.spawn(f);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
+        let spawned = builder.spawn(body);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
         spawned
     }
 }
@@ -160,6 +152,13 @@ pub fn install_signal_handlers(config: Config) -> Result<(), Error> {
 /// installed yet) and for the testing reset.
 pub(crate) fn reset_signal_count() {
     SIGNALS_RECEIVED.store(0, Ordering::Relaxed);
+    BEGUN_BY.store(0, Ordering::Relaxed);
+}
+
+/// The signal that started the running sequence, if one did (rather than
+/// `begin_shutdown`).
+pub(crate) fn signal_that_began() -> Option<libc::c_int> {
+    Some(BEGUN_BY.load(Ordering::Acquire)).filter(|signal| *signal != 0)
 }
 
 /// Whether this process has installed signal handling.
@@ -215,6 +214,11 @@ fn handle(signal: libc::c_int) {
         // The first signal: start the sequence, or nothing if a call
         // already did. Where the wake takes a lock (the portable wait),
         // the relay thread wakes the sleepers instead of this handler.
+        // Noted first, for the shutdown log (a begin_shutdown racing this
+        // handler within the same instant may be named as the signal).
+        if !runtime.inner.phase.load().sequence_started() {
+            BEGUN_BY.store(signal, Ordering::Release);
+        }
         if runtime.inner.phase.begin_sequence_from_signal() {
             crate::signal_relay::poke();
         }
@@ -242,5 +246,35 @@ fn terminate_as_by_default(signal: libc::c_int) -> libc::c_int {
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the calling thread blocks `signal`.
+    fn blocks(signal: libc::c_int) -> bool {
+        // SAFETY: a query (NULL new set) into a zeroed set, which
+        // pthread_sigmask fills.
+        unsafe {
+            let mut current: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut current);
+            libc::sigismember(&current, signal) == 1
+        }
+    }
+
+    #[test]
+    fn a_runtime_thread_blocks_the_signals_from_its_first_instruction_and_its_creator_keeps_its_mask(
+    ) {
+        assert!(!blocks(libc::SIGTERM) && !blocks(libc::SIGINT));
+        let seen = spawn_without_signals(std::thread::Builder::new(), || {
+            (blocks(libc::SIGTERM), blocks(libc::SIGINT))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert_eq!(seen, (true, true));
+        assert!(!blocks(libc::SIGTERM) && !blocks(libc::SIGINT));
     }
 }

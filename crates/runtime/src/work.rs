@@ -33,6 +33,7 @@ impl Runtime {
     #[inline]
     pub fn begin_work(&self) -> Result<WorkGuard<'_>, Error> {
         self.inner.work.begin()?;
+        self.in_pod_figures(crate::pod_figures::work_began);
         Ok(WorkGuard { runtime: self })
     }
 
@@ -40,14 +41,18 @@ impl Runtime {
     /// prefer [`Runtime::begin_work`]).
     #[inline]
     pub fn increment_active_work(&self) -> Result<(), Error> {
-        Ok(self.inner.work.begin()?)
+        self.inner.work.begin()?;
+        self.in_pod_figures(crate::pod_figures::work_began);
+        Ok(())
     }
 
     /// Counts one piece of work as done. Without a matching increment this
     /// is an error and the count stays at zero.
     #[inline]
     pub fn end_work(&self) -> Result<(), Error> {
-        Ok(self.inner.work.end()?)
+        self.inner.work.end()?;
+        self.in_pod_figures(crate::pod_figures::work_ended);
+        Ok(())
     }
 
     /// Work counted now.
@@ -99,7 +104,9 @@ impl WorkGuard<'_> {
 impl Drop for WorkGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        let _ = self.runtime.inner.work.end();
+        if self.runtime.inner.work.end().is_ok() {
+            self.runtime.in_pod_figures(crate::pod_figures::work_ended);
+        }
     }
 }
 

@@ -53,10 +53,18 @@ impl StoreTls {
     /// Reads the three variables (the paths; the files are read when the
     /// store is made). An empty or non-UTF-8 value is an error naming it.
     pub fn from_env() -> Result<StoreTls, StoreConfigError> {
+        StoreTls::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Like [`StoreTls::from_env`], reading the variables through `lookup`
+    /// (a host's settings set from code over the environment).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<StoreTls, StoreConfigError> {
         Ok(StoreTls {
-            ca_file: path_from_env(STREAM_STORE_CA_FILE)?,
-            client_cert_file: path_from_env(STREAM_STORE_CLIENT_CERT_FILE)?,
-            client_key_file: path_from_env(STREAM_STORE_CLIENT_KEY_FILE)?,
+            ca_file: path_from_env(&lookup, STREAM_STORE_CA_FILE)?,
+            client_cert_file: path_from_env(&lookup, STREAM_STORE_CLIENT_CERT_FILE)?,
+            client_key_file: path_from_env(&lookup, STREAM_STORE_CLIENT_KEY_FILE)?,
         })
     }
 
@@ -185,8 +193,11 @@ pub(crate) fn ensure_provider() {
     }
 }
 
-fn path_from_env(variable: &'static str) -> Result<Option<PathBuf>, StoreConfigError> {
-    match std::env::var_os(variable) {
+fn path_from_env(
+    lookup: &impl Fn(&str) -> Option<std::ffi::OsString>,
+    variable: &'static str,
+) -> Result<Option<PathBuf>, StoreConfigError> {
+    match lookup(variable) {
         None => Ok(None),
         Some(raw) => match raw.to_str() {
             None => Err(StoreConfigError {

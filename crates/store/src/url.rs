@@ -62,7 +62,15 @@ impl fmt::Debug for StoreUrl {
 impl StoreUrl {
     /// Reads `GS_STREAM_STORE`: unset is [`StoreUrl::Memory`].
     pub fn from_env() -> Result<StoreUrl, StoreConfigError> {
-        match std::env::var_os(STREAM_STORE) {
+        StoreUrl::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Like [`StoreUrl::from_env`], reading the variable through `lookup`
+    /// (a host's settings set from code over the environment).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<StoreUrl, StoreConfigError> {
+        match lookup(STREAM_STORE) {
             None => Ok(StoreUrl::Memory),
             Some(raw) => match raw.to_str() {
                 Some(text) => StoreUrl::parse(text),

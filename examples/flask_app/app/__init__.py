@@ -48,7 +48,7 @@ def create_app(container: Container | None = None) -> Flask:
     app.extensions["container"] = container
     # The extension makes @sse_stream count on this app's manager; the
     # health routes come from the wired health module instead.
-    app.config.setdefault("LAST_CALL_HEALTH_BLUEPRINT", False)
+    app.config.setdefault("GS_HEALTH_BLUEPRINT", False)
     GracefulShutdown(app, manager=manager)
     app.register_blueprint(tasks_api)
     app.register_blueprint(create_health_api())

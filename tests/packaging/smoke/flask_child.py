@@ -16,7 +16,9 @@ from werkzeug.serving import make_server
 manager = GracefulShutdownManager()
 # A drain delay long enough for the parent to see readiness flip while the
 # server still answers.
-manager.install_signal_handlers(drain_delay=2, shutdown_timeout=20, close_notice=1)
+manager.install_signal_handlers(
+    drain_delay_seconds=2, shutdown_timeout_seconds=20, close_notice_seconds=1
+)
 
 app = Flask(__name__)
 app.register_blueprint(health_blueprint(manager, drain_token=None))

@@ -9,7 +9,9 @@ import sys
 from last_call import GracefulShutdownManager, Phase
 
 manager = GracefulShutdownManager()
-manager.install_signal_handlers(drain_delay=0.2, shutdown_timeout=20, close_notice=1)
+manager.install_signal_handlers(
+    drain_delay_seconds=0.2, shutdown_timeout_seconds=20, close_notice_seconds=1
+)
 manager.increment_active_streams()
 print("ready", flush=True)
 

@@ -130,6 +130,8 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "gs_configure": ([ctypes.POINTER(Config)], c_status),
     "gs_arm_exit_watchdog": ([], c_status),
     "gs_stream_end_in": ([ctypes.c_uint32, ctypes.POINTER(ctypes.c_double)], c_status),
+    "gs_stream_ending_sent": ([ctypes.c_uint32], c_status),
+    "gs_set_shutdown_log": ([ctypes.c_uint8], c_status),
     "gs_set_reconnect_spread": ([ctypes.c_uint32], c_status),
     "gs_hub_start": (
         [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
@@ -164,6 +166,11 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     ),
     "gs_hub_slow_clients_disconnected_total": ([], ctypes.c_uint64),
     "gs_host_exiting": ([ctypes.c_double], c_status),
+    "gs_setting_names": ([ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)], c_status),
+    "gs_set_setting": ([ctypes.c_char_p, ctypes.c_char_p], c_status),
+    "gs_pod_figures_share": ([ctypes.c_uint32], c_status),
+    "gs_pod_figures_join": ([ctypes.c_uint32], c_status),
+    "gs_pod_figures_release": ([ctypes.c_uint32], c_status),
 }
 
 # --- loading -------------------------------------------------------------
@@ -433,3 +440,19 @@ def render_metrics(format_code: int) -> str:
         if status != Status.BUFFER_TOO_SMALL:
             check(status)
     raise NativeError("metrics kept growing while being rendered")
+
+
+def setting_names() -> list[str]:
+    """Every GS_* setting the native library reads (gs_setting_names)."""
+    lib = library()
+    needed = ctypes.c_size_t()
+    lib.gs_setting_names(None, 0, ctypes.byref(needed))
+    buffer = ctypes.create_string_buffer(needed.value + 1)
+    check(lib.gs_setting_names(buffer, len(buffer), ctypes.byref(needed)))
+    return buffer.value.decode("utf-8").splitlines()
+
+
+def set_setting(name: str, value: str | None) -> None:
+    """Hands a GS_* setting's value to the runtime, over its environment
+    variable (None: the environment's again)."""
+    check(library().gs_set_setting(name.encode("utf-8"), None if value is None else value.encode("utf-8")))

@@ -10,15 +10,16 @@ blueprint and a decorator for SSE views.
     def stream(task_id):
         return generate_events(task_id)
 
-Settings come from ``app.config`` (``LAST_CALL_*`` keys, below), falling
-back to the ``GS_*`` environment variables the runtime reads.
+Settings have one name each, the environment variable's: a keyword of
+``GracefulShutdown`` (``shutdown_timeout_seconds=6``), else the
+``app.config`` key (``GS_SHUTDOWN_TIMEOUT_SECONDS``), else the environment
+(docs/configuration.md).
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
-import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +30,9 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.datastructures import Headers
 
 from . import _environ
-from ._arguments import second_signal as _second_signal
-from .errors import ConfigError
+from . import settings as settings_
 from .interface import ShutdownManager
-from .manager import GracefulShutdownManager, default_manager, validate_environment
+from .manager import GracefulShutdownManager, default_manager
 from .readiness import ReadinessCheck
 from .sse import StreamKind
 from .wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, TrackedStream
@@ -54,24 +54,14 @@ _FROM_ENVIRONMENT: Any = object()
 #: Headers every SSE response needs behind proxies (nginx buffers otherwise).
 SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 
-#: ``app.config`` key -> keyword of ``install_signal_handlers``. Unset keys
-#: fall back to the runtime's GS_* variable of the same name.
-_DURATION_KEYS = {
-    "LAST_CALL_DRAIN_DELAY_SECONDS": "drain_delay",
-    "LAST_CALL_SHUTDOWN_TIMEOUT_SECONDS": "shutdown_timeout",
-    "LAST_CALL_CLOSE_NOTICE_SECONDS": "close_notice",
-    "LAST_CALL_EXIT_WATCHDOG_SECONDS": "exit_watchdog",
-}
-
 
 @dataclass
 class ExtensionState:
     """What ``init_app`` keeps in ``app.extensions["last_call"]``."""
 
     manager: ShutdownManager
-    #: Keyword arguments for ``manager.install_signal_handlers``, from
-    #: app.config; ``last_call.waitress.serve(app)`` uses them.
-    shutdown_options: dict[str, Any] = field(default_factory=dict)
+    #: The settings this app gave (keywords over ``app.config``), by name.
+    settings: dict[str, settings_.Given] = field(default_factory=dict)
     drain_token: str | None = None
 
 
@@ -79,23 +69,29 @@ class GracefulShutdown:
     """The Flask extension: ``GracefulShutdown(app)`` or, with an app
     factory, ``shutdown = GracefulShutdown()`` then ``shutdown.init_app(app)``.
 
-    ``init_app`` reads these ``app.config`` keys:
+    Every setting (docs/configuration.md) may be given here as a keyword
+    (``GracefulShutdown(app, shutdown_timeout_seconds=6)``), in
+    ``app.config`` under its one name (``GS_SHUTDOWN_TIMEOUT_SECONDS``), or
+    in the environment; the keyword wins, then ``app.config``, then the
+    environment. ``init_app`` hands the app's values to the runtime, so they
+    take effect on every host: Waitress's ``serve``, gunicorn with
+    ``last_call.gunicorn`` (a value its master read before the worker loaded
+    the app fails the worker's start, naming the setting), the ASGI
+    lifespan, or a plain WSGI server whose start calls
+    ``manager.install_signal_handlers()`` (one that does not is reported at
+    the first request). Besides the runtime's settings, the extension reads:
 
-    * ``LAST_CALL_DRAIN_DELAY_SECONDS``, ``LAST_CALL_SHUTDOWN_TIMEOUT_SECONDS``,
-      ``LAST_CALL_CLOSE_NOTICE_SECONDS``, ``LAST_CALL_EXIT_WATCHDOG_SECONDS``,
-      ``LAST_CALL_SECOND_SIGNAL``: the shutdown sequence's settings, used by
-      ``last_call.waitress.serve(app)``; unset ones come from the GS_*
-      environment variables;
-    * ``LAST_CALL_DRAIN_TOKEN``: the bearer token of ``POST /drain``
-      (default ``$GS_DRAIN_TOKEN``; none: the endpoint answers 403);
-    * ``LAST_CALL_HEALTH_BLUEPRINT`` (default True): register the health
-      blueprint; ``LAST_CALL_DRAIN_ENDPOINT`` and
-      ``LAST_CALL_METRICS_ENDPOINT`` (default True) leave out ``/drain`` or
-      ``/metrics``; ``LAST_CALL_URL_PREFIX`` mounts it under a prefix.
+    * ``GS_DRAIN_TOKEN``: the bearer token of ``POST /drain`` (none: the
+      endpoint answers 403);
+    * ``GS_HEALTH_BLUEPRINT`` (default True): register the health
+      blueprint; ``GS_DRAIN_ENDPOINT`` and ``GS_METRICS_ENDPOINT`` (default
+      True) leave out ``/drain`` or ``/metrics``; ``GS_URL_PREFIX`` mounts
+      it under a prefix.
 
-    A malformed value raises ConfigError naming the key, at ``init_app``;
-    so does, with the real manager, a GS_* environment variable that is
-    malformed, or durations that do not fit together.
+    A malformed value raises ConfigError naming the setting and where it
+    was given, at ``init_app``; so do durations that do not fit together,
+    and a ``LAST_CALL_*`` key (the names before 0.2), naming its new name.
+    An unknown ``GS_*`` key is reported once with the closest known name.
     The app's state goes into ``app.extensions["last_call"]``; ``@sse_stream``
     and the blueprint find the manager there, so two apps in one process
     may each have their own (a no-op one in tests, say).
@@ -107,39 +103,31 @@ class GracefulShutdown:
         *,
         manager: ShutdownManager | None = None,
         readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+        **settings: Any,
     ) -> None:
         self.manager = manager
         self.readiness_checks = dict(readiness_checks or {})
+        self.settings = settings_.from_keywords(settings, "GracefulShutdown()")
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, *, manager: ShutdownManager | None = None) -> None:
         runtime = manager or self.manager or default_manager()
-        config = app.config
-        state = ExtensionState(
-            manager=runtime,
-            shutdown_options=_shutdown_options(config),
-            drain_token=_drain_token(config),
-        )
-        if isinstance(runtime, GracefulShutdownManager):
-            # The GS_* settings with this app's LAST_CALL_* ones in their
-            # place, validated where the host starts, not at SIGTERM.
-            durations = {k: v for k, v in state.shutdown_options.items() if k != "second_signal"}
-            try:
-                validate_environment(**durations)
-            except ConfigError as error:
-                given = ", ".join(key for key, keyword in _DURATION_KEYS.items() if keyword in durations)
-                raise ConfigError(f"{error}" + (f" (with app.config's {given})" if given else "")) from None
+        given = settings_.merge(self.settings, settings_.from_config(app.config))
+        settings_.report_unknown_environment()
+        settings_.take(given, native=isinstance(runtime, GracefulShutdownManager))
+        state = ExtensionState(manager=runtime, settings=given, drain_token=_drain_token(given))
         app.extensions[EXTENSION_KEY] = state
-        app.before_request(_warn_once_on_the_development_server)
-        if _flag(config, "LAST_CALL_HEALTH_BLUEPRINT", True):
+        app.before_request(_check_the_host_once)
+        if _flag(given, "GS_HEALTH_BLUEPRINT"):
+            prefix = given.get("GS_URL_PREFIX")
             app.register_blueprint(
                 health_blueprint(
                     runtime,
-                    drain=_flag(config, "LAST_CALL_DRAIN_ENDPOINT", True),
-                    metrics=_flag(config, "LAST_CALL_METRICS_ENDPOINT", True),
+                    drain=_flag(given, "GS_DRAIN_ENDPOINT"),
+                    metrics=_flag(given, "GS_METRICS_ENDPOINT"),
                     drain_token=state.drain_token,
-                    url_prefix=config.get("LAST_CALL_URL_PREFIX"),
+                    url_prefix=prefix.text if prefix is not None else settings_.package_value("GS_URL_PREFIX"),
                     readiness_checks=self.readiness_checks,
                 )
             )
@@ -152,58 +140,52 @@ DEVELOPMENT_SERVER_WARNING = (
     "keep streams alive there. Serve it with last_call.waitress.serve(app) or "
     "gunicorn -c python:last_call.gunicorn"
 )
-_development_server_warned = False
+_host_checked = False
 
 
-def _warn_once_on_the_development_server() -> None:
-    # Werkzeug's server says who it is in SERVER_SOFTWARE; Waitress and
-    # gunicorn say otherwise. Checked per request (a string compare) because
-    # nothing tells an extension which server will run the app.
-    global _development_server_warned
-    if _development_server_warned:
+def _check_the_host_once() -> None:
+    """At the first request: the server is known only now (its
+    ``SERVER_SOFTWARE``), and so is whether anything installed the
+    runtime's SIGTERM handling. Checked per request (one global read)
+    because nothing tells an extension which server will run the app."""
+    global _host_checked
+    if _host_checked:
         return
-    if str(request.environ.get("SERVER_SOFTWARE", "")).startswith("Werkzeug/"):
-        _development_server_warned = True
+    _host_checked = True
+    server = str(request.environ.get("SERVER_SOFTWARE", "")) or "an unnamed WSGI server"
+    if server.startswith("Werkzeug/"):
         warnings.warn(DEVELOPMENT_SERVER_WARNING, RuntimeWarning, stacklevel=1)
         current_app.logger.warning(DEVELOPMENT_SERVER_WARNING)
+        return
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, ExtensionState) or not isinstance(state.manager, GracefulShutdownManager):
+        return
+    if settings_.sequence_installed():
+        return
+    given = sorted(name for name, value in state.settings.items() if value.setting.group == "sequence")
+    ignored = f"; {', '.join(given)} from the app take no effect" if given else ""
+    message = (
+        f"last_call: this app is served by {server}, and nothing in this process installed the runtime's "
+        f"SIGTERM handling: at SIGTERM the server stops as it would without last_call, cutting open "
+        f"streams{ignored}. Serve it with last_call.waitress.serve(app) or gunicorn -c python:last_call.gunicorn, "
+        "or call manager.install_signal_handlers() (and register a shutdown hook that stops the server) "
+        "before serving (docs/configuration.md)"
+    )
+    warnings.warn(message, RuntimeWarning, stacklevel=1)
+    current_app.logger.error(message)
 
 
-def _shutdown_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key, keyword in _DURATION_KEYS.items():
-        value = config.get(key)
-        if value is None:
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number of seconds, not {value!r}") from None
-        if math.isnan(number) or number < 0 or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a non-negative number of seconds, not {value!r}")
-        options[keyword] = number
-    second = config.get("LAST_CALL_SECOND_SIGNAL")
-    if second is not None:
-        try:
-            options["second_signal"] = _second_signal(second)
-        except (ValueError, TypeError):
-            raise ConfigError(f"LAST_CALL_SECOND_SIGNAL must be 'ignore' or 'exit', not {second!r}") from None
-    return options
+def _drain_token(given: Mapping[str, settings_.Given]) -> str | None:
+    token = given.get(DRAIN_TOKEN_ENV)
+    if token is not None:
+        return token.text
+    return _environ.secret(DRAIN_TOKEN_ENV)
 
 
-def _drain_token(config: Mapping[str, Any]) -> str | None:
-    token = config.get("LAST_CALL_DRAIN_TOKEN")
-    if token is None:
-        token = _environ.secret(DRAIN_TOKEN_ENV)
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ConfigError("LAST_CALL_DRAIN_TOKEN must be a non-empty str")
-    return token
-
-
-def _flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be True or False, not {value!r}")
-    return value
+def _flag(given: Mapping[str, settings_.Given], name: str) -> bool:
+    value = given.get(name)
+    text = value.text if value is not None else settings_.package_value(name)
+    return True if text is None else settings_.flag(text)
 
 
 def current_manager() -> ShutdownManager:

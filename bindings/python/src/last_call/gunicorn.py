@@ -24,12 +24,25 @@ pod's:
   master is restarted; a wedged worker is gunicorn's own business (its
   ``--timeout``, on a heartbeat the gthread worker sends from its loop,
   not from the threads that hold streams);
-* **the sequence**: at its SIGTERM the master counts one hold per running
-  worker and forwards SIGTERM to each; it reaches Stopping when the last
-  worker has exited (or at the hook budget), so the probe says Draining
-  until every worker is done. ``/metrics`` on the probe port shows those
-  holds as its active streams; each worker's own streams are in its own
-  figures (the app's ``/metrics``).
+* **the sequence**: at its SIGTERM the master counts one hold (work, not
+  a stream) per running worker and forwards SIGTERM to each; it reaches
+  Stopping when the last worker has exited (or at the hook budget), so the
+  probe says Draining until every worker is done;
+* **the figures**: the master shares a region with its workers before it
+  forks (``pre_fork`` gives each a slot, ``post_fork`` joins it,
+  ``child_exit`` frees it), each worker adds its streams and work to its
+  slot, and every ``/metrics`` of the pod (the probe port, each worker's
+  app port) reports the sums: the pod's streams, never the master's holds.
+
+**Settings the master reads for the pod.** Without ``--preload`` the master
+never loads the app: it reads ``MASTER_SETTINGS`` in ``when_ready``, and a
+worker whose app gives one of them another value fails to start, naming
+it (``last_call.settings``). With ``--preload`` the app's settings are the
+master's too, and ``graceful_timeout`` follows its timeout.
+
+**Threads.** A gthread worker with ``--threads`` below
+``GS_EXPECTED_STREAMS + 4`` (2 when it is unset) is refused at start, as the
+sync worker is (see ``_check_threads``).
 
 **The workers.** In ``post_worker_init`` each worker replaces gunicorn's
 SIGTERM handling (which stops accepting at once) with the runtime's, so the
@@ -76,7 +89,7 @@ import time
 import weakref
 from typing import Any
 
-from . import _environ, _exit, _native
+from . import _exit, _native, settings
 from ._limits import raise_open_file_limit
 from .errors import GracefulShutdownError
 from .manager import GracefulShutdownManager, default_manager
@@ -89,6 +102,7 @@ __all__ = [
     "on_starting",
     "post_fork",
     "post_worker_init",
+    "pre_fork",
     "when_ready",
     "worker_class",
     "worker_exit",
@@ -143,6 +157,7 @@ def on_starting(server: Any) -> None:
     raise_open_file_limit()
     from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
+    settings.report_unknown_environment()
     try:
         config = _runtime_config()
     except GracefulShutdownError as error:
@@ -154,6 +169,12 @@ def on_starting(server: Any) -> None:
             "a stream holds a sync worker's only thread (and its --timeout kills it mid-stream); "
             "use -k gthread (or --threads N > 1)"
         )
+    _check_threads(server.cfg.threads)
+    if math.isfinite(config.shutdown_timeout_seconds) and server.cfg.graceful_timeout == graceful_timeout:
+        # Left to this module's default, derived when the config module was
+        # imported: the app loaded since (--preload) may have given the
+        # timeout another value.
+        server.cfg.set("graceful_timeout", math.ceil(config.shutdown_timeout_seconds))
     if server.cfg.graceful_timeout < config.hook_budget_seconds:
         raise GunicornConfigError(
             f"last_call: graceful_timeout={server.cfg.graceful_timeout} is shorter than "
@@ -161,6 +182,68 @@ def on_starting(server: Any) -> None:
             "while their shutdown hooks run; leave graceful_timeout unset (it is derived from "
             "GS_SHUTDOWN_TIMEOUT_SECONDS) or raise it"
         )
+
+
+#: Threads a gthread worker keeps free beside the streams it holds: for
+#: the app's other requests (task starts, its own /readyz) while every
+#: stream holds a thread.
+THREAD_HEADROOM = 4
+EXPECTED_STREAMS = "GS_EXPECTED_STREAMS"
+
+
+def _check_threads(threads: int) -> None:
+    """Refuses a gthread worker whose threads cannot hold its streams.
+
+    A refusal, not a warning, as for the sync worker: gunicorn ``-w 2``
+    without ``--threads`` runs one thread per worker, and there 1 to 3 of 5
+    clients got "Server disconnected without sending a response", queued
+    ones started 7 s late and the exit took 17 s; a warning scrolls by
+    unread in a rollout, a worker that does not start is seen at once,
+    and the fix is one flag. ``GS_EXPECTED_STREAMS`` (the streams one
+    worker holds on its own threads; 0 when the stream hub holds them)
+    sets the floor at that plus ``THREAD_HEADROOM``; unset, a worker needs
+    at least 2 threads (a stream and anything else)."""
+    text = settings.package_value(EXPECTED_STREAMS)
+    if text is None:
+        needed, why = 2, f"one stream holds a thread for its whole life, and {EXPECTED_STREAMS} is not set"
+    else:
+        expected = int(text)
+        needed = expected + THREAD_HEADROOM if expected > 0 else 1
+        why = (
+            f"{EXPECTED_STREAMS}={expected} (from {settings.source_of(EXPECTED_STREAMS)}) streams hold a thread "
+            f"each, with {THREAD_HEADROOM} to spare for the app's other requests"
+        )
+    if threads < needed:
+        raise GunicornConfigError(
+            f"last_call: a gthread worker with --threads {threads} cannot hold its streams: {why}; requests "
+            f"would queue behind the streams and clients be cut. Give --threads {needed} or more (per worker; "
+            f"-w multiplies it), and set {EXPECTED_STREAMS} to the streams one worker should hold "
+            f"(0 when the stream hub holds them)"
+        )
+
+
+#: The settings gunicorn's master reads for the pod before any worker
+#: loads the app (without --preload): an app's value for one of these that
+#: differs fails the worker's start (``last_call.settings``); the drain
+#: delay among them, since the master's sequence keeps the pod until its
+#: own ends. The close notice and the hooks' budget shape only each
+#: worker's own sequence, which it configures after loading the app: those
+#: may be the app's.
+MASTER_SETTINGS = (
+    "GS_SHUTDOWN_TIMEOUT_SECONDS",
+    "GS_DRAIN_DELAY_SECONDS",
+    "GS_SECOND_SIGNAL",
+    "GS_EXIT_WATCHDOG_SECONDS",
+    "GS_EXIT_WATCHDOG_STATUS",
+    "GS_PROBE_ADDR",
+    "GS_DRAIN_TOKEN",
+    "GS_HEARTBEAT_STALE_SECONDS",
+)
+WORKER_SETTINGS = ("GS_CLOSE_NOTICE_SECONDS", "GS_HOOK_BUDGET_SECONDS")
+
+#: Slots of the pod's figures (last_call's pod_figures): one per live
+#: worker, far more than a pod runs.
+POD_SLOTS = 1024
 
 
 class _Master:
@@ -175,13 +258,16 @@ class _Master:
         self.held: set[int] = set()
         self.forwarded = False
         self.stop_requested = threading.Event()
+        #: Free slots of the pod's figures (None: not shared).
+        self.free_slots: list[int] | None = None
         # One count held from when_ready until the workers have been counted
         # and signalled (term, on the arbiter's loop): the native handler
         # starts the sequence at the signal itself, and with no drain delay
         # it would otherwise reach Stopping (and halt the arbiter, whose
         # graceful_timeout then kills workers still stopping) before the
-        # arbiter's loop has counted a single worker.
-        manager.increment_active_streams()
+        # arbiter's loop has counted a single worker. Work, not a stream:
+        # the master holds no stream, and its figures are the workers'.
+        manager.begin_work()
         self.holding_start = True
 
     def term(self) -> None:
@@ -200,7 +286,7 @@ class _Master:
         try:
             for pid in list(server.WORKERS):
                 self.held.add(pid)
-                self.manager.increment_active_streams()
+                self.manager.begin_work()
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
@@ -212,15 +298,26 @@ class _Master:
     def _release_start_hold(self) -> None:
         if self.holding_start:
             self.holding_start = False
-            self.manager.decrement_active_streams()
+            self.manager.end_work()
 
     def _release(self, pid: int) -> None:
         if pid in self.held:
             self.held.discard(pid)
-            self.manager.decrement_active_streams()
+            self.manager.end_work()
+
+    def take_slot(self) -> int | None:
+        """A free slot of the pod's figures for the worker about to fork."""
+        if not self.free_slots:
+            return None
+        return self.free_slots.pop()
 
     def child_exit(self, worker: Any) -> None:
         self._release(worker.pid)
+        slot = getattr(worker, "last_call_slot", None)
+        if isinstance(slot, int) and self.free_slots is not None:
+            # The worker's streams ended with it; the slot is free again.
+            _native.check(_native.library().gs_pod_figures_release(slot))
+            self.free_slots.append(slot)
 
     def stop_hook(self, seconds_left: float) -> bool:
         self.stop_requested.set()
@@ -254,13 +351,20 @@ def when_ready(server: Any) -> None:
             "where its publishes are"
         )
     manager = default_manager()
+    # Read here for the pod, before any worker loads the app: an app's
+    # value that differs fails the worker's start, naming it.
+    settings.mark_read(MASTER_SETTINGS, settings.GUNICORN_MASTER)
     master = _Master(server, manager)
     _master = master
+    # The pod's figures: every worker adds its streams to a slot of a
+    # region shared from here, and every /metrics of the pod sums them.
+    _native.check(_native.library().gs_pod_figures_share(POD_SLOTS))
+    master.free_slots = list(range(POD_SLOTS - 1, -1, -1))
     # gunicorn's Python handlers are installed: the runtime's chains them,
     # so the arbiter still hears SIGTERM (handled by master.term).
     manager.install_signal_handlers(handle_sigint=False)
     server.handle_term = master.term
-    addr = _environ.address(PROBE_ADDR_ENV)
+    addr = settings.address(PROBE_ADDR_ENV)
     if addr is not None:
         manager.start_probe_listener(addr)
     manager.add_readiness_check("gunicorn-workers", master.workers_running)
@@ -404,14 +508,28 @@ def _sigterm_queued_for_the_arbiter() -> bool:
     return signal.SIGTERM in seen
 
 
-def post_fork(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+def pre_fork(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's signature
+    """The master, before each fork: the slot of the pod's figures the
+    worker will add its streams to."""
+    if _master is not None:
+        worker.last_call_slot = _master.take_slot()
+        if worker.last_call_slot is None:
+            logger.warning("last_call: no slot of the pod's figures is free; this worker's streams are not in them")
+
+
+def post_fork(server: Any, worker: Any) -> None:
     """Each worker, right after the fork, before its app is loaded: with
     several workers, the hub the app starts in each shares the pod's one
     hub port (``last_call.workers``; the in-process store and port 0 are
-    then refused by name)."""
+    then refused by name); its streams are added to its slot of the pod's
+    figures; and the settings of its own sequence may be the app's."""
     from .workers import set_worker_processes
 
     set_worker_processes(max(1, int(server.num_workers)))
+    slot = getattr(worker, "last_call_slot", None)
+    if isinstance(slot, int):
+        _native.check(_native.library().gs_pod_figures_join(slot))
+    settings.forget(WORKER_SETTINGS)
 
 
 def post_worker_init(worker: Any) -> None:

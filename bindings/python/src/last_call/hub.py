@@ -22,11 +22,10 @@ a client.
 from __future__ import annotations
 
 import ctypes
-import os
 import urllib.parse
 from typing import Callable
 
-from . import _native
+from . import _native, settings
 from .sse import StreamKind
 from .status import Status, error_for
 
@@ -58,12 +57,14 @@ _address: tuple[str, int] | None = None
 def start(addr: str | None = None) -> tuple[str, int]:
     """Starts the hub (``None``: ``GS_STREAM_ADDR``); the secret comes from
     ``GS_STREAM_SECRET`` (required), the rest from the other ``GS_STREAM_*``
-    variables. Prints ``streams on http://HOST:PORT`` and returns
+    settings (an app's ``GracefulShutdown``/Django settings, else the
+    environment). Prints ``streams on http://HOST:PORT`` and returns
     ``(host, port)``. Once per process (``InvalidStateError`` again)."""
     global _address
     buffer = ctypes.create_string_buffer(128)
     encoded = None if addr is None else addr.encode("utf-8")
     _native.check(_native.library().gs_hub_start(encoded, buffer, len(buffer), None))
+    settings.mark_read(settings.GROUPS["hub"], "the stream hub (started)")
     host, _, port = buffer.value.decode("utf-8").rpartition(":")
     _address = (host.strip("[]"), int(port))
     return _address
@@ -153,7 +154,7 @@ def subscribe_url(channel: str, ttl: float = 3600.0, base_url: str | None = None
     included: under ``base_url``, else ``GS_STREAM_PUBLIC_URL``, else the
     hub's own ``http://HOST:PORT``. A relative base (``/hub``) gives a
     relative URL, for an ingress that routes that path to the hub."""
-    base = base_url or os.environ.get(PUBLIC_URL_ENV)
+    base = base_url or settings.package_value(PUBLIC_URL_ENV)
     if not base:
         if _address is None:
             raise error_for(Status.HUB_NOT_STARTED, "the stream hub has not been started")

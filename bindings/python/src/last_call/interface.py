@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Protocol
 from ._arguments import metrics_format, seconds
 from ._arguments import phase as _phase
 from ._arguments import second_signal as _second_signal
-from .errors import ArgumentTypeError
+from .errors import ArgumentTypeError, ConfigError
 from .phase import Phase, SecondSignal
 from .readiness import DEFAULT_CHECK_TIMEOUT, ReadinessCheck, ReadinessChecks, ReadinessReport
 from .sse import StreamKind
@@ -88,6 +88,10 @@ class Runtime(Protocol):
         """Infinity before ClosingStreams."""
         ...
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """gs_stream_ending_sent: counted for the shutdown log."""
+        ...
+
     def set_reconnect_spread(self, all_at_once: bool) -> None: ...
     def set_draining(self, draining: bool) -> None: ...
     def is_draining(self) -> bool: ...
@@ -95,7 +99,8 @@ class Runtime(Protocol):
     def install_signal_handlers(
         self, durations: dict[str, float], second_signal: SecondSignal | None, handle_sigint: bool
     ) -> None:
-        """``durations``: install_signal_handlers' keywords that were given."""
+        """``durations``: install_signal_handlers' keywords that were given
+        (``gs_config``'s field names, the exit status among them)."""
         ...
 
     def begin_shutdown(self) -> None: ...
@@ -125,6 +130,31 @@ class Runtime(Protocol):
     def forget_registrations(self) -> None:
         """After the runtime has been reset: drop what Python still holds."""
         ...
+
+
+def _several_workers_hint() -> str:
+    """What a probe port already in use most often means: this process is
+    one of several workers that each start their own listener on the pod's
+    one port (uvicorn ``--workers N`` with the listener started at import,
+    a pre-fork server without ``last_call.gunicorn``)."""
+    import multiprocessing
+
+    worker = multiprocessing.parent_process() is not None or "gunicorn.workers" in sys.modules
+    who = (
+        "This process is one of uvicorn's --workers processes"
+        if worker and "uvicorn" in sys.modules
+        else "This process is one of several worker processes"
+        if worker
+        else "Another process holds the port; if this process is one of several workers (uvicorn --workers N, "
+        "gunicorn -w N)"
+    )
+    return (
+        f"{who}: each one started a probe listener on the pod's one port. Under uvicorn --workers N, start it "
+        "from last_call.asgi.lifespan() (each worker then shares the port, SO_REUSEPORT); under gunicorn, serve "
+        "with -c python:last_call.gunicorn (its master answers for the pod); in another pre-fork host, call "
+        "last_call.workers.set_worker_processes(N) in each worker before its listener starts; or run one "
+        "worker per pod (--workers 1) and scale with replicas (docs/asgi-uvicorn.md)"
+    )
 
 
 def _remove_one(registrations: list[tuple[Callable[..., Any], int]], callable_: Callable[..., Any]) -> int | None:
@@ -242,6 +272,14 @@ class ShutdownManager:
         left = self._runtime.stream_end_in(kind)
         return None if math.isinf(left) else left
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """Tells the runtime that a stream of ``kind`` has just been sent
+        its ending at its moment (a resumable one its reconnect hint, a
+        pod-bound one its final event) and is ending: counted in the
+        shutdown log's last line. The stream wrappers (``track_stream``,
+        ``@sse_stream``, the ASGI streams) call it themselves."""
+        self._runtime.stream_ending_sent(kind)
+
     def set_reconnect_spread(self, all_at_once: bool = False) -> None:
         """``all_at_once=True`` nudges every resumable stream at the start
         of ClosingStreams instead of spreading them over the close notice
@@ -306,17 +344,22 @@ class ShutdownManager:
     def install_signal_handlers(
         self,
         *,
-        drain_delay: float | None = None,
-        shutdown_timeout: float | None = None,
-        close_notice: float | None = None,
-        exit_watchdog: float | None = None,
+        shutdown_timeout_seconds: float | None = None,
+        drain_delay_seconds: float | None = None,
+        close_notice_seconds: float | None = None,
+        hook_budget_seconds: float | None = None,
+        exit_watchdog_seconds: float | None = None,
+        exit_watchdog_status: int | None = None,
         second_signal: SecondSignal | str | None = None,
         handle_sigint: bool = True,
     ) -> None:
         """Makes SIGTERM (and SIGINT) start the shutdown sequence. Each
-        duration, in seconds, defaults to its GS_* environment variable (see
-        the README); a malformed value raises ConfigError naming it. Raises
-        InvalidStateError if already installed in this process.
+        keyword is its setting (``shutdown_timeout_seconds`` is
+        ``GS_SHUTDOWN_TIMEOUT_SECONDS``, docs/configuration.md); one not
+        given is the value in force (given by the app's configuration, else
+        the environment, else the default). A malformed value raises
+        ConfigError naming it. Raises InvalidStateError if already
+        installed in this process.
 
         Python-level handlers installed *before* this call keep running
         (they are chained); a later ``signal.signal(SIGTERM, ...)`` replaces
@@ -326,13 +369,20 @@ class ShutdownManager:
         durations = {
             name: seconds(value, name)
             for name, value in (
-                ("drain_delay", drain_delay),
-                ("shutdown_timeout", shutdown_timeout),
-                ("close_notice", close_notice),
-                ("exit_watchdog", exit_watchdog),
+                ("drain_delay_seconds", drain_delay_seconds),
+                ("shutdown_timeout_seconds", shutdown_timeout_seconds),
+                ("close_notice_seconds", close_notice_seconds),
+                ("hook_budget_seconds", hook_budget_seconds),
+                ("exit_watchdog_seconds", exit_watchdog_seconds),
             )
             if value is not None
         }
+        if exit_watchdog_status is not None:
+            if isinstance(exit_watchdog_status, bool) or not isinstance(exit_watchdog_status, int):
+                raise ArgumentTypeError(
+                    f"exit_watchdog_status must be an int, not {type(exit_watchdog_status).__name__}"
+                )
+            durations["exit_watchdog_status"] = exit_watchdog_status
         second = None if second_signal is None else _second_signal(second_signal)
         self._runtime.install_signal_handlers(durations, second, bool(handle_sigint))
 
@@ -453,7 +503,12 @@ class ShutdownManager:
         and returns ``(host, port)``. ConfigError names ``GS_PROBE_ADDR`` for
         a malformed address or a port in use; once per process. The no-op
         manager has none (InvalidStateError)."""
-        bound = self._runtime.start_probe_listener(addr)
+        try:
+            bound = self._runtime.start_probe_listener(addr)
+        except ConfigError as error:
+            if "in use" not in str(error):
+                raise
+            raise ConfigError(f"{error}. {_several_workers_hint()}") from None
         host, _, port = bound.rpartition(":")
         return host.strip("[]"), int(port)
 

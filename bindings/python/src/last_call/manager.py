@@ -13,7 +13,7 @@ import ctypes
 import threading
 from typing import Callable
 
-from . import _native
+from . import _native, settings
 from ._arguments import seconds
 from .interface import ShutdownHook, ShutdownManager
 from .noop import NoopGracefulShutdownManager
@@ -38,6 +38,10 @@ class _NativeRuntime:
         self._lock = threading.Lock()
         self._checks: dict[str, int] = {}
         self._signals_set_up = False
+        # The shutdown log on stderr, on by default in every Python host so
+        # that the host's default logging shows the shutdown as it happens
+        # (GS_SHUTDOWN_LOG=0 turns it off; the runtime reads it).
+        _native.check(lib.gs_set_shutdown_log(1))
 
     def check(self, status: int) -> int:
         return _native.check(status)
@@ -65,6 +69,9 @@ class _NativeRuntime:
         _native.check(self._lib.gs_stream_end_in(kind.native, ctypes.byref(left)))
         return left.value
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        _native.check(self._lib.gs_stream_ending_sent(kind.native))
+
     def set_reconnect_spread(self, all_at_once: bool) -> None:
         _native.check(self._lib.gs_set_reconnect_spread(1 if all_at_once else 0))
 
@@ -82,6 +89,8 @@ class _NativeRuntime:
             config.second_signal = int(second_signal)
         config.handle_sigint = handle_sigint
         _native.check(self._lib.gs_install_signal_handlers(ctypes.byref(config)))
+        # Read now: a value handed over later could not take effect.
+        settings.mark_read(settings.GROUPS["sequence"], "the runtime's signal handling (installed)")
 
     def begin_shutdown(self) -> None:
         _native.check(self._lib.gs_begin_shutdown())
@@ -92,6 +101,7 @@ class _NativeRuntime:
                 _native.check(_native.function("gs_configure")(None))
                 _native.check(_native.function("gs_arm_exit_watchdog")())
                 self._signals_set_up = True
+                settings.mark_read(settings.GROUPS["sequence"], "the runtime's signal handling (handle_sigterm)")
 
     def add_phase_callback(self, callback: Callable[[int, int], None]) -> int:
         return _native.add_phase_callback(callback)
@@ -118,7 +128,9 @@ class _NativeRuntime:
             _native.remove_readiness_check(key)
 
     def start_probe_listener(self, addr: str | None) -> str:
-        return _native.start_probe_listener(addr)
+        bound = _native.start_probe_listener(addr)
+        settings.mark_read(settings.GROUPS["probes"], "the probe listener (started)")
+        return bound
 
     def heartbeat(self) -> None:
         self._lib.gs_heartbeat()
@@ -158,35 +170,40 @@ class GracefulShutdownManager(ShutdownManager):
 
 
 def _config(durations: dict[str, float]) -> _native.Config:
-    """The GS_* configuration from the environment, with ``durations``
-    (install_signal_handlers' keywords) in place of their variables."""
+    """The GS_* configuration in force (the environment, with the values
+    handed over from code), with ``durations`` (install_signal_handlers'
+    keywords: gs_config's field names) in place of their settings."""
     config = _native.Config()
     _native.check(_native.library().gs_config_from_env(ctypes.byref(config)))
     for name, value in durations.items():
-        if name in _DURATION_FIELDS:
-            setattr(config, _DURATION_FIELDS[name], value)
+        if name not in _CONFIG_FIELDS:
+            raise TypeError(f"unknown setting of the shutdown sequence: {name}")
+        setattr(config, name, value)
     return config
 
 
 def validate_environment(**overrides: float | None) -> None:
-    """Raises ConfigError naming the GS_* variable that is malformed, or
-    the durations that do not fit together, with ``overrides`` (keywords of
-    ``install_signal_handlers``: drain_delay, shutdown_timeout,
-    close_notice, exit_watchdog) in place of their variables. The runtime's
-    own parser and rules (``gs_config_from_env``, ``gs_config_resolve``),
-    so they cannot drift apart; nothing is configured."""
-    given = {name: value for name, value in overrides.items() if value is not None and name in _DURATION_FIELDS}
+    """Raises ConfigError naming the GS_* setting that is malformed, or the
+    durations that do not fit together, with ``overrides``
+    (install_signal_handlers' keywords: shutdown_timeout_seconds,
+    drain_delay_seconds, close_notice_seconds, hook_budget_seconds,
+    exit_watchdog_seconds) in place of their settings. The runtime's own
+    parser and rules (``gs_config_from_env``, ``gs_config_resolve``), so
+    they cannot drift apart; nothing is configured."""
+    given = {name: value for name, value in overrides.items() if value is not None}
     config = _config({name: seconds(value, name) for name, value in given.items()})
     _native.check(_native.library().gs_config_resolve(ctypes.byref(config)))
 
 
-#: install_signal_handlers' keywords -> gs_config's fields.
-_DURATION_FIELDS = {
-    "drain_delay": "drain_delay_seconds",
-    "shutdown_timeout": "shutdown_timeout_seconds",
-    "close_notice": "close_notice_seconds",
-    "exit_watchdog": "exit_watchdog_seconds",
-}
+#: install_signal_handlers' keywords, gs_config's fields.
+_CONFIG_FIELDS = (
+    "drain_delay_seconds",
+    "shutdown_timeout_seconds",
+    "close_notice_seconds",
+    "hook_budget_seconds",
+    "exit_watchdog_seconds",
+    "exit_watchdog_status",
+)
 
 
 def default_manager() -> GracefulShutdownManager:

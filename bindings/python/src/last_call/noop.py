@@ -177,6 +177,10 @@ class _SimulatedRuntime:
         # No timeline to spread over: every stream ends at once.
         return math.inf if self._phase < Phase.CLOSING_STREAMS else 0.0
 
+    def stream_ending_sent(self, kind: StreamKind) -> None:
+        """Nothing to count: the no-op manager writes no shutdown log."""
+        del kind
+
     def set_reconnect_spread(self, all_at_once: bool) -> None:
         """Accepted and ignored: the simulation always ends at once."""
         del all_at_once
@@ -227,14 +231,16 @@ class _SimulatedRuntime:
         handle_sigint: bool,  # noqa: ARG002 - nothing to install
     ) -> None:
         """Checks the durations as the real one does; installs nothing."""
-        checked = {name: checked_seconds(value, name) for name, value in durations.items()}
+        checked = {
+            name: checked_seconds(value, name) for name, value in durations.items() if name != "exit_watchdog_status"
+        }
         with self._lock:
             if self._installed:
                 error = InvalidStateError("signal handlers are already installed in this process")
                 error.status = Status.ALREADY_INSTALLED
                 raise error
             self._installed = True
-            self._shutdown_timeout = checked.get("shutdown_timeout", self._shutdown_timeout)
+            self._shutdown_timeout = checked.get("shutdown_timeout_seconds", self._shutdown_timeout)
 
     def begin_shutdown(self) -> None:
         with self._lock:

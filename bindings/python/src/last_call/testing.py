@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import _native
+from . import _native, settings
 from .errors import InvalidStateError
 from .manager import GracefulShutdownManager
 from .status import Status
@@ -61,10 +61,12 @@ def install_test_switches(manager: GracefulShutdownManager, host: str) -> None:
 def reset() -> None:
     """Serving, no stream counted, no sequence running, every phase
     callback, shutdown hook and readiness check removed, the figures
-    cleared. Does nothing if this process has not loaded the native library
-    (then nothing has touched the runtime). Raises InvalidStateError while
-    signal handlers are installed in this process."""
+    cleared, the settings handed over from code forgotten. Does nothing
+    to the runtime if this process has not loaded the native library (then
+    nothing has touched it). Raises InvalidStateError while signal handlers
+    are installed in this process."""
     if not _native.is_loaded():
+        settings.forget()
         return
     status = _native.function("gs_testing_reset")()
     if status == Status.ALREADY_INSTALLED:
@@ -76,6 +78,9 @@ def reset() -> None:
         error.status = int(status)
         raise error
     _native.check(status)
+    # The settings handed to the runtime are gone from it (the reset) and
+    # from here.
+    settings.forget()
     # The runtime no longer holds any callback; drop the Python side too.
     _native.phase_callbacks.forget_all()
     _native.shutdown_hooks.forget_all()

@@ -3,6 +3,10 @@
     from last_call.waitress import serve
     serve(app, host="0.0.0.0", port=8080, threads=32, expected_streams=24)
 
+Every setting is a keyword here too (``shutdown_timeout_seconds=6``), over
+the app's own (``app.config["GS_SHUTDOWN_TIMEOUT_SECONDS"]``) and the
+environment's (docs/configuration.md).
+
 SIGTERM (or Ctrl-C) starts the sequence; Waitress keeps serving through the
 drain delay and while streams finish; in Stopping the registered hooks run
 (your task executor's first, if you registered it before calling ``serve``)
@@ -11,9 +15,12 @@ the process exits 0.
 
 **Thread sizing.** Each open SSE stream holds one Waitress worker thread for
 its whole life. Give Waitress more threads than the streams you expect, with
-room for task starts: ``threads >= expected_streams + 4`` is a sane floor.
-``serve`` warns at start when ``expected_streams`` is set and does not fit,
-and while serving when the open streams leave fewer than 4 threads free.
+room for task starts: ``threads >= expected_streams + 4`` is the floor.
+``serve`` refuses to start when ``expected_streams`` (``GS_EXPECTED_STREAMS``)
+is set and does not fit (a refusal, not a warning: the pod would queue
+requests behind its streams, and a warning scrolls by unread in a
+rollout), and warns while serving when the open streams that hold a thread
+leave fewer than 4 threads free.
 
 **Probes on a port of their own.** With ``probe_addr`` (or ``GS_PROBE_ADDR``)
 set, ``serve`` starts the runtime's probe listener: ``/readyz``, ``/healthz``,
@@ -46,7 +53,6 @@ import logging
 import signal
 import threading
 import time
-import warnings
 from types import FrameType
 from typing import Any, Callable
 
@@ -55,15 +61,17 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.trigger import trigger as Trigger
 
-from . import _environ
+from . import settings
 from ._limits import raise_open_file_limit
+from .errors import ConfigError
 from .interface import ShutdownManager
-from .manager import default_manager
+from .manager import GracefulShutdownManager, default_manager
 from .phase import Phase
 
 logger = logging.getLogger("last_call.waitress")
 
 PROBE_ADDR_ENV = "GS_PROBE_ADDR"
+EXPECTED_STREAMS = "GS_EXPECTED_STREAMS"
 #: The readiness check ``not_ready_when_saturated`` adds.
 SATURATION_CHECK = "waitress-threads"
 
@@ -168,26 +176,27 @@ def serve(
     app: Any,
     *,
     manager: ShutdownManager | None = None,
-    expected_streams: int | None = None,
     install_signal_handlers: bool = True,
-    shutdown: dict[str, Any] | None = None,
-    probe_addr: str | None = None,
     not_ready_when_saturated: float | None = None,
-    **waitress_options: Any,
+    **options: Any,
 ) -> None:
     """Serves ``app`` with Waitress until the shutdown sequence has run.
 
-    ``waitress_options`` go to ``waitress.create_server`` (host, port,
+    ``options`` are settings and Waitress's own options. A setting is given
+    by its keyword (``shutdown_timeout_seconds=6`` for
+    ``GS_SHUTDOWN_TIMEOUT_SECONDS``, ``probe_addr=`` for ``GS_PROBE_ADDR``,
+    ``expected_streams=`` for ``GS_EXPECTED_STREAMS``; docs/configuration.md),
+    which wins over the app's ``GracefulShutdown`` settings, which win over
+    the environment. The rest go to ``waitress.create_server`` (host, port,
     threads, ...); ``channel_request_lookahead`` defaults to 1 so that
-    streams notice a client that has gone. ``shutdown`` holds keyword
-    arguments for ``manager.install_signal_handlers`` (drain_delay, ...;
-    unset ones come from the app's ``GracefulShutdown`` settings, then from
-    the GS_* environment variables). ``manager`` defaults to the app's
+    streams notice a client that has gone. A keyword that is neither is a
+    TypeError naming the closest. ``manager`` defaults to the app's
     extension's, then to the process-wide one.
 
-    ``probe_addr`` (``"host:port"``; default ``GS_PROBE_ADDR``, unset: none)
-    starts the runtime's probe listener and the heartbeat through Waitress's
-    loop.
+    ``probe_addr`` (unset: none) starts the runtime's probe listener and the
+    heartbeat through Waitress's loop. ``expected_streams``: the streams
+    that hold a Waitress thread at once; ``threads`` below it plus 4 (room
+    for probes and task starts) is refused at start, naming both.
 
     ``not_ready_when_saturated`` (seconds; default None: off) adds the
     readiness check ``waitress-threads``: ``/readyz`` answers 503 once
@@ -200,6 +209,7 @@ def serve(
     Signal handlers are installed only from the main thread; from another
     thread ``serve`` leaves that to the caller and logs so.
     """
+    given, waitress_options = _split_options(options)
     on_main_thread = threading.current_thread() is threading.main_thread()
     holding = install_signal_handlers and on_main_thread
     if holding:
@@ -209,17 +219,7 @@ def serve(
         # hub's, the probe listener's) never take it either.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        _serve(
-            app,
-            manager,
-            expected_streams,
-            install_signal_handlers,
-            on_main_thread,
-            shutdown,
-            probe_addr,
-            not_ready_when_saturated,
-            waitress_options,
-        )
+        _serve(app, manager, given, install_signal_handlers, on_main_thread, not_ready_when_saturated, waitress_options)
     finally:
         if holding:
             # Normally unblocked once the handling is installed; on an error
@@ -227,38 +227,66 @@ def serve(
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, settings.Given], dict[str, Any]]:
+    """``serve``'s keywords: the settings, and Waitress's options."""
+    from waitress.adjustments import Adjustments
+
+    if "shutdown" in options:
+        raise TypeError(
+            "serve() no longer takes shutdown={...}: give each setting as a keyword of its own "
+            "(shutdown_timeout_seconds=, drain_delay_seconds=, close_notice_seconds=, hook_budget_seconds=, "
+            "exit_watchdog_seconds=, second_signal=; docs/configuration.md)"
+        )
+    # Waitress's own list of its options (the one create_server checks).
+    known = set(getattr(Adjustments, "_param_map", {}))
+    ours = {k: v for k, v in options.items() if settings.by_keyword(k) is not None}
+    theirs = {k: v for k, v in options.items() if k not in ours}
+    for keyword in theirs:
+        if keyword not in known:
+            near = settings.closest(keyword, [s.keyword for s in settings.SETTINGS] + sorted(known))
+            hint = f"; did you mean {near}?" if near else ""
+            raise TypeError(
+                f"serve() got an unexpected keyword argument {keyword!r}: neither a setting of last_call nor "
+                f"an option of Waitress{hint}"
+            )
+    return settings.from_keywords(ours, "serve()"), theirs
+
+
 def _serve(
     app: Any,
     manager: ShutdownManager | None,
-    expected_streams: int | None,
+    given: dict[str, settings.Given],
     install_signal_handlers: bool,
     on_main_thread: bool,
-    shutdown: dict[str, Any] | None,
-    probe_addr: str | None,
     not_ready_when_saturated: float | None,
     waitress_options: dict[str, Any],
 ) -> None:
     raise_open_file_limit()
     # The app's GracefulShutdown extension, if it has one (a Flask app;
-    # looked up by key so that Flask stays optional here).
+    # looked up by key so that Flask stays optional here): its settings
+    # were handed to the runtime when it was built.
     state: Any = getattr(app, "extensions", {}).get("last_call")
     if manager is None:
         manager = state.manager if state is not None else default_manager()
-    options = dict(state.shutdown_options) if state is not None else {}
-    options.update(shutdown or {})
+    settings.report_unknown_environment()
+    if given:
+        # Checked with the rest in force; without keywords, the handling
+        # installed below checks what it reads.
+        settings.take(given, native=isinstance(manager, GracefulShutdownManager))
     threads = int(waitress_options.get("threads", 4))
-    if expected_streams is not None and threads < expected_streams + THREAD_HEADROOM:
-        warnings.warn(
-            f"Waitress threads={threads} cannot serve {expected_streams} concurrent SSE streams "
-            f"(each holds a thread) with room for probes: use threads >= {expected_streams + THREAD_HEADROOM}",
-            RuntimeWarning,
-            stacklevel=3,
+    expected = given[EXPECTED_STREAMS].text if EXPECTED_STREAMS in given else settings.package_value(EXPECTED_STREAMS)
+    if expected is not None and threads < int(expected) + THREAD_HEADROOM:
+        source = given[EXPECTED_STREAMS].source if EXPECTED_STREAMS in given else settings.source_of(EXPECTED_STREAMS)
+        raise ConfigError(
+            f"last_call.waitress.serve: threads={threads} cannot hold {EXPECTED_STREAMS}={expected} (from {source}) "
+            f"streams, each of which holds a Waitress thread for its whole life, with {THREAD_HEADROOM} threads to "
+            f"spare for probes and task starts: new requests would queue behind the streams. Give threads >= "
+            f"{int(expected) + THREAD_HEADROOM}, or hold the streams in the runtime's hub ({EXPECTED_STREAMS}=0)"
         )
     waitress_options.setdefault("channel_request_lookahead", 1)
     server = create_server(app, **waitress_options)
     stopper = WaitressStopper(server)
-    if probe_addr is None:
-        probe_addr = _environ.address(PROBE_ADDR_ENV)
+    probe_addr = given[PROBE_ADDR_ENV].text if PROBE_ADDR_ENV in given else settings.address(PROBE_ADDR_ENV)
     if probe_addr is not None:
         manager.start_probe_listener(probe_addr)
     # Registered before the signal handling, so that a SIGTERM held during
@@ -270,7 +298,7 @@ def _serve(
     if install_signal_handlers and on_main_thread:
         # Python's SIGINT handler first, so that the runtime's chains it.
         signal.signal(signal.SIGINT, _sigint_starts_shutdown)
-        manager.install_signal_handlers(**options)
+        manager.install_signal_handlers()
         # SIGTERM was blocked from serve()'s first line (and a host may
         # block it earlier, as examples/flask_app/run.py does): one that
         # arrived meanwhile is pending, and is handled by the runtime now.

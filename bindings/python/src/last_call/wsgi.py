@@ -111,6 +111,17 @@ def stream_ending(kind: StreamKind, retry_ms: int, last_event_id: str | None, fi
     return encoded
 
 
+def count_ending(manager: ShutdownManager, kind: StreamKind, final_event: FinalEvent | None) -> None:
+    """Tells the runtime, for the shutdown log, that a stream is ending at
+    its moment with its kind's ending: a resumable one nudged to reconnect,
+    a pod-bound one with a final event given it (now, or just before: the
+    event that ended its task). A pod-bound stream without a final event
+    ends with nothing and is not counted. One rule for the WSGI and ASGI
+    streams."""
+    if kind is StreamKind.RESUMABLE or final_event is not None:
+        manager.stream_ending_sent(kind)
+
+
 def reconnect_event(
     retry_ms: int = DEFAULT_RECONNECT_RETRY_MS,
     reason: str = "server shutting down",
@@ -338,6 +349,7 @@ class TrackedStream:
 
     def _last_words(self) -> bytes:
         """What ClosingStreams ends this stream with, by its kind."""
+        count_ending(self._manager, self.kind, self._final_event)
         return stream_ending(self.kind, self._retry_ms, self.last_event_id, self._final_event)
 
     def close(self) -> None:

@@ -351,6 +351,11 @@ impl Channel {
         state.last_active = Instant::now();
     }
 
+    /// The subscribers reading it here now.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        read(&self.state).subscribers
+    }
+
     pub(crate) fn remove_subscriber(&self, writer: usize) {
         let mut state = write(&self.state);
         state.subscribers = state.subscribers.saturating_sub(1);

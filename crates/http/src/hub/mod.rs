@@ -23,6 +23,7 @@ mod channels;
 mod drain;
 mod frame;
 mod options;
+mod request;
 mod server;
 mod shared;
 mod token;
@@ -387,7 +388,14 @@ impl Hub {
                 if self.shared.is_some() && channel.final_event().is_none() {
                     continue;
                 }
-                let _ = self.close_channel(&channel.name, None);
+                // Its subscribers here get their final event (for the
+                // shutdown log's count).
+                let subscribers = channel.subscriber_count();
+                if self.close_channel(&channel.name, None).is_ok() {
+                    for _ in 0..subscribers {
+                        self.runtime.stream_ending_sent(kind);
+                    }
+                }
             }
         }
     }

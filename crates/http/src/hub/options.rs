@@ -240,8 +240,9 @@ impl HubOptions {
         if let Some(value) = seconds(STREAM_IDLE)? {
             options.channel_idle = value;
         }
-        options.store = last_call_store::StoreUrl::from_env().map_err(store_error)?;
-        options.store_tls = last_call_store::StoreTls::from_env().map_err(store_error)?;
+        let lookup = last_call_runtime::settings::var_os;
+        options.store = last_call_store::StoreUrl::from_lookup(lookup).map_err(store_error)?;
+        options.store_tls = last_call_store::StoreTls::from_lookup(lookup).map_err(store_error)?;
         if let Some(value) = count(STREAM_PUBLISH_QUEUE)? {
             options.publish_queue = value;
         }

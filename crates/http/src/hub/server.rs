@@ -29,6 +29,7 @@ use super::channel::{self, Channel, Read};
 use super::channels::{self, Channels};
 use super::frame::{self, Frame as SseFrame};
 use super::options::{HubOptions, STREAM_ADDR, STREAM_STORE};
+use super::request::{self, Ask, Subscription};
 use super::shared::Shared;
 use super::token::{self, TokenError};
 use super::writers::{Handed, Placed, Writers};
@@ -45,7 +46,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -377,61 +378,25 @@ async fn answer(
     writer: usize,
 ) -> HubResponse {
     let origin = allowed_origin(hub, &request);
-    // Percent-decoded: a client may encode any character (`:` as `%3A`);
-    // the name is then checked as a publisher's is.
-    let Some(channel) = request
-        .uri()
-        .path()
-        .strip_prefix("/streams/")
-        .map(percent_decoded)
-        .filter(|c| super::check_channel(c).is_ok())
-    else {
-        return with_cors(
-            json_error(404, "not_found", "GET /streams/<channel>"),
-            origin,
-        );
-    };
-    if request.method() == Method::OPTIONS {
-        return preflight(origin);
-    }
-    if request.method() != Method::GET {
-        return with_cors(json_error(405, "method_not_allowed", "use GET"), origin);
-    }
-    let mut token_text = None;
-    let mut last_event_id = None;
-    if let Some(query) = request.uri().query() {
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            match &*key {
-                "token" => token_text = Some(value.into_owned()),
-                "last_event_id" => last_event_id = Some(value.into_owned()),
-                _ => {}
-            }
+    let subscription = match request::read(request.method(), request.uri(), request.headers()) {
+        Ask::NotFound => {
+            return with_cors(
+                json_error(404, "not_found", "GET /streams/<channel>"),
+                origin,
+            )
         }
-    }
-    if let Some(bearer) = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| crate::probes::bearer(v.as_bytes()))
-        .and_then(|v| std::str::from_utf8(v).ok())
-    {
-        token_text = Some(bearer.trim().to_owned());
-    }
-    // The header wins: it is what the browser sends on reconnection. An
-    // empty one counts as absent (it replayed everything over the query's).
-    if let Some(header_id) = request
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| !id.is_empty())
-    {
-        last_event_id = Some(header_id.to_owned());
-    }
-    let last_event_id = last_event_id.filter(|id| !id.is_empty() && frame::is_field_safe(id));
-    if let Err(refused) = token::verify(
-        &hub.options.secret,
-        token_text.as_deref().unwrap_or(""),
-        &channel,
-    ) {
+        Ask::Preflight => return preflight(origin),
+        Ask::WrongMethod => {
+            return with_cors(json_error(405, "method_not_allowed", "use GET"), origin)
+        }
+        Ask::Subscribe(subscription) => subscription,
+    };
+    let Subscription {
+        channel,
+        token: token_text,
+        last_event_id,
+    } = subscription;
+    if let Err(refused) = token::verify(&hub.options.secret, &token_text, &channel) {
         let (status, code) = refused.answer();
         let message = match refused {
             TokenError::Missing => {
@@ -474,27 +439,6 @@ async fn answer(
         }
         Err((status, code, message)) => with_cors(json_error(status, code, message), origin),
     }
-}
-
-/// `text` with `%XX` decoded (a malformed escape kept as is); not UTF-8
-/// gives a name that no channel has.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[at] == b'%' && at + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[at + 1]), hex(bytes[at + 2])) {
-                out.push(u8::try_from(high * 16 + low).unwrap_or(0));
-                at += 3;
-                continue;
-            }
-        }
-        out.push(bytes[at]);
-        at += 1;
-    }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn preflight(origin: Option<HeaderValue>) -> HubResponse {
@@ -783,8 +727,10 @@ impl Stream {
         }
     }
 
-    /// Ends with the reconnect hint, after what is pending.
+    /// Ends with the reconnect hint, after what is pending (counted for the
+    /// shutdown log).
     fn end_with_reconnect(&mut self) {
+        self.hub.runtime.stream_ending_sent(StreamKind::Resumable);
         let hint = frame::reconnect(self.last_id());
         self.pending.push_back(hint);
         self.done = true;

@@ -187,4 +187,100 @@ mod tests {
         let short = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&bytes[..16]));
         assert_eq!(verify(SECRET, &short, "c"), Err(TokenError::Forged));
     }
+
+    /// Property tests (256 cases each in `make test`, more in `make fuzz`):
+    /// a token verifies exactly when it was minted with the secret for the
+    /// channel and has not expired; anything else, any string at all, is
+    /// refused without a panic, with the answer its shape calls for.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Secrets as the hub takes them (32 bytes or more). No NUL byte:
+        /// HMAC pads a short key with zeros, so `k` and `k\0` are one key.
+        fn secret() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(1u8..=255, 32..100)
+        }
+
+        fn assert_refused(
+            result: Result<(), TokenError>,
+            token: &str,
+        ) -> Result<(), TestCaseError> {
+            prop_assert!(result.is_err(), "accepted: {:?}", token);
+            if token.is_empty() {
+                prop_assert_eq!(result, Err(TokenError::Missing));
+            } else if token.len() > MAX_TOKEN_LEN {
+                prop_assert_eq!(result, Err(TokenError::Malformed));
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_a_minted_token_verifies_until_it_expires_for_its_channel_and_secret_only(
+                secret in secret(),
+                other_secret in secret(),
+                channel in any::<String>(),
+                other_channel in any::<String>(),
+                // Away from the present second, which a slow run may cross.
+                lifetime in prop_oneof![-100_000i64..=-1, 3i64..=100_000],
+            ) {
+                let expiry = unix_now().saturating_add_signed(lifetime);
+                let token = mint_expiring(&secret, &channel, expiry);
+                if lifetime > 0 {
+                    prop_assert_eq!(verify(&secret, &token, &channel), Ok(()));
+                    if other_channel != channel {
+                        prop_assert_eq!(verify(&secret, &token, &other_channel), Err(TokenError::OtherChannel));
+                    }
+                } else {
+                    prop_assert_eq!(verify(&secret, &token, &channel), Err(TokenError::Expired));
+                }
+                if other_secret != secret {
+                    prop_assert_eq!(verify(&other_secret, &token, &channel), Err(TokenError::Forged));
+                }
+            }
+
+            #[test]
+            fn fuzz_any_string_is_refused_without_panic(
+                secret in secret(),
+                token in prop_oneof![
+                    any::<String>(),
+                    // Of the token's shape, with a tag the secret never made.
+                    "v[0-9]\\.[A-Za-z0-9_=+/-]{0,30}\\.[0-9+ -]{0,22}\\.[A-Za-z0-9_=+/-]{0,60}",
+                    "[.]{0,6}",
+                    "x{4090,4100}",
+                ],
+                channel in "[a-z]{1,8}",
+            ) {
+                let result = verify(&secret, &token, &channel);
+                assert_refused(result, &token)?;
+            }
+
+            #[test]
+            fn fuzz_any_change_to_a_token_is_refused(
+                secret in secret(),
+                channel in "[A-Za-z0-9._~:-]{1,40}",
+                at in any::<proptest::sample::Index>(),
+                change in prop_oneof![
+                    any::<char>().prop_map(Some),
+                    Just(None),
+                ],
+                insert in any::<bool>(),
+            ) {
+                let token = mint(&secret, &channel, Duration::from_secs(3600));
+                let mut chars: Vec<char> = token.chars().collect();
+                let index = at.index(chars.len());
+                match (change, insert) {
+                    (Some(c), true) => chars.insert(index, c),
+                    (Some(c), false) => chars[index] = c,
+                    (None, _) => {
+                        chars.remove(index);
+                    }
+                }
+                let changed: String = chars.into_iter().collect();
+                prop_assume!(changed != token);
+                assert_refused(verify(&secret, &changed, &channel), &changed)?;
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@ deep to parse) 400, all with a JSON ``{"error"}``. A task is refused with
 from __future__ import annotations
 
 from dependency_injector.wiring import Provide, inject
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, redirect, request, url_for
 from last_call import hub
 from last_call.flask import current_manager, sse_stream
 from last_call.sse import StreamKind, last_event_id
@@ -107,10 +107,26 @@ def stream_task(task_id: str, service: TaskService = Provide[Container.task_serv
 
 
 @tasks_api.get("/events")
-@sse_stream(kind=StreamKind.RESUMABLE)
 @inject
 def stream_feed(service: TaskService = Provide[Container.task_service]):
-    """Resumable: every task event of this pod. A reconnect starts afresh on
-    whichever pod it reaches; in ClosingStreams each stream is told to
-    reconnect at its own moment of the close notice."""
+    """Resumable: every task event of this pod; in ClosingStreams each
+    stream is told to reconnect at its own moment of the close notice.
+
+    STREAMS=hub: the hub holds the feed, as it holds the task streams (a
+    reader held one of Waitress's threads for as long as it read: 8 readers
+    with THREADS=8 left the API unanswered while the probes said all was
+    well). The answer is a redirect to the hub's subscription of the feed
+    channel, which ``EventSource`` follows, and which it opens again (here,
+    for a fresh token) when it reconnects."""
+    if service.hub_mode:
+        response = redirect(service.feed_url(last_event_id(request.environ), STREAM_TOKEN_SECONDS), code=307)
+        # The token in the URL is a credential: never stored on the way.
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return _thread_feed(service)
+
+
+@sse_stream(kind=StreamKind.RESUMABLE)
+def _thread_feed(service: TaskService):
+    """A reconnect starts afresh on whichever pod it reaches."""
     return service.feed_events()

@@ -10,6 +10,11 @@ draining rules:
   within the time it is given; it is registered as a shutdown hook, so it
   runs in Stopping.
 
+STREAMS=hub: every stream is the runtime's hub's, the feed included: each
+task publishes to a channel of its own, and every event of the feed goes to
+the hub channel ``feed`` (resumable), so that no reader of either holds one
+of the host's threads.
+
 Tasks are pod-bound (they live in this process): their ids are 128 random
 bits (``secrets``), at most ``max_tasks`` are held and finished ones are
 forgotten after ``keep_finished_seconds``; a task is accepted only when a
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from last_call import hub
 from last_call.errors import GracefulShutdownError, InvalidArgumentError
@@ -120,6 +126,12 @@ class Task:
                 self.subscribers.remove(subscriber)
 
 
+#: The hub channel of the event feed (STREAMS=hub). With a shared store
+#: every pod publishes to it: a reader follows every pod's task events and
+#: resumes, with its Last-Event-ID, on whichever pod it reaches.
+FEED_CHANNEL = "feed"
+
+
 def hub_channel(task_id: str) -> str:
     """The hub channel of a task (STREAMS=hub)."""
     return f"task-{task_id}"
@@ -176,6 +188,14 @@ class TaskService:
         self._max_tasks = max_tasks
         self._feed: list[queue.Queue[tuple[int, dict]]] = []
         self._feed_ids = 0
+        #: The feed's ids on the hub's in-process store: this process's own
+        #: (``<boot>-<n>``), so that a reader's id from another pod is never
+        #: taken for one of this pod's (it gets ``gap`` there, and the
+        #: feed's recent history). A shared store gives its own ids.
+        self._feed_boot = secrets.token_hex(4)
+        #: Feed events the hub refused (its publish queue full, or its
+        #: channel cap reached): told once in the log, counted here.
+        self.feed_events_dropped = 0
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="task")
         self._tasks: dict[str, Task] = {}
         self._futures = []
@@ -239,8 +259,39 @@ class TaskService:
             self._feed_ids += 1
             item = (self._feed_ids, event)
             feed = list(self._feed)
+            if self.hub_mode:
+                # Under the lock: the feed's events reach the hub in the
+                # order of their ids.
+                self._feed_to_hub(event, self._feed_ids)
         for subscriber in feed:
             subscriber.put(item)
+
+    def _feed_to_hub(self, event: dict, event_id: int) -> None:
+        try:
+            hub.publish(
+                FEED_CHANNEL,
+                json.dumps(event),
+                event="task_event",
+                id=f"{self._feed_boot}-{event_id}",
+                kind=StreamKind.RESUMABLE,
+            )
+        except GracefulShutdownError as error:
+            # The hub is full (its publish queue, its channels) or stopping:
+            # the task and its own channel go on; the feed's readers miss
+            # this one (with a shared store the hub marks the gap).
+            self.feed_events_dropped += 1
+            if self.feed_events_dropped == 1:
+                logger.warning("the stream hub refused an event of the feed: %s", error)
+
+    def feed_url(self, last_event_id: str | None, ttl: float) -> str:
+        """STREAMS=hub: where a reader of the feed subscribes (a token valid
+        for ``ttl``), with the reader's ``last_event_id`` in the query for a
+        client that drops the header on a redirect (the header, when it
+        arrives, wins at the hub)."""
+        url = hub.subscribe_url(FEED_CHANNEL, ttl=ttl, base_url=self.stream_base_url)
+        if last_event_id:
+            url += "&" + urlencode({"last_event_id": last_event_id})
+        return url
 
     def _run(self, task: Task) -> None:
         # Work the pod waits for beside its streams: once its streams are

@@ -20,6 +20,8 @@ why it is built the way it is:
   ends, and the ``CountStreams`` middleware;
 * ``_lifespan``: ``lifespan()``, the Starlette/FastAPI lifespan (the probe
   listener, the heartbeat, the runtime's sequence under uvicorn), over
+* ``_wrap``: ``with_lifespan(app)``, that lifespan for an app that speaks no
+  lifespan protocol itself (Django's ASGI handler);
 * ``_signals``: uvicorn's SIGTERM/SIGINT handlers giving way to the runtime's;
 * ``_uvicorn``: uvicorn's server, found behind its handler and stopped in
   Stopping;
@@ -46,6 +48,7 @@ from ._types import Send as Send
 from ._waits import PHASE_RECHECK_SECONDS as PHASE_RECHECK_SECONDS
 from ._waits import STREAMS_POLL_SECONDS as STREAMS_POLL_SECONDS
 from ._waits import wait_for_phase, wait_for_shutdown, wait_for_streams
+from ._wrap import with_lifespan
 
 __all__ = [
     "CountStreams",
@@ -56,4 +59,5 @@ __all__ = [
     "wait_for_phase",
     "wait_for_shutdown",
     "wait_for_streams",
+    "with_lifespan",
 ]

@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .. import _environ
+from .. import settings as settings_
 from .._limits import raise_open_file_limit
 from ..interface import ShutdownManager
 from ..manager import GracefulShutdownManager, validate_environment
@@ -38,35 +38,47 @@ def lifespan(
     app_lifespan: Lifespan | None = None,
     *,
     manager: ShutdownManager | None = None,
-    probe_addr: str | None = None,
-    shutdown: dict[str, Any] | None = None,
     install_signal_handlers: bool = True,
+    **settings: Any,
 ) -> Lifespan:
     """A Starlette/FastAPI ``lifespan=`` that runs the app under the
     runtime's sequence (wrapping ``app_lifespan``, if given).
 
+    ``settings`` are settings by keyword (``shutdown_timeout_seconds=6``
+    for ``GS_SHUTDOWN_TIMEOUT_SECONDS``, ``probe_addr=`` for
+    ``GS_PROBE_ADDR``; docs/configuration.md), over the environment; an
+    unknown keyword is a TypeError naming the closest.
+
     At startup, on uvicorn's main thread, uvicorn's SIGTERM/SIGINT handlers
     are already installed (``Server.capture_signals``). They are replaced by
     a handler that only logs, and the runtime's handling is installed over
-    it (``manager.install_signal_handlers(**shutdown)``), so the first
-    SIGTERM starts the sequence while uvicorn keeps serving. A shutdown hook
-    sets uvicorn's ``should_exit`` in Stopping; uvicorn's own shutdown then
-    runs (streams are done by then). Because uvicorn never saw the signal,
-    it has none to re-raise after its shutdown, and the process exits 0.
+    it (``manager.install_signal_handlers()``), so the first SIGTERM starts
+    the sequence while uvicorn keeps serving. A shutdown hook sets uvicorn's
+    ``should_exit`` in Stopping; uvicorn's own shutdown then runs (streams
+    are done by then). Because uvicorn never saw the signal, it has none to
+    re-raise after its shutdown, and the process exits 0.
 
-    ``probe_addr`` (default ``GS_PROBE_ADDR``; unset: none) starts the
-    runtime's probe listener, and a task on the loop sends the liveness
-    heartbeat once a second: a wedged loop goes stale on ``/healthz``.
+    ``probe_addr`` (unset: none) starts the runtime's probe listener, and a
+    task on the loop sends the liveness heartbeat once a second: a wedged
+    loop goes stale on ``/healthz``.
 
     Under ``uvicorn --workers N`` each worker runs this lifespan: it tells
     the runtime so (``last_call.workers``), and every worker's probe
     listener and hub then share the pod's one port each (``SO_REUSEPORT``);
     the hub then needs a shared store (``GS_STREAM_STORE=redis://...``).
 
-    The GS_* configuration is validated here, when the app is built
-    (ConfigError naming the variable), not at the first SIGTERM.
+    The settings are handed to the runtime and checked here, when the app
+    is built (ConfigError naming the setting), not at the first SIGTERM.
     """
+    if "shutdown" in settings:
+        raise TypeError(
+            "lifespan() no longer takes shutdown={...}: give each setting as a keyword of its own "
+            "(shutdown_timeout_seconds=, drain_delay_seconds=, ...; docs/configuration.md)"
+        )
+    given = settings_.from_keywords(settings, "lifespan()")
+    settings_.report_unknown_environment()
     if manager is None or isinstance(manager, GracefulShutdownManager):
+        settings_.take(given, native=True)
         validate_environment()
 
     @contextlib.asynccontextmanager
@@ -82,17 +94,20 @@ def lifespan(
             # ports (last_call.workers), before the probe listener and the
             # app's hub start.
             set_worker_processes(workers)
-        address = probe_addr if probe_addr is not None else _environ.address(PROBE_ADDR_ENV)
+        address = given[PROBE_ADDR_ENV].text if PROBE_ADDR_ENV in given else settings_.address(PROBE_ADDR_ENV)
         if address is not None:
             runtime.start_probe_listener(address)
+        # Registered before the signal handling, so that a SIGTERM held
+        # during the take-over finds the hook that stops uvicorn (with no
+        # drain delay the sequence may reach Stopping before the next line).
+        hook = runtime.register_shutdown_hook("uvicorn", stopper)
         on_main_thread = threading.current_thread() is threading.main_thread()
         if install_signal_handlers and on_main_thread:
             if stopper.server is None:
                 logger.warning("last_call: no uvicorn server found behind SIGTERM; Stopping calls its handler")
-            _signals.take_over(runtime, shutdown)
+            _signals.take_over(runtime)
         elif install_signal_handlers:
             logger.warning("last_call: the lifespan runs off the main thread and installs no signal handlers")
-        hook = runtime.register_shutdown_hook("uvicorn", stopper)
         beat = asyncio.ensure_future(_heartbeat(runtime))
         try:
             if app_lifespan is None:

@@ -16,7 +16,7 @@ from typing import Any
 from ..interface import ShutdownManager
 from ..phase import Phase
 from ..sse import StreamKind
-from ..wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, _last_id_in, stream_ending
+from ..wsgi import DEFAULT_RECONNECT_RETRY_MS, FinalEvent, _last_id_in, count_ending, stream_ending
 from ._relay import call_soon, manager_or_default
 
 
@@ -152,6 +152,7 @@ class Stream:
                         return
                     yield self.record(item)
                     continue
+                count_ending(self._manager, self.kind, self._final_event)
                 ending = self.ending()
                 if ending:
                     yield ending
