@@ -47,6 +47,7 @@ pub(crate) fn names() -> Vec<&'static str> {
             hub::STREAM_MAX_CONNECTIONS,
             hub::STREAM_MAX_CHANNELS,
             hub::STREAM_MAX_CHANNEL_BYTES,
+            hub::STREAM_THREADS,
             hub::STREAM_IDLE,
         ]);
     }

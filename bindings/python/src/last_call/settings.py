@@ -138,6 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("GS_STREAM_MAX_CONNECTIONS", "count", "hub", "10000", "connections held at once", low=1, high=1_048_576),
     _s("GS_STREAM_MAX_CHANNELS", "count", "hub", "10000", "channels held at once", low=1, high=10**7),
     _s("GS_STREAM_MAX_CHANNEL_BYTES", "count", "hub", "1048576", "history bytes per channel", low=1, high=2**30),
+    _s("GS_STREAM_THREADS", "count", "hub", "cores, at most 4", "threads writing the hub's streams", low=1, high=64),
     _s("GS_STREAM_IDLE_SECONDS", "seconds", "hub", "300", "an unused channel is forgotten", low=0),
     # Read by the package.
     _s(
