@@ -386,8 +386,16 @@ fn small_receive_buffer(socket: &std::net::TcpStream) {
 #[test]
 fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
     use std::io::Write;
-    // A long stall time: the end must not wait for it.
-    let addr = start(|options| options.stall = Duration::from_secs(30));
+    // A long stall time: the end must not wait for it. A history that
+    // holds every event published below (4 MiB): with the default (1 MiB),
+    // the stream skips to what is left with a gap, which the kernel's send
+    // buffer can take whole, and its end is written after all.
+    let addr = start(|options| {
+        options.stall = Duration::from_secs(30);
+        options.max_channel_bytes = 64 << 20;
+        options.queue_capacity = 128;
+        options.history_len = 128;
+    });
     let mut silent = std::net::TcpStream::connect(addr).unwrap();
     small_receive_buffer(&silent);
     write!(
