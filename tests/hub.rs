@@ -431,6 +431,60 @@ fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
 }
 
 #[test]
+fn a_reader_whose_socket_is_full_when_its_channel_closes_gets_every_event_and_the_end() {
+    use std::io::{Read, Write};
+    // A socket full of events (16 MiB: more than the kernel's buffers on
+    // both sides hold) when the channel closes, then read as fast as the
+    // client can: a reader that keeps up, whose socket was full for a
+    // moment when its channel closed, was dropped without the rest
+    // (reviewed, issue 25).
+    let addr = start(|options| {
+        options.stall = Duration::from_secs(30);
+        options.max_channel_bytes = 64 << 20;
+        options.queue_capacity = 512;
+        options.history_len = 512;
+    });
+    let mut reader = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        reader,
+        "GET /streams/ending?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token("ending")
+    )
+    .unwrap();
+    wait_for_streams(1);
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..256 {
+        publish("ending", &big);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    Runtime::global()
+        .hub_close_channel("ending", Some(("done", "{}")))
+        .unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    // Bounded: 16 MiB in reads of at least a byte each would be far more
+    // than this many, but every read here is a full buffer or the end.
+    for _ in 0..1_000_000 {
+        match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) => panic!("the stream broke after {} bytes: {error}", received.len()),
+        }
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(text.matches(big.as_str()).count(), 256);
+    assert!(
+        text.contains("event: done"),
+        "no end: {}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert_eq!(Runtime::global().hub_slow_clients_disconnected(), 0);
+}
+
+#[test]
 fn a_client_that_takes_a_trickle_while_the_stream_runs_ahead_is_dropped() {
     use std::io::{Read, Write};
     let addr = start(|options| {

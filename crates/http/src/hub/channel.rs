@@ -351,6 +351,11 @@ impl Channel {
         state.last_active = Instant::now();
     }
 
+    /// Marks it used now: not idle for the idle time from now.
+    pub(crate) fn touch(&self) {
+        write(&self.state).last_active = Instant::now();
+    }
+
     /// The subscribers reading it here now.
     pub(crate) fn subscriber_count(&self) -> usize {
         read(&self.state).subscribers
@@ -430,6 +435,22 @@ impl Channel {
     pub(crate) fn is_idle(&self, limits: &Limits, now: Instant) -> bool {
         let state = read(&self.state);
         state.subscribers == 0 && now.duration_since(state.last_active) >= limits.idle
+    }
+}
+
+/// A subscriber counted on its channel, on writer thread `writer`
+/// ([`Channels::subscribe`](super::channels::Channels::subscribe));
+/// uncounted when dropped, wherever the subscription stops (its stream
+/// ended, or its answer dropped half-way, while it waited for the shared
+/// store).
+pub(crate) struct Subscriber {
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) writer: usize,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.channel.remove_subscriber(self.writer);
     }
 }
 

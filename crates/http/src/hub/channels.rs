@@ -6,7 +6,7 @@
 //! it to each writer thread holding some. Each writer thread then wakes its
 //! own subscribers of it, where a wake costs no system call.
 
-use super::channel::{Channel, Limits};
+use super::channel::{Channel, Limits, Subscriber};
 use super::writers::Writers;
 use crate::reconnect_spread::StreamKind;
 use crate::runtime::lock;
@@ -57,9 +57,40 @@ impl Channels {
     }
 
     /// The channel named `name`, created if there is room (idle ones are
-    /// forgotten first when full).
+    /// forgotten first when full), for a publish. Marked used under the
+    /// map's lock: an idle channel found here is not forgotten by a sweep
+    /// before the publish lands in it (which would go to a channel no one
+    /// can find).
     pub(crate) fn get_or_create(&self, name: &str, kind: StreamKind) -> Result<Arc<Channel>, Full> {
         let mut map = lock(&self.map);
+        let channel = self.find_or_make(&mut map, name, kind)?;
+        channel.touch();
+        Ok(channel)
+    }
+
+    /// A subscriber of the channel named `name` (created as for a publish)
+    /// on writer thread `writer`, counted under the map's lock: a sweep
+    /// that saw the channel idle cannot forget it between the finding and
+    /// the counting (the subscriber would wait on a channel no publish
+    /// reaches, told nothing).
+    pub(crate) fn subscribe(
+        &self,
+        name: &str,
+        kind: StreamKind,
+        writer: usize,
+    ) -> Result<Subscriber, Full> {
+        let mut map = lock(&self.map);
+        let channel = self.find_or_make(&mut map, name, kind)?;
+        channel.add_subscriber(writer);
+        Ok(Subscriber { channel, writer })
+    }
+
+    fn find_or_make(
+        &self,
+        map: &mut HashMap<Box<str>, Arc<Channel>>,
+        name: &str,
+        kind: StreamKind,
+    ) -> Result<Arc<Channel>, Full> {
         if let Some(channel) = map.get(name) {
             return Ok(Arc::clone(channel));
         }
@@ -138,5 +169,92 @@ pub(crate) async fn dispatch_loop(
             writers.wake(holders.trailing_zeros() as usize, &channel);
             holders &= holders - 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn channels(writers: Writers) -> Channels {
+        let limits = Limits {
+            len: 8,
+            history: 8,
+            bytes: 1 << 20,
+            age: Duration::from_secs(60),
+            // Every channel without a subscriber is idle at once.
+            idle: Duration::ZERO,
+        };
+        Channels::new(limits, 16, Arc::new(writers)).0
+    }
+
+    fn idle_writers(count: usize) -> Writers {
+        Writers::start(count, |_| {
+            Box::new(|handed| {
+                tokio::spawn(async move {
+                    let _handed = handed;
+                    std::future::pending::<()>().await
+                });
+            })
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_subscriber_is_counted_on_the_channel_the_map_holds_while_idle_ones_are_swept() {
+        // A sweep between the finding of an idle channel and the counting
+        // of its subscriber forgot it: the subscriber waited on a channel
+        // no publish reached (reviewed, issue 25).
+        let channels = Arc::new(channels(idle_writers(1)));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sweeper = {
+            let channels = Arc::clone(&channels);
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut swept = 0usize;
+                while !done.load(Ordering::Relaxed) {
+                    swept += channels.evict_idle();
+                }
+                swept
+            })
+        };
+        let mut orphaned = 0;
+        for _ in 0..20_000 {
+            let subscriber = channels.subscribe("c", StreamKind::Resumable, 0).unwrap();
+            let held = channels.get("c");
+            if !held.is_some_and(|held| Arc::ptr_eq(&held, &subscriber.channel)) {
+                orphaned += 1;
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        let swept = sweeper.join().unwrap();
+        assert!(swept > 0, "the sweeper never forgot a channel");
+        assert_eq!(orphaned, 0);
+    }
+
+    #[test]
+    fn connections_pass_over_a_writer_thread_that_ended() {
+        // Writer 0's connections end with its serving (as on a panic
+        // caught on the thread); writer 1 serves.
+        let writers = Arc::new(
+            Writers::start(2, |index| {
+                Box::new(move |handed| {
+                    if index == 1 {
+                        tokio::spawn(async move {
+                            let _handed = handed;
+                            std::future::pending::<()>().await
+                        });
+                    }
+                })
+            })
+            .unwrap(),
+        );
+        let ended = std::time::Instant::now() + Duration::from_secs(10);
+        while !writers.get(0).connections.is_closed() && std::time::Instant::now() < ended {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let placed: Vec<_> = (0..6).map(|_| writers.place()).collect();
+        assert!(placed.iter().all(|placed| placed.index == 1));
     }
 }

@@ -509,17 +509,17 @@ async fn subscribe(
         return Err((503, "too_many_streams", "too many streams"));
     }
     let counted = Counted(hub.runtime.clone());
-    let Ok(channel) = hub.channels.get_or_create(&name, StreamKind::Resumable) else {
+    // Counted before the shared store is asked (and its readers placed), so
+    // that every event after what the store gives is fed to the ring;
+    // uncounted when the subscriber is dropped, here or with its stream.
+    let Ok(subscriber) = hub.channels.subscribe(&name, StreamKind::Resumable, writer) else {
         return Err((503, "too_many_channels", "too many channels"));
     };
+    let channel = &subscriber.channel;
     // `retry:` goes with the head (see `FirstBytes`).
     let mut pending = VecDeque::new();
     let mut last = last_event_id.map(|id| Bytes::copy_from_slice(id.as_bytes()));
     let mut skip_through = None;
-    // Counted before the shared store is asked (and its readers placed), so
-    // that every event after what the store gives is fed to the ring; the
-    // stream's drop uncounts it.
-    channel.add_subscriber(writer);
     let from_ring = |pending: &mut VecDeque<Bytes>| {
         let start = channel.start_local(&hub.channels.limits, last_event_id);
         if let (true, Some(id)) = (start.gap, last_event_id) {
@@ -537,7 +537,7 @@ async fn subscribe(
             match answer {
                 Some(resume) => {
                     let (cursor, after) =
-                        from_shared(&channel, resume, last_event_id, &mut pending, &mut last);
+                        from_shared(channel, resume, last_event_id, &mut pending, &mut last);
                     skip_through = after;
                     cursor
                 }
@@ -550,8 +550,7 @@ async fn subscribe(
     let heartbeat = hub.options.heartbeat;
     Ok(Stream {
         hub: Arc::clone(hub),
-        channel,
-        writer,
+        subscriber,
         cursor,
         pending,
         last,
@@ -625,9 +624,8 @@ fn from_shared(
 /// streams until dropped.
 pub(crate) struct Stream {
     hub: Arc<Hub>,
-    channel: Arc<Channel>,
-    /// The writer thread serving it.
-    writer: usize,
+    /// Its channel, and the writer thread serving it.
+    subscriber: channel::Subscriber,
     /// The absolute position in the channel's ring of the next event.
     cursor: u64,
     pending: VecDeque<Bytes>,
@@ -664,12 +662,12 @@ fn armed(notify: &Arc<Notify>) -> Pin<Box<OwnedNotified>> {
 impl Stream {
     /// Its channel's wake, on its thread.
     fn channel_notify(&self) -> &Arc<Notify> {
-        &self.channel.side(self.writer).notify
+        &self.subscriber.channel.side(self.subscriber.writer).notify
     }
 
     /// Its thread's word of a phase change.
     fn phase_notify(&self) -> &Arc<Notify> {
-        &self.hub.writers.get(self.writer).phase_changed
+        &self.hub.writers.get(self.subscriber.writer).phase_changed
     }
 
     /// Its heartbeat's timer has fired: `true` if the stream has been
@@ -741,7 +739,9 @@ impl Stream {
     /// wakes (the channel's, the phase's) are registered with `cx`.
     fn ending(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..2 {
-            if self.done || self.channel.is_closed() || self.hub.runtime.phase() >= Phase::Stopping
+            if self.done
+                || self.subscriber.channel.is_closed()
+                || self.hub.runtime.phase() >= Phase::Stopping
             {
                 return true;
             }
@@ -794,7 +794,7 @@ impl Stream {
             // and neither the channel's kind nor the store's health (two
             // locks) is asked.
             let ends_as = if phase >= Phase::Draining {
-                self.hub.ends_as(self.channel.kind())
+                self.hub.ends_as(self.subscriber.channel.kind())
             } else {
                 StreamKind::PodBound
             };
@@ -830,6 +830,7 @@ impl Stream {
             }
             let before = self.pending.len();
             match self
+                .subscriber
                 .channel
                 .read(&mut self.cursor, &mut self.pending, BATCH)
             {
@@ -890,6 +891,8 @@ impl Stream {
             socket,
             batch: Batch::default(),
             stalled: None,
+            ending_idle: None,
+            ending_queued: u32::MAX,
             closing: false,
             _slot: slot,
             _placed: placed,
@@ -909,6 +912,12 @@ struct Serving {
     /// Runs from the first write the socket refused until the stream has
     /// caught up.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Once the stream is ending: runs from a write the socket refused
+    /// until it takes bytes again ([`ENDING_PATIENCE`]).
+    ending_idle: Option<Pin<Box<Sleep>>>,
+    /// The bytes its socket had still to deliver when `ending_idle` was
+    /// set or last ran out.
+    ending_queued: u32,
     /// Its last bytes are written: the connection is being shut.
     closing: bool,
     _slot: Arc<Slot>,
@@ -984,14 +993,35 @@ impl Serving {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ended::Gone),
                 Poll::Ready(Ok(written)) => written,
                 Poll::Pending => {
-                    if self.stream.ending(cx) {
-                        // Its last words, and a socket that takes nothing:
-                        // closed now, not held until the stall time for a
-                        // final comment it cannot take (a SIGTERM waited
-                        // for those).
-                        return Poll::Ready(Ended::Stalled);
-                    }
                     let stall_after = self.stream.hub.options.stall;
+                    if self.stream.ending(cx) {
+                        // Its last words, and a socket that takes nothing
+                        // now: held while the client takes bytes (one that
+                        // reads, whose socket was full when its channel
+                        // closed, gets its end), and closed once it has
+                        // taken none for a moment, not held until the stall
+                        // time for a final comment it cannot take (a
+                        // SIGTERM waited for those). Taking bytes is the
+                        // socket's send queue shrinking: a write is refused
+                        // until half of a send buffer of megabytes has gone,
+                        // which a slow reader takes seconds to read.
+                        let patience = stall_after.min(ENDING_PATIENCE);
+                        if self.ending_idle.is_none() {
+                            self.ending_queued = unsent_bytes(&self.socket);
+                        }
+                        let idle = self
+                            .ending_idle
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(patience)));
+                        while idle.as_mut().poll(cx).is_ready() {
+                            let queued = unsent_bytes(&self.socket);
+                            if queued >= self.ending_queued {
+                                return Poll::Ready(Ended::Stalled);
+                            }
+                            self.ending_queued = queued;
+                            let next = tokio::time::Instant::now() + patience;
+                            idle.as_mut().reset(next);
+                        }
+                    }
                     let stall = self
                         .stalled
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_after)));
@@ -1001,6 +1031,9 @@ impl Serving {
                     return Poll::Pending;
                 }
             };
+            // Bytes taken: the client's moment without taking any starts
+            // again at the next refusal.
+            self.ending_idle = None;
             // Not reset by a write: a client that takes a trickle of bytes
             // (a few now and then, as its window opens) while the stream
             // runs ahead of it has fallen behind all the same, and was held
@@ -1023,6 +1056,12 @@ enum Ended {
 
 /// Frames to write at most at once.
 const BATCH: usize = 8;
+
+/// How long an ending stream (its channel closed, or the server stopping)
+/// may take no bytes before it is closed without its last words (at most
+/// the stall time): a reader drains a full socket in milliseconds, and a
+/// SIGTERM should not wait the stall time for one that does not read.
+const ENDING_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The frames a stream has ready, written together (one `writev`): a
 /// stream that has fallen behind catches up in fewer, larger writes, as
@@ -1086,6 +1125,21 @@ impl Batch {
 /// say, and one that keeps sending would have the hub read and discard its
 /// bytes for ever (an upload flood pinned the hub's thread). Leaves the
 /// socket's read readiness registered with `cx` otherwise.
+/// The bytes `socket` has still to deliver (sent and not acknowledged, or
+/// not sent yet): `u32::MAX` if the kernel does not say.
+fn unsent_bytes(socket: &tokio::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a TCP socket) writes one c_int, to
+    // `queued`, which lives here; the descriptor is the open socket's.
+    let asked = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if asked == 0 {
+        u32::try_from(queued).unwrap_or(u32::MAX)
+    } else {
+        u32::MAX
+    }
+}
+
 fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
     let mut ignored = [0u8; 64];
     match socket.poll_read_ready(cx) {
@@ -1099,12 +1153,6 @@ fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
             // The end of its input, bytes, or an error: gone, or closed.
             _ => true,
         },
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.channel.remove_subscriber(self.writer);
     }
 }
 

@@ -43,7 +43,7 @@ pub(crate) struct Writer {
     /// Connections it serves now (answered, or streams).
     load: AtomicUsize,
     wakes: mpsc::UnboundedSender<Wake>,
-    connections: mpsc::UnboundedSender<Handed>,
+    pub(crate) connections: mpsc::UnboundedSender<Handed>,
     /// Every stream it serves waits on it for a phase change.
     pub(crate) phase_changed: Arc<Notify>,
 }
@@ -127,12 +127,20 @@ impl Writers {
         });
     }
 
-    fn place(self: &Arc<Self>) -> Placed {
+    pub(crate) fn place(self: &Arc<Self>) -> Placed {
+        // A thread that ended (none is expected to: a panic caught on it)
+        // serves nothing and counts nothing down: passed over, or it would
+        // take every connection, at a load that no longer moves.
         let index = self
             .threads
             .iter()
             .enumerate()
-            .min_by_key(|(_, writer)| writer.load.load(Ordering::Relaxed))
+            .min_by_key(|(_, writer)| {
+                (
+                    writer.connections.is_closed(),
+                    writer.load.load(Ordering::Relaxed),
+                )
+            })
             .map_or(0, |(index, _)| index);
         self.place_on(index)
     }
