@@ -6,7 +6,8 @@
 //! event loop; whichever is free takes the next connection.
 //!
 //! The accepting thread (the listener's own) sweeps the socket beside them,
-//! within 50 ms and then every 5 ms while it finds connections waiting:
+//! within 50 ms and then every 5 ms while it finds connections waiting (at
+//! most 64 a sweep, and none while 1,024 handed over are not yet taken):
 //! when every writer thread is busy (a fan-out saturating them),
 //! connections are still accepted, admitted under the cap (or answered
 //! 503), and handed to the writer serving the fewest, instead of waiting in
@@ -27,6 +28,15 @@ use tokio::io::Interest;
 /// while it finds none (an idle hub wakes 20 times a second for it).
 const SWEEP_EVERY: Duration = Duration::from_millis(5);
 const SWEEP_IDLE: Duration = Duration::from_millis(50);
+/// Connections one sweep takes at most: under a flood it gives the
+/// accepting thread's other work (the dispatcher, the shared store) its
+/// turn between two sweeps.
+const SWEEP_AT_MOST: usize = 64;
+/// Connections on their way to the writer threads at most: past it, the
+/// sweep leaves the rest in the kernel's accept queue (bounded by the
+/// backlog), rather than holding descriptors that busy writers would take
+/// only later (the connection cap cannot shed one still on its way).
+const IN_TRANSIT_AT_MOST: usize = 1024;
 
 /// The listening socket, shared by the writer threads' event loops and the
 /// sweep; closed when the last of them lets go (the hub stopping).
@@ -84,7 +94,10 @@ pub(crate) async fn sweep(listening: Listening, hub: Arc<Hub>) {
     loop {
         tokio::time::sleep(every).await;
         let mut found = false;
-        loop {
+        for _ in 0..SWEEP_AT_MOST {
+            if hub.writers.in_transit() >= IN_TRANSIT_AT_MOST {
+                break;
+            }
             match accept_nonblocking(&listening.0) {
                 Ok(stream) => {
                     found = true;

@@ -232,29 +232,4 @@ mod tests {
         assert!(swept > 0, "the sweeper never forgot a channel");
         assert_eq!(orphaned, 0);
     }
-
-    #[test]
-    fn connections_pass_over_a_writer_thread_that_ended() {
-        // Writer 0's connections end with its serving (as on a panic
-        // caught on the thread); writer 1 serves.
-        let writers = Arc::new(
-            Writers::start(2, |index| {
-                Box::new(move |handed| {
-                    if index == 1 {
-                        tokio::spawn(async move {
-                            let _handed = handed;
-                            std::future::pending::<()>().await
-                        });
-                    }
-                })
-            })
-            .unwrap(),
-        );
-        let ended = std::time::Instant::now() + Duration::from_secs(10);
-        while !writers.get(0).connections.is_closed() && std::time::Instant::now() < ended {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let placed: Vec<_> = (0..6).map(|_| writers.place()).collect();
-        assert!(placed.iter().all(|placed| placed.index == 1));
-    }
 }

@@ -229,6 +229,7 @@ async fn serve_handed(mut handed: UnboundedReceiver<Handed>, hub: Arc<OnceLock<A
             stream,
             slot,
             placed,
+            ..
         } in batch.drain(..)
         {
             serve_connection(hub, stream, slot, placed);

@@ -36,6 +36,17 @@ pub(crate) struct Handed {
     pub(crate) stream: std::net::TcpStream,
     pub(crate) slot: Arc<Slot>,
     pub(crate) placed: Placed,
+    /// Counted in [`Writers::in_transit`] until the writer takes it.
+    pub(crate) _in_transit: InTransit,
+}
+
+/// One connection on its way to a writer thread; uncounted when dropped.
+pub(crate) struct InTransit(Arc<Writers>);
+
+impl Drop for InTransit {
+    fn drop(&mut self) {
+        self.0.in_transit.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One writer thread.
@@ -51,6 +62,10 @@ pub(crate) struct Writer {
 /// The writer threads.
 pub(crate) struct Writers {
     threads: Box<[Writer]>,
+    /// Connections handed over and not yet taken by their writer thread
+    /// (each holds a descriptor that nothing else bounds: a connection
+    /// still on its way has no task to stop when it is shed).
+    in_transit: AtomicUsize,
 }
 
 /// What a writer thread runs (it spawns its task on the thread's event
@@ -102,6 +117,7 @@ impl Writers {
         }
         Ok(Writers {
             threads: threads.into(),
+            in_transit: AtomicUsize::new(0),
         })
     }
 
@@ -120,11 +136,19 @@ impl Writers {
     pub(crate) fn hand(self: &Arc<Self>, stream: std::net::TcpStream, slot: Arc<Slot>) {
         let placed = self.place();
         let index = placed.index;
+        self.in_transit.fetch_add(1, Ordering::Relaxed);
         let _ = self.threads[index].connections.send(Handed {
             stream,
             slot,
             placed,
+            _in_transit: InTransit(Arc::clone(self)),
         });
+    }
+
+    /// Connections handed over that their writer threads have not taken
+    /// yet.
+    pub(crate) fn in_transit(&self) -> usize {
+        self.in_transit.load(Ordering::Relaxed)
     }
 
     pub(crate) fn place(self: &Arc<Self>) -> Placed {
@@ -212,5 +236,72 @@ async fn wake_loop(
             }
             Wake::Phase => phase_changed.notify_waiters(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn connections_pass_over_a_writer_thread_that_ended() {
+        // Writer 0's connections end with its serving (as on a panic
+        // caught on the thread); writer 1 serves.
+        let writers = Arc::new(
+            Writers::start(2, |index| {
+                Box::new(move |handed| {
+                    if index == 1 {
+                        tokio::spawn(async move {
+                            let _handed = handed;
+                            std::future::pending::<()>().await
+                        });
+                    }
+                })
+            })
+            .unwrap(),
+        );
+        let ended = std::time::Instant::now() + Duration::from_secs(10);
+        while !writers.get(0).connections.is_closed() && std::time::Instant::now() < ended {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let placed: Vec<_> = (0..6).map(|_| writers.place()).collect();
+        assert!(placed.iter().all(|placed| placed.index == 1));
+    }
+
+    #[test]
+    fn connections_on_their_way_to_a_writer_thread_are_counted_until_it_takes_them() {
+        // The bound the sweep keeps (accept.rs) reads this count: a writer
+        // that does not take what it is handed holds them in the count.
+        let (take, taken) = std::sync::mpsc::channel::<()>();
+        let taken = std::sync::Mutex::new(Some(taken));
+        let writers = Arc::new(
+            Writers::start(1, |_| {
+                let taken = taken.lock().unwrap().take().unwrap();
+                Box::new(move |mut handed| {
+                    tokio::spawn(async move {
+                        // Takes nothing until told.
+                        tokio::task::spawn_blocking(move || taken.recv()).await.ok();
+                        while handed.recv().await.is_some() {}
+                    });
+                })
+            })
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connections = crate::connections::Connections::new(100);
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+            let (stream, _) = listener.accept().unwrap();
+            writers.hand(stream, Arc::new(connections.admit().unwrap()));
+        }
+        assert_eq!(writers.in_transit(), 5);
+        take.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while writers.in_transit() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(writers.in_transit(), 0);
     }
 }
