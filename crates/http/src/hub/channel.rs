@@ -267,11 +267,13 @@ impl Channel {
 
     /// Closes the channel with `last`, the final event the shared store
     /// gave a subscriber (its log feeds the same one; the first wins).
-    pub(crate) fn feed_closed(&self, last: Frame) {
+    pub(crate) fn feed_closed(&self, last: Frame) -> bool {
         let mut state = write(&self.state);
-        if state.closed.is_none() {
-            state.closed = Some(last);
+        if state.closed.is_some() {
+            return false;
         }
+        state.closed = Some(last);
+        true
     }
 
     /// Tells every subscriber that events may have been lost here (the

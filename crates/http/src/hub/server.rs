@@ -178,13 +178,31 @@ pub(super) fn start(runtime: &Runtime, options: HubOptions) -> Result<SocketAddr
         .spawn(accept::sweep(listening, Arc::clone(&hub)));
     lock(&accepting).push(sweeping.abort_handle());
     bound.handle().spawn(evict_idle_channels(Arc::clone(&hub)));
-    let started = bound.run(runtime)?;
+    let started = match bound.run(runtime) {
+        Ok(started) => started,
+        Err(error) => return Err(stop_accepting(&accepting, error)),
+    };
     state.hub = Some(Arc::clone(&hub));
     drop(state);
     let listening_hub = Arc::clone(&hub);
-    runtime.on_phase(move |change| listening_hub.on_phase(change))?;
+    if let Err(error) = runtime.on_phase(move |change| listening_hub.on_phase(change)) {
+        return Err(stop_accepting(&accepting, error));
+    }
     listener::announce("streams", started.addr);
     Ok(started.addr)
+}
+
+/// A hub that failed to start after its writers began accepting: they stop
+/// (their tasks hold the listening socket, which closes with the last, so
+/// a retry can bind the port again).
+fn stop_accepting(
+    accepting: &std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    error: Error,
+) -> Error {
+    for task in lock(accepting).drain(..) {
+        task.abort();
+    }
+    error
 }
 
 /// File descriptors left to the rest of the process (the probe listener's
@@ -537,8 +555,14 @@ async fn subscribe(
             };
             match answer {
                 Some(resume) => {
-                    let (cursor, after) =
-                        from_shared(channel, resume, last_event_id, &mut pending, &mut last);
+                    let (cursor, after) = from_shared(
+                        &hub.channels,
+                        channel,
+                        resume,
+                        last_event_id,
+                        &mut pending,
+                        &mut last,
+                    );
                     skip_through = after;
                     cursor
                 }
@@ -570,7 +594,8 @@ async fn subscribe(
 /// were missed, the replay, the final event if the channel is closed, and
 /// the cursor in this pod's ring just after the last event replayed.
 fn from_shared(
-    channel: &Channel,
+    channels: &Channels,
+    channel: &Arc<Channel>,
     resume: last_call_store::Resume,
     last_event_id: Option<&str>,
     pending: &mut VecDeque<Bytes>,
@@ -608,7 +633,12 @@ fn from_shared(
         // the end, which the ring gives as it is fed the same final event.
         if resume.entries.last().map(|e| &e.id) != Some(&closed.id) {
             let event = SseFrame::event(&closed.id.to_string(), &closed.event, &closed.data);
-            channel.feed_closed(event);
+            // Closed here first: its subscribers waiting at the ring's end
+            // are told now (the log's final event, fed later, finds it
+            // closed and wakes no one; they heard at their next heartbeat).
+            if channel.feed_closed(event) {
+                channels.wake(channel);
+            }
         }
     }
     let (cursor, epoch_changed) = channel.place_after_shared(after.as_ref());

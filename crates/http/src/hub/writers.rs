@@ -82,6 +82,9 @@ impl Writers {
         mut serve: impl FnMut(usize) -> Serve,
     ) -> std::io::Result<Writers> {
         let mut threads = Vec::with_capacity(count);
+        // Each thread says when its `serve` has run: what it spawns (the
+        // tasks a Stopping must find to abort) exists when this returns.
+        let (served, ready) = std::sync::mpsc::channel::<()>();
         for index in 0..count {
             let tokio = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -96,6 +99,7 @@ impl Writers {
                 phase_changed: Arc::clone(&phase_changed),
             };
             let serve = serve(index);
+            let served = served.clone();
             // Signals are the host's threads' to take, from the thread's
             // first instruction.
             last_call_runtime::spawn_without_signals(
@@ -106,6 +110,7 @@ impl Writers {
                             let _entered = tokio.enter();
                             serve(handed);
                         }
+                        let _ = served.send(());
                         tokio.block_on(wake_loop(receiver, index, phase_changed));
                     }));
                     if result.is_err() {
@@ -114,6 +119,13 @@ impl Writers {
                 },
             )?;
             threads.push(writer);
+        }
+        drop(served);
+        // Bounded: every thread sends once, or ends (its sender dropped).
+        for _ in 0..count {
+            if ready.recv().is_err() {
+                break;
+            }
         }
         Ok(Writers {
             threads: threads.into(),
