@@ -331,6 +331,14 @@ impl Runtime {
             .slow_clients
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The connections each writer thread serves now (empty before the hub
+    /// starts): for tests of how they are spread.
+    #[doc(hidden)]
+    pub fn hub_writer_loads(&self) -> Vec<usize> {
+        self.hub()
+            .map_or_else(|_| Vec::new(), |hub| hub.writers.loads())
+    }
 }
 
 impl Hub {

@@ -137,6 +137,14 @@ impl Writers {
         self.threads.len()
     }
 
+    /// The connections each thread serves now.
+    pub(crate) fn loads(&self) -> Vec<usize> {
+        self.threads
+            .iter()
+            .map(|writer| writer.load.load(Ordering::Relaxed))
+            .collect()
+    }
+
     pub(crate) fn get(&self, index: usize) -> &Writer {
         &self.threads[index]
     }
