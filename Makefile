@@ -89,7 +89,7 @@ lane-compile:
 lane-run:
 	$(MAKE) --no-print-directory -j1 run-rust python-suites
 
-# Every row of BENCHMARKS.md (about 25 minutes on 2 cores).
+# Every row of BENCHMARKS.md (about 40 minutes on 2 cores).
 bench: setup python
 	# The hub's peers (nginx with nchan, Pushpin), for benches/peers.py.
 	@./scripts/setup.sh --bench
