@@ -549,7 +549,18 @@ async fn subscribe(
     let cursor = match &hub.shared {
         Some(shared) => {
             let answer = if shared.readers_ready(READERS_READY).await {
-                shared.store.resume(&name, last_event_id).await.ok()
+                // Asked on the accepting thread: the store's connection is
+                // made (and remade after an error) by whichever runtime
+                // asks first, and its I/O then runs there; on a writer
+                // thread, every publish and log read would wait on that
+                // thread's fan-out.
+                let store = Arc::clone(&shared.store);
+                let (channel_name, after) = (name.clone(), last_event_id.map(str::to_owned));
+                hub.handle
+                    .spawn(async move { store.resume(&channel_name, after.as_deref()).await })
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
             } else {
                 None
             };
