@@ -106,7 +106,9 @@ def test_after_sigterm_probes_answer_until_exit_with_the_host_listener_closed(st
         },
     )
     server.signal(signal.SIGTERM)
-    assert probe.get("/readyz").status_code == 503
+    # The signal is taken on its own time: a probe sent at once may come
+    # first on a loaded machine (200 once in a fresh-clone run).
+    eventually(lambda: probe.get("/readyz").status_code == 503, timeout=5)
     assert probe.get("/readyz").text == "draining\n"
     server.wait_for_log("serve returned")
     # The host's own listener is closed now; the runtime's still answers.

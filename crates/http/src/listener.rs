@@ -23,7 +23,7 @@ use crate::log::warn;
 use crate::runtime::Runtime;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -239,9 +239,11 @@ impl Bound {
 /// One connection from `listener`, non-blocking and close-on-exec from the
 /// start (`accept4`; std's `accept` would give a blocking socket, and one
 /// more system call to change it).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub(crate) fn accept_nonblocking(
     listener: &std::net::TcpListener,
 ) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
     // SAFETY: accept4 on the listener's open descriptor, with no address
     // wanted (both pointers null).
     let fd = unsafe {
@@ -258,6 +260,17 @@ pub(crate) fn accept_nonblocking(
     // SAFETY: `fd` is a connected socket that accept4 just opened, owned by
     // nothing else: the stream takes it over.
     Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
+/// One connection from `listener`, non-blocking (macOS has no `accept4`:
+/// std's `accept` sets close-on-exec, and one more call the rest).
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn accept_nonblocking(
+    listener: &std::net::TcpListener,
+) -> std::io::Result<std::net::TcpStream> {
+    let (stream, _) = listener.accept()?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 /// Prints `<word> on http://ADDR` on stdout: the line the hosts and tests

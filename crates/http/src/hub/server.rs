@@ -1169,6 +1169,7 @@ impl Batch {
 /// socket's read readiness registered with `cx` otherwise.
 /// The bytes `socket` has still to deliver (sent and not acknowledged, or
 /// not sent yet): `u32::MAX` if the kernel does not say.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn unsent_bytes(socket: &tokio::net::TcpStream) -> u32 {
     use std::os::fd::AsRawFd;
     let mut queued: libc::c_int = 0;
@@ -1180,6 +1181,44 @@ fn unsent_bytes(socket: &tokio::net::TcpStream) -> u32 {
     } else {
         u32::MAX
     }
+}
+
+/// The bytes `socket` has still to deliver (macOS: `SO_NWRITE`, its send
+/// buffer's bytes): `u32::MAX` if the kernel does not say.
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+fn unsent_bytes(socket: &tokio::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes (one c_int) to
+    // `queued`, and the length to `length`, both of which live here; the
+    // descriptor is the open socket's.
+    let asked = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NWRITE,
+            std::ptr::addr_of_mut!(queued).cast(),
+            &mut length,
+        )
+    };
+    if asked == 0 {
+        u32::try_from(queued).unwrap_or(u32::MAX)
+    } else {
+        u32::MAX
+    }
+}
+
+/// Elsewhere the kernel is not asked: an ending stream whose socket takes
+/// nothing for a moment is closed, however its client reads.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+)))]
+fn unsent_bytes(_socket: &tokio::net::TcpStream) -> u32 {
+    u32::MAX
 }
 
 fn client_gone(socket: &tokio::net::TcpStream, cx: &mut Context<'_>) -> bool {
