@@ -1037,6 +1037,11 @@ impl Serving {
                 Poll::Pending => {
                     let stall_after = self.stream.hub.options.stall;
                     if self.stream.ending(cx) {
+                        // The server stopping: what is left ends now (the
+                        // process is about to exit).
+                        if self.stream.hub.runtime.phase() >= Phase::Stopping {
+                            return Poll::Ready(Ended::Stalled);
+                        }
                         // Its last words, and a socket that takes nothing
                         // now: held while the client takes bytes (one that
                         // reads, whose socket was full when its channel
@@ -1099,10 +1104,10 @@ enum Ended {
 /// Frames to write at most at once.
 const BATCH: usize = 8;
 
-/// How long an ending stream (its channel closed, or the server stopping)
-/// may take no bytes before it is closed without its last words (at most
-/// the stall time): a reader drains a full socket in milliseconds, and a
-/// SIGTERM should not wait the stall time for one that does not read.
+/// How long a stream whose channel closed may take no bytes before it is
+/// closed without its last words (at most the stall time): a reader drains
+/// a full socket in milliseconds, and a SIGTERM should not wait the stall
+/// time for one that does not read. At Stopping there is no patience.
 const ENDING_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The frames a stream has ready, written together (one `writev`): a
