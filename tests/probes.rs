@@ -361,6 +361,33 @@ fn the_listeners_queue_a_wave_of_connections() {
 }
 
 #[test]
+fn gs_listen_backlog_sets_both_listeners_backlog_and_a_bad_value_is_refused_by_name() {
+    common::require_process_per_test();
+    for bad in ["0", "-1", "many", "65536", "1.5", ""] {
+        std::env::set_var("GS_LISTEN_BACKLOG", bad);
+        match Runtime::global().start_probe_listener(ProbeOptions::new("127.0.0.1:0")) {
+            Err(last_call::Error::Config(error)) => {
+                assert_eq!(error.variable, "GS_LISTEN_BACKLOG", "{bad:?}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // Nothing started: a good value starts both listeners with it.
+    std::env::set_var("GS_LISTEN_BACKLOG", "2000");
+    let probes = Runtime::global()
+        .start_probe_listener(ProbeOptions::new("127.0.0.1:0"))
+        .unwrap();
+    assert_eq!(backlog(probes.port()), 2000);
+    let hub = Runtime::global()
+        .start_hub(last_call::HubOptions::new(
+            "127.0.0.1:0",
+            "a secret the tests share, 32 bytes or more",
+        ))
+        .unwrap();
+    assert_eq!(backlog(hub.port()), 2000);
+}
+
+#[test]
 fn a_start_with_no_bound_buffer_starts_and_a_small_one_starts_nothing() {
     // Before: NULL `bound` started the listener, then returned
     // GS_ERR_BUFFER_TOO_SMALL (and a retry got GS_ERR_ALREADY_STARTED).

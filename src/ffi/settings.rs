@@ -31,6 +31,7 @@ pub(crate) fn names() -> Vec<&'static str> {
             probes::PROBE_ADDR,
             probes::DRAIN_TOKEN,
             probes::HEARTBEAT_STALE,
+            probes::LISTEN_BACKLOG,
             hub::STREAM_ADDR,
             hub::STREAM_SECRET,
             hub::STREAM_CORS_ORIGINS,

@@ -73,18 +73,47 @@ pub(crate) struct Bound {
     started: Started,
 }
 
-/// Connections the kernel queues for the accept loop. std's
-/// `TcpListener::bind` asks for 128: a wave of reconnections (thousands of
-/// clients handed off by a draining pod at once) overflowed it, and each
-/// overflowed client waited for a SYN retransmission (1 s, then 3 s). The
-/// kernel caps it at `net.core.somaxconn` (4096 by default).
-const BACKLOG: i32 = 1024;
+/// Connections the kernel queues for each listener's accept loop (the
+/// probe port's and the hub's).
+pub const LISTEN_BACKLOG: &str = "GS_LISTEN_BACKLOG";
 
-/// A listening socket on `addr` with the [`BACKLOG`] (and `SO_REUSEADDR`,
+/// The default [`LISTEN_BACKLOG`]. std's `TcpListener::bind` asks for 128:
+/// a wave of reconnections (thousands of clients handed off by a draining
+/// pod at once) overflowed it, and each overflowed client waited for a SYN
+/// retransmission (1 s, then 3 s). The kernel caps what is asked at
+/// `net.core.somaxconn` (4096 by default).
+const DEFAULT_BACKLOG: i32 = 1024;
+/// The largest [`LISTEN_BACKLOG`] (the kernel's own ceiling for
+/// `somaxconn`).
+const MAX_BACKLOG: i32 = 65_535;
+
+/// The backlog to listen with: [`LISTEN_BACKLOG`], else the default; a
+/// value that is not a whole number from 1 to 65,535 is refused naming it.
+fn backlog() -> Result<i32, ConfigError> {
+    let Some(raw) = crate::env_text::text(LISTEN_BACKLOG)? else {
+        return Ok(DEFAULT_BACKLOG);
+    };
+    match raw.trim().parse::<i32>() {
+        Ok(value) if (1..=MAX_BACKLOG).contains(&value) => Ok(value),
+        _ => Err(ConfigError {
+            variable: LISTEN_BACKLOG,
+            value: raw,
+            reason:
+                "expected a whole number from 1 to 65535 (the kernel caps it at net.core.somaxconn)"
+                    .into(),
+        }),
+    }
+}
+
+/// A listening socket on `addr` with `backlog` (and `SO_REUSEADDR`,
 /// as std sets it, so that a restarted process can listen at once; and
 /// `SO_REUSEPORT` when sibling worker processes share the port, see
 /// `workers.rs`).
-fn listen(addr: SocketAddr, share_port: bool) -> std::io::Result<std::net::TcpListener> {
+fn listen(
+    addr: SocketAddr,
+    share_port: bool,
+    backlog: i32,
+) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -95,7 +124,7 @@ fn listen(addr: SocketAddr, share_port: bool) -> std::io::Result<std::net::TcpLi
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 
@@ -123,8 +152,9 @@ pub(crate) fn bind(
             "port 0 with {workers} worker processes: each would listen on a port of its own; give the port"
         )));
     }
-    let listener =
-        listen(addr, workers > 1).map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
+    let backlog = backlog().map_err(Error::Config)?;
+    let listener = listen(addr, workers > 1, backlog)
+        .map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| cannot_listen(format!("cannot listen: {e}")))?;

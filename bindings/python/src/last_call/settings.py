@@ -121,6 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("GS_PROBE_ADDR", "address", "probes", "unset: none", "where the probe listener answers"),
     _s("GS_DRAIN_TOKEN", "secret", "probes", "unset: /drain answers 403", "the bearer token of POST /drain"),
     _s("GS_HEARTBEAT_STALE_SECONDS", "seconds", "probes", "10", "/healthz fails once the heartbeat is older", low=0),
+    _s("GS_LISTEN_BACKLOG", "count", "probes", "1024", "connections queued for each listener", low=1, high=65_535),
     # The stream hub and its shared store (read when it starts).
     _s("GS_STREAM_ADDR", "address", "hub", "unset: no hub", "where the hub listens"),
     _s("GS_STREAM_SECRET", "secret", "hub", "required with the hub", "the key of subscription tokens"),

@@ -22,6 +22,8 @@ mod readiness;
 mod routes;
 mod server;
 
+/// Read by every listener (the hub's too) when it starts.
+pub use crate::listener::LISTEN_BACKLOG;
 pub use heartbeat::Heartbeat;
 pub use options::ProbeOptions;
 pub use options::{DRAIN_TOKEN, HEARTBEAT_STALE, PROBE_ADDR};
