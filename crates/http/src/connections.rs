@@ -133,6 +133,17 @@ impl Drop for Slot {
 /// A slot busy while it lives.
 pub(crate) struct Busy<'a>(&'a Slot);
 
+impl Busy<'_> {
+    /// Busy for the rest of the slot's life, from now, with no moment idle
+    /// in between (see [`Slot::hold`]): a subscription's connection, whose
+    /// answer is a stream. Idle between its answer and its hold, it could
+    /// be shed for a newcomer at the cap, the stream counted and then cut.
+    pub(crate) fn hold(self) {
+        self.0.hold();
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.mark(false);
@@ -142,6 +153,22 @@ impl Drop for Busy<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_slot_held_is_never_idle_again() {
+        // A subscription's connection: busy while answered, then held for
+        // its stream with no moment idle between (it was shed there once,
+        // its stream counted and then cut, under a flood at the cap).
+        let connections = Connections::new(1);
+        let a = connections.admit().unwrap();
+        a.busy().hold();
+        assert!(connections.admit().is_none());
+        // A busy guard let go makes it idle again, and so sheddable.
+        let connections = Connections::new(1);
+        let b = connections.admit().unwrap();
+        drop(b.busy());
+        assert!(connections.admit().is_some());
+    }
 
     #[test]
     fn the_oldest_idle_connection_makes_room_and_busy_ones_are_kept() {

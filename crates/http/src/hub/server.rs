@@ -307,8 +307,14 @@ async fn connection(stream: std::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot>,
         let accepted = Arc::clone(&stream_slot);
         let slot = Arc::clone(&service_slot);
         async move {
-            let _busy = slot.busy();
-            Ok::<_, Infallible>(answer(&hub, request, &accepted, writer).await)
+            let busy = slot.busy();
+            let response = answer(&hub, request, &accepted, writer).await;
+            if lock(&accepted).is_some() {
+                // A stream: never shed for a newcomer, from before its
+                // head is written (it is counted already).
+                busy.hold();
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     let served = http1::Builder::new()
@@ -325,8 +331,7 @@ async fn connection(stream: std::net::TcpStream, hub: Arc<Hub>, slot: Arc<Slot>,
     // uncounted.
     let stream = lock(&accepted).take();
     if let (Ok(Ok(parts)), Some(stream)) = (served, stream) {
-        // A stream is never shed for a newcomer.
-        slot.hold();
+        // Held since its answer (see the service above).
         tokio::spawn(stream.serve(parts.io.into_inner(), slot, placed));
     }
 }
