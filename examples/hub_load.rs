@@ -55,26 +55,28 @@ fn parse() -> Options {
         connect_parallel: 256,
         disconnects: 50,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let number = || {
-            value
-                .parse::<usize>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a whole number")))
-        };
-        match flag.as_str() {
-            "--url" => options.url = Some(value.clone()),
-            "--streams" => options.streams = number(),
-            "--fanout" => options.fanout = Some(number()),
-            "--events" => options.events = number(),
-            "--interval-ms" => options.interval_ms = number() as u64,
-            "--connect-parallel" => options.connect_parallel = number().max(1),
-            "--disconnects" => options.disconnects = number(),
-            _ => usage(&format!("unknown option {flag}")),
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("url") => options.url = Some(parser.value()?.string()?),
+                Long("streams") => options.streams = parser.value()?.parse()?,
+                Long("fanout") => options.fanout = Some(parser.value()?.parse()?),
+                Long("events") => options.events = parser.value()?.parse()?,
+                Long("interval-ms") => options.interval_ms = parser.value()?.parse()?,
+                Long("connect-parallel") => {
+                    options.connect_parallel = parser.value()?.parse::<usize>()?.max(1)
+                }
+                Long("disconnects") => options.disconnects = parser.value()?.parse()?,
+                _ => return Err(arg.unexpected()),
+            }
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        usage(&error.to_string());
     }
     options
 }

@@ -118,15 +118,21 @@ fn by_size() -> Vec<i64> {
 
 fn main() {
     let mut streams = 10_000usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next().and_then(|v| v.parse().ok())) {
-            ("--streams", Some(n)) => streams = n,
-            _ => {
-                eprintln!("usage: hub_memory [--streams N]");
-                std::process::exit(2);
+    // lexopt: `--streams N` or `--streams=N`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("streams") => streams = parser.value()?.parse()?,
+                _ => return Err(arg.unexpected()),
             }
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        eprintln!("hub_memory: {error}\nusage: hub_memory [--streams N]");
+        std::process::exit(2);
     }
     let load = std::env::current_exe()
         .expect("this program's path")

@@ -78,15 +78,22 @@ async fn handle(
 
 fn main() {
     let mut publish_addr = "127.0.0.1:0".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--publish-addr", Some(addr)) => publish_addr = addr,
-            _ => {
-                eprintln!("usage: hub_peer [--publish-addr 127.0.0.1:0]");
-                std::process::exit(2);
+    // lexopt: `--publish-addr ADDR` or `--publish-addr=ADDR`, its errors
+    // named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("publish-addr") => publish_addr = parser.value()?.string()?,
+                _ => return Err(arg.unexpected()),
             }
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        eprintln!("hub_peer: {error}\nusage: hub_peer [--publish-addr 127.0.0.1:0]");
+        std::process::exit(2);
     }
     let runtime = Runtime::global();
     match runtime.start_hub_from_env() {

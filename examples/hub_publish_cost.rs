@@ -108,18 +108,25 @@ fn main() {
     let mut subscribers = 10_000usize;
     let mut rounds = 10usize;
     let mut interval_ms = 10u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().and_then(|v| v.parse::<u64>().ok());
-        match (flag.as_str(), value) {
-            ("--subscribers", Some(n)) => subscribers = n as usize,
-            ("--rounds", Some(n)) => rounds = n as usize,
-            ("--interval-ms", Some(n)) => interval_ms = n,
-            _ => {
-                eprintln!("usage: hub_publish_cost [--subscribers 10000] [--rounds 10] [--interval-ms 10]");
-                std::process::exit(2);
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("subscribers") => subscribers = parser.value()?.parse()?,
+                Long("rounds") => rounds = parser.value()?.parse()?,
+                Long("interval-ms") => interval_ms = parser.value()?.parse()?,
+                _ => return Err(arg.unexpected()),
             }
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        eprintln!(
+            "hub_publish_cost: {error}\nusage: hub_publish_cost [--subscribers 10000] [--rounds 10] [--interval-ms 10]"
+        );
+        std::process::exit(2);
     }
     let runtime = Runtime::global();
     let mut options = HubOptions::new(

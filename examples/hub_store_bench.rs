@@ -79,29 +79,37 @@ fn parse() -> Options {
         resumers: 2000,
         spread_seconds: 5.0,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let number = |text: &str| {
-            text.parse::<u64>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a whole number")))
-        };
-        match flag.as_str() {
-            "--rates" => options.rates = value.split(',').map(number).collect(),
-            "--seconds" => options.seconds = number(&value),
-            "--burst" => options.burst = number(&value),
-            "--channels" => options.channels = number(&value),
-            "--events" => options.events = number(&value),
-            "--resumers" => options.resumers = number(&value),
-            "--spread-seconds" => {
-                options.spread_seconds = value
-                    .parse()
-                    .unwrap_or_else(|_| usage("--spread-seconds: not a number"))
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("rates") => {
+                    options.rates = parser
+                        .value()?
+                        .string()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .map_err(|error| lexopt::Error::ParsingFailed {
+                            value: "--rates".into(),
+                            error: Box::new(error),
+                        })?
+                }
+                Long("seconds") => options.seconds = parser.value()?.parse()?,
+                Long("burst") => options.burst = parser.value()?.parse()?,
+                Long("channels") => options.channels = parser.value()?.parse()?,
+                Long("events") => options.events = parser.value()?.parse()?,
+                Long("resumers") => options.resumers = parser.value()?.parse()?,
+                Long("spread-seconds") => options.spread_seconds = parser.value()?.parse()?,
+                _ => return Err(arg.unexpected()),
             }
-            _ => usage(&format!("unknown option {flag}")),
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        usage(&error.to_string());
     }
     options
 }

@@ -109,49 +109,51 @@ fn parse() -> Options {
         seconds: 10.0,
         threads: 2,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let number = || {
-            value
-                .parse::<usize>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a whole number")))
-        };
-        match flag.as_str() {
-            "--sub-url" => sub_url = Some(value.clone()),
-            "--token-url" => token_url = Some(value.clone()),
-            "--publish" => {
-                publish = Some(match value.split_once(':') {
-                    Some(("body", url)) => Publish::Body(url.to_owned()),
-                    Some(("grip", url)) => Publish::Grip(url.to_owned()),
-                    _ => usage("--publish body:URL or grip:URL"),
-                })
-            }
-            "--server-pids" => {
-                options.server_pids = value
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        p.parse()
-                            .unwrap_or_else(|_| usage("--server-pids: numbers"))
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("sub-url") => sub_url = Some(parser.value()?.string()?),
+                Long("token-url") => token_url = Some(parser.value()?.string()?),
+                Long("publish") => {
+                    let value = parser.value()?.string()?;
+                    publish = Some(match value.split_once(':') {
+                        Some(("body", url)) => Publish::Body(url.to_owned()),
+                        Some(("grip", url)) => Publish::Grip(url.to_owned()),
+                        _ => usage("--publish body:URL or grip:URL"),
                     })
-                    .collect()
+                }
+                Long("server-pids") => {
+                    options.server_pids = parser
+                        .value()?
+                        .string()?
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .map_err(|error| lexopt::Error::ParsingFailed {
+                            value: "--server-pids".into(),
+                            error: Box::new(error),
+                        })?
+                }
+                Long("subscribers") => options.subscribers = parser.value()?.parse()?,
+                Long("fanout-events") => options.fanout_events = parser.value()?.parse()?,
+                Long("loop-subscribers") => options.loop_subscribers = parser.value()?.parse()?,
+                Long("loop-channels") => {
+                    options.loop_channels = parser.value()?.parse::<usize>()?.clamp(1, CHANNELS)
+                }
+                Long("window") => options.window = parser.value()?.parse::<usize>()?.max(1),
+                Long("seconds") => options.seconds = parser.value()?.parse()?,
+                Long("threads") => options.threads = parser.value()?.parse::<usize>()?.max(1),
+                _ => return Err(arg.unexpected()),
             }
-            "--subscribers" => options.subscribers = number(),
-            "--fanout-events" => options.fanout_events = number(),
-            "--loop-subscribers" => options.loop_subscribers = number(),
-            "--loop-channels" => options.loop_channels = number().clamp(1, CHANNELS),
-            "--window" => options.window = number().max(1),
-            "--seconds" => {
-                options.seconds = value
-                    .parse()
-                    .unwrap_or_else(|_| usage("--seconds: a number"))
-            }
-            "--threads" => options.threads = number().max(1),
-            _ => usage(&format!("unknown option {flag}")),
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        usage(&error.to_string());
     }
     options.sub_url = sub_url.unwrap_or_else(|| usage("--sub-url is needed"));
     options.token_url = token_url;

@@ -49,24 +49,24 @@ fn parse() -> Options {
         task_seconds: 0.0,
         connect_parallel: 256,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let number = || {
-            value
-                .parse::<f64>()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a number")))
-        };
-        match flag.as_str() {
-            "--server" => options.server = value.clone(),
-            "--streams" => options.streams = number() as usize,
-            "--tasks" => options.tasks = number() as usize,
-            "--task-seconds" => options.task_seconds = number(),
-            "--connect-parallel" => options.connect_parallel = number() as usize,
-            _ => usage(&format!("unknown option {flag}")),
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("server") => options.server = parser.value()?.string()?,
+                Long("streams") => options.streams = parser.value()?.parse()?,
+                Long("tasks") => options.tasks = parser.value()?.parse()?,
+                Long("task-seconds") => options.task_seconds = parser.value()?.parse()?,
+                Long("connect-parallel") => options.connect_parallel = parser.value()?.parse()?,
+                _ => return Err(arg.unexpected()),
+            }
         }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        usage(&error.to_string());
     }
     if options.streams == 0 || options.tasks == 0 || options.connect_parallel == 0 {
         usage("--streams, --tasks and --connect-parallel must be at least 1");

@@ -52,34 +52,33 @@ fn parse() -> Options {
         stream_ms: 1000,
         ..Options::default()
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--fork" => {
-                options.fork = true;
-                continue;
+    // lexopt: `--flag value` and `--flag=value`, its errors named.
+    let mut parser = lexopt::Parser::from_env();
+    let read = (|| -> Result<(), lexopt::Error> {
+        use lexopt::prelude::*;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("fork") => options.fork = true,
+                Long("hang") => options.hang = true,
+                Long("streams") => options.streams = parser.value()?.parse()?,
+                Long("stream-ms") => options.stream_ms = parser.value()?.parse()?,
+                Long("end-after-signal-ms") => {
+                    options.end_after_signal_ms = Some(parser.value()?.parse()?)
+                }
+                Long("endless") => options.endless = parser.value()?.parse()?,
+                Long("stuck") => options.stuck = parser.value()?.parse()?,
+                Long("hook-ms") => options.hook_ms = parser.value()?.parse()?,
+                Long("begin-shutdown-after-ms") => {
+                    options.begin_shutdown_after_ms = Some(parser.value()?.parse()?)
+                }
+                Long("poll-exit-ms") => options.poll_exit_ms = Some(parser.value()?.parse()?),
+                _ => return Err(arg.unexpected()),
             }
-            "--hang" => {
-                options.hang = true;
-                continue;
-            }
-            _ => {}
         }
-        let value: u64 = args
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| usage(&format!("{flag} needs a whole number")));
-        match flag.as_str() {
-            "--streams" => options.streams = value as u32,
-            "--stream-ms" => options.stream_ms = value,
-            "--end-after-signal-ms" => options.end_after_signal_ms = Some(value),
-            "--endless" => options.endless = value as u32,
-            "--stuck" => options.stuck = value as u32,
-            "--hook-ms" => options.hook_ms = value,
-            "--begin-shutdown-after-ms" => options.begin_shutdown_after_ms = Some(value),
-            "--poll-exit-ms" => options.poll_exit_ms = Some(value),
-            _ => usage(&format!("unknown option {flag}")),
-        }
+        Ok(())
+    })();
+    if let Err(error) = read {
+        usage(&error.to_string());
     }
     options
 }
