@@ -25,6 +25,7 @@ from last_call.asgi import (
     wait_for_streams,
 )
 from server_process import ServerProcess, eventually
+from sse_follow import follow
 
 from .conftest import APPS, ROOT
 
@@ -52,30 +53,8 @@ def uvicorn_app():
         server.close()
 
 
-def _follow(url: str, box: dict) -> None:
-    lines: list[tuple[float, str]] = []
-    box["lines"] = lines
-    try:
-        with httpx.Client(timeout=30) as client, client.stream("GET", url) as response:
-            for line in response.iter_lines():
-                lines.append((time.monotonic(), line))
-    except httpx.HTTPError as error:
-        box["error"] = error
-
-
-def _in_background(url: str) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-    thread = threading.Thread(target=_follow, args=(url, box), daemon=True)
-    thread.start()
-    return thread, box
-
-
 def _metrics(server: ServerProcess) -> dict:
     return server.client.get("/metrics").json()
-
-
-def _texts(box: dict) -> list[str]:
-    return [line for _, line in box["lines"]]
 
 
 # ----- uvicorn + the lifespan helper -------------------------------------------------
@@ -84,9 +63,9 @@ def _texts(box: dict) -> list[str]:
 def test_uvicorn_keeps_streams_through_sigterm_probes_answer_throughout_and_it_exits_0(uvicorn_app):
     server = uvicorn_app()
     assert server.probe_url, server.lines
-    short = _in_background(f"{server.url}/ticks?events=5&interval=0.2")
-    resumable = _in_background(f"{server.url}/ticks?events=500&interval=0.2")
-    pod_bound = _in_background(f"{server.url}/pod-bound?events=500&interval=0.2")
+    short = follow(f"{server.url}/ticks?events=5&interval=0.2")
+    resumable = follow(f"{server.url}/ticks?events=500&interval=0.2")
+    pod_bound = follow(f"{server.url}/pod-bound?events=500&interval=0.2")
     eventually(lambda: _metrics(server)["active_streams"] == 3, timeout=10)
 
     answers: list[tuple[int, int]] = []
@@ -118,20 +97,20 @@ def test_uvicorn_keeps_streams_through_sigterm_probes_answer_throughout_and_it_e
     for thread, _ in (short, resumable, pod_bound):
         thread.join(10)
     # The short stream ended by itself, during Draining.
-    assert _texts(short[1])[-2:] == ["data: done", ""], _texts(short[1])
+    assert short[1]["lines"][-2:] == ["data: done", ""], short[1]["lines"]
     # The long resumable one: reconnect with its last id, at its moment of
     # the notice (ClosingStreams at 6 - 1 - 2 = 3 s).
-    lines = _texts(resumable[1])
+    lines = resumable[1]["lines"]
     assert "event: reconnect" in lines, lines
     last_tick = [line for line in lines if line.startswith("id: ")][-2]
     assert lines[lines.index("event: reconnect") - 1] == last_tick
-    at = next(t for t, line in resumable[1]["lines"] if line == "event: reconnect") - sent
+    at = next(t for t, line in zip(resumable[1]["times"], resumable[1]["lines"]) if line == "event: reconnect") - sent
     assert 3.0 - 0.2 <= at < 6.0, at
     # The pod-bound one: the host's final event at the streams' last moment
     # (the hooks at 5 s, less the margin min(2/4, 1) s: 4.5 s), no reconnect.
-    lines = _texts(pod_bound[1])
+    lines = pod_bound[1]["lines"]
     assert "event: final" in lines and "event: reconnect" not in lines, lines
-    at = next(t for t, line in pod_bound[1]["lines"] if line == "event: final") - sent
+    at = next(t for t, line in zip(pod_bound[1]["times"], pod_bound[1]["lines"]) if line == "event: final") - sent
     assert 4.5 - 0.2 <= at < 4.5 + 0.5, at
     assert exited - sent < 6.0 + 2.0
 
@@ -181,25 +160,25 @@ def test_sse_starlette_alone_cuts_the_stream_at_sigterm_and_uvicorn_exits_143(uv
     # The failures the adapter and the lifespan exist for: sse-starlette's
     # own drain cuts the stream, and uvicorn re-raises SIGTERM.
     server = uvicorn_app({"LAST_CALL_DISABLED": "1"})
-    thread, box = _in_background(f"{server.url}/sse?events=500&interval=0.2")
+    thread, box = follow(f"{server.url}/sse?events=500&interval=0.2")
     eventually(lambda: len(box.get("lines", [])) >= 2, timeout=10)
     sent = server.signal(15)
     thread.join(20)
-    ended = box["lines"][-1][0] - sent
+    ended = box["times"][-1] - sent
     assert ended < 2.0, ended
-    assert "event: reconnect" not in _texts(box)
+    assert "event: reconnect" not in box["lines"]
     assert server.wait_exit(20) == -15
 
 
 def test_the_sse_starlette_adapter_keeps_the_stream_and_ends_it_with_our_reconnect(uvicorn_app):
     server = uvicorn_app()
-    thread, box = _in_background(f"{server.url}/sse?events=500&interval=0.2")
+    thread, box = follow(f"{server.url}/sse?events=500&interval=0.2")
     eventually(lambda: len(box.get("lines", [])) >= 2, timeout=10)
     sent = server.signal(15)
     thread.join(20)
-    lines = _texts(box)
+    lines = box["lines"]
     assert "event: reconnect" in lines, lines
-    at = next(t for t, line in box["lines"] if line == "event: reconnect") - sent
+    at = next(t for t, line in zip(box["times"], box["lines"]) if line == "event: reconnect") - sent
     # Not cut by sse-starlette's drain (+0.1 s): it ran into ClosingStreams (3 s).
     assert 3.0 - 0.2 <= at < 6.0, at
     ids = [line for line in lines if line.startswith("id: ")]

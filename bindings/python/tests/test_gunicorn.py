@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from server_process import ServerProcess, eventually
+from sse_follow import follow
 
 from .conftest import APPS
 
@@ -50,28 +51,13 @@ def _worker_pids(master: int) -> set[int]:
     return {int(pid) for pid in children}
 
 
-def _follow(url: str, box: dict[str, list[str]]) -> None:
-    lines: list[str] = []
-    box["lines"] = lines
-    with httpx.Client(timeout=30) as client, client.stream("GET", url) as response:
-        for line in response.iter_lines():
-            lines.append(line)
-
-
-def _in_background(url: str) -> tuple[threading.Thread, dict[str, list[str]]]:
-    box: dict[str, list[str]] = {}
-    thread = threading.Thread(target=_follow, args=(url, box), daemon=True)
-    thread.start()
-    return thread, box
-
-
 def test_two_gthread_workers_keep_their_streams_through_sigterm_and_exit_0(gunicorn_server):
     server = gunicorn_server("-w", "2", "--threads", "8")
     assert server.probe_url, server.lines
     master = server.process.pid
     eventually(lambda: len(_worker_pids(master)) == 2, timeout=10)
-    resumable = _in_background(f"{server.url}/stream?events=200&interval=0.2")
-    pod_bound = _in_background(f"{server.url}/pod-bound?events=200&interval=0.2")
+    resumable = follow(f"{server.url}/stream?events=200&interval=0.2")
+    pod_bound = follow(f"{server.url}/pod-bound?events=200&interval=0.2")
     short: list[tuple[threading.Thread, dict[str, list[str]]]] = []
 
     def holders() -> set[str]:
@@ -82,7 +68,7 @@ def test_two_gthread_workers_keep_their_streams_through_sigterm_and_exit_0(gunic
 
     # Short streams until both workers hold some (gunicorn does not balance).
     while len(short) < 4 or (len(holders()) < 2 and len(short) < 16):
-        short.append(_in_background(f"{server.url}/stream?events=10&interval=0.2"))
+        short.append(follow(f"{server.url}/stream?events=10&interval=0.2"))
     assert len(holders()) == 2, "both workers hold streams"
     sent = server.signal(signal.SIGTERM)
 
@@ -240,8 +226,8 @@ def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gu
     pingers = [threading.Thread(target=_ping, args=(client, stop_pinging), daemon=True) for client in kept_alive]
     for pinger in pingers:
         pinger.start()
-    followers = [_in_background(f"{server.url}/stream?events=200&interval=0.2") for _ in range(streams)]
-    followers += [_in_background(f"{server.url}/pod-bound?events=200&interval=0.2") for _ in range(streams)]
+    followers = [follow(f"{server.url}/stream?events=200&interval=0.2") for _ in range(streams)]
+    followers += [follow(f"{server.url}/pod-bound?events=200&interval=0.2") for _ in range(streams)]
     eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
     quiet: list[socket.socket] = []
     try:
@@ -306,7 +292,7 @@ def test_with_no_drain_delay_the_master_counts_its_workers_before_its_sequence_c
     server = gunicorn_server("-w", "2", "--threads", "4", "--graceful-timeout", "1", env=NO_DRAIN_DELAY)
     eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
     workers = _worker_pids(server.process.pid)
-    followers = [_in_background(f"{server.url}/stream?events=8&interval=0.2") for _ in range(4)]
+    followers = [follow(f"{server.url}/stream?events=8&interval=0.2") for _ in range(4)]
     eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
     server.signal(signal.SIGTERM)
     status = server.wait_exit(20)

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import threading
 
-import httpx
 import pytest
 from server_process import ServerProcess, eventually
+from sse_follow import follow
 
 from .conftest import APPS
 
@@ -48,21 +48,8 @@ def servers():
         server.close()
 
 
-def _follow(url: str, box: dict) -> None:
-    lines: list[str] = []
-    box["lines"] = lines
-    try:
-        with httpx.Client(timeout=30) as client, client.stream("GET", url) as response:
-            for line in response.iter_lines():
-                lines.append(line)
-    except httpx.HTTPError as error:
-        box["error"] = error
-
-
 def _open(url: str) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-    thread = threading.Thread(target=_follow, args=(url, box), daemon=True)
-    thread.start()
+    thread, box = follow(url)
     eventually(lambda: any(line.startswith("data:") for line in box.get("lines", [])), timeout=15)
     return thread, box
 
