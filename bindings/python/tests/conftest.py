@@ -19,18 +19,30 @@ APPS = Path(__file__).parent / "apps"
 
 
 @pytest.fixture
-def start_app():
-    """start_app(env=..., script=...) -> ServerProcess; all killed at teardown."""
+def start_server():
+    """start_server(command, env=...) -> ServerProcess, run in the apps'
+    folder (a script, gunicorn, ...); all killed at teardown."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, script: str = "stream_app.py") -> ServerProcess:
-        server = ServerProcess([sys.executable, str(APPS / script)], env or {}, cwd=APPS)
+    def start(command: list[str], env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(command, env or {}, cwd=APPS)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture
+def start_app(start_server):
+    """start_app(env=..., script=...) -> ServerProcess: an app of apps/ run
+    by this interpreter; all killed at teardown."""
+
+    def start(env: dict[str, str] | None = None, script: str = "stream_app.py") -> ServerProcess:
+        return start_server([sys.executable, str(APPS / script)], env)
+
+    return start
 
 
 @pytest.fixture

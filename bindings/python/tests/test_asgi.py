@@ -27,7 +27,7 @@ from last_call.asgi import (
 from server_process import ServerProcess, eventually
 from sse_follow import follow
 
-from .conftest import APPS, ROOT
+from .conftest import ROOT
 
 SHUTDOWN = {
     "GS_PROBE_ADDR": "127.0.0.1:0",
@@ -40,17 +40,11 @@ SHUTDOWN = {
 
 
 @pytest.fixture
-def uvicorn_app():
-    started: list[ServerProcess] = []
-
+def uvicorn_app(start_app):
     def start(env: dict[str, str] | None = None) -> ServerProcess:
-        server = ServerProcess([sys.executable, str(APPS / "asgi_app.py")], {**SHUTDOWN, **(env or {})}, cwd=APPS)
-        started.append(server)
-        return server
+        return start_app({**SHUTDOWN, **(env or {})}, script="asgi_app.py")
 
-    yield start
-    for server in started:
-        server.close()
+    return start
 
 
 def _metrics(server: ServerProcess) -> dict:

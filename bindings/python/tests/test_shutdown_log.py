@@ -35,17 +35,11 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn",
 
 
 @pytest.fixture
-def servers():
-    started: list[ServerProcess] = []
-
+def servers(start_server):
     def start(command: list[str], env: dict[str, str] | None = None) -> ServerProcess:
-        server = ServerProcess(command, {**SHUTDOWN, **(env or {})}, cwd=APPS)
-        started.append(server)
-        return server
+        return start_server(command, {**SHUTDOWN, **(env or {})})
 
-    yield start
-    for server in started:
-        server.close()
+    return start
 
 
 def _open(url: str) -> tuple[threading.Thread, dict]:
