@@ -353,11 +353,6 @@ impl Channel {
         state.last_active = Instant::now();
     }
 
-    /// Marks it used now: not idle for the idle time from now.
-    pub(crate) fn touch(&self) {
-        write(&self.state).last_active = Instant::now();
-    }
-
     /// The subscribers reading it here now.
     pub(crate) fn subscriber_count(&self) -> usize {
         read(&self.state).subscribers

@@ -57,15 +57,12 @@ impl Channels {
     }
 
     /// The channel named `name`, created if there is room (idle ones are
-    /// forgotten first when full), for a publish. Marked used under the
-    /// map's lock: an idle channel found here is not forgotten by a sweep
-    /// before the publish lands in it (which would go to a channel no one
-    /// can find).
+    /// forgotten first when full), for a publish. Held by the caller, it
+    /// is not forgotten by a sweep before the publish lands in it (see
+    /// [`forgettable`]).
     pub(crate) fn get_or_create(&self, name: &str, kind: StreamKind) -> Result<Arc<Channel>, Full> {
         let mut map = lock(&self.map);
-        let channel = self.find_or_make(&mut map, name, kind)?;
-        channel.touch();
-        Ok(channel)
+        self.find_or_make(&mut map, name, kind)
     }
 
     /// A subscriber of the channel named `name` (created as for a publish)
@@ -96,7 +93,7 @@ impl Channels {
         }
         if map.len() >= self.max {
             let now = Instant::now();
-            map.retain(|_, channel| !channel.is_idle(&self.limits, now));
+            map.retain(|_, channel| !forgettable(channel, &self.limits, now));
         }
         if map.len() >= self.max {
             return Err(Full);
@@ -111,7 +108,7 @@ impl Channels {
         let now = Instant::now();
         let mut map = lock(&self.map);
         let before = map.len();
-        map.retain(|_, channel| !channel.is_idle(&self.limits, now));
+        map.retain(|_, channel| !forgettable(channel, &self.limits, now));
         before - map.len()
     }
 
@@ -152,6 +149,16 @@ impl Channels {
             }
         }
     }
+}
+
+/// Whether the map may forget `channel`: idle for the idle time, and held
+/// by no one but the map. Read under the map's lock, where no one can take
+/// a new hold of it: a publish between finding a channel and appending to
+/// it, or a subscriber between finding it and being counted, holds it, and
+/// a sweep forgetting it then left the event, or the subscriber, in a
+/// channel no one could find.
+fn forgettable(channel: &Arc<Channel>, limits: &Limits, now: Instant) -> bool {
+    Arc::strong_count(channel) == 1 && channel.is_idle(limits, now)
 }
 
 /// On the hub's accepting thread: hands each channel to every writer thread holding
@@ -231,5 +238,16 @@ mod tests {
         let swept = sweeper.join().unwrap();
         assert!(swept > 0, "the sweeper never forgot a channel");
         assert_eq!(orphaned, 0);
+    }
+
+    #[test]
+    fn a_channel_held_for_a_publish_is_not_forgotten_until_let_go() {
+        let channels = channels(idle_writers(1));
+        let held = channels.get_or_create("c", StreamKind::Resumable).unwrap();
+        // Idle by the clock, but a publish is on its way into it.
+        assert_eq!(channels.evict_idle(), 0);
+        assert!(Arc::ptr_eq(&held, &channels.get("c").unwrap()));
+        drop(held);
+        assert_eq!(channels.evict_idle(), 1);
     }
 }
