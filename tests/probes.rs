@@ -363,7 +363,15 @@ fn the_listeners_queue_a_wave_of_connections() {
 #[test]
 fn gs_listen_backlog_sets_both_listeners_backlog_and_a_bad_value_is_refused_by_name() {
     common::require_process_per_test();
-    for bad in ["0", "-1", "many", "65536", "99999999999999999999999", "1.5", ""] {
+    for bad in [
+        "0",
+        "-1",
+        "many",
+        "65536",
+        "99999999999999999999999",
+        "1.5",
+        "",
+    ] {
         std::env::set_var("GS_LISTEN_BACKLOG", bad);
         match Runtime::global().start_probe_listener(ProbeOptions::new("127.0.0.1:0")) {
             Err(last_call::Error::Config(error)) => {
