@@ -6,12 +6,12 @@ and an early SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -267,6 +267,40 @@ def catches_sigterm(pid: int) -> bool:
 #: the slow imports (50 ms), loading the app, building the server, (under
 #: gunicorn) forking and booting its worker, and once the server has said
 #: it serves.
+@contextmanager
+def _started_alone(host: str, env: dict[str, str], marker: str):
+    """The host in a session of its own (gunicorn's worker is killed with
+    its master should the test fail), its output read on a thread: yields
+    the process, its output so far, an event set at the first line with
+    `marker` in it (in any case), and the reading thread (joined, the
+    output is whole once the process has exited). Its process group is
+    SIGKILLed on the way out."""
+    command, cwd = hosts.command(host)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    output: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            output.append(line)
+            if marker.lower() in line.lower():
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield process, output, seen, reader
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+        reader.join(10)
+
+
 EARLY_MOMENTS = (0.05, 0.2, 0.5, 1.0, "serving on")
 
 
@@ -277,26 +311,9 @@ def test_sigterm_early_in_start_up_exits_0(host, moment):
     Python interpreter runs no line of run.py for its first few tens of
     milliseconds (more on a loaded machine), and nothing in the program can
     cover that window (docs/examples.md)."""
-    command, cwd = hosts.command(host)
     env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
     env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"})
-    # A session of its own: gunicorn's worker is killed with its master
-    # should the test fail.
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    output: list[str] = []
-    announced = threading.Event()
-
-    def read() -> None:
-        for line in process.stdout:
-            output.append(line)
-            if "serving on" in line.lower():
-                announced.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
+    with _started_alone(host, env, "serving on") as (process, output, announced, reader):
         eventually(lambda: catches_sigterm(process.pid), timeout=20, interval=0.002)
         if moment == "serving on":
             assert announced.wait(30), "".join(output)
@@ -306,12 +323,6 @@ def test_sigterm_early_in_start_up_exits_0(host, moment):
         status = process.wait(timeout=30)
         reader.join(10)
         assert status == 0, "".join(output)
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=10)
 
 
 #: Where a host's start reaches the app's own start-up code, as it logs it,
@@ -335,28 +346,12 @@ def test_sigterm_at_many_moments_of_the_app_s_start_exits_0(host):
     being installed was lost (1 of 40 such SIGTERMs: the server logged it
     and served on); each must now end the process with status 0."""
     marker, span = START_MARKERS[host]
-    command, cwd = hosts.command(host)
     env = {k: v for k, v in os.environ.items() if k not in GS_VARIABLES}
     env.update({"HOST": "127.0.0.1", "PORT": "0", "GS_DRAIN_DELAY_SECONDS": "0", "PYTHONUNBUFFERED": "1"})
     results = []
     for attempt in range(10):
         delay = span * attempt / 9
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        output: list[str] = []
-        reached = threading.Event()
-
-        def read(process=process, output=output, reached=reached) -> None:
-            for line in process.stdout:
-                output.append(line)
-                if marker in line:
-                    reached.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
+        with _started_alone(host, env, marker) as (process, output, reached, reader):
             assert reached.wait(60), "".join(output)
             time.sleep(delay)
             process.send_signal(signal.SIGTERM)
@@ -364,15 +359,9 @@ def test_sigterm_at_many_moments_of_the_app_s_start_exits_0(host):
                 status = process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 status = "still running 30 s after the SIGTERM"
+            reader.join(10)
             results.append((round(delay, 3), status))
             if status != 0:
                 print("".join(output))
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-            reader.join(10)
     assert all(status == 0 for _, status in results), results
 
