@@ -19,15 +19,37 @@ use last_call_core::StreamCounter;
 use loom::sync::Arc;
 use loom::thread;
 
+/// Runs `body` on a new thread with its own handle on `counter`.
+fn on_thread<T: Send + 'static>(
+    counter: &Arc<StreamCounter>,
+    body: impl FnOnce(&StreamCounter) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let counter = Arc::clone(counter);
+    thread::spawn(move || body(&counter))
+}
+
+/// With one stream open, `churn` runs on another thread while this one
+/// waits for a zero counted after its wait began: the wait must return.
+/// The counter is handed back for the caller's checks.
+fn a_zero_is_seen_through(
+    counter: StreamCounter,
+    churn: impl FnOnce(&StreamCounter) + Send + 'static,
+) -> Arc<StreamCounter> {
+    let counter = Arc::new(counter);
+    counter.begin().unwrap();
+    let first = counter.zeros_so_far(); // the wait begins before the churn
+    let churn = on_thread(&counter, churn);
+    assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
+    churn.join().unwrap();
+    counter
+}
+
 #[test]
 fn the_last_end_wakes_a_waiter() {
     loom::model(|| {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
-        let ender = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || counter.end().unwrap())
-        };
+        let ender = on_thread(&counter, |counter| counter.end().unwrap());
         assert!(counter.wait_for_zero(None));
         assert_eq!(counter.active(), 0);
         ender.join().unwrap();
@@ -41,10 +63,7 @@ fn two_enders_racing_wake_a_waiter_exactly_at_zero() {
         counter.begin().unwrap();
         counter.begin().unwrap();
         let enders: Vec<_> = (0..2)
-            .map(|_| {
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || counter.end().unwrap())
-            })
+            .map(|_| on_thread(&counter, |counter| counter.end().unwrap()))
             .collect();
         assert!(counter.wait_for_zero(None));
         // The waiter returned, so both ends happened: zero is final here.
@@ -62,10 +81,7 @@ fn every_waiter_is_woken() {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
         let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || counter.wait_for_zero(None))
-            })
+            .map(|_| on_thread(&counter, |counter| counter.wait_for_zero(None)))
             .collect();
         counter.end().unwrap();
         for waiter in waiters {
@@ -79,15 +95,12 @@ fn a_stream_that_begins_while_a_waiter_sleeps_is_waited_for() {
     loom::model(|| {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
-        let worker = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || {
-                // A second stream starts before the first ends.
-                counter.begin().unwrap();
-                counter.end().unwrap();
-                counter.end().unwrap();
-            })
-        };
+        let worker = on_thread(&counter, |counter| {
+            // A second stream starts before the first ends.
+            counter.begin().unwrap();
+            counter.end().unwrap();
+            counter.end().unwrap();
+        });
         assert!(counter.wait_for_zero(None));
         worker.join().unwrap();
         assert_eq!(counter.active(), 0);
@@ -99,10 +112,7 @@ fn an_unmatched_end_never_wraps_under_races() {
     loom::model(|| {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
-        let other = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || counter.end().is_ok())
-        };
+        let other = on_thread(&counter, |counter| counter.end().is_ok());
         let mine = counter.end().is_ok();
         let theirs = other.join().unwrap();
         // Exactly one of the two ends matched the one begin.
@@ -120,18 +130,10 @@ fn a_brief_zero_is_seen_even_when_a_new_stream_begins_at_once() {
     // begins before the churn starts: a waiter that first looks after the
     // zero and the new begin rightly waits for the next zero.)
     loom::model(|| {
-        let counter = Arc::new(StreamCounter::new());
-        counter.begin().unwrap();
-        let first = counter.zeros_so_far(); // the wait begins before the zero
-        let churn = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || {
-                counter.end().unwrap();
-                counter.begin().unwrap();
-            })
-        };
-        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
-        churn.join().unwrap();
+        let counter = a_zero_is_seen_through(StreamCounter::new(), |counter| {
+            counter.end().unwrap();
+            counter.begin().unwrap();
+        });
         assert_eq!(counter.active(), 1);
     });
 }
@@ -144,20 +146,12 @@ fn two_zeros_in_a_row_are_seen_whatever_the_waiter_read_between_them() {
     // count back where it was, twice, in every interleaving with the
     // waiter's reads, its sleep and its wake-up.
     loom::model(|| {
-        let counter = Arc::new(StreamCounter::new());
-        counter.begin().unwrap();
-        let first = counter.zeros_so_far();
-        let churn = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    counter.end().unwrap();
-                    counter.begin().unwrap();
-                }
-            })
-        };
-        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
-        churn.join().unwrap();
+        let counter = a_zero_is_seen_through(StreamCounter::new(), |counter| {
+            for _ in 0..2 {
+                counter.end().unwrap();
+                counter.begin().unwrap();
+            }
+        });
         assert_eq!(counter.active(), 1);
     });
 }
@@ -167,19 +161,12 @@ fn a_zero_is_seen_across_the_wrap_of_the_zeros_count() {
     // The count of zeros waiters compare wraps from u32::MAX to 0 during
     // the wait.
     loom::model(|| {
-        let counter = Arc::new(StreamCounter::with_zeros_before_wrap());
-        counter.begin().unwrap();
-        let first = counter.zeros_so_far();
-        assert_eq!(first, u32::MAX);
-        let churn = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || {
-                counter.end().unwrap();
-                counter.begin().unwrap();
-            })
-        };
-        assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
-        churn.join().unwrap();
+        let counter = StreamCounter::with_zeros_before_wrap();
+        assert_eq!(counter.zeros_so_far(), u32::MAX);
+        a_zero_is_seen_through(counter, |counter| {
+            counter.end().unwrap();
+            counter.begin().unwrap();
+        });
     });
 }
 
@@ -193,19 +180,13 @@ fn a_zero_is_seen_when_another_thread_begins_a_stream_right_after_it() {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
         let first = counter.zeros_so_far();
-        let ender = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || counter.end().unwrap())
-        };
-        let beginner = {
-            let counter = Arc::clone(&counter);
-            thread::spawn(move || {
-                while counter.active() != 0 {
-                    thread::yield_now();
-                }
-                counter.begin().unwrap();
-            })
-        };
+        let ender = on_thread(&counter, |counter| counter.end().unwrap());
+        let beginner = on_thread(&counter, |counter| {
+            while counter.active() != 0 {
+                thread::yield_now();
+            }
+            counter.begin().unwrap();
+        });
         assert!(counter.wait_for_zero_since(first, Mono::deadline(None)));
         ender.join().unwrap();
         beginner.join().unwrap();
