@@ -39,6 +39,18 @@ fn serve(tokio: &tokio::runtime::Runtime, app: Router) -> SocketAddr {
     addr
 }
 
+/// A router that answers `/` with what `respond` makes, given its own
+/// handle on `runtime`.
+fn route<F, Fut>(runtime: &Runtime, respond: F) -> Router
+where
+    F: Fn(Runtime) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: IntoResponse,
+{
+    let gs = runtime.clone();
+    Router::new().route("/", get(move || respond(gs.clone())))
+}
+
 fn ticks<E: Send + 'static>(
     n: usize,
 ) -> impl futures_util::Stream<Item = Result<Event, E>> + Send + 'static {
@@ -81,22 +93,15 @@ fn short_sequence(runtime: &Runtime) {
 fn a_stream_that_errors_is_counted_once() {
     let runtime = Runtime::new();
     let tokio = client();
-    let gs = runtime.clone();
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let gs = gs.clone();
-            async move {
-                // After its events have gone out (an error in the same
-                // write would lose the response head with them).
-                let failing = ticks(2).chain(stream::once(async {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Err::<Event, _>(std::io::Error::other("the feed broke"))
-                }));
-                Sse::new(failing).tracked(StreamKind::Resumable).on(&gs)
-            }
-        }),
-    );
+    let app = route(&runtime, |gs| async move {
+        // After its events have gone out (an error in the same
+        // write would lose the response head with them).
+        let failing = ticks(2).chain(stream::once(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err::<Event, _>(std::io::Error::other("the feed broke"))
+        }));
+        Sse::new(failing).tracked(StreamKind::Resumable).on(&gs)
+    });
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
     let events = stream.until_end(WAIT);
@@ -109,19 +114,12 @@ fn a_stream_that_errors_is_counted_once() {
 fn a_client_that_goes_away_ends_its_stream_once() {
     let runtime = Runtime::new();
     let tokio = client();
-    let gs = runtime.clone();
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let gs = gs.clone();
-            async move {
-                Sse::new(ticks::<Infallible>(1).chain(stream::pending()))
-                    .keep_alive(KeepAlive::new().interval(Duration::from_millis(50)))
-                    .tracked(StreamKind::PodBound)
-                    .on(&gs)
-            }
-        }),
-    );
+    let app = route(&runtime, |gs| async move {
+        Sse::new(ticks::<Infallible>(1).chain(stream::pending()))
+            .keep_alive(KeepAlive::new().interval(Duration::from_millis(50)))
+            .tracked(StreamKind::PodBound)
+            .on(&gs)
+    });
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
     assert!(matches!(stream.next_event(WAIT), Some(Arrival::Event(_))));
@@ -153,17 +151,10 @@ async fn a_bug() -> Result<Event, Infallible> {
 fn a_panic_inside_the_stream_ends_its_count_once() {
     let runtime = Runtime::new();
     let tokio = client();
-    let gs = runtime.clone();
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let gs = gs.clone();
-            async move {
-                let panicking = ticks::<Infallible>(1).chain(stream::once(a_bug()));
-                Sse::new(panicking).tracked(StreamKind::Resumable).on(&gs)
-            }
-        }),
-    );
+    let app = route(&runtime, |gs| async move {
+        let panicking = ticks::<Infallible>(1).chain(stream::once(a_bug()));
+        Sse::new(panicking).tracked(StreamKind::Resumable).on(&gs)
+    });
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
     let events = stream.until_end(WAIT);
@@ -179,18 +170,11 @@ fn a_panic_inside_the_stream_ends_its_count_once() {
 fn a_stream_that_ends_by_itself_ends_its_count_at_its_end() {
     let runtime = Runtime::new();
     let tokio = client();
-    let gs = runtime.clone();
-    let app = Router::new().route(
-        "/",
-        get(move || {
-            let gs = gs.clone();
-            async move {
-                Sse::new(ticks::<Infallible>(3))
-                    .tracked(StreamKind::Resumable)
-                    .on(&gs)
-            }
-        }),
-    );
+    let app = route(&runtime, |gs| async move {
+        Sse::new(ticks::<Infallible>(3))
+            .tracked(StreamKind::Resumable)
+            .on(&gs)
+    });
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
     assert_eq!(stream.until_end(WAIT).len(), 3);
@@ -200,24 +184,19 @@ fn a_stream_that_ends_by_itself_ends_its_count_at_its_end() {
 
 /// A route whose streams send three ticks, then wait forever.
 fn endless(runtime: &Runtime, kind: StreamKind, last: Option<Event>) -> Router {
-    let gs = runtime.clone();
-    Router::new().route(
-        "/",
-        get(move || {
-            let gs = gs.clone();
-            let last = last.clone();
-            async move {
-                let tracked = Sse::new(ticks::<Infallible>(3).chain(stream::pending()))
-                    .keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
-                    .tracked(kind)
-                    .on(&gs);
-                match last {
-                    Some(event) => tracked.final_event(event),
-                    None => tracked,
-                }
+    route(runtime, move |gs| {
+        let last = last.clone();
+        async move {
+            let tracked = Sse::new(ticks::<Infallible>(3).chain(stream::pending()))
+                .keep_alive(KeepAlive::new().interval(Duration::from_millis(200)))
+                .tracked(kind)
+                .on(&gs);
+            match last {
+                Some(event) => tracked.final_event(event),
+                None => tracked,
             }
-        }),
-    )
+        }
+    })
 }
 
 /// The events of a stream opened before the shutdown, not heartbeats,
