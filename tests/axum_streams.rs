@@ -21,14 +21,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn client() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Serves `app` on 127.0.0.1 from `tokio`; its address.
 fn serve(tokio: &tokio::runtime::Runtime, app: Router) -> SocketAddr {
     let listener = tokio
@@ -57,22 +49,9 @@ fn ticks<E: Send + 'static>(
     stream::iter(0..n).map(|i| Ok(Event::default().id(i.to_string()).data(format!("tick {i}"))))
 }
 
-/// Waits (bounded) until `runtime` counts `active` streams.
-fn wait_active(runtime: &Runtime, active: u32) {
-    let deadline = Instant::now() + WAIT;
-    while runtime.active_streams() != active {
-        assert!(
-            Instant::now() < deadline,
-            "{} active streams, not {active}",
-            runtime.active_streams()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Every stream begun has ended, each once.
 fn assert_counted_once(runtime: &Runtime, streams: u64) {
-    wait_active(runtime, 0);
+    common::wait_active(runtime, 0, WAIT);
     assert_eq!(runtime.streams_started_total(), streams);
     assert_eq!(runtime.streams_finished_total(), streams);
 }
@@ -92,7 +71,7 @@ fn short_sequence(runtime: &Runtime) {
 #[test]
 fn a_stream_that_errors_is_counted_once() {
     let runtime = Runtime::new();
-    let tokio = client();
+    let tokio = common::tokio_runtime(2);
     let app = route(&runtime, |gs| async move {
         // After its events have gone out (an error in the same
         // write would lose the response head with them).
@@ -113,7 +92,7 @@ fn a_stream_that_errors_is_counted_once() {
 #[test]
 fn a_client_that_goes_away_ends_its_stream_once() {
     let runtime = Runtime::new();
-    let tokio = client();
+    let tokio = common::tokio_runtime(2);
     let app = route(&runtime, |gs| async move {
         Sse::new(ticks::<Infallible>(1).chain(stream::pending()))
             .keep_alive(KeepAlive::new().interval(Duration::from_millis(50)))
@@ -123,7 +102,7 @@ fn a_client_that_goes_away_ends_its_stream_once() {
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
     assert!(matches!(stream.next_event(WAIT), Some(Arrival::Event(_))));
-    wait_active(&runtime, 1);
+    common::wait_active(&runtime, 1, WAIT);
     drop(stream);
     assert_counted_once(&runtime, 1);
 }
@@ -150,7 +129,7 @@ async fn a_bug() -> Result<Event, Infallible> {
 #[test]
 fn a_panic_inside_the_stream_ends_its_count_once() {
     let runtime = Runtime::new();
-    let tokio = client();
+    let tokio = common::tokio_runtime(2);
     let app = route(&runtime, |gs| async move {
         let panicking = ticks::<Infallible>(1).chain(stream::once(a_bug()));
         Sse::new(panicking).tracked(StreamKind::Resumable).on(&gs)
@@ -169,7 +148,7 @@ fn a_panic_inside_the_stream_ends_its_count_once() {
 #[test]
 fn a_stream_that_ends_by_itself_ends_its_count_at_its_end() {
     let runtime = Runtime::new();
-    let tokio = client();
+    let tokio = common::tokio_runtime(2);
     let app = route(&runtime, |gs| async move {
         Sse::new(ticks::<Infallible>(3))
             .tracked(StreamKind::Resumable)
@@ -204,10 +183,10 @@ fn endless(runtime: &Runtime, kind: StreamKind, last: Option<Event>) -> Router {
 /// Returns them and how long after the start of the sequence it ended.
 fn through_the_shutdown(runtime: &Runtime, app: Router) -> (Vec<String>, Duration) {
     short_sequence(runtime);
-    let tokio = client();
+    let tokio = common::tokio_runtime(2);
     let addr = serve(&tokio, app);
     let stream = open(&tokio, addr, "/", &[]);
-    wait_active(runtime, 1);
+    common::wait_active(runtime, 1, WAIT);
     let started = Instant::now();
     assert!(runtime.begin_shutdown().unwrap());
     let events: Vec<String> = stream

@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 const SECRET: &[u8] = b"a secret the tests share, 32 bytes or more";
 const WAIT: Duration = Duration::from_secs(10);
 
-fn client() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn start(configure: impl FnOnce(&mut HubOptions)) -> SocketAddr {
     common::require_process_per_test();
     let mut options = HubOptions::new("127.0.0.1:0", SECRET);
@@ -78,7 +70,7 @@ fn wait_for_streams(count: u32) {
 #[test]
 fn events_arrive_in_order_with_ids_and_sse_headers() {
     let addr = start(|_| {});
-    let client = client();
+    let client = common::tokio_runtime(1);
     let stream = subscribe(&client, addr, "orders", &[]);
     assert_eq!(stream.headers["content-type"], "text/event-stream");
     assert_eq!(stream.headers["cache-control"], "no-cache");
@@ -121,7 +113,7 @@ fn events_arrive_in_order_with_ids_and_sse_headers() {
 #[test]
 fn last_event_id_replays_the_history_and_says_when_it_has_a_gap() {
     let addr = start(|options| options.history_len = 5);
-    let client = client();
+    let client = common::tokio_runtime(1);
     for n in 1..=8 {
         publish("feed", &n.to_string());
     }
@@ -148,7 +140,7 @@ fn last_event_id_replays_the_history_and_says_when_it_has_a_gap() {
 #[test]
 fn closing_a_channel_sends_the_final_event_and_ends_every_stream() {
     let addr = start(|_| {});
-    let client = client();
+    let client = common::tokio_runtime(1);
     let runtime = Runtime::global();
     runtime
         .hub_set_final_event(
@@ -191,7 +183,7 @@ fn closing_a_channel_sends_the_final_event_and_ends_every_stream() {
 #[test]
 fn a_refused_token_is_a_json_error_and_opens_no_stream() {
     let addr = start(|_| {});
-    let client = client();
+    let client = common::tokio_runtime(1);
     let good = token("mine");
     let other = token("theirs");
     let expired = {
@@ -271,7 +263,7 @@ fn a_refused_token_is_a_json_error_and_opens_no_stream() {
 #[test]
 fn cors_allows_only_the_listed_origins() {
     let addr = start(|options| options.cors_origins = vec!["https://app.example".into()]);
-    let client = client();
+    let client = common::tokio_runtime(1);
     let allowed = subscribe(&client, addr, "c", &[("origin", "https://app.example")]);
     assert_eq!(
         allowed.headers["access-control-allow-origin"],
@@ -301,7 +293,7 @@ fn a_client_that_stops_reading_is_dropped_at_the_stall_while_a_fast_one_keeps_up
         options.queue_capacity = 4;
         options.stall = Duration::from_millis(500);
     });
-    let client = client();
+    let client = common::tokio_runtime(1);
     let fast = subscribe(&client, addr, "firehose", &[]);
     assert_eq!(event(&fast), "retry: 1000");
     // The slow client: a raw socket that sends its request and then reads
@@ -547,7 +539,7 @@ fn a_burst_never_drops_a_reader_that_keeps_reading_and_a_lagging_one_is_told_gap
         options.history_len = 50;
         options.queue_capacity = 50;
     });
-    let client = client();
+    let client = common::tokio_runtime(1);
     let readers: Vec<SseStream> = (0..20)
         .map(|_| subscribe(&client, addr, "burst", &[]))
         .collect();
@@ -585,7 +577,7 @@ fn a_burst_never_drops_a_reader_that_keeps_reading_and_a_lagging_one_is_told_gap
 #[test]
 fn a_client_that_goes_away_is_uncounted_promptly() {
     let addr = start(|_| {});
-    let client = client();
+    let client = common::tokio_runtime(1);
     let streams: Vec<SseStream> = (0..20)
         .map(|_| subscribe(&client, addr, "gone", &[]))
         .collect();
@@ -638,7 +630,7 @@ fn sigterm_ends_each_hub_stream_by_its_channel_kind_spread_then_exits_0() {
     let line = child.wait_for_line("\"feed\"", WAIT);
     let tokens = common::json(&line);
     let addr: SocketAddr = tokens["addr"].as_str().unwrap().parse().unwrap();
-    let client = client();
+    let client = common::tokio_runtime(1);
     let open = |channel: &str| {
         let path = format!(
             "/streams/{channel}?token={}",
@@ -774,7 +766,7 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
             gs_status::GS_OK
         );
         let token = CStr::from_ptr(token.as_ptr()).to_str().unwrap().to_owned();
-        let client = client();
+        let client = common::tokio_runtime(1);
         let stream = sse::open(&client, addr, &format!("/streams/c?token={token}"), &[]);
         assert_eq!(stream.status, 200);
         wait_for_streams(1);
@@ -956,7 +948,7 @@ fn gs_hub_send_returns_the_number_or_a_negated_status() {
             failed(gs_status::GS_ERR_HUB_NOT_STARTED)
         );
         let addr = start(|_| {});
-        let client = client();
+        let client = common::tokio_runtime(1);
         let stream = subscribe(&client, addr, "c", &[]);
         assert_eq!(event(&stream), "retry: 1000");
         wait_for_streams(1);
@@ -1103,7 +1095,7 @@ fn gs_stream_threads_sets_the_writer_threads_and_a_value_out_of_range_is_refused
     }
     assert_eq!(writers(), 3);
     // Subscribers on each thread get a channel's events in order.
-    let client = client();
+    let client = common::tokio_runtime(1);
     let streams: Vec<SseStream> = (0..6)
         .map(|_| subscribe(&client, addr, "spread", &[]))
         .collect();
@@ -1122,7 +1114,7 @@ fn gs_stream_threads_sets_the_writer_threads_and_a_value_out_of_range_is_refused
 #[test]
 fn bearer_in_any_case_an_allowed_character_escaped_and_an_empty_last_event_id() {
     let addr = start(|_| {});
-    let client = client();
+    let client = common::tokio_runtime(1);
     // The scheme is case-insensitive (RFC 9110, 11.1).
     let bearer = format!("bearer {}", token("cased"));
     let cased = sse::open(
@@ -1230,7 +1222,7 @@ fn a_connection_answered_is_closed_not_kept_alive() {
 fn at_the_connection_cap_idle_ones_make_room_then_it_is_503_with_retry_after() {
     use std::io::{Read, Write};
     let addr = start(|options| options.max_connections = 20);
-    let client = client();
+    let client = common::tokio_runtime(1);
     // Idle connections that never send a request fill the cap: a
     // subscriber still gets in, each closing the oldest idle one.
     let idle: Vec<_> = (0..20)

@@ -52,14 +52,6 @@ fn pod_with(store: &str, env: &[(&str, &str)]) -> Pod {
     }
 }
 
-fn client() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn feed(client: &tokio::runtime::Runtime, pod: &Pod, last_event_id: Option<&str>) -> SseStream {
     channel(client, pod, "feed", &pod.feed_token, last_event_id)
 }
@@ -122,7 +114,7 @@ fn ids(stream: &SseStream, count: usize) -> Vec<String> {
 fn two_hubs_on_one_redis_see_one_order_and_a_resume_on_the_other_is_exact() {
     let redis = RedisServer::start();
     let (a, b) = (pod(&redis.url()), pod(&redis.url()));
-    let client = client();
+    let client = common::tokio_runtime(1);
     let on_a = feed(&client, &a, None);
     let on_b = feed(&client, &b, None);
     // Both pods publish to `feed` every 100 ms: each subscriber sees both
@@ -169,7 +161,7 @@ fn redis_with_aof_always_killed_and_restarted_subscribers_get_every_event_or_gap
 
 fn killed_and_restarted(mut redis: RedisServer) {
     let mut a = pod(&redis.url());
-    let client = client();
+    let client = common::tokio_runtime(1);
     let on_a = feed(&client, &a, None);
     let before = ids(&on_a, 5);
     redis.kill();
@@ -242,7 +234,7 @@ fn a_publisher_outpacing_a_stopped_redis_is_told_busy_memory_stays_bounded_and_i
     let (status, body, _) = health();
     assert_eq!(status, 200);
     assert!(body.contains(r#""stream_store":{"state":"ok"}"#), "{body}");
-    let client = client();
+    let client = common::tokio_runtime(1);
     let token = runtime
         .hub_subscribe_token("flood", Duration::from_secs(60))
         .unwrap();
@@ -326,7 +318,7 @@ fn at_drain_a_task_stream_is_handed_off_and_follows_its_task_on_the_other_pod_to
     ];
     let mut a = pod_with(&redis.url(), &timings);
     let b = pod(&redis.url());
-    let client = client();
+    let client = common::tokio_runtime(1);
     let on_a = channel(&client, &a, "task", &a.task_token, None);
     let before = ids(&on_a, 3);
     let signalled = Instant::now();
@@ -388,7 +380,7 @@ fn at_drain_a_task_stream_is_handed_off_and_follows_its_task_on_the_other_pod_to
 fn a_resume_from_an_id_of_another_epoch_a_malformed_or_a_huge_one_starts_with_gap() {
     let redis = RedisServer::start();
     let mut a = pod(&redis.url());
-    let client = client();
+    let client = common::tokio_runtime(1);
     let on_a = feed(&client, &a, None);
     let seen = ids(&on_a, 3);
     let real = last_call_store::ids::EventId::parse(&seen[2]).unwrap();
@@ -438,7 +430,7 @@ fn two_hubs_on_a_tls_redis_with_a_private_ca_and_client_certificates() {
         ("GS_STREAM_STORE_CLIENT_KEY_FILE", key),
     ];
     let (a, b) = (pod_with(&redis.url(), &tls), pod_with(&redis.url(), &tls));
-    let client = client();
+    let client = common::tokio_runtime(1);
     let on_a = feed(&client, &a, None);
     let seen_a = ids(&on_a, 12);
     // Part read on A, the rest on B after Last-Event-ID: exactly once.
@@ -538,7 +530,7 @@ fn two_workers_share_one_hub_port_and_every_subscriber_gets_both_workers_events(
     let alone = worker(1, port, &redis.url()).expect_err("a lone process on the workers' port");
     assert!(alone.to_string().contains("GS_STREAM_ADDR"), "{alone}");
 
-    let client = client();
+    let client = common::tokio_runtime(1);
     let token = workers[0]
         .hub_subscribe_token("jobs", Duration::from_secs(60))
         .unwrap();
@@ -630,7 +622,7 @@ fn a_hub_that_cannot_verify_the_tls_redis_runs_degraded_and_sends_nothing_in_pla
         std::thread::sleep(Duration::from_millis(50));
     }
     // Local subscribers still get local publishes (degraded, this pod only).
-    let client = client();
+    let client = common::tokio_runtime(1);
     let token = runtime
         .hub_subscribe_token("local", Duration::from_secs(60))
         .unwrap();

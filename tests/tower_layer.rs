@@ -96,30 +96,10 @@ fn serve(tokio: &tokio::runtime::Runtime, runtime: &Runtime, streams: &Streams) 
     addr
 }
 
-fn wait_active(runtime: &Runtime, active: u32) {
-    let deadline = Instant::now() + WAIT;
-    while runtime.active_streams() != active {
-        assert!(
-            Instant::now() < deadline,
-            "{} active, not {active}",
-            runtime.active_streams()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_body_counts_from_its_first_poll_to_its_end() {
     let runtime = Runtime::new();
-    let tokio = tokio_runtime();
+    let tokio = common::tokio_runtime(2);
     let streams = Streams::default();
     let addr = serve(&tokio, &runtime, &streams);
     let stream = common::sse::open(&tokio, addr, "/", &[]);
@@ -130,12 +110,12 @@ fn a_body_counts_from_its_first_poll_to_its_end() {
         stream.next(WAIT),
         Some(common::sse::Arrival::Event("data: one".into()))
     );
-    wait_active(&runtime, 1);
+    common::wait_active(&runtime, 1, WAIT);
     sender.send(Bytes::from_static(b"data: two\n\n")).unwrap();
     drop(sender);
     assert_eq!(stream.until_end(WAIT), ["data: two"]);
     assert_eq!(stream.cut(), None);
-    wait_active(&runtime, 0);
+    common::wait_active(&runtime, 0, WAIT);
     assert_eq!(runtime.streams_started_total(), 1);
     assert_eq!(runtime.streams_finished_total(), 1);
 }
@@ -143,14 +123,14 @@ fn a_body_counts_from_its_first_poll_to_its_end() {
 #[test]
 fn a_client_that_goes_away_ends_its_count_once() {
     let runtime = Runtime::new();
-    let tokio = tokio_runtime();
+    let tokio = common::tokio_runtime(2);
     let streams = Streams::default();
     let addr = serve(&tokio, &runtime, &streams);
     let stream = common::sse::open(&tokio, addr, "/", &[]);
     let sender = streams.take_sender();
     sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
     assert!(stream.next(WAIT).is_some());
-    wait_active(&runtime, 1);
+    common::wait_active(&runtime, 1, WAIT);
     drop(stream);
     // hyper notices at its next write at the latest.
     let deadline = Instant::now() + WAIT;
@@ -166,7 +146,7 @@ fn a_client_that_goes_away_ends_its_count_once() {
 #[test]
 fn a_response_never_sent_is_never_counted() {
     let runtime = Runtime::new();
-    let tokio = tokio_runtime();
+    let tokio = common::tokio_runtime(2);
     let streams = Streams::default();
     let app = StreamLayer::new()
         .on(&runtime)
@@ -183,7 +163,7 @@ fn a_response_never_sent_is_never_counted() {
 #[test]
 fn while_draining_new_requests_get_503_with_retry_after() {
     let runtime = Runtime::new();
-    let tokio = tokio_runtime();
+    let tokio = common::tokio_runtime(2);
     let streams = Streams::default();
     let addr = serve(&tokio, &runtime, &streams);
     // A stream open before the drain goes on.
@@ -203,7 +183,7 @@ fn while_draining_new_requests_get_503_with_retry_after() {
     sender.send(Bytes::from_static(b"data: after\n\n")).unwrap();
     drop(sender);
     assert_eq!(open_before.until_end(WAIT), ["data: after"]);
-    wait_active(&runtime, 0);
+    common::wait_active(&runtime, 0, WAIT);
     // Back in rotation: served again.
     runtime.set_draining(false).unwrap();
     let again = common::sse::open(&tokio, addr, "/", &[]);
@@ -213,18 +193,18 @@ fn while_draining_new_requests_get_503_with_retry_after() {
 /// A body that ends in `last` after one chunk: counted once, back to 0.
 fn counted_once_when_the_body(last: &'static [u8]) {
     let runtime = Runtime::new();
-    let tokio = tokio_runtime();
+    let tokio = common::tokio_runtime(2);
     let streams = Streams::default();
     let addr = serve(&tokio, &runtime, &streams);
     let stream = common::sse::open(&tokio, addr, "/", &[]);
     let sender = streams.take_sender();
     sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
     assert!(stream.next(WAIT).is_some());
-    wait_active(&runtime, 1);
+    common::wait_active(&runtime, 1, WAIT);
     sender.send(Bytes::from_static(last)).unwrap();
     stream.until_end(WAIT);
     assert!(stream.cut().is_some(), "the body ended in an error");
-    wait_active(&runtime, 0);
+    common::wait_active(&runtime, 0, WAIT);
     assert_eq!(runtime.streams_started_total(), 1);
     assert_eq!(runtime.streams_finished_total(), 1);
     // The server goes on serving.

@@ -21,6 +21,29 @@ pub fn require_process_per_test() {
     );
 }
 
+/// A multi-thread tokio runtime with `threads` workers, for a test's
+/// clients (or the server it runs in process).
+pub fn tokio_runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits (bounded by `within`) until `runtime` counts `active` streams.
+pub fn wait_active(runtime: &last_call::Runtime, active: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while runtime.active_streams() != active {
+        assert!(
+            Instant::now() < deadline,
+            "{} active streams, not {active}",
+            runtime.active_streams()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Removes every `GS_*` setting the test process may have inherited, so a
 /// child sees only what its test gives it.
 pub fn clear_gs_environment(command: &mut Command) {
