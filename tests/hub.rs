@@ -298,14 +298,8 @@ fn a_client_that_stops_reading_is_dropped_at_the_stall_while_a_fast_one_keeps_up
     assert_eq!(event(&fast), "retry: 1000");
     // The slow client: a raw socket that sends its request and then reads
     // nothing, so the kernel's buffers fill and its writes stall.
-    let mut slow = std::net::TcpStream::connect(addr).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        slow,
-        "GET /streams/firehose?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
-        token("firehose")
-    )
-    .unwrap();
+    use std::io::Read;
+    let mut slow = raw_subscriber(addr, "firehose", false);
     wait_for_streams(2);
     let big = "x".repeat(64 * 1024);
     let mut published = 0;
@@ -375,9 +369,26 @@ fn small_receive_buffer(socket: &std::net::TcpStream) {
     assert_eq!(set, 0);
 }
 
+/// A subscriber on a plain socket, its request sent and nothing read: a
+/// client the test starves or reads by hand. `small_buffer` shrinks its
+/// receive buffer first (see [`small_receive_buffer`]).
+fn raw_subscriber(addr: SocketAddr, channel: &str, small_buffer: bool) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    if small_buffer {
+        small_receive_buffer(&socket);
+    }
+    write!(
+        socket,
+        "GET /streams/{channel}?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
+        token(channel)
+    )
+    .unwrap();
+    socket
+}
+
 #[test]
 fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
-    use std::io::Write;
     // A long stall time: the end must not wait for it. A history that
     // holds every event published below (4 MiB): with the default (1 MiB),
     // the stream skips to what is left with a gap, which the kernel's send
@@ -388,14 +399,7 @@ fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
         options.queue_capacity = 128;
         options.history_len = 128;
     });
-    let mut silent = std::net::TcpStream::connect(addr).unwrap();
-    small_receive_buffer(&silent);
-    write!(
-        silent,
-        "GET /streams/ending?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
-        token("ending")
-    )
-    .unwrap();
+    let _silent = raw_subscriber(addr, "ending", true); // held, never read
     wait_for_streams(1);
     // The client reads nothing: its socket fills.
     let big = "x".repeat(64 * 1024);
@@ -424,7 +428,7 @@ fn a_stream_whose_last_words_cannot_be_written_is_closed_at_once() {
 
 #[test]
 fn a_reader_whose_socket_is_full_when_its_channel_closes_gets_every_event_and_the_end() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     // A socket full of events (16 MiB: more than the kernel's buffers on
     // both sides hold) when the channel closes, then read as fast as the
     // client can: a reader that keeps up, whose socket was full for a
@@ -436,13 +440,7 @@ fn a_reader_whose_socket_is_full_when_its_channel_closes_gets_every_event_and_th
         options.queue_capacity = 512;
         options.history_len = 512;
     });
-    let mut reader = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        reader,
-        "GET /streams/ending?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
-        token("ending")
-    )
-    .unwrap();
+    let mut reader = raw_subscriber(addr, "ending", false);
     wait_for_streams(1);
     let big = "x".repeat(64 * 1024);
     for _ in 0..256 {
@@ -478,7 +476,7 @@ fn a_reader_whose_socket_is_full_when_its_channel_closes_gets_every_event_and_th
 
 #[test]
 fn a_client_that_takes_a_trickle_while_the_stream_runs_ahead_is_dropped() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let addr = start(|options| {
         options.queue_capacity = 4;
         options.stall = Duration::from_millis(1_000);
@@ -486,14 +484,7 @@ fn a_client_that_takes_a_trickle_while_the_stream_runs_ahead_is_dropped() {
     // A client that reads a little, often: its window opens now and then
     // and the hub's writes make a little progress, which held it for ever
     // (the stall restarted at each write) while it fell further behind.
-    let mut trickle = std::net::TcpStream::connect(addr).unwrap();
-    small_receive_buffer(&trickle);
-    write!(
-        trickle,
-        "GET /streams/river?token={} HTTP/1.1\r\nhost: hub\r\n\r\n",
-        token("river")
-    )
-    .unwrap();
+    let mut trickle = raw_subscriber(addr, "river", true);
     wait_for_streams(1);
     trickle
         .set_read_timeout(Some(Duration::from_millis(5)))
