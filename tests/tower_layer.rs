@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::sse::{Arrival, SseStream};
 use http_body_util::StreamBody;
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response};
@@ -96,51 +97,77 @@ fn serve(tokio: &tokio::runtime::Runtime, runtime: &Runtime, streams: &Streams) 
     addr
 }
 
+/// The layered app served on 127.0.0.1 by a tokio runtime of its own, on
+/// a private last-call runtime.
+struct Served {
+    runtime: Runtime,
+    tokio: tokio::runtime::Runtime,
+    streams: Streams,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start() -> Self {
+        let runtime = Runtime::new();
+        let tokio = common::tokio_runtime(2);
+        let streams = Streams::default();
+        let addr = serve(&tokio, &runtime, &streams);
+        Served {
+            runtime,
+            tokio,
+            streams,
+            addr,
+        }
+    }
+
+    fn open(&self) -> SseStream {
+        common::sse::open(&self.tokio, self.addr, "/", &[])
+    }
+
+    /// A stream opened, its first chunk received and the stream counted;
+    /// with the sender that feeds it.
+    fn open_counted(&self) -> (SseStream, mpsc::UnboundedSender<Bytes>) {
+        let stream = self.open();
+        assert_eq!(stream.status, 200);
+        let sender = self.streams.take_sender();
+        sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
+        assert_eq!(stream.next(WAIT), Some(Arrival::Event("data: one".into())));
+        common::wait_active(&self.runtime, 1, WAIT);
+        (stream, sender)
+    }
+
+    /// No stream open, and the one begun counted once.
+    fn assert_counted_once(&self) {
+        common::wait_active(&self.runtime, 0, WAIT);
+        assert_eq!(self.runtime.streams_started_total(), 1);
+        assert_eq!(self.runtime.streams_finished_total(), 1);
+    }
+}
+
 #[test]
 fn a_body_counts_from_its_first_poll_to_its_end() {
-    let runtime = Runtime::new();
-    let tokio = common::tokio_runtime(2);
-    let streams = Streams::default();
-    let addr = serve(&tokio, &runtime, &streams);
-    let stream = common::sse::open(&tokio, addr, "/", &[]);
-    assert_eq!(stream.status, 200);
-    let sender = streams.take_sender();
-    sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    assert_eq!(
-        stream.next(WAIT),
-        Some(common::sse::Arrival::Event("data: one".into()))
-    );
-    common::wait_active(&runtime, 1, WAIT);
+    let served = Served::start();
+    let (stream, sender) = served.open_counted();
     sender.send(Bytes::from_static(b"data: two\n\n")).unwrap();
     drop(sender);
     assert_eq!(stream.until_end(WAIT), ["data: two"]);
     assert_eq!(stream.cut(), None);
-    common::wait_active(&runtime, 0, WAIT);
-    assert_eq!(runtime.streams_started_total(), 1);
-    assert_eq!(runtime.streams_finished_total(), 1);
+    served.assert_counted_once();
 }
 
 #[test]
 fn a_client_that_goes_away_ends_its_count_once() {
-    let runtime = Runtime::new();
-    let tokio = common::tokio_runtime(2);
-    let streams = Streams::default();
-    let addr = serve(&tokio, &runtime, &streams);
-    let stream = common::sse::open(&tokio, addr, "/", &[]);
-    let sender = streams.take_sender();
-    sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    assert!(stream.next(WAIT).is_some());
-    common::wait_active(&runtime, 1, WAIT);
+    let served = Served::start();
+    let (stream, sender) = served.open_counted();
     drop(stream);
     // hyper notices at its next write at the latest.
     let deadline = Instant::now() + WAIT;
-    while runtime.active_streams() != 0 {
+    while served.runtime.active_streams() != 0 {
         assert!(Instant::now() < deadline, "the count never ended");
         let _ = sender.send(Bytes::from_static(b": ping\n\n"));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(runtime.streams_started_total(), 1);
-    assert_eq!(runtime.streams_finished_total(), 1);
+    served.assert_counted_once();
 }
 
 #[test]
@@ -162,54 +189,35 @@ fn a_response_never_sent_is_never_counted() {
 
 #[test]
 fn while_draining_new_requests_get_503_with_retry_after() {
-    let runtime = Runtime::new();
-    let tokio = common::tokio_runtime(2);
-    let streams = Streams::default();
-    let addr = serve(&tokio, &runtime, &streams);
+    let served = Served::start();
     // A stream open before the drain goes on.
-    let open_before = common::sse::open(&tokio, addr, "/", &[]);
-    let sender = streams.take_sender();
-    sender
-        .send(Bytes::from_static(b"data: before\n\n"))
-        .unwrap();
-    assert!(open_before.next(WAIT).is_some());
-    runtime.set_draining(true).unwrap();
-    let refused = common::sse::open(&tokio, addr, "/", &[]);
+    let (open_before, sender) = served.open_counted();
+    served.runtime.set_draining(true).unwrap();
+    let refused = served.open();
     assert_eq!(refused.status, 503);
     assert_eq!(refused.headers["retry-after"], "2");
     assert!(common::sse::body_text(&refused).contains("draining"));
     // Only the stream open before was counted; it still streams.
-    assert_eq!(runtime.streams_started_total(), 1);
+    assert_eq!(served.runtime.streams_started_total(), 1);
     sender.send(Bytes::from_static(b"data: after\n\n")).unwrap();
     drop(sender);
     assert_eq!(open_before.until_end(WAIT), ["data: after"]);
-    common::wait_active(&runtime, 0, WAIT);
+    served.assert_counted_once();
     // Back in rotation: served again.
-    runtime.set_draining(false).unwrap();
-    let again = common::sse::open(&tokio, addr, "/", &[]);
-    assert_eq!(again.status, 200);
+    served.runtime.set_draining(false).unwrap();
+    assert_eq!(served.open().status, 200);
 }
 
 /// A body that ends in `last` after one chunk: counted once, back to 0.
 fn counted_once_when_the_body(last: &'static [u8]) {
-    let runtime = Runtime::new();
-    let tokio = common::tokio_runtime(2);
-    let streams = Streams::default();
-    let addr = serve(&tokio, &runtime, &streams);
-    let stream = common::sse::open(&tokio, addr, "/", &[]);
-    let sender = streams.take_sender();
-    sender.send(Bytes::from_static(b"data: one\n\n")).unwrap();
-    assert!(stream.next(WAIT).is_some());
-    common::wait_active(&runtime, 1, WAIT);
+    let served = Served::start();
+    let (stream, sender) = served.open_counted();
     sender.send(Bytes::from_static(last)).unwrap();
     stream.until_end(WAIT);
     assert!(stream.cut().is_some(), "the body ended in an error");
-    common::wait_active(&runtime, 0, WAIT);
-    assert_eq!(runtime.streams_started_total(), 1);
-    assert_eq!(runtime.streams_finished_total(), 1);
+    served.assert_counted_once();
     // The server goes on serving.
-    let again = common::sse::open(&tokio, addr, "/", &[]);
-    assert_eq!(again.status, 200);
+    assert_eq!(served.open().status, 200);
 }
 
 #[test]
