@@ -13,6 +13,7 @@ mod pki;
 
 use common::sse::{self, Arrival, SseStream};
 use common::{clear_gs_environment, example, ChildProcess};
+use last_call::{Runtime, StreamKind};
 use redis_server::{RedisServer, ServerTls};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -209,6 +210,32 @@ fn killed_and_restarted(mut redis: RedisServer) {
 }
 
 /// Resident memory of this process, in bytes.
+/// A subscriber to `channel` on this process's hub at `addr`, which has
+/// received `data` published after it subscribed.
+fn subscribed_in_process(
+    client: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    channel: &str,
+    data: &str,
+) -> SseStream {
+    let runtime = Runtime::global();
+    let token = runtime
+        .hub_subscribe_token(channel, Duration::from_secs(60))
+        .unwrap();
+    let subscriber = sse::open(
+        client,
+        addr,
+        &format!("/streams/{channel}?token={token}"),
+        &[],
+    );
+    assert_eq!(subscriber.status, 200);
+    runtime
+        .hub_publish(channel, "step", data, None, StreamKind::Resumable)
+        .unwrap();
+    assert!(next(&subscriber).ends_with(&format!("data: {data}")));
+    subscriber
+}
+
 fn resident() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -219,7 +246,7 @@ fn resident() -> u64 {
 
 #[test]
 fn a_publisher_outpacing_a_stopped_redis_is_told_busy_memory_stays_bounded_and_it_recovers() {
-    use last_call::{Error, HubOptions, Runtime, StoreUrl, StreamKind};
+    use last_call::{Error, HubOptions, StoreUrl};
     common::require_process_per_test();
     let redis = RedisServer::start();
     let runtime = Runtime::global();
@@ -235,15 +262,7 @@ fn a_publisher_outpacing_a_stopped_redis_is_told_busy_memory_stays_bounded_and_i
     assert_eq!(status, 200);
     assert!(body.contains(r#""stream_store":{"state":"ok"}"#), "{body}");
     let client = common::tokio_runtime(1);
-    let token = runtime
-        .hub_subscribe_token("flood", Duration::from_secs(60))
-        .unwrap();
-    let subscriber = sse::open(&client, addr, &format!("/streams/flood?token={token}"), &[]);
-    assert_eq!(subscriber.status, 200);
-    runtime
-        .hub_publish("flood", "step", "before", None, StreamKind::Resumable)
-        .unwrap();
-    assert!(next(&subscriber).ends_with("data: before"));
+    let subscriber = subscribed_in_process(&client, addr, "flood", "before");
     // Redis stops answering (longer than the client's timeouts).
     ChildProcess::signal(redis.pid(), libc::SIGSTOP);
     let data = "x".repeat(1024);
@@ -589,7 +608,7 @@ fn several_workers_refuse_the_in_process_store_and_port_0_by_name() {
 
 #[test]
 fn a_hub_that_cannot_verify_the_tls_redis_runs_degraded_and_sends_nothing_in_plaintext() {
-    use last_call::{HubOptions, Runtime, StoreTls, StoreUrl, StreamKind};
+    use last_call::{HubOptions, Runtime, StoreTls, StoreUrl};
     common::require_process_per_test();
     let (ours, theirs) = (pki::Pki::new("ours"), pki::Pki::new("theirs"));
     let leaf = theirs.issue("redis", &["127.0.0.1"]);
@@ -623,15 +642,7 @@ fn a_hub_that_cannot_verify_the_tls_redis_runs_degraded_and_sends_nothing_in_pla
     }
     // Local subscribers still get local publishes (degraded, this pod only).
     let client = common::tokio_runtime(1);
-    let token = runtime
-        .hub_subscribe_token("local", Duration::from_secs(60))
-        .unwrap();
-    let subscriber = sse::open(&client, addr, &format!("/streams/local?token={token}"), &[]);
-    assert_eq!(subscriber.status, 200);
-    runtime
-        .hub_publish("local", "step", "here", None, StreamKind::Resumable)
-        .unwrap();
-    assert!(next(&subscriber).ends_with("data: here"));
+    subscribed_in_process(&client, addr, "local", "here");
     // Nothing reached Redis: no plaintext fallback, no write on an
     // unverified link.
     assert_eq!(redis.cli(&["DBSIZE"]), "0");
