@@ -9,18 +9,25 @@ reported. Two settings are watched, from outside the process:
   environment says 20 s, the app 1 s; an idle server that exits between 1
   and 12 s after SIGTERM ran with the app's (the bounds are generous: the
   two candidates are 19 s apart).
+
+And one that gunicorn's master derives from them with ``--preload``:
+``graceful_timeout``, from the app's ``GS_SHUTDOWN_TIMEOUT_SECONDS``, seen
+by when the master SIGKILLs a worker that outlives its sequence.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from server_process import ServerProcess
+from server_process import ServerProcess, eventually
 
 from .conftest import APPS
 
@@ -133,6 +140,77 @@ def test_gunicorn_workers_take_the_settings_of_their_own_sequence_from_the_app(s
     assert _accepted_token(server) == "env-token"
     server.signal(signal.SIGTERM)
     assert server.wait_exit(30) == 0, "\n".join(server.lines)
+
+
+#: The environment's timeout, and so the graceful_timeout this module
+#: derives when imported, before the app is loaded.
+ENV_TIMEOUT = 60
+#: The app's: the master's deadline and its graceful_timeout.
+APP_TIMEOUT = 6
+#: The master's Stopping, once SIGTERM came: the hooks' budget before its
+#: deadline (by default a quarter of the timeout, at most 3 s).
+MASTER_STOPPING = APP_TIMEOUT * 3 / 4
+#: How long the worker outlives its sequence (which ends at 0.5 s): past
+#: the master's kill at 4.5 + 6 s by far, well within the environment's 60 s.
+LINGER_SECONDS = 30
+
+
+def _running(pid: int) -> bool:
+    """Whether the process is alive (a zombie has ended; once its parent
+    is gone nobody may reap it here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("config", "keywords"),
+    [
+        ({"GS_SHUTDOWN_TIMEOUT_SECONDS": APP_TIMEOUT, "GS_DRAIN_DELAY_SECONDS": 0.5}, {}),
+        ({}, {"shutdown_timeout_seconds": APP_TIMEOUT, "drain_delay_seconds": 0.5}),
+    ],
+    ids=["app-config", "keyword"],
+)
+def test_gunicorn_with_preload_derives_graceful_timeout_from_the_apps_timeout(servers, config, keywords):
+    """With --preload the master loads the app before on_starting, and its
+    graceful_timeout follows the app's timeout, not the environment's that
+    the config module saw when imported. Seen from outside: gunicorn's
+    master SIGKILLs the workers still alive graceful_timeout seconds after
+    its own Stopping. The worker here outlives its sequence by 30 s (a
+    non-daemon thread its hook started); the master's sequence runs on the
+    app's 6 s, so it halts at 4.5 s (its Stopping), kills the worker 6 s
+    later, at about 10.5 s, and exits. With the environment's 60 s it would
+    wait for the worker to finish lingering (about 30.5 s), killing none."""
+    env = {
+        "APP_CONFIG": json.dumps(config),
+        "SETTINGS_KEYWORDS": json.dumps(keywords),
+        "LINGER_SECONDS": str(LINGER_SECONDS),
+        "GS_SHUTDOWN_TIMEOUT_SECONDS": str(ENV_TIMEOUT),
+        # Counted from Stopped: neither process's watchdog may end it first.
+        "GS_EXIT_WATCHDOG_SECONDS": "120",
+    }
+    server = servers([*GUNICORN, "--preload", "-w", "1", "--threads", "4", "lingering_app:app"], env)
+    ready = server.wait_for_log(r"last_call: worker \d+ ready", timeout=30)
+    worker = int(re.search(r"last_call: worker (\d+) ready", ready).group(1))
+    try:
+        sent = server.signal(signal.SIGTERM)
+        server.wait_for_log(rf"lingering {worker} for", timeout=20)
+        code = server.wait_exit(LINGER_SECONDS + 60)
+        took = time.monotonic() - sent
+        output = "\n".join(server.lines)
+        assert code == 0, output
+        assert f"lingered {worker}" not in output, f"the master waited {took:.1f} s for the worker:\n{output}"
+        # Not before the app's graceful_timeout from the master's Stopping
+        # (half a second to spare for clocks; load only makes it later).
+        earliest = MASTER_STOPPING + APP_TIMEOUT - 0.5
+        assert earliest <= took < LINGER_SECONDS, f"exited {took:.1f} s after SIGTERM:\n{output}"
+        # Killed by the master before it exited, not left behind.
+        eventually(lambda: not _running(worker), timeout=10)
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
