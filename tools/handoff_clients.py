@@ -28,24 +28,20 @@ that against the channel's own record in the store (``StoreRecord.history``):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
 import httpx_sse
-
 import stream_log
+from client_loop import PER_TRANSPORT, ClientLoop, new_transport
 from store_record import StoredChannel, StoreRecord
 
 #: A subscriber's connections at most (its first and its reconnects): a
 #: stream nudged off every pod in turn needs one per old pod it lands on.
 MAX_CONNECTIONS = 20
-#: Subscribers per shared connection pool (one pool stalls with thousands).
-PER_TRANSPORT = 250
 FINAL_TYPES = ("task_completed", "task_failed")
 
 
@@ -84,7 +80,7 @@ def ending(data: dict) -> str:
     return f"{label} ({reason})" if label == "task_failed" and reason else label
 
 
-class HandoffClients:
+class HandoffClients(ClientLoop):
     """The tasks and their subscribers, on an event loop of their own (a
     thread). `app_url` is the load balancer's app frontend (task starts);
     the stream URLs the pods answer point at its streams frontend."""
@@ -95,14 +91,9 @@ class HandoffClients:
         self.subscribers = subscribers
         self.step_seconds = step_seconds
         self.started_at = time.monotonic()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.stop_event = asyncio.Event()
-        self.transports: list[httpx.AsyncHTTPTransport] = []
         #: Every subscriber connection (the report page's charts).
         self.streams = stream_log.StreamLog()
-        self.future = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
+        super().__init__()
 
     def opened(self) -> int:
         """Subscribers with their first connection open."""
@@ -113,9 +104,8 @@ class HandoffClients:
         return sum(1 for task in self.tasks for s in task.subscribers if s.final)
 
     async def _run(self) -> None:
-        self.stop_event = asyncio.Event()
         count = len(self.tasks)
-        shards = [self._transport() for _ in range(1 + self.subscribers // PER_TRANSPORT)]
+        shards = [new_transport() for _ in range(1 + self.subscribers // PER_TRANSPORT)]
         self.transports = shards
         async with httpx.AsyncClient(base_url=self.app_url, timeout=10, transport=shards[0], trust_env=False) as api:
             await asyncio.gather(*(self._start(api, task) for task in self.tasks))
@@ -128,12 +118,6 @@ class HandoffClients:
             task.subscribers.append(subscriber)
             jobs.append(self._follow(task, subscriber, shards[n // PER_TRANSPORT]))
         await asyncio.gather(*jobs)
-
-    @staticmethod
-    def _transport() -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100), trust_env=False
-        )
 
     async def _start(self, api: httpx.AsyncClient, task: HandoffTask) -> None:
         """POST /api/tasks through the load balancer (a full pod answers 503:
@@ -171,11 +155,9 @@ class HandoffClients:
                     connected = True
                     seen.connections += 1
                     seen.pods.append(response.headers.get("X-Pod", "?"))
-                    logged = self.streams.open("subscriber", client, response.headers.get("X-Pod"))
-                    how: str | None = None
-                    try:
+                    with self.streams.connection("subscriber", client, response.headers.get("X-Pod")) as logged:
                         if response.status_code != 200:
-                            how = stream_log.REFUSED
+                            logged.close(stream_log.REFUSED)
                             seen.errors.append(f"HTTP {response.status_code} from {seen.pods[-1]}")
                         else:
                             async for sse in httpx_sse.EventSource(response).aiter_sse():
@@ -199,15 +181,10 @@ class HandoffClients:
                                     seen.events.append((str(data.get("event_type")), step))
                                     if data.get("event_type") in FINAL_TYPES:
                                         seen.final = ending(data)
-                                        how = stream_log.FINAL
+                                        logged.close(stream_log.FINAL)
                                         return
                                 elif sse.event not in ("", "message"):
                                     seen.errors.append(f"unexpected event {sse.event!r}: {sse.data[:80]}")
-                    except asyncio.CancelledError:
-                        how = stream_log.END_OF_RUN
-                        raise
-                    finally:
-                        logged.close(how or (stream_log.HINT if told else stream_log.CUT))
             except httpx.HTTPError as error:
                 if not connected:
                     seen.failed_connects += 1
@@ -222,28 +199,9 @@ class HandoffClients:
         if not seen.final and not self.stop_event.is_set():
             seen.errors.append(f"gave up after {MAX_CONNECTIONS} connections")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        try:
-            self.future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            self.loop.set_exception_handler(lambda _loop, _context: None)
-            self.loop.call_soon_threadsafe(self.future.cancel)
-            try:
-                self.future.result(timeout=10)
-            except (asyncio.CancelledError, concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
-                pass
-        except Exception as error:  # noqa: BLE001 - reported, never hidden
-            for task in self.tasks:
-                task.start_error = task.start_error or f"harness: {type(error).__name__}: {error}"
-        try:
-            for transport in self.transports:
-                asyncio.run_coroutine_threadsafe(transport.aclose(), self.loop).result(timeout=10)
-            asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop).result(timeout=10)
-        except Exception:  # noqa: BLE001 - best effort at the end
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+    def _harness_error(self, error: Exception) -> None:
+        for task in self.tasks:
+            task.start_error = task.start_error or f"harness: {type(error).__name__}: {error}"
 
 
 # --- what they saw, held against the store -----------------------------------

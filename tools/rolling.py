@@ -71,7 +71,9 @@ import kubelet
 import rolling_report
 import rolling_timeline
 import stream_log
+from client_loop import PER_TRANSPORT, ClientLoop, new_transport
 from redis_process import RedisProcess
+from server_process import free_port
 from store_record import StoreRecord
 
 #: The time from a pod's deletion to the load balancer no longer sending it
@@ -86,12 +88,6 @@ BACKEND = "pods"
 #: ``streams`` port, the manifest's ``PUBLIC_STREAM_BASE_URL``) and its
 #: backend of every pod's hub port.
 HUB_BACKEND = "hub"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ms(seconds: float) -> str:
@@ -331,8 +327,7 @@ async def _read_events(response: httpx.Response, delay: float = 0.0):
 
 def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClient:
     """A client with a cookie jar of its own over a shared transport
-    (building a transport loads TLS certificates: ~30 ms of CPU each, too
-    much for thousands of clients). Never closed: that would close the
+    (``client_loop.new_transport``). Never closed: that would close the
     shared transport; ``Clients`` closes it."""
     # Redirects followed, as EventSource does: the hub host's GET /api/events
     # answers one to the hub's subscription of its feed.
@@ -342,15 +337,6 @@ def client_for(url: str, transport: httpx.AsyncHTTPTransport) -> httpx.AsyncClie
         transport=transport,
         trust_env=False,
         follow_redirects=True,
-    )
-
-
-def new_transport(receive_buffer: int | None = None) -> httpx.AsyncHTTPTransport:
-    options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else None
-    return httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-        socket_options=options,
-        trust_env=False,
     )
 
 
@@ -407,11 +393,9 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
         try:
             async with http.stream("GET", stream_url, headers=headers) as response:
                 tally.streams_opened += 1
-                seen = tally.streams.open("task", client, response.headers.get("X-Pod"))
-                ending: str | None = None
-                try:
+                with tally.streams.connection("task", client, response.headers.get("X-Pod")) as seen:
                     if response.status_code != 200:
-                        ending = stream_log.REFUSED
+                        seen.close(stream_log.REFUSED)
                         kind = (
                             "reconnect into a 404"
                             if attempt and response.status_code == 404
@@ -421,7 +405,7 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
                         return kind
                     async for sse in _read_events(response, delay):
                         if stop.is_set():
-                            ending = stream_log.END_OF_RUN
+                            seen.close(stream_log.END_OF_RUN)
                             return "dropped at the end of the run"  # on a surviving pod
                         if sse.id:
                             last_id = sse.id
@@ -436,22 +420,16 @@ async def follow_task(http: httpx.AsyncClient, stream_url: str, tally: Tally, st
                             continue
                         event = json.loads(sse.data)
                         if event.get("event_type") == "task_completed":
-                            ending = stream_log.FINAL
+                            seen.close(stream_log.FINAL)
                             tally.completed += 1
                             return "completed"
                         if event.get("event_type") == "task_failed":
-                            ending = stream_log.FINAL
+                            seen.close(stream_log.FINAL)
                             if event.get("data", {}).get("reason") == "shutdown":
                                 tally.ended_honestly += 1
                                 return "ended honestly"
                             tally.error("task_failed", sse.data[:100])
                             return "failed"
-                except asyncio.CancelledError:
-                    ending = stream_log.END_OF_RUN  # the run's end cancelled a client still waiting
-                    raise
-                finally:
-                    # Counted as the tally counts it: told, else cut.
-                    seen.close(ending or (stream_log.HINT if told else stream_log.CUT))
         except httpx.HTTPError as error:
             if not told:
                 tally.cut += 1
@@ -479,14 +457,12 @@ async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: ht
         try:
             async with http.stream("GET", "/api/events", headers=headers) as response:
                 tally.streams_opened += 1
-                seen = tally.streams.open("feed", client, response.headers.get("X-Pod"))
-                ending: str | None = None
-                try:
+                with tally.streams.connection("feed", client, response.headers.get("X-Pod")) as seen:
                     if reopen:
                         tally.reconnect_times.append(time.monotonic())
                         tally.reopened_on[response.headers.get("X-Pod", "?")] += 1
                     if response.status_code != 200:
-                        ending = stream_log.REFUSED
+                        seen.close(stream_log.REFUSED)
                         tally.error(f"feed HTTP {response.status_code}", response.headers.get("X-Pod", "?"))
                         await asyncio.sleep(retry)
                         continue
@@ -499,13 +475,8 @@ async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: ht
                             told = True
                             seen.hinted()
                         if stop.is_set() and not told:
-                            ending = stream_log.END_OF_RUN
+                            seen.close(stream_log.END_OF_RUN)
                             return  # on a surviving pod: dropped at the end of the run
-                except asyncio.CancelledError:
-                    ending = stream_log.END_OF_RUN
-                    raise
-                finally:
-                    seen.close(ending or (stream_log.HINT if told else stream_log.CUT))
         except httpx.HTTPError as error:
             if not told:
                 tally.error(f"feed {type(error).__name__}", str(error)[:100])
@@ -521,34 +492,33 @@ async def feed_client(url: str, tally: Tally, stop: asyncio.Event, transport: ht
         await asyncio.sleep(retry)
 
 
-class Clients:
-    """The scenario's clients on an event loop of their own (a thread)."""
+class Clients(ClientLoop):
+    """The scenario's clients on an event loop of their own (a thread).
+    Stopped once every old pod has exited: the streams still open then are
+    on the surviving pods, unaffected by the update, and are dropped
+    uncounted."""
 
     def __init__(self, url: str, mix: ClientMix, grace_seconds: float) -> None:
         self.tally = Tally()
         self.mix = mix
         self.url = url
         self.grace = grace_seconds
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.stop_event = asyncio.Event()
-        self.future = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
+        super().__init__()
 
     async def _run(self) -> None:
-        self.stop_event = asyncio.Event()
         mix, url, tally, stop = self.mix, self.url, self.tally, self.stop_event
         long_steps = int(self.grace * 1.5)  # 1 s steps, half as long again as the grace period
-        # Transports shared by up to 250 clients each: a single pool stalls
-        # with thousands of streams waiting on it.
-        shards = [new_transport() for _ in range(1 + (mix.task_clients + mix.long_clients + mix.feed_clients) // 250)]
+        shards = [
+            new_transport()
+            for _ in range(1 + (mix.task_clients + mix.long_clients + mix.feed_clients) // PER_TRANSPORT)
+        ]
         # A small receive buffer and a reader slower than the stream.
         slow = new_transport(receive_buffer=4096)
         self.transports = [*shards, slow]
         counter = iter(range(1_000_000))
 
         def shared() -> httpx.AsyncHTTPTransport:
-            return shards[next(counter) // 250]
+            return shards[next(counter) // PER_TRANSPORT]
 
         jobs = [task_client(url, tally, stop, mix.steps, mix.step_seconds, shared()) for _ in range(mix.task_clients)]
         jobs += [task_client(url, tally, stop, long_steps, 1.0, shared()) for _ in range(mix.long_clients)]
@@ -558,32 +528,8 @@ class Clients:
         ]
         await asyncio.gather(*jobs)
 
-    def stop(self, timeout: float) -> None:
-        """Ends the clients. Called once every old pod has exited: the
-        streams still open are on the surviving pods, unaffected by the
-        update, and are dropped uncounted."""
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        try:
-            self.future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            # Streams with nothing to say for a while: dropped. Closing their
-            # generators then is noise, not a finding (the loop's handler).
-            self.loop.set_exception_handler(lambda _loop, _context: None)
-            self.loop.call_soon_threadsafe(self.future.cancel)
-            try:
-                self.future.result(timeout=10)
-            except (asyncio.CancelledError, concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
-                pass
-        except Exception as error:  # noqa: BLE001 - reported, never hidden
-            self.tally.error("harness", f"{type(error).__name__}: {error}")
-        try:
-            for transport in getattr(self, "transports", []):
-                asyncio.run_coroutine_threadsafe(transport.aclose(), self.loop).result(timeout=10)
-            asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop).result(timeout=10)
-        except Exception:  # noqa: BLE001 - best effort at the end
-            pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+    def _harness_error(self, error: Exception) -> None:
+        self.tally.error("harness", f"{type(error).__name__}: {error}")
 
 
 # --- the scenarios -----------------------------------------------------------

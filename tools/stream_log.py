@@ -15,7 +15,10 @@ event loop that runs those clients (no lock) and read once they stopped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: How a connection ended, as the report names it.
@@ -60,7 +63,20 @@ class StreamLog:
         self._clients += 1
         return self._clients
 
-    def open(self, kind: str, client: int, pod: str | None) -> Connection:
+    @contextlib.contextmanager
+    def connection(self, kind: str, client: int, pod: str | None) -> Iterator[Connection]:
+        """A connection, opened now, for the time of a ``with`` body that
+        reads it. The body closes it where it knows how it ended (FINAL,
+        REFUSED, END_OF_RUN when the run stops); else it ended as the clients
+        count it: told to reconnect if a hint came (HINT), else CUT.
+        Cancelled (the run's end cancelled a client still waiting):
+        END_OF_RUN."""
         connection = Connection(kind=kind, client=client, pod=pod or "?", opened=time.monotonic())
         self.connections.append(connection)
-        return connection
+        try:
+            yield connection
+        except asyncio.CancelledError:
+            connection.close(END_OF_RUN)
+            raise
+        finally:
+            connection.close(HINT if connection.hint_at is not None else CUT)
