@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -36,13 +35,6 @@ from redis_process import RedisProcess
 
 BATCH = 100
 DATA = '{"event_type": "progress_update", "data": {"step": 1, "steps": 10, "percent": 10}}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def child(rate: int, batches: int) -> int:

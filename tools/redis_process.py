@@ -9,23 +9,18 @@ Readiness is asked of ``redis-cli ping`` (installed with redis-server by
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from server_process import free_port
 
 
 class RedisProcess:
     def __init__(self, extra: list[str] | None = None, timeout: float = 20.0) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not on PATH (make setup installs it)")
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="last-call-redis-")
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", *(extra or [])]

@@ -1,6 +1,7 @@
-"""A server under test in a child process, read line by line; and a
-bounded re-check helper. Shared by the package tests, the end-to-end tests,
-the demo and the rolling-update harness.
+"""A server under test in a child process, read line by line; a free port
+of 127.0.0.1 for one to listen on; a bounded re-check helper; the processes
+a server started (gunicorn's workers). Shared by the package tests, the
+end-to-end tests, the demo, the benchmarks and the rolling-update harness.
 
 Every wait is bounded; ``close()`` kills the child if it is still running.
 """
@@ -11,11 +12,12 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 import httpx
 
@@ -33,6 +35,14 @@ GS_VARIABLES = (
     "GS_HEARTBEAT_STALE_SECONDS",
     "GS_LISTEN_BACKLOG",
 )
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago, for a child process
+    to listen on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def eventually(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
@@ -156,7 +166,10 @@ class ServerProcess:
             return
         # A server's own children (gunicorn's workers) outlive a SIGKILLed
         # parent: they are killed too, after it (it respawns none then).
-        children = _children(self.process.pid)
+        try:
+            children = child_pids(self.process.pid)
+        except OSError:
+            children = set()
         self.process.kill()
         self.process.wait(timeout=10)
         for child in children:
@@ -166,8 +179,7 @@ class ServerProcess:
                 pass
 
 
-def _children(pid: int) -> List[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+def child_pids(pid: int) -> Set[int]:
+    """The processes `pid` started (a gunicorn master's workers), as Linux
+    lists them; an OSError once `pid` is gone."""
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}

@@ -16,6 +16,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 from server_process import ServerProcess  # noqa: E402
 
 APPS = Path(__file__).parent / "apps"
+#: gunicorn with the package's config module, on a free port of 127.0.0.1
+#: (its "serving on" line says which); the test adds workers and the app.
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
 
 
 @pytest.fixture

@@ -9,19 +9,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from server_process import ServerProcess, eventually
+from server_process import ServerProcess, child_pids, eventually
 from sse_follow import follow
 
-from .conftest import APPS
+from .conftest import APPS, GUNICORN
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
 SHUTDOWN = {
     "GS_PROBE_ADDR": "127.0.0.1:0",
     "GS_DRAIN_DELAY_SECONDS": "1",
@@ -46,16 +44,11 @@ def gunicorn_server():
         server.close()
 
 
-def _worker_pids(master: int) -> set[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return {int(pid) for pid in children}
-
-
 def test_two_gthread_workers_keep_their_streams_through_sigterm_and_exit_0(gunicorn_server):
     server = gunicorn_server("-w", "2", "--threads", "8")
     assert server.probe_url, server.lines
     master = server.process.pid
-    eventually(lambda: len(_worker_pids(master)) == 2, timeout=10)
+    eventually(lambda: len(child_pids(master)) == 2, timeout=10)
     resumable = follow(f"{server.url}/stream?events=200&interval=0.2")
     pod_bound = follow(f"{server.url}/pod-bound?events=200&interval=0.2")
     short: list[tuple[threading.Thread, dict[str, list[str]]]] = []
@@ -129,8 +122,8 @@ def _holders(pids: set[int], inodes: set[str]) -> set[int]:
 def test_exactly_one_probe_listener_per_pod_held_by_the_master(gunicorn_server):
     server = gunicorn_server("-w", "3", "--threads", "4")
     master = server.process.pid
-    eventually(lambda: len(_worker_pids(master)) == 3, timeout=10)
-    workers = _worker_pids(master)
+    eventually(lambda: len(child_pids(master)) == 3, timeout=10)
+    workers = child_pids(master)
     # The workers are forked (each closed its copy of the probe socket at fork).
     assert server.client.get("/pid").status_code == 200
     probe_port = int(server.probe_url.rsplit(":", 1)[1])
@@ -140,11 +133,11 @@ def test_exactly_one_probe_listener_per_pod_held_by_the_master(gunicorn_server):
     # A worker that dies is replaced; the probe never moved.
     victim = sorted(workers)[0]
     os.kill(victim, signal.SIGKILL)
-    eventually(lambda: victim not in _worker_pids(master) and len(_worker_pids(master)) == 3, timeout=10)
+    eventually(lambda: victim not in child_pids(master) and len(child_pids(master)) == 3, timeout=10)
     with httpx.Client(base_url=server.probe_url, timeout=5) as probe:
         assert probe.get("/readyz").status_code == 200
         assert probe.get("/healthz").status_code == 200
-    assert _holders({master, *_worker_pids(master)}, _listening_inodes(probe_port)) == {master}
+    assert _holders({master, *child_pids(master)}, _listening_inodes(probe_port)) == {master}
 
 
 @pytest.mark.parametrize(
@@ -216,7 +209,7 @@ def test_workers_exit_promptly_after_stopped_with_kept_alive_connections_open(gu
     """``silent``: connections that send nothing, opened at ClosingStreams
     (a client that never sends holds a gunicorn thread for 5 s)."""
     server = gunicorn_server("-w", "2", "--threads", "16", env=PROMPT_EXIT)
-    eventually(lambda: len(_worker_pids(server.process.pid)) == 2, timeout=10)
+    eventually(lambda: len(child_pids(server.process.pid)) == 2, timeout=10)
     eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
     kept_alive = _kept_alive_on_every_worker(server, 2)
     # As a balancer's, the connections carry requests until the streams
@@ -291,7 +284,7 @@ def test_with_no_drain_delay_the_master_counts_its_workers_before_its_sequence_c
     # gunicorn's graceful_timeout (1 s here) kill workers still streaming.
     server = gunicorn_server("-w", "2", "--threads", "4", "--graceful-timeout", "1", env=NO_DRAIN_DELAY)
     eventually(lambda: sum("last_call: worker" in line for line in _read_so_far(server)) == 2, timeout=10)
-    workers = _worker_pids(server.process.pid)
+    workers = child_pids(server.process.pid)
     followers = [follow(f"{server.url}/stream?events=8&interval=0.2") for _ in range(4)]
     eventually(lambda: all(len(box.get("lines", [])) >= 2 for _, box in followers), timeout=10)
     server.signal(signal.SIGTERM)
@@ -403,7 +396,7 @@ def test_every_metrics_of_the_pod_counts_the_streams_open_across_both_workers(gu
         victim = next(h.worker for h in held[2:])
         left = sum(1 for h in held[2:] if h.worker != victim)
         os.kill(victim, signal.SIGKILL)
-        eventually(lambda: victim not in _worker_pids(master), timeout=10)
+        eventually(lambda: victim not in child_pids(master), timeout=10)
         eventually(lambda: _pod(server.probe_url)["active_streams"] == left, timeout=10)
         started = figures["streams_started_total"]
         assert _pod(server.probe_url)["streams_started_total"] == started

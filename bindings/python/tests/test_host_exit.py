@@ -12,14 +12,11 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from pathlib import Path
 
 import pytest
-from server_process import ServerProcess, eventually
+from server_process import ServerProcess, child_pids, eventually
 
-from .conftest import APPS
-
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
+from .conftest import APPS, GUNICORN
 
 #: Short enough for several runs; the hook budget leaves each hook a share
 #: of a fraction of a second, which the left-behind one overruns.
@@ -45,10 +42,6 @@ ENDED_HERE = "the process ends now with status 0, without finalizing"
 ABORTED = ("FATAL", "exception not rethrown", "SIGABRT", "core dumped", "exited with code", "was sent")
 
 
-def _worker_pids(master: int) -> set[int]:
-    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
-
-
 def _announced(server: ServerProcess) -> int:
     try:
         server.wait_for_log(r"^NEVER MATCHES$", timeout=0.05)
@@ -61,7 +54,7 @@ def _run_once(command: list[str], left_behind: str, host: str) -> list[str]:
     server = ServerProcess(command, {**SHUTDOWN, "LEFT_BEHIND": left_behind}, cwd=APPS)
     try:
         if host == "gunicorn":
-            eventually(lambda: len(_worker_pids(server.process.pid)) == 2, timeout=10)
+            eventually(lambda: len(child_pids(server.process.pid)) == 2, timeout=10)
             # Each worker has loaded the app (and its left-behind code) and
             # handles SIGTERM with the runtime (post_worker_init).
             eventually(lambda: _announced(server) == 2, timeout=10)

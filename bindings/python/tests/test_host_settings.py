@@ -29,7 +29,7 @@ import httpx
 import pytest
 from server_process import ServerProcess, eventually
 
-from .conftest import APPS
+from .conftest import APPS, GUNICORN
 
 ENV = {
     "GS_PROBE_ADDR": "127.0.0.1:0",
@@ -39,7 +39,6 @@ ENV = {
     "GS_EXIT_WATCHDOG_SECONDS": "2",
 }
 TOKENS = ("env-token", "config-token", "keyword-token")
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
 
 
 @pytest.fixture

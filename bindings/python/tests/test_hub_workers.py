@@ -7,7 +7,6 @@ refused by name."""
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import threading
 import time
@@ -16,9 +15,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from redis_process import RedisProcess
-from server_process import ServerProcess, eventually
+from server_process import ServerProcess, eventually, free_port
 
-from .conftest import APPS
+from .conftest import APPS, GUNICORN
 
 SECRET = "a secret every worker shares, 32 b"
 SHUTDOWN = {
@@ -27,12 +26,6 @@ SHUTDOWN = {
     "GS_CLOSE_NOTICE_SECONDS": "1",
     "GS_HOOK_BUDGET_SECONDS": "1",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +43,13 @@ def servers() -> Iterator[list[ServerProcess]]:
 
 
 def _gunicorn(servers: list[ServerProcess], env: dict[str, str], *options: str) -> ServerProcess:
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
-    server = ServerProcess([*command, "-w", "2", "--threads", "8", *options, "hub_workers_wsgi:app"], env, cwd=APPS)
+    server = ServerProcess([*GUNICORN, "-w", "2", "--threads", "8", *options, "hub_workers_wsgi:app"], env, cwd=APPS)
     servers.append(server)
     return server
 
 
 def _uvicorn(servers: list[ServerProcess], env: dict[str, str]) -> ServerProcess:
-    env = {**env, "PORT": str(_free_port())}
+    env = {**env, "PORT": str(free_port())}
     server = ServerProcess([sys.executable, str(APPS / "hub_workers_asgi.py"), "2"], env, cwd=APPS)
     servers.append(server)
     return server
@@ -103,27 +95,27 @@ def _each_subscriber_gets_both_workers_events(server: ServerProcess, hub_port: i
 
 
 def test_gunicorn_two_workers_share_the_hub_port_and_every_subscriber_gets_both_workers_events(redis, servers):
-    hub_port = _free_port()
+    hub_port = free_port()
     env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{hub_port}", "GS_STREAM_SECRET": SECRET}
     server = _gunicorn(servers, {**env, "GS_STREAM_STORE": redis.url})
     _each_subscriber_gets_both_workers_events(server, hub_port, "gunicorn-jobs")
 
 
 def test_uvicorn_two_workers_share_the_hub_port_and_every_subscriber_gets_both_workers_events(redis, servers):
-    hub_port = _free_port()
+    hub_port = free_port()
     env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{hub_port}", "GS_STREAM_SECRET": SECRET}
     server = _uvicorn(servers, {**env, "GS_STREAM_STORE": redis.url})
     _each_subscriber_gets_both_workers_events(server, hub_port, "uvicorn-jobs")
 
 
 def test_two_workers_on_the_in_process_store_are_refused_by_name(servers):
-    env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{_free_port()}", "GS_STREAM_SECRET": SECRET}
+    env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{free_port()}", "GS_STREAM_SECRET": SECRET}
     server = _gunicorn(servers, {**env, "GS_STREAM_STORE": "memory:"})
     assert server.wait_exit(30) != 0
     assert "GS_STREAM_STORE" in "\n".join(server.lines), server.lines
 
 
 def test_a_hub_started_in_the_master_by_preload_is_refused(servers):
-    env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{_free_port()}", "GS_STREAM_SECRET": SECRET}
+    env = {**SHUTDOWN, "GS_STREAM_ADDR": f"127.0.0.1:{free_port()}", "GS_STREAM_SECRET": SECRET}
     with pytest.raises(AssertionError, match="started in gunicorn's master"):
         _gunicorn(servers, {**env, "GS_STREAM_STORE": "memory:"}, "--preload")

@@ -11,9 +11,7 @@ import sys
 import pytest
 from server_process import ServerProcess
 
-from .conftest import APPS
-
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
+from .conftest import APPS, GUNICORN
 
 
 def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import pytest
 from server_process import ServerProcess, eventually
 from sse_follow import follow
 
-from .conftest import APPS
+from .conftest import APPS, GUNICORN
 
 SHUTDOWN = {
     "GS_DRAIN_DELAY_SECONDS": "0.5",
@@ -31,7 +31,6 @@ SHUTDOWN = {
 
 LINE = re.compile(r"^last-call: shutdown \(pid (\d+)\) (.*)$")
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:last_call.gunicorn", "--bind", "127.0.0.1:0"]
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 
 import httpx
-from server_process import ServerProcess, eventually
+from server_process import ServerProcess, eventually, free_port
 
 from .conftest import APPS
 
@@ -27,12 +26,6 @@ SHUTDOWN = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _follow(url: str, into: list[str]) -> None:
     with httpx.Client(timeout=30) as client, client.stream("GET", url) as response:
         for line in response.iter_lines():
@@ -40,8 +33,8 @@ def _follow(url: str, into: list[str]) -> None:
 
 
 def test_two_workers_share_the_probe_port_drain_their_streams_and_exit_0():
-    probe_port = _free_port()
-    env = {**SHUTDOWN, "PORT": str(_free_port()), "GS_PROBE_ADDR": f"127.0.0.1:{probe_port}"}
+    probe_port = free_port()
+    env = {**SHUTDOWN, "PORT": str(free_port()), "GS_PROBE_ADDR": f"127.0.0.1:{probe_port}"}
     server = ServerProcess([sys.executable, str(APPS / "workers_asgi.py"), "2"], env, cwd=APPS)
     try:
         server.wait_for_logs(rf"probes on http://127\.0\.0\.1:{probe_port}\b", 2, timeout=30)
@@ -70,8 +63,8 @@ def test_two_workers_share_the_probe_port_drain_their_streams_and_exit_0():
 
 
 def test_a_probe_listener_started_in_each_worker_outside_the_lifespan_names_workers_and_the_fix():
-    probe_port = _free_port()
-    env = {**SHUTDOWN, "PORT": str(_free_port()), "GS_PROBE_ADDR": f"127.0.0.1:{probe_port}"}
+    probe_port = free_port()
+    env = {**SHUTDOWN, "PORT": str(free_port()), "GS_PROBE_ADDR": f"127.0.0.1:{probe_port}"}
     env["PROBE_AT_IMPORT"] = "1"
     server = ServerProcess([sys.executable, str(APPS / "workers_asgi.py"), "2"], env, cwd=APPS)
     try:
