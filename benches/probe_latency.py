@@ -21,7 +21,6 @@ import argparse
 import http.client
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
+from held_streams import hold_streams  # noqa: E402
 from server_process import ServerProcess, eventually  # noqa: E402
 
 APP = ROOT / "bindings" / "python" / "tests" / "apps" / "stream_app.py"
@@ -72,19 +72,6 @@ def row(scenario: str, where: str, latencies: list[float], timeouts: int, count:
     return f"| {scenario} | {where} | {count} | {figures} | {timeouts} |"
 
 
-def hold_streams(url: str, count: int) -> None:
-    def hold() -> None:
-        try:
-            with httpx.stream("GET", f"{url}/stream?events=0&interval=0.2", timeout=120) as response:
-                for _ in response.iter_raw():
-                    pass
-        except httpx.HTTPError:
-            pass
-
-    for _ in range(count):
-        threading.Thread(target=hold, daemon=True).start()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probes", type=int, default=1000)
@@ -99,7 +86,7 @@ def main() -> int:
         try:
             assert server.probe_url
             if scenario == "saturated":
-                hold_streams(server.url, 8)
+                hold_streams(server.url, 8, timeout=120)
                 eventually(
                     lambda: httpx.get(f"{server.probe_url}/metrics", headers={"accept": "application/json"}).json()[
                         "active_streams"

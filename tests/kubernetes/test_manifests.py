@@ -112,13 +112,21 @@ def test_the_hub_listens_on_a_declared_port_that_the_service_exposes():
     assert "streams" in [port["targetPort"] for port in service["spec"]["ports"]]
 
 
-def test_the_hub_secret_comes_from_a_secret_every_pod_shares():
-    _, _, container, _ = deployment_settings()
-    variable = next(item for item in container["env"] if item["name"] == "GS_STREAM_SECRET")
-    assert "value" not in variable, "the token key must not be written in the manifest"
+def from_secret(container: dict, name: str, why: str) -> str:
+    """The value of the container's variable `name`, which must come from a
+    Secret of the manifests (`why`), never be written in the Deployment."""
+    variable = next(item for item in container["env"] if item["name"] == name)
+    assert "value" not in variable, why
     reference = variable["valueFrom"]["secretKeyRef"]
     secrets = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "Secret"}
-    assert reference["key"] in secrets[reference["name"]]["stringData"]
+    data = secrets[reference["name"]]["stringData"]
+    assert reference["key"] in data
+    return str(data[reference["key"]])
+
+
+def test_the_hub_secret_comes_from_a_secret_every_pod_shares():
+    _, _, container, _ = deployment_settings()
+    from_secret(container, "GS_STREAM_SECRET", "the token key must not be written in the manifest")
 
 
 def test_the_commented_ingress_alternative_is_a_valid_ingress():
@@ -134,11 +142,7 @@ def test_the_commented_ingress_alternative_is_a_valid_ingress():
 
 def test_the_shared_store_is_the_redis_of_the_manifests_with_the_settings_it_needs():
     _, _, container, _ = deployment_settings()
-    variable = next(item for item in container["env"] if item["name"] == "GS_STREAM_STORE")
-    assert "value" not in variable, "the store's URL carries a password: it belongs in a Secret"
-    reference = variable["valueFrom"]["secretKeyRef"]
-    secrets = {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == "Secret"}
-    url = secrets[reference["name"]]["stringData"][reference["key"]]
+    url = from_secret(container, "GS_STREAM_STORE", "the store's URL carries a password: it belongs in a Secret")
     redis_service = next(
         doc for _, doc in documents() if doc["kind"] == "Service" and doc["metadata"]["name"] == "sse-redis"
     )

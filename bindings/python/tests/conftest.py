@@ -1,4 +1,6 @@
-"""Fixtures: the test app in a real Waitress child process, over loopback.
+"""Fixtures: the test app in a real Waitress child process, over loopback;
+the runtime of this process with a test's own settings; a stream served
+by a thread of its own, as a WSGI server's thread would.
 
 Every child is killed by the test that started it; every wait is bounded.
 """
@@ -6,9 +8,12 @@ Every child is killed by the test that started it; every wait is bounded.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from last_call import GracefulShutdownManager
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -54,5 +59,40 @@ def app_server(start_app) -> ServerProcess:
     return start_app({"GS_DRAIN_DELAY_SECONDS": "5"})
 
 
+@pytest.fixture
+def manager_with_env(monkeypatch: pytest.MonkeyPatch):
+    """manager_with_env(env) -> GracefulShutdownManager: this process's real
+    runtime (the package's plugin resets it around each test), with the
+    test's own GS_* settings in the environment for this test only."""
+
+    def make(env: dict[str, str]) -> GracefulShutdownManager:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return GracefulShutdownManager()
+
+    return make
 
 
+class Served:
+    """Iterates a stream (``track_stream``'s) in a thread of its own, as a
+    WSGI server's thread would, and closes it at the end: its chunks, when
+    it ended, and ``done`` set then."""
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+        self.chunks: list[object] = []
+        self.ended_at: float | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for chunk in self.stream:  # type: ignore[attr-defined]
+                self.chunks.append(chunk)
+        finally:
+            self.ended_at = time.monotonic()
+            self.stream.close()  # type: ignore[attr-defined]
+            self.done.set()
+
+    def text(self) -> str:
+        return "".join(c.decode() if isinstance(c, bytes) else str(c) for c in self.chunks)

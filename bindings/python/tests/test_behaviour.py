@@ -60,13 +60,20 @@ def test_counting_and_the_error_below_zero(manager):
     assert manager.active_streams == 2
     manager.decrement_active_streams()
     manager.decrement_active_streams()
-    with pytest.raises(NoActiveStreamError):
+    with pytest.raises(NoActiveStreamError) as caught:
+        manager.decrement_active_streams()
+    assert isinstance(caught.value, ValueError)
+    assert manager.active_streams == 0
+    # The count never wrapped: it counts on from zero, and refuses again.
+    manager.increment_active_streams()
+    manager.decrement_active_streams()
+    with pytest.raises(ValueError):
         manager.decrement_active_streams()
     assert manager.active_streams == 0
-    assert manager.streams_started_total == started + 2
+    assert manager.streams_started_total == started + 3
 
 
-@pytest.mark.parametrize("timeout", [-1, math.nan])
+@pytest.mark.parametrize("timeout", [-1, -0.001, math.nan, -math.inf])
 def test_bad_timeouts_are_value_errors(manager, timeout):
     with pytest.raises(ValueError):
         manager.wait_for_streams(timeout)

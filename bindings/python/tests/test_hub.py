@@ -5,6 +5,7 @@ httpx, as a browser's EventSource would. Every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -47,6 +48,19 @@ def events(response: httpx.Response) -> Iterator[dict[str, str]]:
             fields[name] = f"{fields[name]}\n{value}" if name in fields else value
 
 
+@contextlib.contextmanager
+def subscribed(server, url: str) -> Iterator[Iterator[dict[str, str]]]:
+    """A subscription the hub has counted, its first event (the retry
+    hint every subscription begins with) read: the events after it."""
+    with httpx.stream("GET", url, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        stream = events(response)
+        assert next(stream) == {"retry": "1000"}
+        eventually(lambda: server.counts()["active"] == 1)
+        yield stream
+
+
 def test_publish_needs_a_started_hub_and_checks_its_arguments():
     with pytest.raises(InvalidStateError):
         hub.publish("c", "x")
@@ -67,12 +81,7 @@ def test_events_published_from_python_arrive_in_order_with_their_ids(start_app):
     server, _ = start_hub_app(start_app)
     url = url_for(server, "orders")
     assert "/streams/orders?token=v1." in url
-    with httpx.stream("GET", url, timeout=10) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "text/event-stream"
-        stream = events(response)
-        assert next(stream) == {"retry": "1000"}
-        eventually(lambda: server.counts()["active"] == 1)
+    with subscribed(server, url) as stream:
         published = server.client.post(
             "/publish", json={"channel": "orders", "data": [f"n={n}" for n in range(20)], "event": "step"}
         ).json()
@@ -87,11 +96,7 @@ def test_subscribe_url_keeps_every_allowed_channel_character_and_ttl_is_at_least
     # was escaped to %3A, which the hub answered 404).
     url = url_for(server, "ns:1~a")
     assert "/streams/ns:1~a?token=" in url
-    with httpx.stream("GET", url, timeout=10) as response:
-        assert response.status_code == 200
-        stream = events(response)
-        assert next(stream) == {"retry": "1000"}
-        eventually(lambda: server.counts()["active"] == 1)
+    with subscribed(server, url) as stream:
         server.client.post("/publish", json={"channel": "ns:1~a", "data": ["x"]}).raise_for_status()
         assert next(stream) == {"id": "1", "event": "message", "data": "x"}
     # Under a second, a token would be expired when given: refused.
@@ -101,10 +106,7 @@ def test_subscribe_url_keeps_every_allowed_channel_character_and_ttl_is_at_least
 
 def test_publish_returns_the_hosts_id_or_the_hubs_next_number(start_app):
     server, _ = start_hub_app(start_app)
-    with httpx.stream("GET", url_for(server, "mixed"), timeout=10) as response:
-        stream = events(response)
-        next(stream)
-        eventually(lambda: server.counts()["active"] == 1)
+    with subscribed(server, url_for(server, "mixed")) as stream:
         published = server.client.post(
             "/publish",
             json={
@@ -131,10 +133,7 @@ def test_publish_returns_the_hosts_id_or_the_hubs_next_number(start_app):
 
 def test_publishing_from_many_threads_loses_nothing(start_app):
     server, _ = start_hub_app(start_app)
-    with httpx.stream("GET", url_for(server, "busy"), timeout=10) as response:
-        stream = events(response)
-        next(stream)
-        eventually(lambda: server.counts()["active"] == 1)
+    with subscribed(server, url_for(server, "busy")) as stream:
         server.client.post("/publish-from-threads", json={"channel": "busy", "threads": 8, "each": 8})
         got = [next(stream) for _ in range(64)]
     assert [int(e["id"]) for e in got] == list(range(1, 65))
@@ -145,10 +144,7 @@ def test_publishing_from_many_threads_loses_nothing(start_app):
 
 def test_close_sends_the_final_event_and_a_vanished_client_is_uncounted(start_app):
     server, _ = start_hub_app(start_app)
-    with httpx.stream("GET", url_for(server, "task-1"), timeout=10) as response:
-        stream = events(response)
-        next(stream)
-        eventually(lambda: server.counts()["active"] == 1)
+    with subscribed(server, url_for(server, "task-1")) as stream:
         server.client.post("/close", json={"channel": "task-1", "final": ["task_completed", '{"ok": true}']})
         assert next(stream) == {"id": "1", "event": "task_completed", "data": '{"ok": true}'}
         assert list(stream) == []

@@ -1,7 +1,9 @@
 """The manager in this process: bad input, types, the phase, callbacks.
 
 Nothing here starts the shutdown sequence in the test process (it cannot be
-undone); the sequence is exercised in child processes."""
+undone); the sequence is exercised in child processes. What the no-op
+manager must do alike (the count below zero, negative and NaN timeouts) is
+in test_behaviour.py, on both."""
 
 from __future__ import annotations
 
@@ -38,24 +40,6 @@ def manager():
 
 def test_the_manager_is_one_per_process():
     assert GracefulShutdownManager() is GracefulShutdownManager()
-
-
-def test_decrement_below_zero_raises_and_never_wraps(manager):
-    with pytest.raises(NoActiveStreamError) as caught:
-        manager.decrement_active_streams()
-    assert isinstance(caught.value, ValueError)
-    assert manager.active_streams == 0
-    manager.increment_active_streams()
-    manager.decrement_active_streams()
-    with pytest.raises(ValueError):
-        manager.decrement_active_streams()
-    assert manager.active_streams == 0
-
-
-@pytest.mark.parametrize("timeout", [-1, -0.001, math.nan, -math.inf])
-def test_negative_or_nan_timeouts_are_value_errors(manager, timeout):
-    with pytest.raises(ValueError):
-        manager.wait_for_streams(timeout)
 
 
 @pytest.mark.parametrize("timeout", ["1", b"1", [1], True])

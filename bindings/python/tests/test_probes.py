@@ -12,12 +12,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
 from flood import Flood, kubelet_probe
+from held_streams import hold_streams
 from server_process import eventually
 
 from .conftest import APPS
@@ -38,27 +38,9 @@ def timed(probe: httpx.Client, path: str) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
-def open_streams(server, count: int) -> list[threading.Thread]:
-    """`count` endless streams held open in threads (daemon: they end with
-    the server)."""
-
-    def hold() -> None:
-        try:
-            with httpx.stream("GET", f"{server.url}/stream?events=0&interval=0.2", timeout=60) as response:
-                for _ in response.iter_raw():
-                    pass
-        except httpx.HTTPError:
-            pass
-
-    threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
 def test_probes_answer_at_once_while_every_waitress_thread_holds_a_stream(start_app):
     server, probe = with_probes(start_app, {"THREADS": "4"})
-    open_streams(server, 8)
+    hold_streams(server.url, 8)
     # Four streams hold the four threads; four more wait in Waitress's queue.
     eventually(lambda: probe.get("/metrics", headers={"accept": "application/json"}).json()["active_streams"] >= 4)
     # The host's own /healthz waits behind the streams for a free thread...

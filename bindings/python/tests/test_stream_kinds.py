@@ -16,21 +16,23 @@ from last_call.sse import StreamKind
 from last_call.wsgi import track_stream
 from server_process import eventually
 
+from .conftest import Served
+
 
 @pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch) -> GracefulShutdownManager:
+def manager(manager_with_env) -> GracefulShutdownManager:
     # No hook is registered, so no hooks' budget (issue 22): ClosingStreams
     # 2 s after the start; the nudge window, and the streams' last moment,
     # end 0.25 s before the deadline (margin: close notice / 4), at 2.75 s.
-    for name, value in {
-        "GS_DRAIN_DELAY_SECONDS": "0",
-        "GS_SHUTDOWN_TIMEOUT_SECONDS": "3",
-        "GS_CLOSE_NOTICE_SECONDS": "1",
-        "GS_HOOK_BUDGET_SECONDS": "1.5",
-        "GS_EXIT_WATCHDOG_SECONDS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return GracefulShutdownManager()
+    return manager_with_env(
+        {
+            "GS_DRAIN_DELAY_SECONDS": "0",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "3",
+            "GS_CLOSE_NOTICE_SECONDS": "1",
+            "GS_HOOK_BUDGET_SECONDS": "1.5",
+            "GS_EXIT_WATCHDOG_SECONDS": "0",
+        }
+    )
 
 
 def ticks() -> Iterator[str]:
@@ -42,36 +44,19 @@ def ticks() -> Iterator[str]:
         yield f"id: {number}\nevent: tick\ndata: {number}\n\n"
 
 
-def serve_in_background(stream: object) -> tuple[list[bytes | str], threading.Event]:
-    """Iterates `stream` as a WSGI server would, closing it at the end."""
-    chunks: list[bytes | str] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            for chunk in stream:  # type: ignore[attr-defined]
-                chunks.append(chunk)
-        finally:
-            stream.close()  # type: ignore[attr-defined]
-            done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return chunks, done
-
-
-def text(chunk: bytes | str) -> str:
-    return chunk.decode() if isinstance(chunk, bytes) else chunk
+def text(chunk: object) -> str:
+    return chunk.decode() if isinstance(chunk, bytes) else str(chunk)
 
 
 def test_a_resumable_stream_is_told_to_reconnect_after_its_last_id(manager):
     stream = track_stream(ticks(), manager, kind=StreamKind.RESUMABLE)
-    chunks, done = serve_in_background(stream)
+    served = Served(stream)
     time.sleep(0.2)
     manager.begin_shutdown()
-    assert done.wait(10), "the stream was not ended"
-    last = text(chunks[-1])
+    assert served.done.wait(10), "the stream was not ended"
+    last = text(served.chunks[-1])
     assert "event: reconnect" in last and last.startswith("retry: ")
-    ids = [line for chunk in chunks[:-1] for line in text(chunk).splitlines() if line.startswith("id: ")]
+    ids = [line for chunk in served.chunks[:-1] for line in text(chunk).splitlines() if line.startswith("id: ")]
     assert f"{ids[-1]}\n" in last, (ids[-1], last)
     assert manager.phase >= Phase.CLOSING_STREAMS
     # It ended inside the nudge window, before the hooks' budget began.
@@ -82,25 +67,25 @@ def test_a_resumable_stream_is_told_to_reconnect_after_its_last_id(manager):
 def test_a_pod_bound_stream_gets_the_final_event_and_no_reconnect(manager):
     final = 'event: task_failed\ndata: {"reason": "shutdown"}\n\n'
     stream = track_stream(ticks(), manager, kind=StreamKind.POD_BOUND, final_event=final)
-    chunks, done = serve_in_background(stream)
+    served = Served(stream)
     time.sleep(0.1)
     manager.begin_shutdown()
     began = time.monotonic()
     assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
-    assert done.wait(10)
+    assert served.done.wait(10)
     # At the streams' last moment (2.75 s), not when the notice began (2 s).
     assert 2.75 - 0.2 <= time.monotonic() - began < 2.75 + 1.0
-    assert text(chunks[-1]) == final
-    assert not any("reconnect" in text(chunk) for chunk in chunks)
+    assert text(served.chunks[-1]) == final
+    assert not any("reconnect" in text(chunk) for chunk in served.chunks)
     assert manager.active_streams == 0
 
 
 def test_a_pod_bound_stream_without_a_final_event_just_ends(manager):
     stream = track_stream(ticks(), manager, kind=StreamKind.POD_BOUND)
-    chunks, done = serve_in_background(stream)
+    served = Served(stream)
     manager.begin_shutdown()
-    assert done.wait(10)
-    assert not any("reconnect" in text(chunk) for chunk in chunks)
+    assert served.done.wait(10)
+    assert not any("reconnect" in text(chunk) for chunk in served.chunks)
     assert manager.active_streams == 0
 
 
@@ -127,10 +112,10 @@ def test_a_pod_bound_stream_never_sends_its_final_event_twice(manager):
         yield ": heartbeat\n\n"  # the wrapper's word comes here
 
     stream = track_stream(task_events(), manager, kind=StreamKind.POD_BOUND, final_event=lambda: final)
-    chunks, done = serve_in_background(stream)
+    served = Served(stream)
     manager.begin_shutdown()
     assert manager.wait_for_phase(Phase.CLOSING_STREAMS, 10)
     eventually(lambda: stream._end_at is not None and time.monotonic() > stream._end_at + 0.1)  # type: ignore[attr-defined]
     released.set()
-    assert done.wait(10)
-    assert [text(chunk) for chunk in chunks].count(final) == 1, chunks
+    assert served.done.wait(10)
+    assert [text(chunk) for chunk in served.chunks].count(final) == 1, served.chunks

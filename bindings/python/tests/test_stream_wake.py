@@ -20,22 +20,24 @@ from last_call.sse import StreamKind
 from last_call.wsgi import WAKE, on_wake, track_stream, wake_queue
 from server_process import eventually
 
+from .conftest import Served
+
 #: Far longer than any wait in these tests: a stream that ends in time was woken.
 LONG_WAIT = 60.0
 
 
 @pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch) -> GracefulShutdownManager:
+def manager(manager_with_env) -> GracefulShutdownManager:
     # No hook, so no hooks' budget: ClosingStreams 0.5 s after the start,
     # nudges until 1.25 s (margin: a quarter of the notice).
-    for name, value in {
-        "GS_DRAIN_DELAY_SECONDS": "0",
-        "GS_SHUTDOWN_TIMEOUT_SECONDS": "1.5",
-        "GS_CLOSE_NOTICE_SECONDS": "1",
-        "GS_EXIT_WATCHDOG_SECONDS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return GracefulShutdownManager()
+    return manager_with_env(
+        {
+            "GS_DRAIN_DELAY_SECONDS": "0",
+            "GS_SHUTDOWN_TIMEOUT_SECONDS": "1.5",
+            "GS_CLOSE_NOTICE_SECONDS": "1",
+            "GS_EXIT_WATCHDOG_SECONDS": "0",
+        }
+    )
 
 
 def queue_feed(started: threading.Event) -> Iterator[object]:
@@ -54,7 +56,9 @@ def queue_feed(started: threading.Event) -> Iterator[object]:
 
 
 def event_feed(started: threading.Event, with_on_wake: bool, woken: threading.Event | None = None) -> Iterator[str]:
-    """A generator that waits on a threading.Event, not a queue."""
+    """A generator that waits on a threading.Event, not a queue: the event's
+    set is its waker if it registers it (`with_on_wake`), if its host gives
+    it to ``track_stream(wake=)`` (`woken`), or not at all."""
     woken = woken if woken is not None else threading.Event()
     if with_on_wake:
         assert on_wake(woken.set)
@@ -64,29 +68,6 @@ def event_feed(started: threading.Event, with_on_wake: bool, woken: threading.Ev
         woken.wait(LONG_WAIT)
         woken.clear()
         yield ": awake\n\n"
-
-
-class Served:
-    """Iterates a stream as a WSGI server's thread would."""
-
-    def __init__(self, stream: object) -> None:
-        self.stream = stream
-        self.chunks: list[object] = []
-        self.ended_at: float | None = None
-        self.done = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            for chunk in self.stream:  # type: ignore[attr-defined]
-                self.chunks.append(chunk)
-        finally:
-            self.ended_at = time.monotonic()
-            self.stream.close()  # type: ignore[attr-defined]
-            self.done.set()
-
-    def text(self) -> str:
-        return "".join(c.decode() if isinstance(c, bytes) else str(c) for c in self.chunks)
 
 
 def test_a_stream_blocked_in_its_queue_reconnects_at_its_own_moment(manager):
@@ -113,16 +94,7 @@ def test_a_generator_waiting_on_an_event_is_woken_by_its_waker(manager, how):
         stream = track_stream(event_feed(started, with_on_wake=True), manager)
     else:
         woken = threading.Event()
-
-        def feed() -> Iterator[str]:
-            yield "id: 1\ndata: 1\n\n"
-            started.set()
-            while True:
-                woken.wait(LONG_WAIT)
-                woken.clear()
-                yield ": awake\n\n"
-
-        stream = track_stream(feed(), manager, wake=woken.set)
+        stream = track_stream(event_feed(started, with_on_wake=False, woken=woken), manager, wake=woken.set)
     served = Served(stream)
     assert started.wait(5)
     manager.begin_shutdown()
