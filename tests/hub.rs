@@ -780,73 +780,33 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
         assert_eq!(event(&stream), "retry: 1000");
         assert_eq!(event(&stream), "id: 1\nevent: message\ndata: {\"n\":1}");
         // Hostile input: NULLs, bad kinds, bad UTF-8, bad names, NaN.
+        // A publish with no id of its own and none asked back.
+        let publish_no_id = |channel, event, data, length, kind| {
+            gs_hub_publish(
+                channel,
+                event,
+                data,
+                length,
+                null(),
+                kind,
+                null_mut(),
+                0,
+                null_mut(),
+            )
+        };
         let bad = [0xffu8, 0xfe];
         for status in [
-            gs_hub_publish(
-                null(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                null(),
-                3,
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                7,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                bad.as_ptr(),
-                bad.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"a/b".as_ptr(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
+            publish_no_id(null(), null(), data.as_ptr(), data.len(), 0),
+            publish_no_id(c"c".as_ptr(), null(), null(), 3, 0),
+            publish_no_id(c"c".as_ptr(), null(), data.as_ptr(), data.len(), 7),
+            publish_no_id(c"c".as_ptr(), null(), bad.as_ptr(), bad.len(), 0),
+            publish_no_id(c"a/b".as_ptr(), null(), data.as_ptr(), data.len(), 0),
+            publish_no_id(
                 c"c".as_ptr(),
                 c"x\ny".as_ptr(),
                 data.as_ptr(),
                 data.len(),
-                null(),
                 0,
-                null_mut(),
-                0,
-                null_mut(),
             ),
             gs_hub_subscribe_token(c"c".as_ptr(), f64::NAN, null_mut(), 0, null_mut()),
             gs_hub_set_final_event(c"c".as_ptr(), 9, c"e".as_ptr(), c"d".as_ptr()),
