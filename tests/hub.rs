@@ -780,73 +780,33 @@ fn the_c_abi_publishes_and_mints_and_refuses_bad_input() {
         assert_eq!(event(&stream), "retry: 1000");
         assert_eq!(event(&stream), "id: 1\nevent: message\ndata: {\"n\":1}");
         // Hostile input: NULLs, bad kinds, bad UTF-8, bad names, NaN.
+        // A publish with no id of its own and none asked back.
+        let publish_no_id = |channel, event, data, length, kind| {
+            gs_hub_publish(
+                channel,
+                event,
+                data,
+                length,
+                null(),
+                kind,
+                null_mut(),
+                0,
+                null_mut(),
+            )
+        };
         let bad = [0xffu8, 0xfe];
         for status in [
-            gs_hub_publish(
-                null(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                null(),
-                3,
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                7,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"c".as_ptr(),
-                null(),
-                bad.as_ptr(),
-                bad.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
-                c"a/b".as_ptr(),
-                null(),
-                data.as_ptr(),
-                data.len(),
-                null(),
-                0,
-                null_mut(),
-                0,
-                null_mut(),
-            ),
-            gs_hub_publish(
+            publish_no_id(null(), null(), data.as_ptr(), data.len(), 0),
+            publish_no_id(c"c".as_ptr(), null(), null(), 3, 0),
+            publish_no_id(c"c".as_ptr(), null(), data.as_ptr(), data.len(), 7),
+            publish_no_id(c"c".as_ptr(), null(), bad.as_ptr(), bad.len(), 0),
+            publish_no_id(c"a/b".as_ptr(), null(), data.as_ptr(), data.len(), 0),
+            publish_no_id(
                 c"c".as_ptr(),
                 c"x\ny".as_ptr(),
                 data.as_ptr(),
                 data.len(),
-                null(),
                 0,
-                null_mut(),
-                0,
-                null_mut(),
             ),
             gs_hub_subscribe_token(c"c".as_ptr(), f64::NAN, null_mut(), 0, null_mut()),
             gs_hub_set_final_event(c"c".as_ptr(), 9, c"e".as_ptr(), c"d".as_ptr()),
@@ -1247,13 +1207,9 @@ fn at_the_connection_cap_idle_ones_make_room_then_it_is_503_with_retry_after() {
 fn a_forked_child_has_no_hub_until_it_starts_its_own() {
     let addr = start(|_| {});
     assert_eq!(Runtime::global().hub_addr(), Some(addr));
-    // SAFETY: the child only calls into the runtime (whose fork handlers
-    // leave it usable) and ends with `_exit`, running no test harness code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+    let code = common::in_forked_child(WAIT, || {
         let runtime = Runtime::global();
-        let code = if runtime.hub_addr().is_some() {
+        if runtime.hub_addr().is_some() {
             10
         } else if !matches!(
             runtime.hub_publish("c", "m", "x", None, StreamKind::Resumable),
@@ -1274,26 +1230,12 @@ fn a_forked_child_has_no_hub_until_it_starts_its_own() {
             13
         } else {
             0
-        };
-        // SAFETY: ends the child at once, as a forked child should.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + WAIT;
-    let mut status = 0;
-    // SAFETY: waits for the child this test forked, without blocking.
-    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
-        if Instant::now() > deadline {
-            // SAFETY: the child is this test's own.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("the forked child did not finish");
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(libc::WIFEXITED(status), "status {status}");
-    assert_eq!(libc::WEXITSTATUS(status), 0);
+    });
+    assert_eq!(
+        code, 0,
+        "10: a hub inherited, 11: publish not refused, 12: start failed, 13: publish failed"
+    );
     // The parent's hub is untouched.
     assert_eq!(publish("c", "parent"), "1");
 }

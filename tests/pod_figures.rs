@@ -9,7 +9,7 @@ use last_call::ffi::{
 };
 use last_call::metrics::render_json;
 use last_call::Runtime;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn figure(json: &str, key: &str) -> f64 {
     let value: serde_json::Value = serde_json::from_str(json).unwrap();
@@ -22,11 +22,7 @@ fn figure(json: &str, key: &str) -> f64 {
 /// `ended` of them, begins `work` pieces of work, then exits 0 (holding
 /// the rest, as a worker killed mid-stream does).
 fn worker(slot: u32, streams: u32, ended: u32, work: u32) {
-    // SAFETY: the child only calls into the runtime (whose fork handlers
-    // leave it usable) and ends with `_exit`, running no harness code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+    let code = common::in_forked_child(Duration::from_secs(30), || {
         let runtime = Runtime::global();
         let mut code = 0;
         if gs_pod_figures_join(slot) != gs_status::GS_OK {
@@ -47,20 +43,9 @@ fn worker(slot: u32, streams: u32, ended: u32, work: u32) {
                 code = 13;
             }
         }
-        // SAFETY: ends the child at once, as a forked child should.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut status = 0;
-    // SAFETY: waits for the child this test forked, without blocking.
-    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
-        assert!(Instant::now() < deadline, "the forked child did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "status {status}"
-    );
+        code
+    });
+    assert_eq!(code, 0, "10: join, 11: begin, 12: end, 13: work refused");
 }
 
 #[test]

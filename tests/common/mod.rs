@@ -44,6 +44,43 @@ pub fn wait_active(runtime: &last_call::Runtime, active: u32, within: Duration) 
     }
 }
 
+/// Runs `child` in a forked child of this test process, which then ends
+/// with the status `child` returns, and gives that status (asserting the
+/// child exited, within `within`: killed and reaped past it). The child
+/// must only call into the runtime (whose fork handlers leave it usable)
+/// and code that takes no lock another thread may hold: it runs no test
+/// harness code, and ends with `_exit`.
+pub fn in_forked_child(within: Duration, child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs `child` (held by the caller to the rule
+    // above) and ends with `_exit`, running nothing of the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: ends the child at once, as a forked child should.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + within;
+    let mut status = 0;
+    // SAFETY: waits for the child this test forked, without blocking.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if Instant::now() > deadline {
+            // SAFETY: the child is this test's own.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        libc::WIFEXITED(status),
+        "the forked child ended with status {status}"
+    );
+    libc::WEXITSTATUS(status)
+}
+
 /// Removes every `GS_*` setting the test process may have inherited, so a
 /// child sees only what its test gives it.
 pub fn clear_gs_environment(command: &mut Command) {

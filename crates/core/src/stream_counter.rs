@@ -330,16 +330,28 @@ mod tests {
         assert_eq!(counter.finished_total(), 1);
     }
 
-    #[test]
-    fn end_without_begin_keeps_a_waiter_bit_intact() {
+    /// A counter with one stream open and a thread waiting for its zero
+    /// (with `timeout`), returned once the waiter's bit is set: bounded by
+    /// the waiter, which sets it at once.
+    fn one_open_and_a_waiter(
+        timeout: Option<Duration>,
+    ) -> (Arc<StreamCounter>, std::thread::JoinHandle<bool>) {
         let counter = Arc::new(StreamCounter::new());
         counter.begin().unwrap();
         let waiter = {
             let counter = Arc::clone(&counter);
-            std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(30))))
+            std::thread::spawn(move || counter.wait_for_zero(timeout))
         };
-        // Let the waiter set its bit, then end the only stream.
-        std::thread::sleep(Duration::from_millis(20));
+        while counter.line.state.load(Ordering::Acquire) & WAITERS == 0 {
+            std::thread::yield_now();
+        }
+        (counter, waiter)
+    }
+
+    #[test]
+    fn end_without_begin_keeps_a_waiter_bit_intact() {
+        // The waiter's bit is set; the only stream ends.
+        let (counter, waiter) = one_open_and_a_waiter(Some(Duration::from_secs(30)));
         counter.end().unwrap();
         assert!(waiter.join().unwrap());
         assert_eq!(counter.end(), Err(CountError::NoActiveStream));
@@ -382,15 +394,7 @@ mod tests {
     fn a_brief_zero_is_not_slept_through() {
         // The last stream ends and a new one begins at once; before, the
         // waiter woke, saw one stream again, and slept until its timeout.
-        let counter = Arc::new(StreamCounter::new());
-        counter.begin().unwrap();
-        let waiter = {
-            let counter = Arc::clone(&counter);
-            std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(30))))
-        };
-        while counter.line.state.load(Ordering::Acquire) & WAITERS == 0 {
-            std::thread::yield_now();
-        }
+        let (counter, waiter) = one_open_and_a_waiter(Some(Duration::from_secs(30)));
         let started = std::time::Instant::now();
         counter.end().unwrap();
         counter.begin().unwrap();
@@ -407,16 +411,7 @@ mod tests {
         // and it slept on to its timeout (5 rounds of 5). 63 or 65 zeros
         // were seen.
         for zeros in [64, 128, 63, 65] {
-            let counter = Arc::new(StreamCounter::new());
-            counter.begin().unwrap();
-            let waiter = {
-                let counter = Arc::clone(&counter);
-                std::thread::spawn(move || counter.wait_for_zero(Some(Duration::from_secs(10))))
-            };
-            // Bounded by the waiter, which sets its bit at once.
-            while counter.line.state.load(Ordering::Acquire) & WAITERS == 0 {
-                std::thread::yield_now();
-            }
+            let (counter, waiter) = one_open_and_a_waiter(Some(Duration::from_secs(10)));
             std::thread::sleep(Duration::from_millis(5)); // asleep by now
             for _ in 0..zeros {
                 counter.end().unwrap();
@@ -429,13 +424,7 @@ mod tests {
 
     #[test]
     fn a_huge_timeout_means_no_limit() {
-        let counter = Arc::new(StreamCounter::new());
-        counter.begin().unwrap();
-        let waiter = {
-            let counter = Arc::clone(&counter);
-            std::thread::spawn(move || counter.wait_for_zero(Some(Duration::MAX)))
-        };
-        std::thread::sleep(Duration::from_millis(20));
+        let (counter, waiter) = one_open_and_a_waiter(Some(Duration::MAX));
         counter.end().unwrap();
         assert!(waiter.join().unwrap());
     }

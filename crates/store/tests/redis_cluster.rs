@@ -3,22 +3,11 @@
 
 mod common;
 
+use common::appends::event;
 use common::RedisCluster;
 use last_call_store::keys::ChannelKeys;
-use last_call_store::{
-    Append, Appended, Flag, Kind, Limits, LogItem, RedisStore, ResumeStatus, StoreUrl,
-};
+use last_call_store::{Append, Appended, Limits, LogItem, RedisStore, ResumeStatus, StoreUrl};
 use std::time::Duration;
-
-fn event(channel: &str, n: usize) -> Append {
-    Append {
-        channel: channel.into(),
-        kind: Kind::Resumable,
-        event: "progress".into(),
-        data: format!("{n}"),
-        flag: Flag::Event,
-    }
-}
 
 fn id(appended: &Appended) -> String {
     match appended {

@@ -2,9 +2,10 @@
 
 mod common;
 
+use common::appends::{added, event};
 use common::RedisServer;
 use last_call_store::{
-    Append, Appended, Flag, Kind, Limits, LogItem, RedisStore, ResumeStatus, StoreUrl,
+    Append, Appended, Flag, Limits, LogItem, RedisStore, ResumeStatus, StoreUrl,
 };
 use std::time::Duration;
 
@@ -12,26 +13,6 @@ fn store(server: &RedisServer, limits: Limits) -> RedisStore {
     RedisStore::new(&StoreUrl::parse(&server.url()).unwrap(), limits)
         .unwrap()
         .expect("a Redis store")
-}
-
-fn event(channel: &str, n: usize) -> Append {
-    Append {
-        channel: channel.into(),
-        kind: Kind::Resumable,
-        event: "progress".into(),
-        data: format!("{{\"n\":{n}}}"),
-        flag: Flag::Event,
-    }
-}
-
-fn added(appended: &[Appended]) -> Vec<String> {
-    appended
-        .iter()
-        .map(|a| match a {
-            Appended::Added(id) => id.to_string(),
-            Appended::Closed(id) => panic!("closed at {id}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -7,35 +7,16 @@
 mod common;
 mod pki;
 
+use common::appends::{added, event};
 use common::{RedisCluster, RedisServer, ServerTls};
 use last_call_store::{
-    Append, Appended, Flag, Kind, Limits, LogItem, RedisStore, ResumeStatus, StoreConfigError,
-    StoreTls, StoreUrl, STREAM_STORE, STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE,
+    Append, Limits, LogItem, RedisStore, ResumeStatus, StoreConfigError, StoreTls, StoreUrl,
+    STREAM_STORE, STREAM_STORE_CA_FILE, STREAM_STORE_CLIENT_CERT_FILE,
     STREAM_STORE_CLIENT_KEY_FILE,
 };
 use pki::Pki;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn event(channel: &str, n: usize) -> Append {
-    Append {
-        channel: channel.into(),
-        kind: Kind::Resumable,
-        event: "progress".into(),
-        data: format!("{n}"),
-        flag: Flag::Event,
-    }
-}
-
-fn added(appended: &[Appended]) -> Vec<String> {
-    appended
-        .iter()
-        .map(|a| match a {
-            Appended::Added(id) => id.to_string(),
-            Appended::Closed(id) => panic!("closed at {id}"),
-        })
-        .collect()
-}
 
 /// A TLS-only server whose certificate, for 127.0.0.1, `pki` signed.
 fn server(pki: &Pki, auth_clients: bool) -> RedisServer {
