@@ -15,6 +15,7 @@ import httpx
 import pytest
 from last_call import hub
 from last_call.errors import InvalidArgumentError, InvalidStateError
+from redis_process import RedisProcess
 from server_process import eventually
 
 HUB_ENV = {
@@ -129,6 +130,29 @@ def test_publish_returns_the_hosts_id_or_the_hubs_next_number(start_app):
     ]
     bad = server.client.post("/publish", json={"channel": "mixed", "data": ["x"], "ids": ["a\nb"]})
     assert bad.status_code == 500
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisProcess]:
+    with RedisProcess() as server:
+        yield server
+
+
+def test_with_a_shared_store_publish_returns_no_id_and_the_store_numbers_each_event(redis, start_app):
+    """A shared store gives every event the id valid on every pod when it
+    writes it, and does not use a host's own: ``publish`` returns ``""``
+    for both. It returned the host's id (``gs_hub_send`` answers 0 for a
+    host's id and for a shared store alike), an id no subscriber ever saw."""
+    server, _ = start_hub_app(start_app, {"GS_STREAM_STORE": redis.url})
+    with subscribed(server, url_for(server, "shared")) as stream:
+        published = server.client.post(
+            "/publish", json={"channel": "shared", "data": ["a", "b"], "ids": [None, "note-1"]}
+        ).json()
+        assert published["ids"] == ["", ""]
+        got = [next(stream) for _ in range(2)]
+    assert [e["data"] for e in got] == ["a", "b"]
+    # The store's ids, <epoch>-<ms>-<seq>, in publish order.
+    assert all(e["id"].count("-") == 2 and e["id"] != "note-1" for e in got), got
 
 
 def test_publishing_from_many_threads_loses_nothing(start_app):

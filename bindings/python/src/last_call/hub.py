@@ -102,15 +102,30 @@ def publish(
         # The data is passed NUL-terminated: refuse it rather than cut it.
         raise error_for(Status.INVALID_ARGUMENT, "event data must not contain NUL")
     code = 0 if kind is _RESUMABLE else 1 if kind is _POD_BOUND else _KIND_CODES[StreamKind(kind)]
-    result: int = (_send or _bind_send())(
-        channel.encode(), code, event.encode(), payload, None if id is None else id.encode()
-    )
+    if id is not None:
+        return _publish_with_id(channel, code, event, payload, id)
+    result: int = (_send or _bind_send())(channel.encode(), code, event.encode(), payload, None)
     if result > 0:
         return str(result)
     if result == 0:
-        return "" if id is None else id
+        return ""  # a shared store numbers it when it is written
     _native.check(-result)
     raise error_for(Status.PANIC, f"gs_hub_send returned {result}")
+
+
+def _publish_with_id(channel: str, code: int, event: str, payload: bytes, id: str) -> str:  # noqa: A002
+    """A publish with the host's own id, through ``gs_hub_publish``, which
+    copies back the id the event has: ``id`` itself, or ``""`` with a
+    shared store, which does not use it (``gs_hub_send`` answers 0 for
+    both)."""
+    given = id.encode()
+    out = ctypes.create_string_buffer(len(given) + 1)
+    _native.check(
+        _native.library().gs_hub_publish(
+            channel.encode(), event.encode(), payload, len(payload), given, code, out, len(out), None
+        )
+    )
+    return out.value.decode()
 
 
 def _bind_send() -> Callable[..., int]:
