@@ -41,6 +41,12 @@
 #define GS_EVENT_NUMBER_LENGTH_MAX 21
 
 /**
+ * The size of a `token` buffer that holds any subscription token (the
+ * longest channel, the farthest expiry, and the NUL).
+ */
+#define GS_SUBSCRIBE_TOKEN_LENGTH_MAX 336
+
+/**
  * The watchdog's default exit status: `EX_SOFTWARE` from sysexits.h
  * ("internal software error"), distinct from 0 and from 128 + a signal.
  */
@@ -468,7 +474,8 @@ gs_status gs_hub_set_final_event(const char *channel, uint32_t kind, const char 
 /**
  * Mints a subscription token for `channel`, valid `ttl_seconds` on every
  * pod sharing `GS_STREAM_SECRET`, into `token` (see `gs_render_metrics`
- * for the buffer rules; 256 bytes hold any token for a valid channel).
+ * for the buffer rules; `GS_SUBSCRIBE_TOKEN_LENGTH_MAX` bytes hold any
+ * token).
  *
  * # Safety
  * `channel` NUL-terminated; `token` valid for `token_length` bytes of

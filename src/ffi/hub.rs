@@ -323,9 +323,23 @@ pub unsafe extern "C" fn gs_hub_set_final_event(
     })
 }
 
+/// The size of a `token` buffer that holds any subscription token (the
+/// longest channel, the farthest expiry, and the NUL).
+// A literal, for cbindgen; the test below checks it against the hub's bound.
+pub const GS_SUBSCRIBE_TOKEN_LENGTH_MAX: usize = 336;
+
+#[test]
+fn the_token_buffer_constant_is_the_hubs_bound() {
+    assert_eq!(
+        GS_SUBSCRIBE_TOKEN_LENGTH_MAX,
+        crate::hub::SUBSCRIBE_TOKEN_LEN_MAX + 1
+    );
+}
+
 /// Mints a subscription token for `channel`, valid `ttl_seconds` on every
 /// pod sharing `GS_STREAM_SECRET`, into `token` (see `gs_render_metrics`
-/// for the buffer rules; 256 bytes hold any token for a valid channel).
+/// for the buffer rules; `GS_SUBSCRIBE_TOKEN_LENGTH_MAX` bytes hold any
+/// token).
 ///
 /// # Safety
 /// `channel` NUL-terminated; `token` valid for `token_length` bytes of

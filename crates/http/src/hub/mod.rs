@@ -84,11 +84,20 @@ pub(crate) struct Hub {
     accepting: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
+/// The longest channel name: 200 characters.
+pub const CHANNEL_LEN_MAX: usize = 200;
+
+/// The longest subscription token [`Runtime::hub_subscribe_token`] mints,
+/// for a channel of [`CHANNEL_LEN_MAX`] characters and the farthest
+/// expiry: `v1.`, the channel in base64url (267 characters), `.`, the
+/// expiry (at most 20 digits), `.`, the MAC in base64url (43 characters).
+pub const SUBSCRIBE_TOKEN_LEN_MAX: usize = token::MINTED_LEN_MAX;
+
 /// Checks a channel name: 1 to 200 characters of `A-Z a-z 0-9 - _ . ~ :`,
 /// so that it is one path segment as it stands.
 fn check_channel(channel: &str) -> Result<(), Error> {
     let ok = !channel.is_empty()
-        && channel.len() <= 200
+        && channel.len() <= CHANNEL_LEN_MAX
         && channel
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~:".contains(&b));

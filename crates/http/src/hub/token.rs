@@ -17,6 +17,13 @@ const VERSION: &str = "v1";
 /// A token is small: no reason to decode anything longer.
 const MAX_TOKEN_LEN: usize = 4096;
 
+/// The longest token [`mint`] makes: the version and three dots, the
+/// longest channel in base64url without padding (4 characters for each 3
+/// bytes, rounded up), an expiry of 20 digits (`u64::MAX`) and the 32-byte
+/// MAC in base64url (43 characters).
+pub(crate) const MINTED_LEN_MAX: usize =
+    VERSION.len() + 3 + (super::CHANNEL_LEN_MAX * 4).div_ceil(3) + 20 + 43;
+
 /// Why a token was refused; each maps to one HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TokenError {
@@ -58,8 +65,12 @@ fn unix_now() -> u64 {
 
 /// A token for `channel` valid for `ttl` from now.
 pub(crate) fn mint(secret: &[u8], channel: &str, ttl: Duration) -> String {
-    // Rounded up: a lifetime of 1.5 s is not cut to 1 s.
-    let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    // Rounded up: a lifetime of 1.5 s is not cut to 1 s. Saturating: a
+    // host's `Duration::MAX` overflowed here (a panic in a debug build, a
+    // token already expired in a release one).
+    let seconds = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     mint_expiring(secret, channel, unix_now().saturating_add(seconds))
 }
 
@@ -116,6 +127,16 @@ pub(crate) fn verify(secret: &[u8], token: &str, channel: &str) -> Result<(), To
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_longest_channel_with_the_farthest_expiry_fits_the_stated_bound() {
+        let longest = "x".repeat(super::super::CHANNEL_LEN_MAX);
+        let token = mint_expiring(b"a secret", &longest, u64::MAX);
+        assert_eq!(token.len(), MINTED_LEN_MAX);
+        assert_eq!(MINTED_LEN_MAX, 335);
+        // And through `mint`, whatever the ttl.
+        assert!(mint(b"a secret", &longest, Duration::MAX).len() <= MINTED_LEN_MAX);
+    }
     use super::*;
 
     const SECRET: &[u8] = b"a shared secret";
