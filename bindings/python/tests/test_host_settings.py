@@ -108,17 +108,19 @@ def test_waitress_reports_a_misspelt_app_config_key_and_environment_variable(ser
     _exits_after_the_apps_drain_delay(server)
 
 
-def test_gunicorn_refuses_an_app_value_its_master_read_before_the_app_loaded(servers):
+@pytest.mark.parametrize(("name", "value"), [("GS_DRAIN_TOKEN", "config-token"), ("GS_SHUTDOWN_LOG", "0")])
+def test_gunicorn_refuses_an_app_value_its_master_read_before_the_app_loaded(servers, name, value):
     """Without --preload the master reads the pod's settings before any
     worker loads the app: the app's GS_DRAIN_TOKEN could not reach the
-    probe port the master answers. The worker's start fails, naming
-    gunicorn, the setting and the fix."""
-    env = {"APP_CONFIG": json.dumps({"GS_DRAIN_TOKEN": "config-token"})}
+    probe port the master answers, its GS_SHUTDOWN_LOG=0 would silence the
+    workers' shutdown log and not the master's. The worker's start fails,
+    naming gunicorn, the setting and the fix."""
+    env = {"APP_CONFIG": json.dumps({name: value})}
     # The master announces itself before it forks; the worker then fails.
     server = servers([*GUNICORN, "-w", "1", "--threads", "4", "settings_app:app"], env)
     assert server.wait_exit(30) != 0
     output = "\n".join(server.lines)
-    assert "app.config['GS_DRAIN_TOKEN']" in output, output
+    assert f"app.config['{name}']" in output, output
     assert "gunicorn's master" in output and "--preload" in output and "environment" in output, output
 
 

@@ -239,6 +239,9 @@ MASTER_SETTINGS = (
     "GS_DRAIN_TOKEN",
     "GS_HEARTBEAT_STALE_SECONDS",
     "GS_LISTEN_BACKLOG",
+    # The master's own shutdown log: an app that turned it off in its
+    # configuration turned it off in the workers only, silently.
+    "GS_SHUTDOWN_LOG",
 )
 WORKER_SETTINGS = ("GS_CLOSE_NOTICE_SECONDS", "GS_HOOK_BUDGET_SECONDS")
 

@@ -27,8 +27,9 @@ pub use last_call_store::{
 };
 /// Events waiting to be written to the shared store, at most.
 pub const STREAM_PUBLISH_QUEUE: &str = "GS_STREAM_PUBLISH_QUEUE_EVENTS";
-/// Seconds a subscriber's connection may take no bytes while events wait
-/// for it before it is dropped as too slow.
+/// Seconds a subscriber may stay behind, from the first write its socket
+/// refused until it has caught up, before it is dropped as too slow (a
+/// trickle of bytes meanwhile does not reset the count).
 pub const STREAM_STALL: &str = "GS_STREAM_STALL_SECONDS";
 /// Events kept per channel for `Last-Event-ID` resume.
 pub const STREAM_HISTORY: &str = "GS_STREAM_HISTORY_EVENTS";
@@ -135,9 +136,10 @@ pub struct HubOptions {
     /// Events waiting to be written to a shared store, at most (default
     /// 10,000); a publish beyond it is refused ([`crate::error::Error::HubBusy`]).
     pub publish_queue: usize,
-    /// A subscriber whose connection takes no bytes for this long while
-    /// events wait for it is dropped as too slow (default 5 s); it resumes
-    /// with `event: gap`.
+    /// A subscriber that has not caught up this long after the first write
+    /// its socket refused is dropped as too slow (default 5 s; a trickle of
+    /// bytes meanwhile does not reset the count); it resumes with
+    /// `event: gap`.
     pub stall: Duration,
     /// Threads that answer subscriptions and write the streams, each
     /// connection on one of them (default: the cores this process may use,

@@ -930,8 +930,10 @@ impl Stream {
     /// within the stall time from the first write its socket refused has
     /// fallen behind: it is dropped (reset, uncounted) without a last word
     /// it could not take anyway, and resumes, when it comes back, with
-    /// `event: gap`. A stream whose end cannot be written is dropped so at
-    /// once.
+    /// `event: gap`. A stream whose end has come while its socket is full
+    /// is held while the client takes bytes, and dropped so after
+    /// `ENDING_PATIENCE` (or the stall time, if shorter) without any, or at
+    /// once at Stopping.
     fn serve(self, socket: tokio::net::TcpStream, slot: Arc<Slot>, placed: Placed) -> Serving {
         Serving {
             stream: self,
