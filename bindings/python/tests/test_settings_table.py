@@ -46,6 +46,8 @@ def test_the_runtime_refuses_a_name_it_does_not_read():
         ("GS_SHUTDOWN_TIMEOUT_SECONDS", float("inf"), "inf"),
         ("GS_SHUTDOWN_TIMEOUT_SECONDS", " 7 ", "7"),
         ("GS_STREAM_QUEUE_EVENTS", 64.0, "64"),
+        ("GS_STREAM_STALL_SECONDS", 0.001, "0.001"),
+        ("GS_STREAM_HISTORY_SECONDS", "999999999", "999999999"),
         ("GS_STREAM_CORS_ORIGINS", ["https://a.example", "https://b.example"], "https://a.example,https://b.example"),
         ("GS_HEALTH_BLUEPRINT", False, "false"),
         ("GS_SECOND_SIGNAL", "EXIT", "exit"),
@@ -68,6 +70,12 @@ def test_a_python_value_becomes_the_text_the_variable_would_hold(name, value, te
         ("GS_PROBE_ADDR", 8081),
         ("GS_DRAIN_TOKEN", ""),
         ("GS_HEALTH_BLUEPRINT", "perhaps"),
+        # The runtime's exclusive bounds, refused here too (where it was
+        # given is known here; the hub, starting later, knows only the name).
+        ("GS_STREAM_STALL_SECONDS", 0),
+        ("GS_STREAM_HEARTBEAT_SECONDS", 1e9),
+        ("GS_STREAM_IDLE_SECONDS", "0"),
+        ("GS_HEARTBEAT_STALE_SECONDS", 0),
     ],
 )
 def test_a_value_of_the_wrong_kind_is_refused_naming_where_it_was_given(name, value):

@@ -87,6 +87,11 @@ class Setting:
     read_by: str = RUNTIME
     low: float | None = None
     high: float | None = None
+    #: Exclusive bounds, where the runtime's own are: more than ``above``
+    #: (a hub's durations, the heartbeat's staleness), less than ``below``
+    #: (a hub's durations, under 10⁹ s).
+    above: float | None = None
+    below: float | None = None
     choices: tuple[str, ...] = ()
 
     @property
@@ -100,13 +105,30 @@ def _s(name: str, kind: str, group: str, default: str, meaning: str, **extra: An
     return Setting(name=name, kind=kind, group=group, default=default, meaning=meaning, **extra)
 
 
+#: A hub's durations: more than 0, less than 10⁹ s (the hub's own rule).
+_HUB_SECONDS: dict[str, Any] = {"above": 0, "below": 1e9}
+
 #: Every setting. The runtime's are in the order of docs/configuration.md.
 SETTINGS: tuple[Setting, ...] = (
     # The shutdown sequence (read when the host installs the sequence).
     _s("GS_SHUTDOWN_TIMEOUT_SECONDS", "seconds", "sequence", "25", "from the signal to Stopped, at most", low=0),
     _s("GS_DRAIN_DELAY_SECONDS", "seconds", "sequence", "min(5, T/5)", "keep serving after the signal", low=0),
-    _s("GS_CLOSE_NOTICE_SECONDS", "seconds", "sequence", "min(5, T/5)", "the window in which open streams end", low=0),
-    _s("GS_HOOK_BUDGET_SECONDS", "seconds", "sequence", "min(3, T/4)", "the last part kept for the hooks", low=0),
+    _s(
+        "GS_CLOSE_NOTICE_SECONDS",
+        "seconds",
+        "sequence",
+        "min(5, T/5, T-budget)",
+        "the window in which open streams end",
+        low=0,
+    ),
+    _s(
+        "GS_HOOK_BUDGET_SECONDS",
+        "seconds",
+        "sequence",
+        "min(3, T/4, T-notice)",
+        "the last part kept for the hooks",
+        low=0,
+    ),
     _s("GS_SECOND_SIGNAL", "choice", "sequence", "unset", "what a second signal does", choices=("ignore", "exit")),
     _s("GS_EXIT_WATCHDOG_SECONDS", "seconds", "sequence", "3", "end the process this long after Stopped", low=0),
     _s("GS_EXIT_WATCHDOG_STATUS", "status", "sequence", "70", "the watchdog's exit status", low=1, high=255),
@@ -120,27 +142,27 @@ SETTINGS: tuple[Setting, ...] = (
     # The probe listener (read when it starts).
     _s("GS_PROBE_ADDR", "address", "probes", "unset: none", "where the probe listener answers"),
     _s("GS_DRAIN_TOKEN", "secret", "probes", "unset: /drain answers 403", "the bearer token of POST /drain"),
-    _s("GS_HEARTBEAT_STALE_SECONDS", "seconds", "probes", "10", "/healthz fails once the heartbeat is older", low=0),
+    _s("GS_HEARTBEAT_STALE_SECONDS", "seconds", "probes", "10", "/healthz fails once the heartbeat is older", above=0),
     _s("GS_LISTEN_BACKLOG", "count", "probes", "1024", "connections queued for each listener", low=1, high=65_535),
     # The stream hub and its shared store (read when it starts).
     _s("GS_STREAM_ADDR", "address", "hub", "unset: no hub", "where the hub listens"),
     _s("GS_STREAM_SECRET", "secret", "hub", "required with the hub", "the key of subscription tokens"),
     _s("GS_STREAM_CORS_ORIGINS", "origins", "hub", "none", "origins allowed to subscribe"),
-    _s("GS_STREAM_HEARTBEAT_SECONDS", "seconds", "hub", "15", "a heartbeat comment on an idle stream", low=0),
+    _s("GS_STREAM_HEARTBEAT_SECONDS", "seconds", "hub", "15", "a heartbeat comment on an idle stream", **_HUB_SECONDS),
     _s("GS_STREAM_QUEUE_EVENTS", "count", "hub", "64", "how far a subscriber may fall behind", low=1, high=1_000_000),
-    _s("GS_STREAM_STALL_SECONDS", "seconds", "hub", "5", "a subscriber this long behind is dropped", low=0),
+    _s("GS_STREAM_STALL_SECONDS", "seconds", "hub", "5", "a subscriber this long behind is dropped", **_HUB_SECONDS),
     _s("GS_STREAM_STORE", "text", "hub", "memory:", "where channels live (redis://...)"),
     _s("GS_STREAM_STORE_CA_FILE", "path", "hub", "the system's roots", "the CAs of a rediss:// store"),
     _s("GS_STREAM_STORE_CLIENT_CERT_FILE", "path", "hub", "none", "the client certificate for mutual TLS"),
     _s("GS_STREAM_STORE_CLIENT_KEY_FILE", "path", "hub", "none", "its private key"),
     _s("GS_STREAM_PUBLISH_QUEUE_EVENTS", "count", "hub", "10000", "events waiting for the store", low=1, high=10**7),
     _s("GS_STREAM_HISTORY_EVENTS", "count", "hub", "100", "events kept per channel", low=1, high=1_000_000),
-    _s("GS_STREAM_HISTORY_SECONDS", "seconds", "hub", "300", "how long an event stays in history", low=0),
+    _s("GS_STREAM_HISTORY_SECONDS", "seconds", "hub", "300", "how long an event stays in history", **_HUB_SECONDS),
     _s("GS_STREAM_MAX_CONNECTIONS", "count", "hub", "10000", "connections held at once", low=1, high=1_048_576),
     _s("GS_STREAM_MAX_CHANNELS", "count", "hub", "10000", "channels held at once", low=1, high=10**7),
     _s("GS_STREAM_MAX_CHANNEL_BYTES", "count", "hub", "1048576", "history bytes per channel", low=1, high=2**30),
     _s("GS_STREAM_THREADS", "count", "hub", "cores, at most 4", "threads writing the hub's streams", low=1, high=64),
-    _s("GS_STREAM_IDLE_SECONDS", "seconds", "hub", "300", "an unused channel is forgotten", low=0),
+    _s("GS_STREAM_IDLE_SECONDS", "seconds", "hub", "300", "an unused channel is forgotten", **_HUB_SECONDS),
     # Read by the package.
     _s(
         "GS_EXPECTED_STREAMS",
@@ -232,6 +254,10 @@ def _number(value: Any, where: str, setting: Setting, whole: bool) -> str:
         raise ConfigError(f"{where} must be at least {setting.low:g}, not {value!r}")
     if setting.high is not None and number > setting.high:
         raise ConfigError(f"{where} must be at most {setting.high:g}, not {value!r}")
+    if setting.above is not None and number <= setting.above:
+        raise ConfigError(f"{where} must be more than {setting.above:g}, not {value!r}")
+    if setting.below is not None and number >= setting.below:
+        raise ConfigError(f"{where} must be less than {setting.below:g}, not {value!r}")
     return text
 
 
