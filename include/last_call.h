@@ -13,8 +13,8 @@
  *   GS_ERR_INVALID_ARGUMENT; INFINITY means no limit.
  * - Enum-typed arguments are passed as uint32_t and checked; a value outside
  *   the enum is GS_ERR_INVALID_ARGUMENT.
- * - Callbacks run on the runtime's own threads (phase callbacks on its core
- *   thread, one at a time; shutdown hooks each on a thread of their own),
+ * - Callbacks run on the runtime's own threads (phase callbacks on its
+ *   delivery thread, one at a time; shutdown hooks each on a thread of their own),
  *   never inside a signal handler.
  */
 
@@ -196,7 +196,7 @@ typedef uint32_t gs_status;
 #endif // __cplusplus
 
 /**
- * The phase of the process. See the phase table in the README.
+ * The phase of the process. See "Phases" in `docs/how-it-works.md`.
  */
 typedef enum gs_phase {
   /**
@@ -406,9 +406,11 @@ gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_
  * Publishes an event to `channel` without blocking, from any thread: the
  * event `event` (NULL: `message`) with `data_length` bytes of UTF-8 `data`
  * (line breaks become several `data:` lines), the id `id` (NULL: the
- * channel's next number), and the channel's kind from now on
- * (`GS_STREAM_RESUMABLE` or `GS_STREAM_POD_BOUND`). Copies the event's id
- * into `id_out` if not NULL, and its length into `*written` if not NULL.
+ * channel's next number; not used with a shared store, `GS_STREAM_STORE`,
+ * which numbers the event when it writes it: the id copied out is then
+ * empty), and the channel's kind from now on (`GS_STREAM_RESUMABLE` or
+ * `GS_STREAM_POD_BOUND`). Copies the event's id into `id_out` if not NULL,
+ * and its length into `*written` if not NULL.
  * An `id_out` that could not hold the id (`id`'s length and a NUL, or
  * `GS_EVENT_NUMBER_LENGTH_MAX` when the hub numbers the event) is
  * `GS_ERR_BUFFER_TOO_SMALL` with nothing published and `*written` set to
@@ -416,8 +418,9 @@ gs_status gs_hub_start(const char *addr, char *bound, size_t bound_length, size_
  *
  * `GS_ERR_INVALID_ARGUMENT` for a bad channel name (1 to 200 of
  * `A-Z a-z 0-9 - _ . ~ :`), a name or id with a line break, data that is
- * not UTF-8 or holds a NUL, or a closed channel; `GS_ERR_HUB_FULL`;
- * `GS_ERR_HUB_NOT_STARTED`.
+ * not UTF-8 or holds a NUL, or (without a shared store) a closed channel;
+ * `GS_ERR_HUB_FULL`; `GS_ERR_HUB_BUSY` (the queue to the shared store is
+ * full); `GS_ERR_HUB_NOT_STARTED`.
  *
  * # Safety
  * `channel` NUL-terminated; `event` and `id` NULL or NUL-terminated;

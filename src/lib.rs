@@ -44,9 +44,11 @@
 //! This crate is the public face of a workspace whose dependencies run one
 //! way (docs/architecture.md): `last-call-core` (the counter, the wait
 //! word, the phase word), `last-call-runtime` (the [`Runtime`] and its
-//! shutdown sequence), `last-call-http` (the probe listener and the stream
-//! hub; the `http` feature, on by default). It holds the C ABI ([`ffi`])
-//! and re-exports the rest.
+//! shutdown sequence), `last-call-store` (the hub's shared store on
+//! Redis), `last-call-http` (the probe listener and the stream hub; the
+//! `http` feature, on by default) and `last-call-axum` (the tokio, tower
+//! and axum faces, behind the features of those names). It holds the C ABI
+//! ([`ffi`]) and re-exports the rest.
 
 pub mod ffi;
 

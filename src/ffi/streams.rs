@@ -5,7 +5,7 @@ use super::{boundary, gs_status, runtime, status, status_boundary};
 use crate::error::timeout_from_secs;
 use crate::phase::Phase;
 
-/// The phase of the process. See the phase table in the README.
+/// The phase of the process. See "Phases" in `docs/how-it-works.md`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum gs_phase {

@@ -22,7 +22,7 @@ pub enum SecondSignal {
     Exit = 2,
 }
 
-/// The shutdown timings. See the README's configuration table.
+/// The shutdown timings. See the tables of `docs/configuration.md`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Keep serving this long after the signal before streams may be

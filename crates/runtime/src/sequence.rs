@@ -195,7 +195,7 @@ mod timeline_tests {
 
     /// For every timeout from 1 s to 120 s, with and without hooks, with
     /// and without an explicit budget: the defaults are accepted, and the
-    /// moments follow the rule (README, "The shutdown sequence").
+    /// moments follow the rule (`docs/how-it-works.md`, "The shutdown sequence and its timeline").
     #[test]
     fn the_timeline_for_timeouts_from_1_to_120_s() {
         let timeouts = [

@@ -23,7 +23,8 @@ pub struct Limits {
     /// Bytes of events (event name and data, plus 32 per event) kept per
     /// channel.
     pub history_bytes: usize,
-    /// A channel's keys expire this long after its last event.
+    /// A channel's keys expire this long after the history's age
+    /// (`history_age + idle`) past its last event.
     pub idle: Duration,
     /// Entries kept (at least) in each bucket's log: how far a pod's
     /// reader may fall behind before it loses its place.

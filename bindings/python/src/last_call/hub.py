@@ -90,7 +90,7 @@ def publish(
     it is written, and does not use ``id``). ``kind`` is the
     channel's from now on. ``InvalidArgumentError`` for a bad channel name (1
     to 200 of ``A-Z a-z 0-9 - _ . ~ :``), a line break in ``event`` or
-    ``id``, data holding a NUL, or a closed channel; ``InvalidStateError``
+    ``id``, data holding a NUL, or (without a shared store) a closed channel; ``InvalidStateError``
     before :func:`start`, or when the queue to the shared store is full
     (``Status.HUB_BUSY``: the store is slower than the publishers)."""
     # A host's hot path, measured in benches/hub_publish.py: one ctypes call

@@ -3,16 +3,19 @@
 //! thread's `phase_changed` beside its channel), so that nothing here walks
 //! the subscribers:
 //!
-//! * Draining: nothing changes; new subscriptions are still accepted;
+//! * Draining: new subscriptions are still accepted. Without a healthy
+//!   shared store nothing changes; with one, every stream is handed off:
+//!   it ends as a resumable one (below) at its own moment of a window that
+//!   opens when the drain delay is over (`Runtime::handoff_delay`), and
+//!   another pod serves its channel from the store, while its publisher
+//!   here goes on until its own end;
 //! * ClosingStreams: each resumable stream draws its own moment of the
 //!   nudge window ([`Runtime::reconnect_delay`]) and, when it comes, ends
 //!   with `retry:`, its last `id:` and `event: reconnect` (a stream opened
 //!   from now on does the same as it subscribes). Every pod-bound channel
 //!   this pod publishes runs on until the streams' last moment, the end of
 //!   that window, and is then closed with its final event (its publisher
-//!   may still finish first). With a healthy shared store every stream ends
-//!   as a resumable one: another pod serves its channel from the store,
-//!   while its publisher here goes on until its own end;
+//!   may still finish first);
 //! * Stopping: the listener stops accepting and what is left ends now.
 //!
 //! [`Runtime::reconnect_delay`]: crate::Runtime

@@ -185,11 +185,15 @@ impl Runtime {
     /// its own pace (one that falls behind it skips ahead with `gap`); the
     /// subscribers are woken on the hub's writer threads, with one
     /// hand-over from this thread per burst whatever their number. Returns
-    /// the event's id: `id`, or the channel's next number. `kind` is the
-    /// channel's from now on. [`Error::InvalidArgument`] for a bad channel
-    /// name, an event name or id with a line break, or a closed channel;
+    /// the event's id: `id`, or the channel's next number; `""` with a
+    /// shared store, which numbers the event when it writes it and does not
+    /// use `id`. `kind` is the channel's from now on.
+    /// [`Error::InvalidArgument`] for a bad channel name, an event name or
+    /// id with a line break, or (without a shared store) a closed channel;
     /// [`Error::HubFull`] when `max_channels` channels are held;
-    /// [`Error::HubNotStarted`] before [`Runtime::start_hub`].
+    /// [`Error::HubBusy`] when the queue to the shared store is full (the
+    /// store is slower than the publishers); [`Error::HubNotStarted`]
+    /// before [`Runtime::start_hub`].
     pub fn hub_publish(
         &self,
         channel: &str,

@@ -1,5 +1,5 @@
 //! The probe answers: the same bodies and status codes as the example
-//! servers' HTTP contract (README), computed from the runtime alone.
+//! servers' HTTP contract (`docs/examples.md`), computed from the runtime alone.
 
 use super::heartbeat::Liveness;
 use super::readiness;
