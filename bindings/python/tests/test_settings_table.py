@@ -4,6 +4,9 @@ constant of the crates by tests/settings_list.rs): the two cannot drift."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from last_call import ConfigError, _native, settings
 
@@ -93,3 +96,24 @@ def test_an_unknown_environment_variable_is_reported_once_with_the_closest(monke
     reports = [r.getMessage() for r in caplog.records if "GS_DRAIN_DELAY " in r.getMessage()]
     assert len(reports) == 1, reports
     assert "did you mean GS_DRAIN_DELAY_SECONDS?" in reports[0]
+
+
+def _documented_settings() -> set[str]:
+    """Every ``GS_*`` name in the first cell of a table row of
+    docs/configuration.md (a row may name two, as the routes' switches)."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("| `GS_"):
+            names.update(re.findall(r"`(GS_[A-Z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_docs_configuration_has_a_row_for_every_setting_and_none_for_a_setting_that_is_not():
+    """The settings reference cannot drift from the code: every name the
+    runtime reads (gs_setting_names) and the package reads has a row, and
+    every row names a setting that exists."""
+    known = set(_native.setting_names()) | {s.name for s in settings.SETTINGS}
+    documented = _documented_settings()
+    assert known - documented == set(), "settings without a row in docs/configuration.md"
+    assert documented - known == set(), "rows in docs/configuration.md for no setting"
