@@ -6,8 +6,9 @@ or a layer crossed without the page saying so fails here."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
