@@ -216,7 +216,8 @@ typedef enum gs_phase {
    */
   GS_PHASE_STOPPING = 3,
   /**
-   * Every hook ran; the host should exit.
+   * The hooks are done (each returned, was left running past its share,
+   * or had no time left to be called); the host should exit.
    */
   GS_PHASE_STOPPED = 4,
 } gs_phase;
@@ -344,7 +345,8 @@ typedef struct gs_config {
 typedef void (*gs_phase_callback)(enum gs_phase from, enum gs_phase to, void *user_data);
 
 /**
- * Called once in Stopping, on a thread of its own, with the seconds it is
+ * Called at most once in Stopping (not when its group's turn comes with
+ * no time left, reported as not called), on a thread of its own, with the seconds it is
  * given (its group's share of the time left) and the registration's
  * `user_data`; returns whether it finished its work. Hooks run in
  * registration order, a group at a time (see

@@ -4,7 +4,7 @@
 //! streams on two cores.
 //!
 //! ```text
-//! cargo run --release --example sse_server
+//! cargo run --release --features axum --example sse_server
 //! ```
 //!
 //! `HOST` (127.0.0.1), `PORT` (8080; 0 picks a free one), `GS_*` durations,

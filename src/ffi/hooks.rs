@@ -7,7 +7,8 @@ use crate::seconds::config_to_secs;
 use crate::RegistrationId;
 use std::ffi::{c_char, c_void, CStr};
 
-/// Called once in Stopping, on a thread of its own, with the seconds it is
+/// Called at most once in Stopping (not when its group's turn comes with
+/// no time left, reported as not called), on a thread of its own, with the seconds it is
 /// given (its group's share of the time left) and the registration's
 /// `user_data`; returns whether it finished its work. Hooks run in
 /// registration order, a group at a time (see

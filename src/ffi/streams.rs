@@ -17,7 +17,8 @@ pub enum gs_phase {
     GS_PHASE_CLOSING_STREAMS = 2,
     /// Streams are done or the deadline passed; shutdown hooks run.
     GS_PHASE_STOPPING = 3,
-    /// Every hook ran; the host should exit.
+    /// The hooks are done (each returned, was left running past its share,
+    /// or had no time left to be called); the host should exit.
     GS_PHASE_STOPPED = 4,
 }
 

@@ -2,7 +2,7 @@
 the sunny and saturated scenarios per host, run by the kubelet stand-in
 from the manifest on a shorter clock (rolling.short_spec, reported as
 overrides), each beside its baseline. `make rolling` runs
-every scenario, three rounds. Each test then draws its runs' report page
+every scenario, ROLLING_ROUNDS rounds (default 1). Each test then draws its runs' report page
 and checks it in headless Chromium (conftest.py), with a screenshot in
 target/rolling-short/."""
 

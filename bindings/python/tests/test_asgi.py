@@ -173,7 +173,7 @@ def test_the_sse_starlette_adapter_keeps_the_stream_and_ends_it_with_our_reconne
     lines = box["lines"]
     assert "event: reconnect" in lines, lines
     at = next(t for t, line in zip(box["times"], box["lines"]) if line == "event: reconnect") - sent
-    # Not cut by sse-starlette's drain (+0.1 s): it ran into ClosingStreams (3 s).
+    # Not cut by sse-starlette's drain (0 to 0.5 s): it ran into ClosingStreams (3 s).
     assert 3.0 - 0.2 <= at < 6.0, at
     ids = [line for line in lines if line.startswith("id: ")]
     assert ids[-1] == ids[-2], ids[-3:]  # the reconnect carries the last id

@@ -48,7 +48,8 @@ pub enum Phase {
     ClosingStreams = 2,
     /// Streams are done or the deadline passed: shutdown hooks run.
     Stopping = 3,
-    /// Every hook ran; the host exits.
+    /// The hooks are done (each returned, was left running past its share,
+    /// or had no time left to be called); the host exits.
     Stopped = 4,
 }
 

@@ -7,7 +7,7 @@
 
 sse-starlette ends every stream on its own as soon as uvicorn is told to
 exit (its "automatic graceful drain": a watcher that sees the SIGTERM and
-cancels the streams about 0.1 s later). Under the runtime that is the wrong
+cancels the streams 0 to 0.5 s later: it polls every 0.5 s). Under the runtime that is the wrong
 moment: Draining keeps streams running, and ClosingStreams ends each with
 its kind's ending at its own moment. So this adapter:
 

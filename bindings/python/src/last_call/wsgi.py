@@ -47,7 +47,7 @@ What a host's generator does:
 
 * **It waits on a ``queue.Queue``** (the common subscriber shape): pass the
   queue through ``wake_queue(q)`` inside the generator (it registers
-  ``q.put(WAKE)`` as the waker of the stream being served on this thread
+  ``q.put_nowait(WAKE)`` as the waker of the stream being served on this thread
   and returns ``q``). When the wait returns ``WAKE``, yield it (``yield
   item``): the wrapper never sends ``WAKE`` to the client, it sends the
   last words instead. Any other yield (a heartbeat) works too.
@@ -55,8 +55,9 @@ What a host's generator does:
   socket): call ``on_wake(callback)`` inside the generator with something
   that makes that wait return (``event.set``), or pass ``wake=callback`` to
   ``track_stream``; then yield anything (``WAKE`` is never sent).
-* The waker is called on the scheduler thread, once, and must not block;
-  it may be called before the generator waits (a queue or an event keeps
+* The waker is called once, and must not block: on the scheduler thread,
+  or at once on the caller's thread when the stream's moment has already
+  passed as it is set; it may be called before the generator waits (a queue or an event keeps
   the wake for the next wait).
 * Without a waker the generator must yield something (an event or a
   heartbeat comment) more often than the close notice, or the wrapper
