@@ -68,7 +68,7 @@ readme-suite:
 # and cgroups); the tables go to BENCHMARKS.md. `make test` runs the short
 # version (tests/rolling). The handoff scenario runs on the hub host only
 # (3 replicas, one round, no baseline; about 45 s).
-# One round keeps the whole run near 15 minutes on two cores (two: ~25).
+# One round keeps the whole run near 21 minutes on two cores (seven hosts).
 # Beside the tables (target/rolling.md) it writes the report page,
 # target/rolling.html (tools/rolling_report.py), and prints its path last.
 ROLLING_ROUNDS ?= 1
