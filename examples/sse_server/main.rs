@@ -28,8 +28,19 @@ use settings::Settings;
 use std::time::Duration;
 use tasks::{Limits, Tasks};
 
+/// One line on stderr, in one write. `eprintln!` writes a line in pieces
+/// (stderr is unbuffered: "sse_server: phase ", "draining", ...), and the
+/// runtime's shutdown log, which writes each of its lines whole from its
+/// own thread at the same moments, landed between them: its line was cut
+/// in two, unreadable to a log parser (the e2e shutdown-log test's).
+fn say(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let line = format!("sse_server: {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 fn fail(message: String) -> ! {
-    eprintln!("sse_server: {message}");
+    say(format_args!("{message}"));
     std::process::exit(2);
 }
 
@@ -64,7 +75,7 @@ async fn serve(settings: Settings) -> i32 {
         keep_finished: settings.keep_finished,
     });
 
-    gs.on_phase(|change| eprintln!("sse_server: phase {} -> {}", change.from, change.to))
+    gs.on_phase(|change| say(format_args!("phase {} -> {}", change.from, change.to)))
         .unwrap_or_else(|e| fail(e.to_string()));
     // At ClosingStreams the running tasks are given until the streams'
     // last moment (the pod-bound streams' moment), then cancelled: a task
@@ -116,7 +127,7 @@ async fn serve(settings: Settings) -> i32 {
         .with_graceful_shutdown(gs.shutdown_signal())
         .await;
     if let Err(e) = served {
-        eprintln!("sse_server: server error: {e}");
+        say(format_args!("server error: {e}"));
         return 1;
     }
     // The hooks are done once Stopped.

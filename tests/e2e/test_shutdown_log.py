@@ -65,6 +65,7 @@ def test_the_shutdown_log_says_what_became_of_a_feed_and_a_task_stream(start_ser
     # the master writes its own run beside it).
     runs = [lines for lines in by_pid.values() if "2 streams open at the start" in lines[-1]]
     assert len(runs) == 1, server.lines
+    assert len(runs[0]) == 4, server.lines  # began, closing, stopping, done
     began, closing, stopping, done = runs[0]
     # (The Flask example counts its running task as work beside the stream.)
     assert re.match(r"began on (SIGTERM|begin_shutdown): 2 streams (and 1 piece of work )?open", began), began
